@@ -1,0 +1,4 @@
+from reconcile.cli.main import cli
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,560 @@
+"""Configuration: one TOML file loaded into frozen dataclasses.
+
+`load_config(path, environ)` returns a `Config` or raises `ConfigError` listing *every*
+problem with its key path and fix. Secrets are never values in the file: only the names
+of environment variables (`api_key_env = "BRAZE_API_KEY"`), resolved by `secret()`.
+Relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from reconcile.errors import ConfigError, ConfigProblem
+
+CONFIG_ENV = "RECONCILE_CONFIG"
+SANDBOX_BRAZE_KEY = "sandbox-rest-key"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    per_seconds: float
+
+
+# Braze documented defaults (braze-api.md §0 "Per-endpoint rate limits").
+DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
+    "users_track": RateLimit(3000, 3),
+    "users_export_ids": RateLimit(250, 60),
+    "users_export_ids_fast": RateLimit(40, 1),
+    "users_identity": RateLimit(20000, 60),  # delete, alias/new, identify, merge (shared)
+    "subscription_set": RateLimit(5000, 60),  # v1 + v2 shared
+    "shared": RateLimit(250000, 3600),  # subscription/status/get, user/status, email/*
+}
+
+
+@dataclass(frozen=True)
+class BrazeConfig:
+    rest_endpoint: str = "https://rest.iad-01.braze.com"
+    api_key_env: str = "BRAZE_API_KEY"
+    timeout_seconds: float = 30.0
+    max_retries: int = 5
+    backoff_cap_seconds: float = 60.0
+    export_fast_mode: bool = False
+    track_batch_size: int = 75
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+
+
+@dataclass(frozen=True)
+class KetchConfig:
+    base_url: str = "https://global.ketchcdn.com/web/v3"
+    organization: str = ""
+    property: str = ""
+    environment: str = "production"
+    jurisdiction: str = ""
+    concurrency: int = 32
+    requests_per_second: float = 200.0
+    timeout_seconds: float = 10.0
+    max_retries: int = 5
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    ketch_space: str = "email"
+    braze_key: str = "email"  # "email" or "external_id"
+
+
+@dataclass(frozen=True)
+class TopicMapping:
+    topic: str
+    channel: str | None
+    subscription_group_id: str
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    email_purpose: str | None = None
+    email_purpose_legal_basis: str = "consent_optin"
+    global_control: str = "global_unsubscribe"
+    global_control_engaged: str = "granted"
+    blocklist_control: str | None = None
+    topics: tuple[TopicMapping, ...] = ()
+
+
+@dataclass(frozen=True)
+class SqlSource:
+    url: str | None = None
+    url_env: str | None = None
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class UniverseConfig:
+    csv: Path | None = None
+    parquet: Path | None = None
+    sql: SqlSource | None = None
+    identity_column: str = "identity"
+    braze_unsubscribes: bool = True
+    braze_hard_bounces: bool = True
+    window_days: int = 30
+    full_since: str = "2010-01-01"
+    deletions_csv: Path | None = None
+    deletions_sql: SqlSource | None = None
+    slices: int = 1
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    max_shrink_fraction: float = 0.5
+    max_deletions: int = 100
+    max_deletion_fraction: float = 0.05
+    max_unsubscribe_fraction: float = 0.25
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    write_back_optouts: bool = False
+    apply_optins: bool = False
+    alias_unmatched: bool = False
+    suppress_deleted_emails: bool = False
+    deletion_prioritization: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApplyConfig:
+    consistency_delay_seconds: float = 300.0
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    url: str = "sqlite:///.reconcile/state.db"
+    url_env: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    dir: Path = Path("reports")
+    mask_key_env: str = "RECONCILE_MASK_KEY"
+    reveal: bool = False
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    enabled: bool = False
+    state_file: Path | None = None
+    subjects: int = 2000
+    drift: float = 0.03
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class Config:
+    braze: BrazeConfig = field(default_factory=BrazeConfig)
+    ketch: KetchConfig = field(default_factory=KetchConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    universe: UniverseConfig = field(default_factory=UniverseConfig)
+    guards: GuardConfig = field(default_factory=GuardConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    apply: ApplyConfig = field(default_factory=ApplyConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    path: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("path", None)
+        return json.loads(json.dumps(d, default=str))
+
+    def hash(self) -> str:
+        """Stable hash of the resolved config (no secrets are ever in it)."""
+        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def secret_names(self) -> list[str]:
+        names = [self.braze.api_key_env, self.report.mask_key_env]
+        for src in (self.state.url_env, self.universe.sql and self.universe.sql.url_env,
+                    self.universe.deletions_sql and self.universe.deletions_sql.url_env):
+            if src:
+                names.append(src)
+        return names
+
+    def secret_values(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        env = os.environ if environ is None else environ
+        return [env[n] for n in self.secret_names() if env.get(n)]
+
+
+def secret(name: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    return env.get(name) if name else None
+
+
+def braze_api_key(cfg: Config, environ: Mapping[str, str] | None = None) -> str:
+    value = secret(cfg.braze.api_key_env, environ)
+    if value:
+        return value
+    if cfg.sandbox.enabled:
+        return SANDBOX_BRAZE_KEY
+    raise ConfigError(ConfigProblem(
+        "braze.api_key_env", f"environment variable {cfg.braze.api_key_env} is not set",
+        f"export {cfg.braze.api_key_env}=<your Braze REST API key>"))
+
+
+def state_url(cfg: Config, environ: Mapping[str, str] | None = None) -> str:
+    if cfg.state.url_env:
+        value = secret(cfg.state.url_env, environ)
+        if not value:
+            raise ConfigError(ConfigProblem(
+                "state.url_env", f"environment variable {cfg.state.url_env} is not set",
+                f"export {cfg.state.url_env}=postgresql+psycopg://user:pass@host/db"))
+        return value
+    return cfg.state.url
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Reader:
+    """Pulls typed values out of a TOML table, collecting problems instead of raising."""
+
+    def __init__(self, data: Mapping[str, Any], prefix: str, problems: list[ConfigProblem]):
+        self.data = data if isinstance(data, Mapping) else {}
+        self.prefix = prefix
+        self.problems = problems
+        self.used: set[str] = set()
+        if not isinstance(data, Mapping):
+            self.fail("", f"must be a table, got {type(data).__name__}", f"write [{prefix}] as a TOML table")
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, problem: str, fix: str) -> None:
+        self.problems.append(ConfigProblem(self.key(name) if name else self.prefix, problem, fix))
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any, example: str) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if not ok:
+            want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            self.fail(name, f"must be {want}, got {value!r}", f"set {self.key(name)} = {example}")
+            return default
+        return value
+
+    def number(self, name: str, default: float, *, lo: float, hi: float | None = None,
+               integer: bool = False) -> Any:
+        value = self.get(name, int if integer else float, default, str(default))
+        if value < lo or (hi is not None and value > hi):
+            rng = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+            self.fail(name, f"must be {rng}, got {value}", f"set {self.key(name)} = {default}")
+            return default
+        return value
+
+    def path(self, name: str, base: Path) -> Path | None:
+        value = self.get(name, str, None, '"path/to/file"')
+        return (base / value).resolve() if value else None
+
+    def unknown(self) -> None:
+        for name in self.data:
+            if name not in self.used:
+                self.fail(name, "unknown key", "remove it or check its spelling against docs/config.md")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(r: _Reader, name: str, value: str, *, braze: bool) -> None:
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        r.fail(name, f"not an http(s) URL: {value!r}", f"set {r.key(name)} = \"https://...\"")
+        return
+    if parts.scheme == "http" and not _is_loopback(host):
+        r.fail(name, f"plain http is allowed only for loopback hosts, got {host}",
+               "use https, or 127.0.0.1/localhost for a local sandbox")
+    if parts.username or parts.password:
+        r.fail(name, "credentials in the URL", "remove user:password from the URL; keys come from *_env variables")
+    if braze and not _is_loopback(host) and not (host.endswith(".braze.com") or host.endswith(".braze.eu")):
+        r.fail(name, f"{host} is not a Braze REST instance",
+               "use your instance's REST endpoint, e.g. https://rest.iad-01.braze.com or https://rest.fra-01.braze.eu")
+
+
+def _braze(data: Any, problems: list[ConfigProblem]) -> BrazeConfig:
+    r = _Reader(data, "braze", problems)
+    d = BrazeConfig()
+    endpoint = r.get("rest_endpoint", str, d.rest_endpoint, '"https://rest.iad-01.braze.com"').rstrip("/")
+    _check_url(r, "rest_endpoint", endpoint, braze=True)
+    key_env = r.get("api_key_env", str, d.api_key_env, '"BRAZE_API_KEY"')
+    if "api_key" in r.data:
+        r.used.add("api_key")
+        r.fail("api_key", "secret values are not allowed in the config file",
+               "delete it; put the key in an environment variable named by braze.api_key_env")
+    limits = dict(DEFAULT_RATE_LIMITS)
+    rl = _Reader(r.get("rate_limits", dict, {}, "{}"), "braze.rate_limits", problems)
+    for name in list(rl.data):
+        rl.used.add(name)
+        if name not in DEFAULT_RATE_LIMITS:
+            rl.fail(name, "unknown endpoint class", f"use one of {', '.join(DEFAULT_RATE_LIMITS)}")
+            continue
+        sub = _Reader(rl.data[name], f"braze.rate_limits.{name}", problems)
+        limits[name] = RateLimit(
+            sub.number("requests", DEFAULT_RATE_LIMITS[name].requests, lo=1, integer=True),
+            sub.number("per_seconds", float(DEFAULT_RATE_LIMITS[name].per_seconds), lo=0.001))
+        sub.unknown()
+    cfg = BrazeConfig(
+        rest_endpoint=endpoint,
+        api_key_env=key_env,
+        timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, lo=0.1),
+        max_retries=r.number("max_retries", d.max_retries, lo=0, hi=20, integer=True),
+        backoff_cap_seconds=r.number("backoff_cap_seconds", d.backoff_cap_seconds, lo=0.0),
+        export_fast_mode=r.get("export_fast_mode", bool, d.export_fast_mode, "true"),
+        track_batch_size=r.number("track_batch_size", d.track_batch_size, lo=1, hi=75, integer=True),
+        rate_limits=limits,
+    )
+    r.unknown()
+    return cfg
+
+
+def _ketch(data: Any, problems: list[ConfigProblem]) -> KetchConfig:
+    r = _Reader(data, "ketch", problems)
+    d = KetchConfig()
+    base = r.get("base_url", str, d.base_url, '"https://global.ketchcdn.com/web/v3"').rstrip("/")
+    _check_url(r, "base_url", base, braze=False)
+    codes = {}
+    for name in ("organization", "property", "environment", "jurisdiction"):
+        codes[name] = r.get(name, str, getattr(d, name), '"code"')
+        if not codes[name]:
+            r.fail(name, "is required", f"set ketch.{name} to your Ketch {name} code")
+    cfg = KetchConfig(
+        base_url=base, **codes,
+        concurrency=r.number("concurrency", d.concurrency, lo=1, hi=1024, integer=True),
+        requests_per_second=r.number("requests_per_second", d.requests_per_second, lo=0.0),
+        timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, lo=0.1),
+        max_retries=r.number("max_retries", d.max_retries, lo=0, hi=20, integer=True),
+    )
+    r.unknown()
+    return cfg
+
+
+def _identity(data: Any, problems: list[ConfigProblem]) -> IdentityConfig:
+    r = _Reader(data, "identity", problems)
+    space = r.get("ketch_space", str, "email", '"email"')
+    key = r.get("braze_key", str, "email", '"email"')
+    if key not in ("email", "external_id"):
+        r.fail("braze_key", f"must be 'email' or 'external_id', got {key!r}", 'set identity.braze_key = "email"')
+        key = "email"
+    r.unknown()
+    return IdentityConfig(space, key)
+
+
+def _mapping(data: Any, problems: list[ConfigProblem]) -> MappingConfig:
+    r = _Reader(data, "mapping", problems)
+    d = MappingConfig()
+    topics = []
+    seen: set[str] = set()
+    for i, t in enumerate(r.get("topics", list, [], '[{topic = "news", channel = "email", subscription_group_id = "..."}]')):
+        tr = _Reader(t, f"mapping.topics[{i}]", problems)
+        topic = tr.get("topic", str, "", '"newsletter"')
+        group = tr.get("subscription_group_id", str, "", '"<Braze subscription group id>"')
+        channel = tr.get("channel", str, None, '"email"')
+        if not topic:
+            tr.fail("topic", "is required", "name the Ketch subscription topic code")
+        if not group:
+            tr.fail("subscription_group_id", "is required", "copy the group id from Braze > Subscription Groups")
+        elif group in seen:
+            tr.fail("subscription_group_id", f"group {group} is mapped twice", "map each Braze group from one topic/channel")
+        seen.add(group)
+        tr.unknown()
+        topics.append(TopicMapping(topic, channel, group))
+    cfg = MappingConfig(
+        email_purpose=r.get("email_purpose", str, d.email_purpose, '"email_marketing"'),
+        email_purpose_legal_basis=r.get("email_purpose_legal_basis", str, d.email_purpose_legal_basis, '"consent_optin"'),
+        global_control=r.get("global_control", str, d.global_control, '"global_unsubscribe"'),
+        global_control_engaged=r.get("global_control_engaged", str, d.global_control_engaged, '"granted"'),
+        blocklist_control=r.get("blocklist_control", str, d.blocklist_control, '"do_not_contact"'),
+        topics=tuple(topics),
+    )
+    if cfg.global_control_engaged not in ("granted", "denied"):
+        r.fail("global_control_engaged", f"must be 'granted' or 'denied', got {cfg.global_control_engaged!r}",
+               'set mapping.global_control_engaged = "granted"')
+    if not cfg.topics and not cfg.email_purpose:
+        r.fail("topics", "nothing is mapped", "add [[mapping.topics]] entries and/or mapping.email_purpose")
+    r.unknown()
+    return cfg
+
+
+def _sql(data: Any, prefix: str, problems: list[ConfigProblem]) -> SqlSource | None:
+    if data is None:
+        return None
+    r = _Reader(data, prefix, problems)
+    src = SqlSource(r.get("url", str, None, '"sqlite:///users.db"'), r.get("url_env", str, None, '"WAREHOUSE_URL"'),
+                    r.get("query", str, "", '"SELECT email AS identity FROM users"'))
+    if not (src.url or src.url_env):
+        r.fail("url", "url or url_env is required", f"set {prefix}.url_env to the variable holding the database URL")
+    if src.url and "@" in src.url and ":" in (urlsplit(src.url).password or ""):
+        r.fail("url", "a password in the URL", f"move the URL to an environment variable and set {prefix}.url_env")
+    if not src.query:
+        r.fail("query", "is required", f"set {prefix}.query to a SELECT returning an identity column")
+    r.unknown()
+    return src
+
+
+def _universe(data: Any, base: Path, problems: list[ConfigProblem]) -> UniverseConfig:
+    r = _Reader(data, "universe", problems)
+    d = UniverseConfig()
+    cfg = UniverseConfig(
+        csv=r.path("csv", base), parquet=r.path("parquet", base),
+        sql=_sql(r.get("sql", dict, None, "{...}"), "universe.sql", problems),
+        identity_column=r.get("identity_column", str, d.identity_column, '"identity"'),
+        braze_unsubscribes=r.get("braze_unsubscribes", bool, True, "true"),
+        braze_hard_bounces=r.get("braze_hard_bounces", bool, True, "true"),
+        window_days=r.number("window_days", d.window_days, lo=1, integer=True),
+        full_since=r.get("full_since", str, d.full_since, '"2010-01-01"'),
+        deletions_csv=r.path("deletions_csv", base),
+        deletions_sql=_sql(r.get("deletions_sql", dict, None, "{...}"), "universe.deletions_sql", problems),
+        slices=r.number("slices", 1, lo=1, hi=10000, integer=True),
+    )
+    for name in ("csv", "parquet", "deletions_csv"):
+        p = getattr(cfg, name)
+        if p is not None and not p.exists():
+            r.fail(name, f"file not found: {p}", "create the file or fix the path (relative to the config file)")
+    r.unknown()
+    return cfg
+
+
+def _guards(data: Any, problems: list[ConfigProblem]) -> GuardConfig:
+    r = _Reader(data, "guards", problems)
+    d = GuardConfig()
+    cfg = GuardConfig(
+        max_shrink_fraction=r.number("max_shrink_fraction", d.max_shrink_fraction, lo=0.0, hi=1.0),
+        max_deletions=r.number("max_deletions", d.max_deletions, lo=0, integer=True),
+        max_deletion_fraction=r.number("max_deletion_fraction", d.max_deletion_fraction, lo=0.0, hi=1.0),
+        max_unsubscribe_fraction=r.number("max_unsubscribe_fraction", d.max_unsubscribe_fraction, lo=0.0, hi=1.0),
+    )
+    r.unknown()
+    return cfg
+
+
+def _policy(data: Any, problems: list[ConfigProblem]) -> PolicyConfig:
+    r = _Reader(data, "policy", problems)
+    prio = r.get("deletion_prioritization", list, [], '["identified", "most_recently_updated"]')
+    allowed = {"identified", "unidentified", "most_recently_updated"}
+    if any(p not in allowed for p in prio) or ("identified" in prio and "unidentified" in prio):
+        r.fail("deletion_prioritization", f"invalid {prio!r}",
+               "use an ordered list of identified|unidentified|most_recently_updated, at most one of identified/unidentified")
+        prio = []
+    cfg = PolicyConfig(
+        write_back_optouts=r.get("write_back_optouts", bool, False, "true"),
+        apply_optins=r.get("apply_optins", bool, False, "true"),
+        alias_unmatched=r.get("alias_unmatched", bool, False, "true"),
+        suppress_deleted_emails=r.get("suppress_deleted_emails", bool, False, "true"),
+        deletion_prioritization=tuple(prio),
+    )
+    r.unknown()
+    return cfg
+
+
+def _simple(data: Any, name: str, cls: type, base: Path, problems: list[ConfigProblem]) -> Any:
+    r = _Reader(data, name, problems)
+    d = cls()
+    kwargs = {}
+    for fname, fdef in d.__dataclass_fields__.items():
+        default = getattr(d, fname)
+        if isinstance(default, Path) or fname in ("state_file",):
+            value = r.path(fname, base)
+            kwargs[fname] = value if value is not None else (base / default if isinstance(default, Path) else None)
+        elif isinstance(default, bool):
+            kwargs[fname] = r.get(fname, bool, default, "true")
+        elif isinstance(default, (int, float)):
+            kwargs[fname] = r.number(fname, default, lo=0, integer=isinstance(default, int))
+        else:
+            kwargs[fname] = r.get(fname, str, default, '"..."')
+    r.unknown()
+    return cls(**kwargs)
+
+
+def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) -> Config:
+    problems: list[ConfigProblem] = []
+    sections = {"braze", "ketch", "identity", "mapping", "universe", "guards", "policy",
+                "apply", "state", "report", "sandbox"}
+    for name in data:
+        if name not in sections:
+            problems.append(ConfigProblem(name, "unknown section", f"use one of {', '.join(sorted(sections))}"))
+    state = _simple(data.get("state", {}), "state", StateConfig, base, problems)
+    if state.url.startswith("sqlite:///") and not state.url.startswith("sqlite:////") and ":memory:" not in state.url:
+        state = StateConfig(url="sqlite:///" + str((base / state.url[len("sqlite:///"):]).resolve()), url_env=state.url_env)
+    cfg = Config(
+        braze=_braze(data.get("braze", {}), problems),
+        ketch=_ketch(data.get("ketch", {}), problems),
+        identity=_identity(data.get("identity", {}), problems),
+        mapping=_mapping(data.get("mapping", {}), problems),
+        universe=_universe(data.get("universe", {}), base, problems),
+        guards=_guards(data.get("guards", {}), problems),
+        policy=_policy(data.get("policy", {}), problems),
+        apply=_simple(data.get("apply", {}), "apply", ApplyConfig, base, problems),
+        state=state,
+        report=_simple(data.get("report", {}), "report", ReportConfig, base, problems),
+        sandbox=_simple(data.get("sandbox", {}), "sandbox", SandboxConfig, base, problems),
+        path=path,
+    )
+    if cfg.identity.braze_key == "email" and cfg.identity.ketch_space != "email":
+        problems.append(ConfigProblem("identity.ketch_space", "Braze key is email but the Ketch space is not",
+                                      'use ketch_space = "email" with braze_key = "email"'))
+    if problems:
+        raise ConfigError(problems, source=str(path) if path else "config")
+    return cfg
+
+
+def config_path(explicit: str | os.PathLike | None, environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    raw = explicit or env.get(CONFIG_ENV)
+    if not raw:
+        raise ConfigError(ConfigProblem("--config", "no config file given",
+                                        f"pass --config PATH or set {CONFIG_ENV}; see jobs/sandbox.toml"))
+    return Path(raw)
+
+
+def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> Config:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(ConfigProblem(str(p), "file not found", "check the path or set RECONCILE_CONFIG"))
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(ConfigProblem(str(p), f"not valid TOML: {exc}", "fix the syntax at the line shown")) from None
+    return parse_config(data, p.resolve().parent, p.resolve())
+
+
+def check_environment(cfg: Config, environ: Mapping[str, str] | None = None) -> list[ConfigProblem]:
+    """Problems that depend on the environment rather than the file (missing secrets)."""
+    env = os.environ if environ is None else environ
+    problems = []
+    if not cfg.sandbox.enabled and not env.get(cfg.braze.api_key_env):
+        problems.append(ConfigProblem("braze.api_key_env", f"environment variable {cfg.braze.api_key_env} is not set",
+                                      f"export {cfg.braze.api_key_env}=<your Braze REST API key>"))
+    for key, name in (("state.url_env", cfg.state.url_env),
+                      ("universe.sql.url_env", cfg.universe.sql and cfg.universe.sql.url_env),
+                      ("universe.deletions_sql.url_env", cfg.universe.deletions_sql and cfg.universe.deletions_sql.url_env)):
+        if name and not env.get(name):
+            problems.append(ConfigProblem(key, f"environment variable {name} is not set", f"export {name}=<database URL>"))
+    return problems

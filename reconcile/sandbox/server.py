@@ -1,0 +1,96 @@
+"""Serve a simulator over real HTTP on loopback (uvicorn in a background thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+import uvicorn
+
+from reconcile.sandbox.core import SimRequest, SimTimeout, Simulator, _content_headers
+
+
+def asgi_app(sim: Simulator, timeout_hold_seconds: float = 30.0):
+    """An ASGI application answering with `sim`. Injected timeouts hold the connection."""
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        req = SimRequest(
+            method=scope["method"],
+            path=scope["path"],
+            query=parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True),
+            headers={k.decode().lower(): v.decode() for k, v in scope.get("headers", [])},
+            body=body,
+        )
+        try:
+            resp = sim.handle(req)
+        except SimTimeout:
+            await asyncio.sleep(timeout_hold_seconds)
+            return
+        if sim.faults.latency_seconds:
+            await asyncio.sleep(sim.faults.latency_seconds)
+        content = resp.content()
+        headers = [(k.encode(), str(v).encode()) for k, v in _content_headers(resp).items()]
+        headers.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    return app
+
+
+@dataclass
+class RunningServer:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def serve(sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, timeout_hold_seconds: float = 30.0) -> RunningServer:
+    """Start `sim` on host:port in a daemon thread and wait until it accepts connections."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("the sandbox serves on loopback only")
+    port = port or free_port(host)
+    config = uvicorn.Config(asgi_app(sim, timeout_hold_seconds), host=host, port=port, log_level="warning",
+                            lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"sandbox-{sim.name}-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"sandbox {sim.name} did not start on {host}:{port}")
+        time.sleep(0.01)
+    return RunningServer(f"http://{host}:{port}", server, thread)
