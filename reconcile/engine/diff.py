@@ -1,0 +1,230 @@
+"""Pure diff: observed Ketch and Braze state in, drift table out (semantics §3-§4).
+
+No I/O and no clock: `diff(observed, rules)` returns one row per drift item with its
+class, the field it concerns, expected vs actual, a reason, and the correcting action
+kind ("" when the item is report-only under the configured policy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from reconcile.config import Config, TopicMapping
+from reconcile.engine.frames import DRIFT_COLUMNS, SEVERITY, Observed
+
+SUBSCRIBED = ("subscribed", "opted_in")
+
+
+@dataclass(frozen=True)
+class Rules:
+    key_type: str = "email"
+    topics: tuple[TopicMapping, ...] = ()
+    write_back_optouts: bool = False
+    apply_optins: bool = False
+    alias_unmatched: bool = False
+    suppress_deleted_emails: bool = False
+    deletion_prioritization: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Rules":
+        p = cfg.policy
+        return cls(cfg.identity.braze_key, cfg.mapping.topics, p.write_back_optouts, p.apply_optins,
+                   p.alias_unmatched, p.suppress_deleted_emails, p.deletion_prioritization)
+
+
+def diff(observed: Observed, rules: Rules) -> pd.DataFrame:
+    """The drift table for every subject in the universe."""
+    base = _base(observed)
+    doomed = base["deletion_requested"] | base["tombstoned"]
+    parts = [
+        _deletions(base[doomed], rules),
+        _blocklist(base, doomed, rules),
+        _global(base[~doomed], rules),
+        _groups(base[~doomed], observed, rules),
+        _no_record(base[~doomed], observed),
+        _unmatched(base[~doomed], observed, rules),
+    ]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="string") for c in DRIFT_COLUMNS})
+    out = pd.concat(parts, ignore_index=True)
+    out["severity"] = out["drift_class"].map(SEVERITY)
+    for col in DRIFT_COLUMNS:
+        if col not in out.columns:
+            out[col] = pd.NA
+    out = out[DRIFT_COLUMNS].sort_values(["subject_key", "drift_class", "field"], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def _base(o: Observed) -> pd.DataFrame:
+    u = o.universe[["subject_key", "identity", "email", "deletion_requested", "tombstoned"]]
+    k = o.ketch.drop(columns=[c for c in ("identity",) if c in o.ketch.columns])
+    b = o.braze.rename(columns={"email": "braze_email"})
+    base = u.merge(k, on="subject_key", how="left").merge(b, on="subject_key", how="left")
+    base["has_record"] = base["has_record"].fillna(False).astype(bool)
+    for col in ("global_engaged", "blocklist_engaged", "blocklisted"):
+        base[col] = base[col].fillna(False).astype(bool)
+    base["profile_count"] = base["profile_count"].fillna(0).astype("int32")
+    base["email"] = base["email"].fillna(base["braze_email"])
+    return base
+
+
+def _rows(df: pd.DataFrame, drift_class: str, field: str | pd.Series, expected, actual, reason, action) -> pd.DataFrame:
+    return pd.DataFrame({
+        "subject_key": df["subject_key"].to_numpy(), "identity": df["identity"].to_numpy(),
+        "drift_class": drift_class, "field": field if isinstance(field, str) else field.to_numpy(),
+        "expected": expected if isinstance(expected, str) else expected.to_numpy(),
+        "actual": actual if isinstance(actual, str) else pd.Series(actual).astype("string").to_numpy(),
+        "reason": reason if isinstance(reason, str) else reason.to_numpy(),
+        "action": action if isinstance(action, str) else action.to_numpy(),
+        "group_id": df["group_id"].to_numpy() if "group_id" in df.columns else pd.NA,
+        "ketch_collected_at": df["_collected"].to_numpy() if "_collected" in df.columns else pd.NaT,
+        "braze_unsubscribed_at": df["unsubscribed_at"].to_numpy() if "unsubscribed_at" in df.columns else pd.NaT,
+    })
+
+
+def _deletions(d: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    present = d[d["exists"].fillna(False).astype(bool)]
+    ambiguous = (rules.key_type == "email") & (present["profile_count"] > 1) & (not rules.deletion_prioritization)
+    out = []
+    amb = present[ambiguous]
+    if len(amb):
+        out.append(_rows(amb, "ambiguous_identity", "profile", "absent", "present",
+                         "deletion requested but " + amb["profile_count"].astype(str)
+                         + " Braze profiles share this email; no deletion prioritization configured", ""))
+    act = present[~ambiguous]
+    requested = act[act["deletion_requested"]]
+    if len(requested):
+        out.append(_rows(requested, "missed_deletion", "profile", "absent", "present",
+                         "Ketch deletion request, Braze profile still exists", "delete"))
+    back = act[~act["deletion_requested"]]
+    if len(back):
+        out.append(_rows(back, "resurrected", "profile", "absent", "present",
+                         "deleted earlier (tombstone), profile exists again in Braze", "delete"))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _blocklist(base: pd.DataFrame, doomed: pd.Series, rules: Rules) -> pd.DataFrame:
+    should = (doomed & rules.suppress_deleted_emails) | (base["has_record"] & base["blocklist_engaged"])
+    miss = base[should & ~base["blocklisted"] & base["email"].notna()]
+    if not len(miss):
+        return pd.DataFrame()
+    why = miss["blocklist_engaged"].map({True: "Ketch do-not-contact control is active",
+                                         False: "deleted subject's email must stay suppressed"})
+    return _rows(miss, "missed_blocklist", "blocklist", "blocklisted", "not blocklisted",
+                 why + "; email is not on the Braze blocklist", "blocklist")
+
+
+def _expected_global(b: pd.DataFrame) -> pd.Series:
+    allowed = b["email_allowed"].astype("boolean")
+    exp = pd.Series(pd.NA, index=b.index, dtype="string")
+    exp = exp.mask(b["has_record"] & allowed.fillna(False), "subscribed")
+    exp = exp.mask(b["has_record"] & (b["global_engaged"] | (allowed == False).fillna(False)), "unsubscribed")  # noqa: E712
+    return exp
+
+
+def _optin_conflict(rows: pd.DataFrame, field: str | pd.Series, rules: Rules, subscribe_action: str) -> list[pd.DataFrame]:
+    """Ketch granted, Braze unsubscribed: a newer Braze opt-out wins, ties included."""
+    newer = rows["unsubscribed_at"].notna() & (
+        rows["_collected"].isna() | (rows["unsubscribed_at"] >= rows["_collected"]))
+    out = []
+    n = rows[newer]
+    if len(n):
+        out.append(_rows(n, "braze_newer_optout", field if isinstance(field, str) else field[newer], "subscribed",
+                         "unsubscribed", "Braze opt-out at " + n["unsubscribed_at"].astype(str)
+                         + " is newer than Ketch's grant; never resubscribed",
+                         "ketch_writeback" if rules.write_back_optouts else ""))
+    m = rows[~newer]
+    if len(m):
+        out.append(_rows(m, "missed_optin", field if isinstance(field, str) else field[~newer], "subscribed",
+                         "unsubscribed", "Ketch granted and is not older than any Braze opt-out",
+                         subscribe_action if rules.apply_optins else ""))
+    return out
+
+
+def _global(b: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    b = b.assign(_collected=b["consent_collected_at"], _exp=_expected_global(b))
+    out = []
+    opt = b[(b["_exp"] == "unsubscribed").fillna(False) & b["email_subscribe"].isin(SUBSCRIBED)]
+    if len(opt):
+        why = opt["global_engaged"].map({True: "Ketch global unsubscribe control is active",
+                                         False: "Ketch email purpose is not allowed"})
+        out.append(_rows(opt, "missed_optout", "email_subscribe", "unsubscribed", opt["email_subscribe"],
+                         why + "; Braze email_subscribe is " + opt["email_subscribe"].astype(str),
+                         "global_unsubscribe"))
+    conflict = b[(b["_exp"] == "subscribed").fillna(False) & (b["email_subscribe"] == "unsubscribed").fillna(False)]
+    out += _optin_conflict(conflict, "email_subscribe", rules, "global_subscribe")
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _topic_status(topics: pd.DataFrame, m: TopicMapping) -> pd.Series:
+    """Ketch status per subject for one mapping: exact channel, else the flat topic; denied wins."""
+    t = topics[topics["topic"] == m.topic]
+    if m.channel is not None:
+        exact = t[t["channel"] == m.channel]
+        flat = t[t["channel"].isna()]
+        t = pd.concat([exact, flat[~flat["subject_key"].isin(exact["subject_key"])]])
+    rank = t["status"].astype(str).map({"denied": 0, "granted": 1})
+    t = t.assign(_rank=rank).sort_values("_rank", kind="stable").drop_duplicates("subject_key")
+    return t.set_index("subject_key")["status"].astype(str)
+
+
+def _expected_groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
+    rec = b[b["has_record"]]
+    frames = []
+    for m in rules.topics:
+        status = rec["subject_key"].map(_topic_status(o.ketch_topics, m)).astype("string")
+        exp = pd.Series(pd.NA, index=rec.index, dtype="string")
+        exp = exp.mask(status == "granted", "subscribed").mask(status == "denied", "unsubscribed")
+        exp = exp.mask(rec["global_engaged"], "unsubscribed")
+        label = f"{m.topic}/{m.channel}" if m.channel else m.topic
+        frames.append(rec.assign(group_id=m.subscription_group_id, _exp=exp, _topic=label, _status=status))
+    if not frames:
+        return pd.DataFrame()
+    e = pd.concat(frames, ignore_index=True)
+    return e[e["_exp"].notna()]
+
+
+def _groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
+    e = _expected_groups(b, o, rules)
+    if not len(e):
+        return pd.DataFrame()
+    e = e.merge(o.braze_groups.rename(columns={"status": "_actual"}), on=["subject_key", "group_id"], how="left")
+    e["_actual"] = e["_actual"].astype("string")
+    e["_collected"] = e["subs_collected_at"]
+    field = "group:" + e["group_id"].astype(str)
+    out = []
+    opt = (e["_exp"] == "unsubscribed") & (e["_actual"] == "subscribed").fillna(False)
+    if opt.any():
+        r = e[opt]
+        why = pd.Series("Ketch " + r["_topic"] + " is " + r["_status"].fillna("absent").astype(str), index=r.index)
+        why = why.mask(r["global_engaged"], "Ketch global unsubscribe control is active")
+        out.append(_rows(r, "missed_optout", field[opt], "unsubscribed", "subscribed",
+                         why + "; Braze group " + r["group_id"] + " is subscribed", "group_unsubscribe"))
+    con = (e["_exp"] == "subscribed") & (e["_actual"] == "unsubscribed").fillna(False)
+    out += _optin_conflict(e[con], field[con], rules, "group_subscribe")
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _no_record(b: pd.DataFrame, o: Observed) -> pd.DataFrame:
+    groups_on = o.braze_groups[o.braze_groups["status"].astype(str) == "subscribed"]["subject_key"]
+    on = b["email_subscribe"].isin(SUBSCRIBED) | b["subject_key"].isin(groups_on)
+    r = b[~b["has_record"] & on & b["exists"].fillna(True).astype(bool)]
+    if not len(r):
+        return pd.DataFrame()
+    return _rows(r, "no_consent_record", "consent", "no opinion", "subscribed",
+                 "Braze subscribed but Ketch has no consent record; reported, never unsubscribed", "")
+
+
+def _unmatched(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
+    r = b[b["has_record"] & (b["exists"] == False).fillna(False)]  # noqa: E712
+    if not len(r):
+        return pd.DataFrame()
+    optout = _expected_global(r) == "unsubscribed"
+    denied = o.ketch_topics[o.ketch_topics["status"].astype(str) == "denied"]["subject_key"]
+    optout = optout.fillna(False) | r["subject_key"].isin(denied)
+    action = optout.map({True: "alias_optout" if rules.alias_unmatched else "", False: ""})
+    return _rows(r, "unmatched", "profile", "present", "absent",
+                 "Ketch has a record but no Braze profile matches this identity", action)

@@ -1,0 +1,86 @@
+"""The DataFrame contracts between extract, diff and plan.
+
+Every frame is keyed by `subject_key` (see identity.py). Columns and dtypes:
+
+universe      subject_key, identity (str, for API calls), email (str|NA),
+              deletion_requested (bool), deletion_requested_at (datetime64[UTC]|NaT),
+              tombstoned (bool), sources (str, "+"-joined source names)
+ketch         subject_key, has_record (bool), email_allowed (boolean, NA = no opinion),
+              global_engaged (bool), blocklist_engaged (bool),
+              consent_collected_at, subs_collected_at (datetime64[UTC]|NaT)
+ketch_topics  subject_key, topic (str), channel (str|NA = no channel level), status ("granted"|"denied")
+braze         subject_key, exists (boolean, NA = not proven), profile_count (int),
+              email_subscribe ("opted_in"|"subscribed"|"unsubscribed"|NA),
+              unsubscribed_at (datetime64[UTC]|NaT), blocklisted (bool), email (str|NA)
+braze_groups  subject_key, group_id (str), status ("subscribed"|"unsubscribed"|"unknown")
+drift         see DRIFT_COLUMNS
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+UTC_TS = "datetime64[ns, UTC]"
+
+SCHEMAS: dict[str, dict[str, str]] = {
+    "universe": {"subject_key": "string", "identity": "string", "email": "string",
+                 "deletion_requested": "bool", "deletion_requested_at": UTC_TS,
+                 "tombstoned": "bool", "sources": "string"},
+    "ketch": {"subject_key": "string", "has_record": "bool", "email_allowed": "boolean",
+              "global_engaged": "bool", "blocklist_engaged": "bool",
+              "consent_collected_at": UTC_TS, "subs_collected_at": UTC_TS},
+    "ketch_topics": {"subject_key": "string", "topic": "string", "channel": "string", "status": "category"},
+    "braze": {"subject_key": "string", "exists": "boolean", "profile_count": "int32",
+              "email_subscribe": "string", "unsubscribed_at": UTC_TS, "blocklisted": "bool",
+              "email": "string"},
+    "braze_groups": {"subject_key": "string", "group_id": "string", "status": "category"},
+}
+
+DRIFT_COLUMNS = ["subject_key", "identity", "drift_class", "field", "expected", "actual",
+                 "severity", "reason", "action", "group_id", "ketch_collected_at", "braze_unsubscribed_at"]
+
+SEVERITY = {
+    "missed_optout": "critical", "missed_deletion": "critical", "resurrected": "critical",
+    "missed_blocklist": "high", "braze_newer_optout": "high", "missed_optin": "low",
+    "no_consent_record": "medium", "unmatched": "info", "ambiguous_identity": "warn",
+}
+DRIFT_CLASSES = tuple(SEVERITY)
+
+
+def empty(name: str) -> pd.DataFrame:
+    """An empty frame with the named schema."""
+    return conform(pd.DataFrame(), name)
+
+
+def conform(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Add missing columns and cast to the schema's compact dtypes; extra columns are kept."""
+    schema = SCHEMAS[name]
+    out = df.copy()
+    for col, dtype in schema.items():
+        if col not in out.columns:
+            out[col] = pd.Series(False if dtype == "bool" else pd.NA, index=out.index)
+        if dtype == UTC_TS:
+            out[col] = pd.to_datetime(out[col], utc=True)
+        elif dtype == "bool":
+            out[col] = out[col].fillna(False).astype(bool)
+        else:
+            out[col] = out[col].astype(dtype)
+    return out.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything diff needs from one run's extracts."""
+
+    universe: pd.DataFrame
+    ketch: pd.DataFrame
+    ketch_topics: pd.DataFrame
+    braze: pd.DataFrame
+    braze_groups: pd.DataFrame
+
+    def subset(self, subject_keys) -> "Observed":
+        keys = set(subject_keys)
+        pick = lambda df: df[df["subject_key"].isin(keys)].reset_index(drop=True)  # noqa: E731
+        return Observed(*(pick(f) for f in (self.universe, self.ketch, self.ketch_topics, self.braze, self.braze_groups)))

@@ -1,0 +1,130 @@
+"""Pure planning: drift table in, batched actions out (semantics §5).
+
+Each action is one Braze request (or one Ketch write-back batch) at the endpoint's
+documented limit. Action ids are deterministic in the plan fingerprint and the batch's
+content, so re-planning the same inputs yields the same ids and a resumed apply can tell
+what it already sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from reconcile.engine.diff import Rules
+
+# Phase order: stop unwanted mail first, then suppress, then erase, then the rest.
+PHASES: dict[str, tuple[int, str, int | None]] = {
+    # kind: (phase, endpoint, batch size; None = braze.track_batch_size)
+    "group_unsubscribe": (0, "/subscription/status/set", 50),
+    "global_unsubscribe": (0, "/users/track", None),
+    "global_unsubscribe_email": (0, "/email/status", 50),
+    "blocklist": (1, "/email/blocklist", 50),
+    "delete": (2, "/users/delete", 50),
+    "ketch_writeback": (3, "ketch:/subscriptions/update", 50),
+    "alias_optout": (4, "/users/alias/new", 50),
+    "group_subscribe": (5, "/subscription/status/set", 50),
+    "global_subscribe": (5, "/users/track", None),
+    "global_subscribe_email": (5, "/email/status", 50),
+}
+UNSUBSCRIBE_KINDS = {"group_unsubscribe", "global_unsubscribe", "global_unsubscribe_email"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    plan_id: str
+    fingerprint: str
+    drift: pd.DataFrame
+    actions: list[dict[str, Any]]
+
+    @property
+    def deletion_subjects(self) -> set[str]:
+        return {s for a in self.actions if a["kind"] == "delete" for s in a["subject_keys"]}
+
+    @property
+    def unsubscribe_subjects(self) -> set[str]:
+        return {s for a in self.actions if a["kind"] in UNSUBSCRIBE_KINDS for s in a["subject_keys"]}
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of plan inputs (frames are hashed by content, order-independent)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            cols = sorted(part.columns)
+            rows = part[cols].astype("string").fillna("<NA>").agg("\x1f".join, axis=1) if len(part) else pd.Series([], dtype="string")
+            h.update("|".join(cols).encode())
+            h.update("\n".join(sorted(rows.tolist())).encode())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:24]
+
+
+def _kind(row_action: str, key_type: str) -> str:
+    if key_type == "email" and row_action in ("global_unsubscribe", "global_subscribe"):
+        return row_action + "_email"
+    return row_action
+
+
+def _target(kind: str) -> str:
+    """Which identifier a kind sends: the subject's identity, or its email."""
+    return "email" if kind in ("blocklist", "alias_optout") or kind.endswith("_email") else "identity"
+
+
+def build_plan(drift: pd.DataFrame, emails: pd.Series, rules: Rules, *, plan_fp: str,
+               track_batch_size: int = 75) -> Plan:
+    """Batch the actionable drift rows. `emails` maps subject_key -> email (for blocklist/alias)."""
+    todo = drift[drift["action"].fillna("") != ""].copy()
+    todo["kind"] = [_kind(a, rules.key_type) for a in todo["action"]]
+    todo["email"] = todo["subject_key"].map(emails)
+    actions: list[dict[str, Any]] = []
+    ordered = sorted(todo.groupby(["kind", todo["group_id"].fillna("")], sort=True),
+                     key=lambda kv: (PHASES[kv[0][0]][0], kv[0]))
+    for (kind, group_id), rows in ordered:
+        phase, endpoint, size = PHASES[kind]
+        size = size or track_batch_size
+        rows = rows.sort_values("subject_key", kind="stable").drop_duplicates("subject_key")
+        col = "email" if _target(kind) == "email" else "identity"
+        rows = rows[rows[col].notna()]
+        for start in range(0, len(rows), size):
+            chunk = rows.iloc[start:start + size]
+            actions.append(_action(kind, endpoint, group_id or None, chunk, col, drift, plan_fp, rules))
+    for seq, action in enumerate(actions):
+        action["seq"] = seq
+    return Plan(plan_id=f"plan-{plan_fp[:12]}", fingerprint=plan_fp, drift=drift, actions=actions)
+
+
+def _action(kind: str, endpoint: str, group_id: str | None, chunk: pd.DataFrame, col: str,
+            drift: pd.DataFrame, plan_fp: str, rules: Rules) -> dict[str, Any]:
+    subjects = chunk["subject_key"].astype(str).tolist()
+    ids = chunk[col].astype(str).tolist()
+    mask = drift["subject_key"].isin(subjects) & (drift["action"] == chunk["action"].iloc[0])
+    if group_id:
+        mask &= drift["group_id"] == group_id
+    drift_keys = drift.loc[mask, ["subject_key", "drift_class", "field"]].astype(str).values.tolist()
+    body = {"kind": kind, "group_id": group_id, "ids": ids}
+    action_id = hashlib.sha256(json.dumps([plan_fp, body], sort_keys=True).encode()).hexdigest()[:20]
+    params: dict[str, Any] = {"key_type": rules.key_type}
+    if group_id:
+        params["group_id"] = group_id
+    if kind == "delete" and rules.key_type == "email":
+        params["prioritization"] = list(rules.deletion_prioritization) or ["most_recently_updated"]
+    return {"action_id": action_id, "kind": kind, "endpoint": endpoint, "params": params,
+            "identities": ids, "subject_keys": subjects, "drift_keys": drift_keys}
+
+
+def plan_to_dict(plan: Plan, **extra: Any) -> dict[str, Any]:
+    drift = plan.drift.astype(object).where(plan.drift.notna(), None)
+    return {"plan_id": plan.plan_id, "fingerprint": plan.fingerprint, **extra,
+            "drift": json.loads(drift.to_json(orient="records", date_format="iso")),
+            "actions": plan.actions}
+
+
+def plan_from_dict(d: dict[str, Any]) -> Plan:
+    drift = pd.DataFrame(d.get("drift", []))
+    return Plan(d["plan_id"], d["fingerprint"], drift, list(d.get("actions", [])))
