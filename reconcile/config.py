@@ -419,7 +419,7 @@ def _sql(data: Any, prefix: str, problems: list[ConfigProblem]) -> SqlSource | N
     return src
 
 
-def _universe(data: Any, base: Path, problems: list[ConfigProblem]) -> UniverseConfig:
+def _universe(data: Any, base: Path, problems: list[ConfigProblem], sandbox_seeds_files: bool = False) -> UniverseConfig:
     r = _Reader(data, "universe", problems)
     d = UniverseConfig()
     cfg = UniverseConfig(
@@ -436,7 +436,7 @@ def _universe(data: Any, base: Path, problems: list[ConfigProblem]) -> UniverseC
     )
     for name in ("csv", "parquet", "deletions_csv"):
         p = getattr(cfg, name)
-        if p is not None and not p.exists():
+        if p is not None and not p.exists() and not sandbox_seeds_files:
             r.fail(name, f"file not found: {p}", "create the file or fix the path (relative to the config file)")
     r.unknown()
     return cfg
@@ -508,7 +508,8 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         ketch=_ketch(data.get("ketch", {}), problems),
         identity=_identity(data.get("identity", {}), problems),
         mapping=_mapping(data.get("mapping", {}), problems),
-        universe=_universe(data.get("universe", {}), base, problems),
+        universe=_universe(data.get("universe", {}), base, problems,
+                           sandbox_seeds_files=bool((data.get("sandbox") or {}).get("enabled", False))),
         guards=_guards(data.get("guards", {}), problems),
         policy=_policy(data.get("policy", {}), problems),
         apply=_simple(data.get("apply", {}), "apply", ApplyConfig, base, problems),

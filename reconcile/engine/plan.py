@@ -114,8 +114,17 @@ def _action(kind: str, endpoint: str, group_id: str | None, chunk: pd.DataFrame,
         params["group_id"] = group_id
     if kind == "delete" and rules.key_type == "email":
         params["prioritization"] = list(rules.deletion_prioritization) or ["most_recently_updated"]
+    if kind == "ketch_writeback":
+        rows = drift[mask]
+        params["fields"] = [rows.loc[rows["subject_key"] == s, "field"].astype(str).tolist() for s in subjects]
+        params["at"] = [_iso(rows.loc[rows["subject_key"] == s, "braze_unsubscribed_at"].max()) for s in subjects]
     return {"action_id": action_id, "kind": kind, "endpoint": endpoint, "params": params,
             "identities": ids, "subject_keys": subjects, "drift_keys": drift_keys}
+
+
+def _iso(value: Any) -> str:
+    ts = pd.Timestamp(value)
+    return ts.isoformat() if not pd.isna(ts) else pd.Timestamp(0, tz="UTC").isoformat()
 
 
 def plan_to_dict(plan: Plan, **extra: Any) -> dict[str, Any]:

@@ -1,0 +1,125 @@
+"""Who is checked in a run (semantics §2): the union of every configured source.
+
+Loading (`load_*`) does the I/O; `build_universe` is pure and returns the universe frame
+plus the exceptions frame (identity, source, reason) for every rejected identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from reconcile.config import SqlSource, UniverseConfig, secret
+from reconcile.engine.frames import conform
+from reconcile.engine.identity import normalize
+from reconcile.errors import DataError
+
+EXCEPTION_COLUMNS = ["identity", "source", "reason"]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Raw identity sources, each a frame with an `identity` column (plus optional ones)."""
+
+    listed: pd.DataFrame  # identity[, email]
+    deletions: pd.DataFrame  # identity[, requested_at]
+    unsubscribed: pd.DataFrame  # email, unsubscribed_at (Braze list, window)
+    bounced: pd.DataFrame  # email, hard_bounced_at (Braze list, window)
+    open_drift: pd.DataFrame  # subject_key, identity
+    tombstones: pd.DataFrame  # subject_key, identity
+
+
+def read_table(path: Path, column: str, what: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file; the identity column is renamed to `identity`."""
+    try:
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype="string",
+                                                                                   keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{what} {path}: cannot read ({exc}); fix the file or the path") from None
+    if column not in df.columns:
+        raise DataError(f"{what} {path}: no column {column!r} (columns: {', '.join(map(str, df.columns))}); "
+                        f"rename the column or set universe.identity_column")
+    return df.rename(columns={column: "identity"})
+
+
+def read_sql(src: SqlSource, column: str, what: str) -> pd.DataFrame:
+    url = src.url or secret(src.url_env)
+    if not url:
+        raise DataError(f"{what}: environment variable {src.url_env} is not set; export it")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            df = pd.read_sql_query(sa.text(src.query), conn, dtype="string")
+    except sa.exc.SQLAlchemyError as exc:
+        raise DataError(f"{what}: query failed: {type(exc).__name__}: {str(exc.orig if hasattr(exc, 'orig') else exc)[:200]}") from None
+    finally:
+        engine.dispose()
+    if column not in df.columns:
+        raise DataError(f"{what}: the query returns no column {column!r}; alias it: SELECT ... AS {column}")
+    return df.rename(columns={column: "identity"})
+
+
+def load_listed(cfg: UniverseConfig) -> pd.DataFrame:
+    frames = []
+    if cfg.csv:
+        frames.append(read_table(cfg.csv, cfg.identity_column, "universe.csv"))
+    if cfg.parquet:
+        frames.append(read_table(cfg.parquet, cfg.identity_column, "universe.parquet"))
+    if cfg.sql:
+        frames.append(read_sql(cfg.sql, cfg.identity_column, "universe.sql"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"identity": pd.Series(dtype="string")})
+
+
+def load_deletions(cfg: UniverseConfig) -> pd.DataFrame:
+    frames = []
+    if cfg.deletions_csv:
+        frames.append(read_table(cfg.deletions_csv, "identity", "universe.deletions_csv"))
+    if cfg.deletions_sql:
+        frames.append(read_sql(cfg.deletions_sql, "identity", "universe.deletions_sql"))
+    if not frames:
+        return pd.DataFrame({"identity": pd.Series(dtype="string"), "requested_at": pd.Series(dtype="string")})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _normalized(df: pd.DataFrame, source: str, key_type: str, exc: list[pd.DataFrame]) -> pd.DataFrame:
+    valid, invalid = normalize(df["identity"], key_type)
+    if len(invalid):
+        exc.append(invalid.assign(source=source)[EXCEPTION_COLUMNS])
+    extra = df.loc[valid.index].drop(columns=["identity"])
+    return pd.concat([valid, extra], axis=1).assign(source=source)
+
+
+def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Union of all sources, one row per subject; (universe, exceptions)."""
+    exc: list[pd.DataFrame] = []
+    parts = [_normalized(src.listed, "list", key_type, exc)]
+    dels = _normalized(src.deletions, "deletions", key_type, exc)
+    parts.append(dels)
+    if key_type == "email":
+        for df, name in ((src.unsubscribed, "braze_unsubscribes"), (src.bounced, "braze_hard_bounces")):
+            parts.append(_normalized(df[["email"]].rename(columns={"email": "identity"}), name, key_type, exc))
+    for df, name in ((src.open_drift, "open_drift"), (src.tombstones, "tombstones")):
+        parts.append(df[["subject_key", "identity"]].assign(source=name))
+    allrows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else \
+        pd.DataFrame(columns=["subject_key", "identity", "source"])
+    if "email" not in allrows.columns:
+        allrows["email"] = pd.NA
+    if key_type == "email":
+        allrows["email"] = allrows["identity"]
+    grouped = allrows.groupby("subject_key", sort=True)
+    uni = grouped.agg(identity=("identity", "first"), email=("email", "first"),
+                      sources=("source", lambda s: "+".join(sorted(set(s))))).reset_index()
+    uni["deletion_requested"] = uni["subject_key"].isin(dels["subject_key"])
+    req = dels.groupby("subject_key")["requested_at"].min() if "requested_at" in dels.columns and len(dels) else None
+    uni["deletion_requested_at"] = uni["subject_key"].map(req) if req is not None else pd.NaT
+    uni["tombstoned"] = uni["subject_key"].isin(src.tombstones["subject_key"])
+    exceptions = pd.concat(exc, ignore_index=True) if exc else pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    return conform(uni, "universe"), exceptions
+
+
+def slice_of(keys: pd.Series, slices: int) -> pd.Series:
+    """A stable slice number per subject (for sliced sweeps)."""
+    return pd.util.hash_pandas_object(keys.astype(str), index=False).astype("uint64") % max(slices, 1)

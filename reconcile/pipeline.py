@@ -1,0 +1,344 @@
+"""The reconciliation pipeline: universe → extract → diff → plan → guarded apply → verify.
+
+Every step is recorded in the state store under one run id. Time comes from
+`rt.clock` (tz-aware UTC) and waiting from `rt.sleep`, both injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+
+from reconcile.engine import extract as ex
+from reconcile.engine.apply import Executor, apply_actions
+from reconcile.engine.diff import Rules, diff
+from reconcile.engine.frames import DRIFT_CLASSES, Observed
+from reconcile.engine.guards import PlanStats, Tripped, check_guards, refused
+from reconcile.engine.plan import Plan, build_plan, fingerprint, plan_from_dict, plan_to_dict
+from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
+from reconcile.errors import ExitCode, GuardRefused, StalePlan
+from reconcile.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlanResult:
+    run_id: str
+    plan: Plan
+    observed: Observed
+    tripped: list[Tripped]
+    exceptions: pd.DataFrame
+    drift_ids: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        vc = self.plan.drift["drift_class"].value_counts() if len(self.plan.drift) else {}
+        return {c: int(vc.get(c, 0)) for c in DRIFT_CLASSES}
+
+
+# ----------------------------------------------------------------------------- observe
+
+
+def _window(rt: Runtime, mode: str) -> tuple[date, date, bool]:
+    today = rt.clock().date()
+    if mode == "full":
+        return date.fromisoformat(rt.cfg.universe.full_since), today + timedelta(days=1), True
+    return today - timedelta(days=rt.cfg.universe.window_days), today + timedelta(days=1), False
+
+
+def observe(rt: Runtime, mode: str, subjects: set[str] | None = None) -> tuple[Observed, pd.DataFrame]:
+    """Build the universe and extract both sides; `subjects` restricts to those keys."""
+    cfg = rt.cfg
+    start, end, full = _window(rt, mode)
+    unsub, bounced = ex.braze_lists(rt.braze, start, end, cfg)
+    open_drift = pd.DataFrame(rt.store.open_drift(), columns=None)
+    tomb = pd.DataFrame(rt.store.tombstones())
+    src = Sources(
+        listed=load_listed(cfg.universe), deletions=load_deletions(cfg.universe), unsubscribed=unsub, bounced=bounced,
+        open_drift=_keys_frame(open_drift, "identity"), tombstones=_keys_frame(tomb, "identity"))
+    universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    if subjects is not None:
+        universe = universe[universe["subject_key"].isin(subjects)].reset_index(drop=True)
+    ketch, topics = ex.extract_ketch(rt.ketch, universe, cfg, rt.progress)
+    if cfg.identity.braze_key == "email":
+        braze, groups = ex.extract_braze_email(rt.braze, universe, unsub, bounced, ketch, cfg, full, today=end)
+    else:
+        braze, groups = ex.extract_braze_external(rt.braze, universe, unsub, bounced, cfg)
+    return Observed(universe, ketch, topics, braze, groups), exceptions
+
+
+def _keys_frame(df: pd.DataFrame, ident: str) -> pd.DataFrame:
+    if not len(df):
+        return pd.DataFrame({"subject_key": pd.Series(dtype="string"), "identity": pd.Series(dtype="string")})
+    return df[["subject_key", ident]].drop_duplicates("subject_key").rename(columns={ident: "identity"})
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def make_plan(rt: Runtime, *, mode: str = "full", run_id: str | None = None) -> PlanResult:
+    cfg, store = rt.cfg, rt.store
+    run_id = run_id or new_run_id(rt)
+    store.start_run(run_id, mode=mode, config_hash=cfg.hash(), started_at=rt.clock())
+    observed, exceptions = observe(rt, mode)
+    extracted_at = rt.clock()
+    drift = diff(observed, Rules.from_config(cfg))
+    fp = fingerprint(cfg.hash(), observed.universe, observed.ketch, observed.ketch_topics, observed.braze,
+                     observed.braze_groups)
+    emails = observed.universe.set_index("subject_key")["email"].fillna(observed.braze.set_index("subject_key")["email"])
+    plan = build_plan(drift, emails, Rules.from_config(cfg), plan_fp=fp, track_batch_size=cfg.braze.track_batch_size)
+    for a in plan.actions:
+        a["plan_id"] = plan.plan_id
+    drift_ids = store.record_drift(run_id, _drift_records(drift), observed.universe["subject_key"], rt.clock())
+    store.add_exceptions(run_id, exceptions.astype(object).where(exceptions.notna(), "").to_dict("records"))
+    store.save_plan(plan.plan_id, run_id, fp, plan_to_dict(plan, run_id=run_id, config_hash=cfg.hash()), rt.clock())
+    store.journal_plan(plan.plan_id, run_id, plan.actions, rt.clock())
+    result = PlanResult(run_id, plan, observed, [], exceptions, drift_ids)
+    result.tripped = check_guards(_stats(result), _previous(rt, run_id), cfg.guards)
+    store.update_run(run_id, status="planned", universe_count=len(observed.universe),
+                     ketch_count=len(observed.universe), ketch_records=int(observed.ketch["has_record"].sum()),
+                     ketch_extracted_at=extracted_at, braze_count=int(observed.braze["exists"].fillna(True).sum()),
+                     braze_extracted_at=extracted_at, drift_counts=result.counts, exceptions_count=len(exceptions),
+                     plan_id=plan.plan_id, plan_fingerprint=fp, actions_planned=len(plan.actions),
+                     guard_result=[t.__dict__ for t in result.tripped])
+    return result
+
+
+def new_run_id(rt: Runtime) -> str:
+    return rt.clock().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def _drift_records(drift: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = ["subject_key", "drift_class", "field", "expected", "actual", "severity", "reason", "ketch_collected_at"]
+    d = drift[cols].copy()
+    d["ketch_collected_at"] = pd.to_datetime(d["ketch_collected_at"], utc=True)
+    recs = d.astype(object).where(d.notna(), None).to_dict("records")
+    extra = drift[["identity", "action", "group_id"]].astype(object).where(drift[["identity", "action", "group_id"]].notna(), None)
+    for rec, x in zip(recs, extra.to_dict("records")):
+        rec["detail"] = x
+    return recs
+
+
+def _stats(r: PlanResult) -> PlanStats:
+    o = r.observed
+    return PlanStats(universe=len(o.universe), ketch_records=int(o.ketch["has_record"].sum()),
+                     braze_profiles=int(o.braze["exists"].fillna(True).sum()),
+                     deletions=len(r.plan.deletion_subjects), unsubscribes=len(r.plan.unsubscribe_subjects))
+
+
+def _previous(rt: Runtime, run_id: str) -> dict[str, Any] | None:
+    return rt.store.last_run(status_in=["applied", "planned", "in_sync"], before_run=run_id)
+
+
+# ----------------------------------------------------------------------------- apply
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    exit_code: int
+    counts: dict[str, int]
+    actions_planned: int = 0
+    actions_sent: int = 0
+    actions_failed: int = 0
+    rejected_items: int = 0
+    verified: int = 0
+    unverified: int = 0
+    overrides: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def enforce_guards(rt: Runtime, result: PlanResult, overrides: set[str]) -> list[str]:
+    """Raise GuardRefused (recording it) unless every tripped guard is overridden."""
+    blocking = refused(result.tripped, overrides)
+    if blocking:
+        msg = "; ".join(t.message for t in blocking)
+        rt.store.update_run(result.run_id, status="refused", exit_code=ExitCode.GUARD, error=msg,
+                            finished_at=rt.clock())
+        rt.store.set_plan_status(result.plan.plan_id, "refused")
+        raise GuardRefused(",".join(sorted({t.guard for t in blocking})),
+                           f"{msg}. Nothing was written to Braze. Override with --allow "
+                           + " --allow ".join(sorted({t.guard for t in blocking})) + " after review.")
+    used = sorted({t.guard for t in result.tripped} & overrides)
+    if used:
+        rt.store.update_run(result.run_id, guard_overrides=used)
+        log.warning("guards overridden by explicit flag: %s", ", ".join(used))
+    return used
+
+
+def apply_result(rt: Runtime, result: PlanResult, overrides: set[str] = frozenset()) -> RunSummary:
+    """Guarded apply of a fresh plan, then verify; records everything in the run."""
+    used = enforce_guards(rt, result, set(overrides))
+    store, plan = rt.store, result.plan
+    store.set_plan_status(plan.plan_id, "applying")
+    store.update_run(result.run_id, status="applying")
+    executor = Executor(rt.cfg, rt.braze, rt.ketch)
+    outcome = apply_actions(plan.actions, store, executor, rt.clock)
+    _mark_corrected(rt, result, outcome.corrected)
+    _tombstone(rt, result, outcome.deleted_subjects)
+    verified, unverified = verify(rt, result, outcome.corrected)
+    partial = outcome.failed or outcome.rejected_items
+    status = "partial" if partial else "applied"
+    code = ExitCode.PARTIAL if partial else ExitCode.OK
+    store.set_plan_status(plan.plan_id, "applied" if not partial else "applying")
+    store.add_exceptions(result.run_id, [{"identity": s, "source": "braze_rejected", "reason": why}
+                                         for s, why in outcome.rejected_items])
+    store.update_run(result.run_id, status=status, exit_code=code, finished_at=rt.clock(),
+                     actions_sent=outcome.sent, actions_confirmed=outcome.confirmed, actions_failed=outcome.failed,
+                     verified_count=verified, unverified_count=unverified,
+                     error="; ".join(outcome.errors)[:2000] or None)
+    return RunSummary(result.run_id, status, code, result.counts, len(plan.actions), outcome.sent, outcome.failed,
+                      len(outcome.rejected_items), verified, unverified, used, outcome.errors)
+
+
+def _mark_corrected(rt: Runtime, result: PlanResult, corrected: dict[str, list[str]]) -> None:
+    by_id = {a["action_id"]: a for a in result.plan.actions}
+    for action_id, subjects in corrected.items():
+        ok = set(subjects)
+        ids = [result.drift_ids[tuple(k)] for k in by_id[action_id]["drift_keys"]
+               if k[0] in ok and tuple(k) in result.drift_ids]
+        if ids:
+            rt.store.mark_corrected(ids, action_id, rt.clock())
+
+
+def _tombstone(rt: Runtime, result: PlanResult, subjects: list[str]) -> None:
+    if not subjects:
+        return
+    u = result.observed.universe.set_index("subject_key")
+    rt.store.add_tombstones([{"subject_key": s, "identity": str(u.loc[s, "identity"]), "deleted_at": rt.clock(),
+                              "run_id": result.run_id, "reason": "deletion request" if u.loc[s, "deletion_requested"]
+                              else "resurrected"} for s in subjects if s in u.index])
+
+
+def verify(rt: Runtime, result: PlanResult, corrected: dict[str, list[str]]) -> tuple[int, int]:
+    """Re-read corrected subjects after the consistency delay; mark what is fixed `verified`."""
+    subjects = {s for keys in corrected.values() for s in keys}
+    if not subjects or not rt.cfg.apply.verify:
+        return 0, 0
+    if rt.cfg.apply.consistency_delay_seconds:
+        rt.sleep(rt.cfg.apply.consistency_delay_seconds)
+    cfg = rt.cfg
+    o = result.observed.subset(subjects)
+    end = rt.clock().date() + timedelta(days=1)
+    unsub, bounced = ex.braze_lists(rt.braze, rt.clock().date() - timedelta(days=1), end, cfg)
+    if cfg.identity.braze_key == "email":
+        braze, groups = ex.extract_braze_email(rt.braze, o.universe, unsub, bounced, o.ketch, cfg, True, today=end)
+    else:
+        braze, groups = ex.extract_braze_external(rt.braze, o.universe, unsub, bounced, cfg)
+    if cfg.identity.braze_key == "email":  # the list was re-read only since yesterday: keep older unsubscribes
+        earlier = braze["subject_key"].map(o.braze.set_index("subject_key")["unsubscribed_at"])
+        braze["unsubscribed_at"] = braze["unsubscribed_at"].fillna(earlier)
+        braze.loc[braze["unsubscribed_at"].notna() & braze["exists"].fillna(True).astype(bool), "email_subscribe"] = "unsubscribed"
+    after = diff(Observed(o.universe, o.ketch, o.ketch_topics, braze, groups), Rules.from_config(cfg))
+    remaining = set(zip(after["subject_key"], after["drift_class"], after["field"]))
+    by_id = {a["action_id"]: a for a in result.plan.actions}
+    fixed, open_ = [], 0
+    for action_id, subs in corrected.items():
+        for k in by_id[action_id]["drift_keys"]:
+            if k[0] in subs and tuple(k) in result.drift_ids:
+                if tuple(k) in remaining:
+                    open_ += 1
+                else:
+                    fixed.append(result.drift_ids[tuple(k)])
+    if fixed:
+        rt.store.mark_verified(fixed, rt.clock())
+    return len(fixed), open_
+
+
+# ----------------------------------------------------------------------------- saved plans and runs
+
+
+def check_stale(plan_dict: dict[str, Any], drift_now: pd.DataFrame, done: dict[str, str], config_hash: str) -> None:
+    """Refuse a plan whose pending corrections no longer match the world."""
+    if plan_dict.get("config_hash") != config_hash:
+        raise StalePlan(f"plan {plan_dict['plan_id']} was made with config {plan_dict.get('config_hash')}, "
+                        f"the config is now {config_hash}; run `reconcile plan` again")
+    now = {(r.subject_key, r.drift_class, r.field): r.expected for r in drift_now.itertuples()}
+    planned = {(d["subject_key"], d["drift_class"], d["field"]): d["expected"] for d in plan_dict["drift"]}
+    changed = []
+    for a in plan_dict["actions"]:
+        status = done.get(a["action_id"], "pending")
+        if status in ("confirmed", "rejected", "skipped"):
+            continue
+        for key in map(tuple, a["drift_keys"]):
+            if key not in now and status != "sending" or key in now and now[key] != planned.get(key):
+                changed.append(key)
+    if changed:
+        sample = ", ".join(f"{k[0]} {k[1]} {k[2]}" for k in changed[:3])
+        raise StalePlan(f"plan {plan_dict['plan_id']} is stale: {len(changed)} planned correction(s) no longer "
+                        f"match Ketch/Braze (e.g. {sample}); nothing was sent. Run `reconcile plan` again")
+
+
+def apply_saved(rt: Runtime, plan_dict: dict[str, Any], overrides: set[str] = frozenset()) -> RunSummary:
+    """`reconcile apply PLAN`: re-check the planned subjects, refuse a stale plan, apply the rest."""
+    plan = plan_from_dict(plan_dict)
+    for a in plan.actions:
+        a.setdefault("plan_id", plan.plan_id)
+    rt.store.journal_plan(plan.plan_id, plan_dict.get("run_id", ""), plan.actions, rt.clock())
+    done = {a["action_id"]: a["status"] for a in rt.store.actions(plan_id=plan.plan_id)}
+    subjects = {s for a in plan.actions if done.get(a["action_id"]) not in ("confirmed", "rejected", "skipped")
+                for s in a["subject_keys"]}
+    run_id = new_run_id(rt)
+    rt.store.start_run(run_id, mode="apply", config_hash=rt.cfg.hash(), started_at=rt.clock())
+    rt.store.update_run(run_id, plan_id=plan.plan_id, plan_fingerprint=plan.fingerprint)
+    observed, exceptions = observe(rt, "full", subjects)
+    drift_now = diff(observed, Rules.from_config(rt.cfg))
+    try:
+        check_stale(plan_dict, drift_now, done, rt.cfg.hash())
+    except StalePlan as exc:
+        rt.store.set_plan_status(plan.plan_id, "stale")
+        rt.store.update_run(run_id, status="stale", exit_code=ExitCode.STALE_PLAN, error=str(exc), finished_at=rt.clock())
+        raise
+    ids = rt.store.record_drift(run_id, _drift_records(drift_now), observed.universe["subject_key"], rt.clock())
+    result = PlanResult(run_id, plan, observed, [], exceptions, ids)
+    stats = PlanStats(universe=len(plan.drift["subject_key"].unique()) if len(plan.drift) else 0,
+                      ketch_records=max(1, int(observed.ketch["has_record"].sum())),
+                      braze_profiles=max(1, int(observed.braze["exists"].fillna(True).sum())),
+                      deletions=len(plan.deletion_subjects), unsubscribes=len(plan.unsubscribe_subjects))
+    previous = rt.store.get_run(plan_dict.get("run_id", "")) or None
+    result.tripped = [t for t in check_guards(stats, None, rt.cfg.guards) if t.guard != "empty_extract"]
+    if previous and previous.get("guard_result"):
+        result.tripped += [Tripped(**t) for t in previous["guard_result"]]
+    rt.store.update_run(run_id, drift_counts=result.counts, actions_planned=len(plan.actions))
+    return apply_result(rt, result, overrides)
+
+
+def run_once(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides: set[str] = frozenset()) -> RunSummary:
+    """`reconcile run`: resume anything a crash left behind, then plan and apply."""
+    if not dry_run:
+        resume_unfinished(rt, overrides)
+    result = make_plan(rt, mode=mode)
+    if dry_run:
+        code = ExitCode.DRIFT if result.plan.actions else ExitCode.OK
+        rt.store.update_run(result.run_id, status="dry_run", exit_code=code, finished_at=rt.clock())
+        return RunSummary(result.run_id, "dry_run", code, result.counts, len(result.plan.actions))
+    if not result.plan.actions:
+        rt.store.update_run(result.run_id, status="in_sync", exit_code=ExitCode.OK, finished_at=rt.clock())
+        rt.store.set_plan_status(result.plan.plan_id, "applied")
+        return RunSummary(result.run_id, "in_sync", ExitCode.OK, result.counts)
+    return apply_result(rt, result, overrides)
+
+
+def resume_unfinished(rt: Runtime, overrides: set[str] = frozenset()) -> list[RunSummary]:
+    """Finish plans a crash interrupted; a stale one has its remaining batches skipped."""
+    out = []
+    for plan_id in rt.store.unfinished_plans():
+        saved = rt.store.get_plan(plan_id)
+        if not saved:
+            continue
+        log.warning("resuming plan %s left unfinished by an earlier run", plan_id)
+        try:
+            out.append(apply_saved(rt, saved["body"], overrides))
+        except StalePlan as exc:
+            log.warning("%s; skipping its remaining batches", exc)
+            for a in rt.store.actions(plan_id=plan_id):
+                if a["status"] in ("pending", "sending"):
+                    rt.store.journal_result(a["action_id"], "skipped", error="plan stale at resume", at=rt.clock())
+    return out
