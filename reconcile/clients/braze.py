@@ -1,0 +1,358 @@
+"""The Braze REST API client: batching at documented limits, pacing, error mapping.
+
+Every request goes through one `Pacer` (see `pacing.py`): per-endpoint-class rate
+budgets, `X-RateLimit-*` headers, 429 waits and backoff on 5xx/timeouts. Callers pass
+any number of identifiers; the client chunks them at Braze's limits (50 ids, 75 track
+objects, 500 rows per email page). Errors map as:
+
+    401 AuthError · 403 PermissionDenied · 404 NotFound · other 4xx FatalApiError
+    429 / 5xx / timeout / connection error, retries spent -> TransientApiError (RateLimited)
+    2xx body without a documented field -> FatalApiError naming endpoint and field
+
+A write batch refused as a whole with a 400 (not a limit error) is split in halves until
+the bad items are isolated; they come back in `WriteResult.rejected` while the good ones
+go through. Errors carrying a per-array `index` (`/users/track`, `/users/alias/new`) are
+mapped straight back to the caller's object; a 2xx answer with `errors` that name no
+index is resolved by the same splitting.
+Messages carry sanitized URLs without identifiers and never the API key.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from datetime import date
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from reconcile.clients import braze_results as br
+from reconcile.clients.braze_results import BatchRefused, ExportResult, TrackResult, WriteResult
+from reconcile.clients.pacing import Clock, Pacer, RequestLabel, RetryPolicy, Sleep
+from reconcile.config import BrazeConfig
+from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied
+from reconcile.redact import redact_text, sanitize_url
+
+log = logging.getLogger(__name__)
+
+MAX_IDS = 50
+MAX_TRACK_OBJECTS = 75
+USER_STATUS_LIMIT = 100
+EMAIL_PAGE_LIMIT = 500
+SLOW_EXPORT_FIELDS = frozenset({"campaigns_received", "canvases_received"})
+PRIORITIES = frozenset({"identified", "unidentified", "most_recently_updated"})
+_LIMIT_ERROR = re.compile(r"exceed|max(imum)?\s+(input|number)", re.IGNORECASE)
+_IDENTIFIER_PARAM = re.compile(r"^(email|external_id|phone|braze_id)", re.IGNORECASE)
+
+
+class _Scrubber:
+    """Masks the API key in text; its repr never shows the key."""
+
+    def __init__(self, secret: str):
+        self._secrets = [secret]
+
+    def __call__(self, text: str) -> str:
+        return redact_text(text, self._secrets)
+
+    def __repr__(self) -> str:
+        return "_Scrubber(***)"
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def unique(values: Iterable[Any] | None) -> list[Any]:
+    return list(dict.fromkeys(values or ()))
+
+
+def message_url(url: httpx.URL | str) -> str:
+    """The sanitized URL with identifier parameters (emails, ids) left out."""
+    parts = urlsplit(sanitize_url(str(url)))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _IDENTIFIER_PARAM.match(k)]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+def _decode(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class BrazeClient:
+    """Sync Braze REST client; safe to share between a few threads."""
+
+    def __init__(self, cfg: BrazeConfig, api_key: str, *, transport: httpx.BaseTransport | None = None,
+                 sleep: Sleep = time.sleep, clock: Clock = time.time, rng: random.Random | None = None,
+                 max_pages: int = 10_000, retry_policy: RetryPolicy | None = None):
+        key = api_key.strip().strip("\"'")
+        if not key:
+            raise ValueError("the Braze REST API key is empty")
+        self.cfg = cfg
+        self.max_pages = max_pages
+        self._scrub = _Scrubber(key)
+        policy = retry_policy or RetryPolicy(max_retries=cfg.max_retries, backoff_cap_seconds=cfg.backoff_cap_seconds)
+        self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=sleep, rng=rng, scrub=self._scrub)
+        self._http = httpx.Client(base_url=cfg.rest_endpoint, transport=transport, timeout=cfg.timeout_seconds,
+                                  headers={"Authorization": f"Bearer {key}", "Accept": "application/json"})
+        self._flat_user_status = False
+
+    def __repr__(self) -> str:
+        return f"BrazeClient(endpoint={sanitize_url(self.cfg.rest_endpoint)!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "BrazeClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one request ------------------------------------------------------------------
+    def _call(self, klass: str, method: str, path: str, *, body: Any = None,
+              params: list[tuple[str, Any]] | None = None) -> br.Answer:
+        request = self._http.build_request(method, path, json=body, params=params)
+        label = RequestLabel("braze", method, message_url(request.url))
+        response = self._pacer.send(klass, lambda: self._http.send(request), label)
+        decoded = _decode(response)
+        message = self._scrub(br.body_message(decoded, response.text))
+        if 200 <= response.status_code < 300:
+            return br.Answer(response.status_code, decoded, message, label.url)
+        raise self._error(response.status_code, decoded, message, label)
+
+    def _error(self, status: int, body: Any, message: str, label: RequestLabel) -> FatalApiError:
+        where = {"service": label.service, "method": label.method, "url": label.url,
+                 "status_code": status, "body": message}
+        if status == 400 and not _LIMIT_ERROR.search(message):
+            return BatchRefused("request refused", errors=br.answer_errors(body), **where)
+        if status == 400:
+            return FatalApiError("over a documented Braze limit", **where)
+        if status == 401:
+            return AuthError("unauthorized: check the REST API key and that rest_endpoint is its instance", **where)
+        if status == 403:
+            return PermissionDenied("forbidden: the key lacks this endpoint's permission or the account is inactive",
+                                    **where)
+        if status == 404:
+            return NotFound("not found", **where)
+        return FatalApiError("request failed", **where)
+
+    # -- batched writes ---------------------------------------------------------------
+    def _write(self, result: WriteResult, klass: str, items: Sequence[Any], size: int,
+               build: Callable[[list[Any]], dict]) -> WriteResult:
+        for chunk in chunked(items, size):
+            self._send_batch(result, klass, chunk, build)
+        return result
+
+    def _send_batch(self, result: WriteResult, klass: str, chunk: list[Any],
+                    build: Callable[[list[Any]], dict]) -> None:
+        try:
+            answer = self._call(klass, "POST", result.endpoint, body=build(chunk))
+        except BatchRefused as exc:
+            result.record(400, exc.body, len(chunk))
+            outcome = br.refuse_items(chunk, exc)
+        else:
+            result.record(answer.status, answer.message, len(chunk))
+            outcome = br.accept_items(chunk, answer, result)
+        result.rejected.extend(outcome.rejected)
+        if outcome.retry:
+            log.debug("braze %s: batch of %d, %d rejected, %d to send again", result.endpoint, len(chunk),
+                      len(outcome.rejected), len(outcome.retry))
+        for part in br.resend_parts(outcome, result):
+            self._send_batch(result, klass, part, build)
+
+    # -- exports ----------------------------------------------------------------------
+    def export_ids(self, external_ids: Iterable[str], fields: Sequence[str]) -> ExportResult:
+        """Profiles for any number of external ids (50 per request)."""
+        fields_list, klass = self._export_fields(fields)
+        result = ExportResult()
+        for chunk in chunked(unique(external_ids), MAX_IDS):
+            answer = self._call(klass, "POST", "/users/export/ids",
+                                body={"external_ids": chunk, "fields_to_export": fields_list})
+            result.requests_sent += 1
+            result.users.extend(br.export_users(answer))
+            invalid = answer.body.get("invalid_user_ids")
+            result.invalid_user_ids.extend(str(i) for i in (invalid if isinstance(invalid, list) else []))
+        return result
+
+    def export_email(self, email: str, fields: Sequence[str]) -> list[dict[str, Any]]:
+        """Every profile carrying `email` (one email per request)."""
+        fields_list, klass = self._export_fields(fields)
+        answer = self._call(klass, "POST", "/users/export/ids",
+                            body={"email_address": email, "fields_to_export": fields_list})
+        return br.export_users(answer)
+
+    def _export_fields(self, fields: Sequence[str]) -> tuple[list[str], str]:
+        fields_list = list(dict.fromkeys(fields))
+        if not fields_list:
+            raise ValueError("fields_to_export must name at least one field")
+        fast = self.cfg.export_fast_mode and not SLOW_EXPORT_FIELDS & set(fields_list)
+        return fields_list, "users_export_ids_fast" if fast else "users_export_ids"
+
+    # -- subscription groups: read ----------------------------------------------------
+    def subscription_status_get(self, group_id: str, *, external_ids: Iterable[str] | None = None,
+                                emails: Iterable[str] | None = None) -> dict[str, str]:
+        """identifier -> "subscribed" | "unsubscribed" | "unknown" for one group."""
+        out: dict[str, str] = {}
+        for id_field, idents in _id_sets(external_id=external_ids, email=emails):
+            for chunk in chunked(idents, MAX_IDS):
+                out.update(self._status_chunk(group_id, id_field, chunk))
+        return out
+
+    def _status_chunk(self, group_id: str, id_field: str, chunk: list[str]) -> dict[str, str]:
+        params = [("subscription_group_id", group_id), *((f"{id_field}[]", i) for i in chunk)]
+        try:
+            answer = self._call("shared", "GET", "/subscription/status/get", params=params)
+            body, url = answer.body, answer.url
+        except FatalApiError as exc:
+            if isinstance(exc, (AuthError, PermissionDenied)) or not br.is_user_not_found(exc.body):
+                raise
+            body, url = {"message": exc.body}, exc.url
+        not_found = not (isinstance(body, Mapping) and "status" in body) and br.is_user_not_found(
+            br.body_message(body))
+        if not_found and len(chunk) > 1:
+            half = len(chunk) // 2
+            return {**self._status_chunk(group_id, id_field, chunk[:half]),
+                    **self._status_chunk(group_id, id_field, chunk[half:])}
+        return br.status_map(body, url, chunk, caseless=id_field == "email")
+
+    def subscription_user_status(self, *, external_ids: Iterable[str] | None = None,
+                                 emails: Iterable[str] | None = None) -> list[dict[str, str]]:
+        """Every recorded group state of the given users: {identifier, group_id, status}."""
+        records: list[dict[str, str]] = []
+        for id_field, idents in _id_sets(external_id=external_ids, email=emails):
+            for chunk in chunked(idents, MAX_IDS):
+                records.extend(self._user_status_chunk(id_field, chunk))
+        return records
+
+    def _user_status_chunk(self, id_field: str, chunk: list[str]) -> list[dict[str, str]]:
+        if self._flat_user_status and len(chunk) > 1:
+            return [r for ident in chunk for r in self._user_status_chunk(id_field, [ident])]
+        records: list[dict[str, str]] = []
+        attributable = True
+        params = [(f"{id_field}[]", i) for i in chunk]
+        for answer in self._pages("/subscription/user/status", params, USER_STATUS_LIMIT):
+            page, _, ok = br.user_status_page(answer.body, answer.url, id_field, chunk)
+            records.extend(page)
+            attributable = attributable and ok
+        if attributable:
+            return records
+        self._flat_user_status = True
+        return self._user_status_chunk(id_field, chunk)
+
+    # -- subscription groups: write ---------------------------------------------------
+    def subscription_status_set(self, group_id: str, state: str, *, external_ids: Iterable[str] | None = None,
+                                emails: Iterable[str] | None = None) -> WriteResult:
+        """Set one group's state for any number of users (50 per request, one id type each)."""
+        br.check_state(state, br.STATES)
+        result = WriteResult("/subscription/status/set")
+        for id_field, idents in _id_sets(external_id=external_ids, email=emails):
+            def build(chunk: list[str], id_field: str = id_field) -> dict:
+                return {"subscription_group_id": group_id, "subscription_state": state, id_field: chunk}
+            self._write(result, "subscription_set", idents, MAX_IDS, build)
+        return result
+
+    def subscription_status_set_v2(self, groups: list[dict[str, Any]]) -> WriteResult:
+        """`/v2/subscription/status/set`; `ok`/`rejected` hold one entry per (group, identifier)."""
+        items = [item for group in groups for item in br.v2_items(group)]
+        return self._write(WriteResult("/v2/subscription/status/set"), "subscription_set", items, MAX_IDS,
+                           lambda chunk: {"subscription_groups": br.v2_entries(chunk)})
+
+    # -- users ------------------------------------------------------------------------
+    def users_track(self, attributes: list[dict[str, Any]]) -> TrackResult:
+        """Send attribute objects in batches of `track_batch_size`; per-object errors come back per item."""
+        size = max(1, min(self.cfg.track_batch_size, MAX_TRACK_OBJECTS))
+        result = TrackResult("/users/track")
+        self._write(result, "users_track", list(attributes), size, lambda chunk: {"attributes": chunk})
+        return result
+
+    def users_delete(self, *, external_ids: Iterable[str] | None = None, braze_ids: Iterable[str] | None = None,
+                     emails: Iterable[str] | None = None, prioritization: Sequence[str] = ()) -> WriteResult:
+        """Queue profiles for deletion (irreversible); `deleted` sums Braze's counts."""
+        emails_list = unique(emails)
+        if emails_list:
+            _check_prioritization(prioritization)
+        prio = list(prioritization)
+        result = WriteResult("/users/delete")
+        builders: list[tuple[list[str], Callable[[list[str]], dict]]] = [
+            (unique(external_ids), lambda c: {"external_ids": c}),
+            (unique(braze_ids), lambda c: {"braze_ids": c}),
+            (emails_list, lambda c: {"email_addresses": [{"email": e, "prioritization": prio} for e in c]}),
+        ]
+        for idents, build in builders:
+            self._write(result, "users_identity", idents, MAX_IDS, build)
+        return result
+
+    def users_alias_new(self, aliases: list[dict[str, Any]]) -> WriteResult:
+        """Create aliases (alias-only profiles when `external_id` is absent), 50 per request."""
+        return self._write(WriteResult("/users/alias/new"), "users_identity", list(aliases), MAX_IDS,
+                           lambda chunk: {"user_aliases": chunk})
+
+    # -- email ------------------------------------------------------------------------
+    def email_unsubscribes(self, start_date: date, end_date: date, *, email: str | None = None) -> Iterator[dict]:
+        """Globally unsubscribed emails in the window: {"email", "unsubscribed_at"}."""
+        return self._email_rows("/email/unsubscribes", "unsubscribed_at", start_date, end_date, email)
+
+    def email_hard_bounces(self, start_date: date, end_date: date, *, email: str | None = None) -> Iterator[dict]:
+        """Hard-bounced emails in the window: {"email", "hard_bounced_at"}."""
+        return self._email_rows("/email/hard_bounces", "hard_bounced_at", start_date, end_date, email)
+
+    def _email_rows(self, path: str, time_key: str, start: date, end: date, email: str | None) -> Iterator[dict]:
+        if start >= end:
+            raise ValueError(f"start_date {start} must be before end_date {end}")
+        params: list[tuple[str, Any]] = [("start_date", start.isoformat()), ("end_date", end.isoformat())]
+        if email is not None:
+            pages: Iterable[br.Answer] = [self._call("shared", "GET", path, params=[*params, ("email", email)])]
+        else:
+            pages = self._pages(path, [*params, ("sort_direction", "asc")], EMAIL_PAGE_LIMIT)
+        return (row for answer in pages for row in br.email_rows(answer.body, answer.url, time_key))
+
+    def email_blocklist(self, emails: Iterable[str]) -> WriteResult:
+        """Unsubscribe and mark hard bounced (50 per request)."""
+        return self._write(WriteResult("/email/blocklist"), "shared", unique(emails), MAX_IDS,
+                           lambda chunk: {"email": chunk})
+
+    def email_status(self, emails: Iterable[str], state: str) -> WriteResult:
+        """Set global email state by address (50 per request)."""
+        br.check_state(state, ("subscribed", "unsubscribed", "opted_in"))
+        return self._write(WriteResult("/email/status"), "shared", unique(emails), MAX_IDS,
+                           lambda chunk: {"email": chunk, "subscription_state": state})
+
+    # -- pagination -------------------------------------------------------------------
+    def _pages(self, path: str, params: list[tuple[str, Any]], limit: int) -> Iterator[br.Answer]:
+        """Offset pages until one is short; a repeated page or too many pages is a DataError."""
+        previous: Any = None
+        for page in range(self.max_pages):
+            answer = self._call("shared", "GET", path, params=[*params, ("limit", limit), ("offset", page * limit)])
+            size = br.page_size(answer)
+            if size and answer.body == previous:
+                raise DataError(f"braze {answer.url}: page {page + 1} repeats the previous page; pagination loops")
+            yield answer
+            if size < limit:
+                return
+            previous = answer.body
+        raise DataError(f"braze {path}: more than {self.max_pages} pages of {limit}; pagination does not end")
+
+
+# -- helpers: requests -----------------------------------------------------------------------
+def _id_sets(**kinds: Iterable[str] | None) -> Iterator[tuple[str, list[str]]]:
+    for id_field, values in kinds.items():
+        idents = unique(values)
+        if idents:
+            yield id_field, idents
+
+
+def _check_prioritization(prioritization: Sequence[str]) -> None:
+    prio = list(prioritization)
+    if not prio or any(p not in PRIORITIES for p in prio) or {"identified", "unidentified"} <= set(prio):
+        raise ValueError("deleting by email needs a prioritization: an ordered list of identified|unidentified|"
+                         "most_recently_updated with at most one of identified/unidentified")
+
+
