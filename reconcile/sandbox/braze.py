@@ -1,0 +1,418 @@
+"""A Braze REST API simulator: the endpoints the reconciliation job reads and writes.
+
+Follows `docs/braze-api.md`: bearer auth with per-endpoint permissions, the documented
+request limits and 400 messages, per-class rate limits with `X-RateLimit-*` headers,
+capitalised `/subscription/status/get` values, `/users/track` identifier resolution with
+per-object errors, asynchronous `/users/delete`, and the address lists
+`/email/unsubscribes` / `/email/hard_bounces`. The data model lives in `braze_state`,
+request checks, response shapes and every error message in `braze_checks`.
+
+    sim = BrazeSim(clock=fake_clock)
+    sim.add_group("news")
+    sim.add_profile(external_id="u1", email="a@x.com", groups={"news": "subscribed"})
+    client = httpx.Client(transport=sim.transport(), base_url="http://braze.test",
+                          headers={"Authorization": "Bearer sandbox-rest-key"})
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from reconcile.config import DEFAULT_RATE_LIMITS
+from reconcile.sandbox.braze_checks import (
+    BadRequest, ListQuery, Msg, alias_ok, body_of, community_user, emails_arg, export_fields, export_targets, export_user,
+    group_change, id_limit, int_arg, known_group, pick_identifiers, prioritized, track_problem,
+)
+from reconcile.sandbox.braze_state import (
+    EMAIL_STATES, GROUP_STATES, BrazeState, Profile, Timestamp, iso_utc, norm, to_epoch,
+)
+from reconcile.sandbox.core import SimRequest, SimResponse, Simulator
+
+RATE_LIMITED = "429 Rate Limited - Over rate limit"
+PERMISSIONS = {
+    "/users/export/ids": "users.export.ids",
+    "/subscription/status/get": "subscription.status.get",
+    "/subscription/user/status": "subscription.groups.get",
+    "/subscription/status/set": "subscription.status.set",
+    "/v2/subscription/status/set": "subscription.status.set",
+    "/users/track": "users.track",
+    "/users/delete": "users.delete",
+    "/users/alias/new": "users.alias.new",
+    "/email/unsubscribes": "email.unsubscribe",
+    "/email/hard_bounces": "email.hard_bounces",
+    "/email/status": "email.status",
+    "/email/blocklist": "email.blacklist",
+    "/email/blacklist": "email.blacklist",
+}
+DELETE_KEYS = ("external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers")
+TRACK_ARRAYS = ("attributes", "events", "purchases")
+SLOW_EXPORT_FIELDS = frozenset({"campaigns_received", "canvases_received"})
+Handler = Callable[[SimRequest], SimResponse]
+
+
+def rate_limits_with_defaults(overrides: dict[str, tuple[int, float]] | None) -> dict[str, tuple[int, float]]:
+    """The documented per-class limits (requests, per seconds), with `overrides` applied."""
+    unknown = sorted(set(overrides or {}) - set(DEFAULT_RATE_LIMITS))
+    if unknown:
+        raise ValueError(f"unknown rate-limit classes {unknown}; use {sorted(DEFAULT_RATE_LIMITS)}")
+    limits = {name: (lim.requests, float(lim.per_seconds)) for name, lim in DEFAULT_RATE_LIMITS.items()}
+    return {**limits, **(overrides or {})}
+
+
+class BrazeSim(Simulator):
+    """An in-memory Braze workspace behind the documented REST endpoints."""
+
+    name = "braze"
+
+    def __init__(self, *, api_key: str = "sandbox-rest-key", clock: Callable[[], float] = time.time, seed: int = 0,
+                 deletion_delay_seconds: float = 0.0, rate_limits: dict[str, tuple[int, float]] | None = None,
+                 track_object_limit: int = 75, require_fields_to_export: bool = True,
+                 not_found_style: str = "unknown", user_status_shape: str = "documented",
+                 permissions: set[str] | None = None):
+        super().__init__(clock=clock, seed=seed)
+        if not_found_style not in ("unknown", "omit"):
+            raise ValueError(f"not_found_style must be 'unknown' or 'omit', got {not_found_style!r}")
+        if user_status_shape not in ("documented", "community"):
+            raise ValueError(f"user_status_shape must be 'documented' or 'community', got {user_status_shape!r}")
+        self.api_key = api_key
+        self.deletion_delay_seconds = deletion_delay_seconds
+        self.track_object_limit = track_object_limit
+        self.require_fields_to_export = require_fields_to_export
+        self.not_found_style = not_found_style
+        self.user_status_shape = user_status_shape
+        self.permissions = None if permissions is None else set(permissions)
+        self.db = BrazeState(clock, seed)
+        for name, (limit, seconds) in rate_limits_with_defaults(rate_limits).items():
+            self.limiter.set_limit(name, limit, seconds)
+        self._register_routes()
+
+    def _register_routes(self) -> None:
+        api = self._api
+        self.route("POST", "/users/export/ids", self._export_route)
+        self.route("GET", "/subscription/status/get", api(self._status_get), "shared")
+        self.route("GET", "/subscription/user/status", api(self._user_status), "shared")
+        self.route("POST", "/subscription/status/set", api(self._status_set), "subscription_set")
+        self.route("POST", "/v2/subscription/status/set", api(self._status_set_v2), "subscription_set")
+        self.route("POST", "/users/track", api(self._track), "users_track")
+        self.route("POST", "/users/delete", api(self._delete), "users_identity")
+        self.route("POST", "/users/alias/new", api(self._alias_new), "users_identity")
+        self.route("GET", "/email/unsubscribes", api(self._unsubscribes), "shared")
+        self.route("GET", "/email/hard_bounces", api(self._hard_bounces), "shared")
+        self.route("POST", "/email/status", api(self._email_status), "shared")
+        self.route("POST", "/email/blocklist", api(self._blocklist), "shared")
+        self.route("POST", "/email/blacklist", api(self._blocklist), "shared")
+
+    @staticmethod
+    def _api(handler: Handler) -> Handler:
+        """Turn a `BadRequest` raised by a handler into Braze's fatal error body."""
+
+        def run(req: SimRequest) -> SimResponse:
+            try:
+                return handler(req)
+            except BadRequest as exc:
+                return SimResponse(exc.status, exc.body())
+
+        return run
+
+    # -- hooks ---------------------------------------------------------------------------
+    def authorize(self, req: SimRequest) -> SimResponse | None:
+        """401 unless `Authorization: Bearer <key>` (a quoted key is rejected); 403 when the
+        key lacks the endpoint's permission."""
+        scheme, _, token = req.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or token.strip() != self.api_key:
+            return SimResponse(401, self.error_body(401, Msg.UNAUTHORIZED))
+        if self.permissions is not None and PERMISSIONS.get(req.path) not in self.permissions:
+            return SimResponse(403, self.error_body(403, Msg.ACCESS_DENIED))
+        return None
+
+    def tick(self) -> None:
+        """Apply queued deletions that are due."""
+        with self.lock:
+            self.db.apply_deletions()
+
+    def state(self) -> dict[str, Any]:
+        return self.to_dict()
+
+    # -- seeding and reading -------------------------------------------------------------
+    def add_group(self, group_id: str, channel: str = "email", name: str | None = None) -> None:
+        """Declare a subscription group so the API accepts its id."""
+        with self.lock:
+            self.db.groups[group_id] = {"channel": channel, "name": name}
+
+    def add_profile(self, external_id: str | None = None, email: str | None = None,
+                    email_subscribe: str = "subscribed", groups: dict[str, str] | None = None,
+                    created_at: Timestamp | None = None, updated_at: Timestamp | None = None, *,
+                    phone: str | None = None, user_aliases: list[dict[str, str]] | None = None) -> str:
+        """Create a profile as it already exists in the workspace; returns its braze_id.
+        Group ids in `groups` are declared as email groups when unknown."""
+        if email_subscribe not in EMAIL_STATES or any(s not in GROUP_STATES for s in (groups or {}).values()):
+            raise ValueError(f"bad state in email_subscribe={email_subscribe!r} groups={groups!r}")
+        with self.lock:
+            created = None if created_at is None else to_epoch(created_at)
+            profile = self.db.new_profile(external_id=external_id, created_at=created)
+            profile.email, profile.phone, profile.email_subscribe = email, phone, email_subscribe
+            profile.user_aliases = [dict(a) for a in user_aliases or []]
+            for group_id, state in (groups or {}).items():
+                self.db.groups.setdefault(group_id, {"channel": "email", "name": None})
+                profile.groups[group_id] = state
+            self.db.touch(profile, to_epoch(updated_at) if updated_at is not None else created)
+            return profile.braze_id
+
+    def add_unsubscribe(self, email: str, at: Timestamp) -> None:
+        """Record a global unsubscribe event for an address (profiles are not changed)."""
+        with self.lock:
+            self.db.unsubscribes[norm(email)] = {"email": email, "unsubscribed_at": iso_utc(at)}
+
+    def add_hard_bounce(self, email: str, at: Timestamp) -> None:
+        """Record a hard bounce for an address."""
+        with self.lock:
+            self.db.hard_bounces[norm(email)] = {"email": email, "hard_bounced_at": iso_utc(at)}
+
+    def profiles_by_email(self, email: str) -> list[Profile]:
+        """Copies of every profile holding the address (case-insensitive), deletions applied."""
+        self.tick()
+        with self.lock:
+            return copy.deepcopy(self.db.by_email(email))
+
+    def profile_by_external_id(self, xid: str) -> Profile | None:
+        self.tick()
+        with self.lock:
+            return copy.deepcopy(self.db.by_external_id(xid))
+
+    def group_state(self, braze_id: str, group_id: str) -> str | None:
+        """`subscribed`, `unsubscribed`, or None when the profile never changed the group."""
+        self.tick()
+        with self.lock:
+            profile = self.db.profiles.get(braze_id)
+            return None if profile is None else profile.groups.get(group_id)
+
+    # -- persistence ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return self.db.to_dict()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> "BrazeSim":
+        sim = cls(**kwargs)
+        sim.db.load(copy.deepcopy(data))
+        return sim
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> "BrazeSim":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")), **kwargs)
+
+    # -- /users/export/ids ---------------------------------------------------------------
+    def _export_route(self, req: SimRequest) -> SimResponse:
+        """Charged per request: the 40/s class when fields_to_export lists neither
+        campaigns_received nor canvases_received and the 250/min default is in force."""
+        try:
+            body: dict[str, Any] | None = body_of(req)
+        except BadRequest:
+            body = None
+        allowed, headers = self.limiter.take(self._export_class(body))
+        if not allowed:
+            return SimResponse(429, self.error_body(429, RATE_LIMITED), headers)
+        resp = self._api(self._export_ids)(req)
+        resp.headers = {**headers, **resp.headers}
+        return resp
+
+    def _export_class(self, body: dict[str, Any] | None) -> str:
+        fields = (body or {}).get("fields_to_export")
+        slow = self.limiter.windows.get("users_export_ids")
+        default_tier = slow is not None and slow.limit * 60 / slow.seconds <= 250
+        if (default_tier and "users_export_ids_fast" in self.limiter.windows and isinstance(fields, list)
+                and fields and not SLOW_EXPORT_FIELDS & {str(f) for f in fields}):
+            return "users_export_ids_fast"
+        return "users_export_ids"
+
+    def _export_ids(self, req: SimRequest) -> SimResponse:
+        body = body_of(req)
+        profiles, invalid = export_targets(body, self.db)
+        fields = export_fields(body.get("fields_to_export"), self.require_fields_to_export)
+        out: dict[str, Any] = {"message": "success", "users": [export_user(p, fields) for p in profiles]}
+        if invalid:
+            out["invalid_user_ids"] = invalid
+        return SimResponse(200, out)
+
+    # -- subscription groups -------------------------------------------------------------
+    def _status_get(self, req: SimRequest) -> SimResponse:
+        """Capitalised state per submitted identifier; the most recently updated matching
+        profile that has a state for the group speaks for a shared email."""
+        group_id = known_group(self.db, req.arg("subscription_group_id"))
+        kind, ids = pick_identifiers(req.args("external_id"), req.args("email"), req.args("phone"))
+        status: dict[str, str] = {}
+        for ident in ids:
+            profiles = self.db.lookup(kind, ident)
+            if profiles or self.not_found_style == "unknown":
+                holders = [p for p in profiles if group_id in p.groups]
+                best = max(holders, key=Profile.recency, default=None)
+                status[ident] = best.groups[group_id].capitalize() if best else "Unknown"
+        return SimResponse(200, {"status": status, "message": "success"})
+
+    def _user_status(self, req: SimRequest) -> SimResponse:
+        """Groups each matching profile has a state for, paged by limit (≤100) and offset."""
+        kind, ids = pick_identifiers(req.args("external_id"), req.args("email"), req.args("phone"))
+        limit = int_arg(req, "limit", 100, 1, 100)
+        offset = int_arg(req, "offset", 0, 0, None)
+        profiles = list({p.braze_id: p for ident in ids for p in self.db.lookup(kind, ident)}.values())
+        if self.user_status_shape == "community":
+            users = [community_user(p, self.db.groups) for p in profiles[offset:offset + limit]]
+            return SimResponse(200, {"message": "success", "users": users, "total_count": len(profiles)})
+        entries = [{"subscription_group_id": gid, "subscription_status": state}
+                   for p in profiles for gid, state in p.groups.items()]
+        return SimResponse(200, {"success": True, "subscription_groups": entries[offset:offset + limit]})
+
+    def _status_set(self, req: SimRequest) -> SimResponse:
+        """One group; by email every profile holding the address is updated."""
+        change = group_change(body_of(req), ("external_id", "email", "phone"), self.db)
+        self._apply_group_change(*change)
+        return SimResponse(201, {"message": "success"})
+
+    def _status_set_v2(self, req: SimRequest) -> SimResponse:
+        """Several groups per request; all are checked before any is applied."""
+        items = body_of(req).get("subscription_groups")
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+            raise BadRequest(Msg.GROUPS_REQUIRED)
+        changes = [group_change(item, ("external_ids", "emails", "phones"), self.db) for item in items]
+        for change in changes:
+            self._apply_group_change(*change)
+        return SimResponse(201, {"message": "success"})
+
+    def _apply_group_change(self, group_id: str, state: str, targets: list[Profile]) -> None:
+        for profile in {p.braze_id: p for p in targets}.values():
+            self.db.set_group(profile, group_id, state)
+
+    # -- /users/track --------------------------------------------------------------------
+    def _track(self, req: SimRequest) -> SimResponse:
+        """Each valid object is applied; invalid ones are reported by array and index.
+        Nothing valid at all is fatal."""
+        body = body_of(req)
+        arrays = {name: body.get(name) or [] for name in TRACK_ARRAYS}
+        if not all(isinstance(a, list) for a in arrays.values()):
+            raise BadRequest(Msg.NO_TRACK_DATA)
+        if sum(map(len, arrays.values())) > self.track_object_limit:
+            raise BadRequest(Msg.MAX_INPUT)
+        errors: list[dict[str, Any]] = []
+        counts = {f"{name}_processed": 0 for name in TRACK_ARRAYS if body.get(name)}
+        for name, objects in arrays.items():
+            for index, obj in enumerate(objects):
+                problem = track_problem(obj, name, self.db.groups)
+                if problem:
+                    errors.append({"type": problem, "input_array": name, "index": index})
+                    continue
+                self._track_apply(obj, name)
+                counts[f"{name}_processed"] += 1
+        if not any(counts.values()):
+            raise BadRequest(Msg.NO_TRACK_DATA, errors)
+        return SimResponse(201, {"message": "success", **counts, **({"errors": errors} if errors else {})})
+
+    def _track_apply(self, obj: dict[str, Any], array: str) -> None:
+        profile = self.db.resolve(obj)
+        if profile is None:
+            return
+        if array == "attributes":
+            self.db.apply_attributes(profile, obj)
+        elif array == "events":
+            self.db.record_event(profile, obj["name"], str(obj["time"]))
+        else:
+            self.db.record_purchase(profile, obj)
+
+    # -- /users/delete and /users/alias/new ------------------------------------------------
+    def _delete(self, req: SimRequest) -> SimResponse:
+        """Queue profiles for deletion; `deleted` counts what was queued. An email or
+        phone still matching several profiles after prioritization deletes nothing."""
+        body = body_of(req)
+        present = [k for k in DELETE_KEYS if body.get(k) is not None]
+        if len(present) != 1:
+            raise BadRequest(Msg.DELETE_ONE_TYPE)
+        key = present[0]
+        items = body[key]
+        if not isinstance(items, list) or not items:
+            raise BadRequest(Msg.NOT_A_LIST.format(name=key))
+        id_limit(items, key)
+        targets = {p.braze_id: p for p in (self._delete_target(key, item) for item in items) if p}
+        for profile in targets.values():
+            self.db.queue_deletion(profile, self.deletion_delay_seconds)
+        return SimResponse(201, {"deleted": len(targets), "message": "success"})
+
+    def _delete_target(self, key: str, item: Any) -> Profile | None:
+        if key in ("external_ids", "braze_ids"):
+            if not isinstance(item, str):
+                raise BadRequest(Msg.NOT_A_STRING.format(name=key))
+            hits = self.db.lookup(key[:-1], item)
+            return hits[0] if hits else None
+        if not isinstance(item, dict):
+            raise BadRequest(Msg.NOT_AN_OBJECT.format(name=key))
+        if key == "user_aliases":
+            return self.db.by_alias(str(item.get("alias_name")), str(item.get("alias_label")))
+        field = "email" if key == "email_addresses" else "phone"
+        value = item.get(field)
+        if not isinstance(value, str) or not value:
+            raise BadRequest(Msg.MISSING.format(name=f"{key}[].{field}"))
+        return prioritized(self.db.lookup(field, value), item.get("prioritization"))
+
+    def _alias_new(self, req: SimRequest) -> SimResponse:
+        """Add aliases to existing users (by external_id) or create alias-only users."""
+        aliases = body_of(req).get("user_aliases")
+        if not isinstance(aliases, list) or not aliases:
+            raise BadRequest(Msg.NOT_A_LIST.format(name="user_aliases"))
+        id_limit(aliases, "user_aliases")
+        errors = [{"type": Msg.BAD_ALIAS, "index": i} for i, a in enumerate(aliases) if not alias_ok(a)]
+        good = [a for a in aliases if alias_ok(a)]
+        if not good:
+            raise BadRequest(Msg.BAD_ALIAS, errors)
+        for alias in good:
+            self._add_alias(alias)
+        out = {"aliases_processed": len(good), "message": "success"}
+        return SimResponse(201, {**out, **({"errors": errors} if errors else {})})
+
+    def _add_alias(self, item: dict[str, Any]) -> None:
+        name, label = item["alias_name"], item["alias_label"]
+        if self.db.by_alias(name, label) is not None:
+            return
+        owner = self.db.new_profile() if item.get("external_id") is None else self.db.by_external_id(item["external_id"])
+        if owner is not None:
+            owner.user_aliases.append({"alias_name": name, "alias_label": label})
+            self.db.touch(owner)
+
+    # -- email endpoints -----------------------------------------------------------------
+    def _unsubscribes(self, req: SimRequest) -> SimResponse:
+        return self._address_list(req, self.db.unsubscribes, "unsubscribed_at", email_wins=False)
+
+    def _hard_bounces(self, req: SimRequest) -> SimResponse:
+        return self._address_list(req, self.db.hard_bounces, "hard_bounced_at", email_wins=True)
+
+    def _address_list(self, req: SimRequest, table: dict[str, dict[str, str]], stamp: str,
+                      email_wins: bool) -> SimResponse:
+        """Events in [start_date 00:00 UTC, end of end_date], newest first by default."""
+        query = ListQuery.parse(req)
+        rows = [dict(r) for r in table.values() if query.matches(r["email"], r[stamp], email_wins)]
+        rows.sort(key=lambda r: (r[stamp], norm(r["email"])), reverse=query.descending)
+        page = rows[query.offset:query.offset + query.limit]
+        return SimResponse(200, {"emails": page, "message": "success"})
+
+    def _email_status(self, req: SimRequest) -> SimResponse:
+        """Set global email state for addresses, on every profile holding them or, for an
+        address no profile has yet, when one attaches it."""
+        body = body_of(req)
+        emails = emails_arg(body.get("email"))
+        state = body.get("subscription_state")
+        if state not in EMAIL_STATES:
+            raise BadRequest(Msg.BAD_EMAIL_STATE)
+        for email in emails:
+            self.db.set_address_state(email, state)
+        return SimResponse(201, {"message": "success"})
+
+    def _blocklist(self, req: SimRequest) -> SimResponse:
+        """Unsubscribe each address everywhere and mark it hard bounced."""
+        for email in emails_arg(body_of(req).get("email")):
+            self.db.block(email)
+        return SimResponse(201, {"message": "success"})
+

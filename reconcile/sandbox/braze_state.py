@@ -1,0 +1,323 @@
+"""The Braze workspace the simulator serves: profiles, address lists and their persistence.
+
+Braze keeps consent in two places. Each *profile* has a global `email_subscribe`
+(`opted_in | subscribed | unsubscribed`) and a state per subscription group
+(`subscribed | unsubscribed`, only for groups it ever changed). Each *address* has
+workspace-level facts: the latest global unsubscribe (`/email/unsubscribes`), a hard
+bounce (`/email/hard_bounces`) and blocklisting. Several profiles may share an email;
+addresses are matched case-insensitively and stored as first given.
+
+`BrazeState.to_dict()` / `from_dict()` round-trip exactly (JSON-safe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+EMAIL_STATES = ("opted_in", "subscribed", "unsubscribed")
+GROUP_STATES = ("subscribed", "unsubscribed")
+STANDARD_FIELDS = ("first_name", "last_name", "gender", "dob", "country", "home_city", "language",
+                   "time_zone", "attributed_campaign", "attributed_source", "attributed_adgroup",
+                   "attributed_ad")
+TRACK_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existing_only", "email", "phone",
+                        "email_subscribe", "push_subscribe", "subscription_groups"})
+Timestamp = float | int | str | datetime
+
+
+def norm(email: str) -> str:
+    """The key an address is matched by: trimmed and lower-cased."""
+    return email.strip().lower()
+
+
+def to_epoch(value: Timestamp) -> float:
+    """Epoch seconds from a number, an ISO-8601 string (naive = UTC) or a datetime."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def iso_utc(value: Timestamp) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. `2024-05-01T12:00:00.000Z`."""
+    moment = datetime.fromtimestamp(to_epoch(value), timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def export_time(ts: float) -> str:
+    """The `created_at` style of `/users/export/ids`: `2020-07-10 15:00:00.000 UTC`."""
+    return iso_utc(ts).replace("T", " ").replace("Z", " UTC")
+
+
+@dataclass
+class Profile:
+    """One Braze user profile."""
+
+    braze_id: str
+    external_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    email_subscribe: str = "subscribed"
+    push_subscribe: str = "subscribed"
+    groups: dict[str, str] = field(default_factory=dict)
+    user_aliases: list[dict[str, str]] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    custom_attributes: dict[str, Any] = field(default_factory=dict)
+    custom_events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    purchases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    total_revenue: float = 0.0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    update_seq: int = 0
+
+    def recency(self) -> tuple[float, int]:
+        """Sort key for "most recently updated"."""
+        return (self.updated_at, self.update_seq)
+
+    def has_alias(self, name: str, label: str) -> bool:
+        return any(a.get("alias_name") == name and a.get("alias_label") == label for a in self.user_aliases)
+
+
+class BrazeState:
+    """The workspace's data and the rules that change it."""
+
+    def __init__(self, clock: Callable[[], float], seed: int = 0):
+        self.clock = clock
+        self.profiles: dict[str, Profile] = {}
+        self.groups: dict[str, dict[str, str | None]] = {}
+        self.unsubscribes: dict[str, dict[str, str]] = {}  # norm -> {email, unsubscribed_at}
+        self.hard_bounces: dict[str, dict[str, str]] = {}  # norm -> {email, hard_bounced_at}
+        self.blocklist: dict[str, str] = {}  # norm -> email
+        self.address_states: dict[str, dict[str, str]] = {}  # norm -> {email, state}, no profile yet
+        self.pending_deletions: list[dict[str, Any]] = []  # {braze_id, due_at}
+        self.id_prefix = f"{(0x5fbd99ba + seed) & 0xFFFFFFFF:08x}"
+        self.next_id = 1
+        self.seq = 0
+
+    # -- lookups ------------------------------------------------------------------------
+    def by_email(self, email: str) -> list[Profile]:
+        key = norm(email)
+        return [p for p in self.profiles.values() if p.email is not None and norm(p.email) == key]
+
+    def by_external_id(self, xid: str) -> Profile | None:
+        return next((p for p in self.profiles.values() if p.external_id == xid), None)
+
+    def by_phone(self, phone: str) -> list[Profile]:
+        return [p for p in self.profiles.values() if p.phone is not None and p.phone == phone]
+
+    def by_alias(self, name: str, label: str) -> Profile | None:
+        return next((p for p in self.profiles.values() if p.has_alias(name, label)), None)
+
+    def lookup(self, kind: str, value: str) -> list[Profile]:
+        """Profiles matched by one identifier: external_id, braze_id, email(_address), phone.
+        Profiles carry no devices, so device_id never matches."""
+        if kind == "external_id":
+            hit = self.by_external_id(value)
+            return [hit] if hit else []
+        if kind == "braze_id":
+            return [self.profiles[value]] if value in self.profiles else []
+        if kind in ("email", "email_address"):
+            return self.by_email(value)
+        return self.by_phone(value) if kind == "phone" else []
+
+    @staticmethod
+    def preferred(profiles: Iterable[Profile]) -> Profile | None:
+        """Track's pick among profiles sharing an email or phone: the most recently updated
+        one with an external_id, else the most recently updated."""
+        pool = list(profiles)
+        identified = [p for p in pool if p.external_id is not None]
+        return max(identified or pool, key=Profile.recency, default=None)
+
+    # -- profile life cycle ---------------------------------------------------------------
+    def new_profile(self, *, external_id: str | None = None, created_at: float | None = None) -> Profile:
+        now = self.clock()
+        braze_id = f"{self.id_prefix}{self.next_id:016x}"
+        self.next_id += 1
+        profile = Profile(braze_id, external_id=external_id, created_at=now if created_at is None else created_at)
+        self.profiles[braze_id] = profile
+        self.touch(profile, created_at)
+        return profile
+
+    def touch(self, profile: Profile, at: float | None = None) -> None:
+        self.seq += 1
+        profile.updated_at = self.clock() if at is None else at
+        profile.update_seq = self.seq
+
+    def attach_email(self, profile: Profile, email: str | None) -> None:
+        """Set a profile's address. A new address takes the state already known for it in
+        the workspace (set by `/email/status` or held by another profile), else `subscribed`."""
+        if email is None:
+            profile.email = None
+            return
+        if profile.email is not None and norm(profile.email) == norm(email):
+            profile.email = email
+            return
+        others = self.by_email(email)
+        pending = self.address_states.pop(norm(email), None)
+        profile.email = email
+        if pending is not None:
+            profile.email_subscribe = pending["state"]
+        elif others:
+            profile.email_subscribe = max(others, key=Profile.recency).email_subscribe
+        elif norm(email) in self.unsubscribes or norm(email) in self.blocklist:
+            profile.email_subscribe = "unsubscribed"
+        else:
+            profile.email_subscribe = "subscribed"
+
+    def set_email_subscribe(self, profile: Profile, state: str) -> None:
+        """Change global state; the address's unsubscribe event follows."""
+        profile.email_subscribe = state
+        self.touch(profile)
+        if profile.email is not None:
+            self._sync_unsubscribe(profile.email, state)
+
+    def set_address_state(self, email: str, state: str) -> None:
+        """`/email/status`: every profile with the address, or remembered until one appears."""
+        profiles = self.by_email(email)
+        for profile in profiles:
+            profile.email_subscribe = state
+            self.touch(profile)
+        if not profiles:
+            self.address_states[norm(email)] = {"email": email, "state": state}
+        self._sync_unsubscribe(email, state)
+
+    def _sync_unsubscribe(self, email: str, state: str) -> None:
+        key = norm(email)
+        if state == "unsubscribed":
+            self.unsubscribes.setdefault(key, {"email": email, "unsubscribed_at": iso_utc(self.clock())})
+            return
+        still_out = any(p.email_subscribe == "unsubscribed" for p in self.by_email(email))
+        if not still_out:
+            self.unsubscribes.pop(key, None)
+
+    def set_group(self, profile: Profile, group_id: str, state: str) -> None:
+        profile.groups[group_id] = state
+        self.touch(profile)
+
+    def block(self, email: str) -> None:
+        """`/email/blocklist`: unsubscribe the address everywhere and mark it hard bounced."""
+        self.set_address_state(email, "unsubscribed")
+        self.blocklist.setdefault(norm(email), email)
+        self.hard_bounces.setdefault(norm(email), {"email": email, "hard_bounced_at": iso_utc(self.clock())})
+
+    # -- /users/track --------------------------------------------------------------------
+    def resolve(self, obj: dict[str, Any]) -> Profile | None:
+        """The profile a valid track object addresses, created when Braze would create it.
+
+        One primary id (`external_id`, `user_alias`, `braze_id`) decides; without one, the
+        email (else phone) is looked up. `_update_existing_only` defaults to false, except
+        for `user_alias` where it defaults to true; `braze_id` never creates a profile."""
+        update_only = obj.get("_update_existing_only")
+        if obj.get("external_id") is not None:
+            found = self.by_external_id(obj["external_id"])
+            return found or (None if update_only is True else self.new_profile(external_id=obj["external_id"]))
+        if obj.get("user_alias") is not None:
+            alias = {"alias_name": obj["user_alias"]["alias_name"], "alias_label": obj["user_alias"]["alias_label"]}
+            found = self.by_alias(alias["alias_name"], alias["alias_label"])
+            if found is not None or update_only is not False:
+                return found
+            created = self.new_profile()
+            created.user_aliases.append(alias)
+            return created
+        if obj.get("braze_id") is not None:
+            return self.profiles.get(obj["braze_id"])
+        return self._resolve_contact(obj, update_only is True)
+
+    def _resolve_contact(self, obj: dict[str, Any], update_only: bool) -> Profile | None:
+        email = obj.get("email")
+        found = self.preferred(self.by_email(email) if email else self.by_phone(obj["phone"]))
+        if found is not None or update_only:
+            return found
+        created = self.new_profile()
+        if email:
+            self.attach_email(created, email)
+        else:
+            created.phone = obj["phone"]
+        return created
+
+    def apply_attributes(self, profile: Profile, obj: dict[str, Any]) -> None:
+        """Write an attributes object. Group changes reach every profile sharing the email."""
+        if "email" in obj:
+            self.attach_email(profile, obj["email"])
+        if "phone" in obj:
+            profile.phone = obj["phone"]
+        for key, value in obj.items():
+            if key in TRACK_KEYS:
+                continue
+            target = profile.attributes if key in STANDARD_FIELDS else profile.custom_attributes
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = value
+        if obj.get("push_subscribe") is not None:
+            profile.push_subscribe = obj["push_subscribe"]
+        self.touch(profile)
+        if obj.get("email_subscribe") is not None:
+            self.set_email_subscribe(profile, obj["email_subscribe"])
+        for item in obj.get("subscription_groups") or []:
+            for target_profile in self.sharing_email(profile):
+                self.set_group(target_profile, item["subscription_group_id"], item["subscription_state"])
+
+    def sharing_email(self, profile: Profile) -> list[Profile]:
+        return self.by_email(profile.email) if profile.email is not None else [profile]
+
+    def record_event(self, profile: Profile, name: str, at: str) -> None:
+        """Count a custom event by name."""
+        self._count(profile.custom_events, name, at)
+        self.touch(profile)
+
+    def record_purchase(self, profile: Profile, obj: dict[str, Any]) -> None:
+        """Count a purchase by product id and add it to the revenue."""
+        self._count(profile.purchases, obj["product_id"], str(obj["time"]))
+        profile.total_revenue += float(obj["price"]) * int(obj.get("quantity", 1))
+        self.touch(profile)
+
+    @staticmethod
+    def _count(table: dict[str, dict[str, Any]], name: str, at: str) -> None:
+        entry = table.setdefault(name, {"count": 0, "first": at, "last": at})
+        entry["count"] += 1
+        entry["last"] = at
+
+    # -- deletion -------------------------------------------------------------------------
+    def queue_deletion(self, profile: Profile, delay: float) -> None:
+        if not any(d["braze_id"] == profile.braze_id for d in self.pending_deletions):
+            self.pending_deletions.append({"braze_id": profile.braze_id, "due_at": self.clock() + delay})
+
+    def apply_deletions(self) -> None:
+        """Remove queued profiles whose deletion is due."""
+        now = self.clock()
+        due = [d for d in self.pending_deletions if d["due_at"] <= now]
+        for item in due:
+            self.profiles.pop(item["braze_id"], None)
+            self.pending_deletions.remove(item)
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profiles": [asdict(p) for p in self.profiles.values()],
+            "groups": {k: dict(v) for k, v in self.groups.items()},
+            "unsubscribes": {k: dict(v) for k, v in self.unsubscribes.items()},
+            "hard_bounces": {k: dict(v) for k, v in self.hard_bounces.items()},
+            "blocklist": dict(self.blocklist),
+            "address_states": {k: dict(v) for k, v in self.address_states.items()},
+            "pending_deletions": [dict(d) for d in self.pending_deletions],
+            "counters": {"id_prefix": self.id_prefix, "next_id": self.next_id, "seq": self.seq},
+        }
+
+    def load(self, data: dict[str, Any]) -> None:
+        """Replace everything with `data` as produced by `to_dict()`."""
+        self.profiles = {p["braze_id"]: Profile(**p) for p in data.get("profiles", [])}
+        self.groups = {k: dict(v) for k, v in data.get("groups", {}).items()}
+        self.unsubscribes = {k: dict(v) for k, v in data.get("unsubscribes", {}).items()}
+        self.hard_bounces = {k: dict(v) for k, v in data.get("hard_bounces", {}).items()}
+        self.blocklist = dict(data.get("blocklist", {}))
+        self.address_states = {k: dict(v) for k, v in data.get("address_states", {}).items()}
+        self.pending_deletions = [dict(d) for d in data.get("pending_deletions", [])]
+        counters = data.get("counters", {})
+        self.id_prefix = counters.get("id_prefix", self.id_prefix)
+        self.next_id = counters.get("next_id", self.next_id)
+        self.seq = counters.get("seq", self.seq)
