@@ -57,7 +57,8 @@ def observe(rt: Runtime, mode: str, subjects: set[str] | None = None) -> tuple[O
     cfg = rt.cfg
     start, end, full = _window(rt, mode)
     unsub, bounced = ex.braze_lists(rt.braze, start, end, cfg)
-    open_drift = pd.DataFrame(rt.store.open_drift(), columns=None)
+    open_drift = pd.DataFrame([{"subject_key": d["subject_key"], "identity": (d.get("detail") or {}).get("identity")
+                                or d["subject_key"]} for d in rt.store.open_drift()])
     tomb = pd.DataFrame(rt.store.tombstones())
     src = Sources(
         listed=load_listed(cfg.universe), deletions=load_deletions(cfg.universe), unsubscribed=unsub, bounced=bounced,
@@ -92,7 +93,8 @@ def make_plan(rt: Runtime, *, mode: str = "full", run_id: str | None = None) -> 
     fp = fingerprint(cfg.hash(), observed.universe, observed.ketch, observed.ketch_topics, observed.braze,
                      observed.braze_groups)
     emails = observed.universe.set_index("subject_key")["email"].fillna(observed.braze.set_index("subject_key")["email"])
-    plan = build_plan(drift, emails, Rules.from_config(cfg), plan_fp=fp, track_batch_size=cfg.braze.track_batch_size)
+    plan = build_plan(drift, emails, Rules.from_config(cfg), plan_fp=fp, plan_id=f"plan-{run_id}",
+                      track_batch_size=cfg.braze.track_batch_size)
     for a in plan.actions:
         a["plan_id"] = plan.plan_id
     drift_ids = store.record_drift(run_id, _drift_records(drift), observed.universe["subject_key"], rt.clock())
@@ -331,7 +333,7 @@ def resume_unfinished(rt: Runtime, overrides: set[str] = frozenset()) -> list[Ru
     out = []
     for plan_id in rt.store.unfinished_plans():
         saved = rt.store.get_plan(plan_id)
-        if not saved:
+        if not saved or saved["status"] != "applying":  # planned-only or refused plans are never auto-applied
             continue
         log.warning("resuming plan %s left unfinished by an earlier run", plan_id)
         try:

@@ -121,7 +121,8 @@ def _expected_global(b: pd.DataFrame) -> pd.Series:
     allowed = b["email_allowed"].astype("boolean")
     exp = pd.Series(pd.NA, index=b.index, dtype="string")
     exp = exp.mask(b["has_record"] & allowed.fillna(False), "subscribed")
-    exp = exp.mask(b["has_record"] & (b["global_engaged"] | (allowed == False).fillna(False)), "unsubscribed")  # noqa: E712
+    stop = b["global_engaged"] | b["blocklist_engaged"] | (allowed == False).fillna(False)  # noqa: E712
+    exp = exp.mask(b["has_record"] & stop, "unsubscribed")
     return exp
 
 
@@ -149,8 +150,9 @@ def _global(b: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     out = []
     opt = b[(b["_exp"] == "unsubscribed").fillna(False) & b["email_subscribe"].isin(SUBSCRIBED)]
     if len(opt):
-        why = opt["global_engaged"].map({True: "Ketch global unsubscribe control is active",
-                                         False: "Ketch email purpose is not allowed"})
+        why = pd.Series("Ketch email purpose is not allowed", index=opt.index)
+        why = why.mask(opt["blocklist_engaged"], "Ketch do-not-contact control is active")
+        why = why.mask(opt["global_engaged"], "Ketch global unsubscribe control is active")
         out.append(_rows(opt, "missed_optout", "email_subscribe", "unsubscribed", opt["email_subscribe"],
                          why + "; Braze email_subscribe is " + opt["email_subscribe"].astype(str),
                          "global_unsubscribe"))
@@ -178,7 +180,7 @@ def _expected_groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame
         status = rec["subject_key"].map(_topic_status(o.ketch_topics, m)).astype("string")
         exp = pd.Series(pd.NA, index=rec.index, dtype="string")
         exp = exp.mask(status == "granted", "subscribed").mask(status == "denied", "unsubscribed")
-        exp = exp.mask(rec["global_engaged"], "unsubscribed")
+        exp = exp.mask(rec["global_engaged"] | rec["blocklist_engaged"], "unsubscribed")
         label = f"{m.topic}/{m.channel}" if m.channel else m.topic
         frames.append(rec.assign(group_id=m.subscription_group_id, _exp=exp, _topic=label, _status=status))
     if not frames:
@@ -200,7 +202,7 @@ def _groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
     if opt.any():
         r = e[opt]
         why = pd.Series("Ketch " + r["_topic"] + " is " + r["_status"].fillna("absent").astype(str), index=r.index)
-        why = why.mask(r["global_engaged"], "Ketch global unsubscribe control is active")
+        why = why.mask(r["global_engaged"] | r["blocklist_engaged"], "Ketch global unsubscribe or do-not-contact control is active")
         out.append(_rows(r, "missed_optout", field[opt], "unsubscribed", "subscribed",
                          why + "; Braze group " + r["group_id"] + " is subscribed", "group_unsubscribe"))
     con = (e["_exp"] == "subscribed") & (e["_actual"] == "unsubscribed").fillna(False)

@@ -121,7 +121,8 @@ def extract_braze_email(braze: Any, universe: pd.DataFrame, unsub: pd.DataFrame,
 
 def _confirm_old_unsubscribes(braze: Any, b: pd.DataFrame, ketch: pd.DataFrame, cfg: Config, today: date) -> pd.DataFrame:
     """An incremental window misses older unsubscribes: look those up per email before calling them drift."""
-    expect_unsub = ketch[ketch["global_engaged"] | (ketch["email_allowed"] == False).fillna(False)]["subject_key"]  # noqa: E712
+    stop = ketch["global_engaged"] | ketch["blocklist_engaged"] | (ketch["email_allowed"] == False).fillna(False)  # noqa: E712
+    expect_unsub = ketch[stop]["subject_key"]
     todo = b[b["subject_key"].isin(expect_unsub) & b["unsubscribed_at"].isna()]
     since = date.fromisoformat(cfg.universe.full_since)
     for idx, email in zip(todo.index, todo["identity"]):

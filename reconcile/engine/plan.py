@@ -1,9 +1,10 @@
 """Pure planning: drift table in, batched actions out (semantics §5).
 
 Each action is one Braze request (or one Ketch write-back batch) at the endpoint's
-documented limit. Action ids are deterministic in the plan fingerprint and the batch's
-content, so re-planning the same inputs yields the same ids and a resumed apply can tell
-what it already sent.
+documented limit. Action ids are deterministic in the plan id and the batch's content,
+so a resumed apply can tell what it already sent. Plan ids are unique per run: the same
+world seen again (say, an import that reverted opt-outs) gets a new plan, never a
+"confirmed already" skip.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _target(kind: str) -> str:
     return "email" if kind in ("blocklist", "alias_optout") or kind.endswith("_email") else "identity"
 
 
-def build_plan(drift: pd.DataFrame, emails: pd.Series, rules: Rules, *, plan_fp: str,
+def build_plan(drift: pd.DataFrame, emails: pd.Series, rules: Rules, *, plan_fp: str, plan_id: str | None = None,
                track_batch_size: int = 75) -> Plan:
     """Batch the actionable drift rows. `emails` maps subject_key -> email (for blocklist/alias)."""
     todo = drift[drift["action"].fillna("") != ""].copy()
@@ -93,14 +94,14 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, rules: Rules, *, plan_fp:
         rows = rows[rows[col].notna()]
         for start in range(0, len(rows), size):
             chunk = rows.iloc[start:start + size]
-            actions.append(_action(kind, endpoint, group_id or None, chunk, col, drift, plan_fp, rules))
+            actions.append(_action(kind, endpoint, group_id or None, chunk, col, drift, plan_id or plan_fp, rules))
     for seq, action in enumerate(actions):
         action["seq"] = seq
-    return Plan(plan_id=f"plan-{plan_fp[:12]}", fingerprint=plan_fp, drift=drift, actions=actions)
+    return Plan(plan_id=plan_id or f"plan-{plan_fp[:12]}", fingerprint=plan_fp, drift=drift, actions=actions)
 
 
 def _action(kind: str, endpoint: str, group_id: str | None, chunk: pd.DataFrame, col: str,
-            drift: pd.DataFrame, plan_fp: str, rules: Rules) -> dict[str, Any]:
+            drift: pd.DataFrame, salt: str, rules: Rules) -> dict[str, Any]:
     subjects = chunk["subject_key"].astype(str).tolist()
     ids = chunk[col].astype(str).tolist()
     mask = drift["subject_key"].isin(subjects) & (drift["action"] == chunk["action"].iloc[0])
@@ -108,7 +109,7 @@ def _action(kind: str, endpoint: str, group_id: str | None, chunk: pd.DataFrame,
         mask &= drift["group_id"] == group_id
     drift_keys = drift.loc[mask, ["subject_key", "drift_class", "field"]].astype(str).values.tolist()
     body = {"kind": kind, "group_id": group_id, "ids": ids}
-    action_id = hashlib.sha256(json.dumps([plan_fp, body], sort_keys=True).encode()).hexdigest()[:20]
+    action_id = hashlib.sha256(json.dumps([salt, body], sort_keys=True).encode()).hexdigest()[:20]
     params: dict[str, Any] = {"key_type": rules.key_type}
     if group_id:
         params["group_id"] = group_id

@@ -1,0 +1,49 @@
+"""Helpers shared by the commands: loading the config, opening a runtime, printing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from reconcile.config import Config, config_path, load_config
+from reconcile.engine.frames import DRIFT_CLASSES, SEVERITY
+from reconcile.runtime import Runtime, open_runtime
+
+DEFAULT_CONFIG = "jobs/sandbox.toml"
+
+
+def get_config(ctx: click.Context, default: str | None = None) -> Config:
+    raw = ctx.find_root().obj.get("config_path") or default
+    return load_config(config_path(raw))
+
+
+def runtime(ctx: click.Context, default: str | None = None) -> Runtime:
+    return open_runtime(get_config(ctx, default))
+
+
+allow_option = click.option(
+    "--allow", "allow", multiple=True, metavar="GUARD",
+    type=click.Choice(["empty_extract", "extract_shrink", "max_deletions", "max_deletion_fraction",
+                       "max_unsubscribe_fraction"]),
+    help="Override a tripped guard after review (repeatable); the override is recorded in the run.")
+
+mode_option = click.option("--mode", type=click.Choice(["full", "incremental"]), default="full", show_default=True,
+                           help="full: sweep the whole universe; incremental: the Braze lists' recent window plus open drift.")
+
+
+def print_counts(counts: dict[str, int]) -> None:
+    click.echo("drift by class:")
+    for c in DRIFT_CLASSES:
+        click.echo(f"  {c:<20} {SEVERITY[c]:<9} {counts.get(c, 0)}")
+
+
+def print_summary(s: Any) -> None:
+    print_counts(s.counts)
+    click.echo(f"run {s.run_id}: {s.status} (exit {s.exit_code}); actions planned {s.actions_planned}, "
+               f"sent {s.actions_sent}, failed {s.actions_failed}, items rejected {s.rejected_items}; "
+               f"verified {s.verified}, unverified {s.unverified}")
+    if s.overrides:
+        click.echo(f"guards overridden: {', '.join(s.overrides)}")
+    for m in s.messages[:10]:
+        click.echo(f"  ! {m}", err=True)

@@ -1,0 +1,65 @@
+"""`reconcile config check|show`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from sqlalchemy.engine import make_url
+
+from reconcile.cli.common import get_config
+from reconcile.config import check_environment
+from reconcile.errors import ConfigError
+from reconcile.redact import REDACTED, is_secret_name
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check or show the job configuration.
+
+    Example:
+
+        reconcile --config jobs/sandbox.toml config check
+    """
+
+
+@config_group.command("check")
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Report every problem in the config at once, with its key and the fix.
+
+    Example:
+
+        reconcile --config jobs/production.example.toml config check
+    """
+    cfg = get_config(ctx)
+    problems = check_environment(cfg)
+    if problems:
+        raise ConfigError(problems, source=str(cfg.path))
+    click.echo(f"{cfg.path}: ok (config hash {cfg.hash()})")
+
+
+def _redact(value, key: str = ""):
+    if isinstance(value, dict):
+        return {k: _redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    if key == "url" and isinstance(value, str) and value:
+        return make_url(value).render_as_string(hide_password=True)
+    return REDACTED if is_secret_name(key) and value else value
+
+
+@config_group.command("show")
+@click.pass_context
+def show(ctx: click.Context) -> None:
+    """Print the resolved config as JSON; secrets are only ever env-var names, and redacted.
+
+    Example:
+
+        reconcile --config jobs/sandbox.toml config show
+    """
+    cfg = get_config(ctx)
+    click.echo(json.dumps(_redact(cfg.as_dict()), indent=2))
+
+
+COMMANDS = [config_group]

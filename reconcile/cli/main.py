@@ -1,0 +1,56 @@
+"""The `reconcile` command line. Errors become exit codes in one place (`Cli.invoke`).
+
+Exit codes: 0 in sync / nothing to do / success, 1 error, 2 drift found (plan, dry run),
+3 a guard refused apply, 4 partial failure, 5 stale plan, 6 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from reconcile.errors import ConfigError, ReconcileError
+
+
+class Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except ReconcileError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="RECONCILE_CONFIG", type=click.Path(dir_okay=False),
+              help="Job config TOML (default: $RECONCILE_CONFIG).")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.version_option(package_name="reconcile")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """Keep Braze honest about what people told Ketch.
+
+    Example:
+
+        reconcile demo
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"config_path": config_path}
+
+
+def _register() -> None:
+    from reconcile.cli import config_cmds, run_cmds, runs_cmds, sandbox_cmds
+
+    for module in (config_cmds, run_cmds, runs_cmds, sandbox_cmds):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()

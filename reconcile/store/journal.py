@@ -1,0 +1,139 @@
+"""Plans and the action journal.
+
+Every batch is journaled before and after it is sent: `journal_plan` writes all actions
+as `pending`, `journal_sending` commits `sending` (attempts + 1) before the request goes
+out, and `journal_result` commits the outcome. Each call is its own committed transaction,
+so a killed process leaves an exact record of what may have reached Braze. A confirmed
+action is never marked as sending again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from reconcile.errors import StoreError
+from reconcile.store.base import StoreBase, as_tuple
+from reconcile.store.schema import ACTION_RESULTS, ACTION_UNFINISHED, PLAN_STATUSES
+from reconcile.store.schema import actions as action_table
+from reconcile.store.schema import plans as plan_table
+
+ACTION_FIELDS = ("seq", "endpoint", "kind", "payload", "subject_keys", "drift_ids", "request_summary")
+
+
+class JournalMixin(StoreBase):
+    """Saved plans and the per-batch action journal."""
+
+    def save_plan(self, plan_id: str, run_id: str, fingerprint: str, body: dict, created_at: datetime) -> None:
+        """Save a plan as `planned`; saving the same plan id and fingerprint again is a no-op."""
+        row = {"plan_id": plan_id, "run_id": run_id, "fingerprint": fingerprint, "body": body}
+        stmt = self._insert(plan_table).values(**row, status="planned", created_at=created_at)
+        with self._write("save_plan") as conn:
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=[plan_table.c.plan_id]))
+            stored = conn.scalar(select(plan_table.c.fingerprint).where(plan_table.c.plan_id == plan_id))
+        if stored != fingerprint:
+            raise StoreError(f"plan {plan_id!r} already saved with another fingerprint ({stored})")
+
+    def get_plan(self, plan_id: str) -> dict | None:
+        with self._read("get_plan") as conn:
+            row = conn.execute(select(plan_table).where(plan_table.c.plan_id == plan_id)).first()
+        return dict(row._mapping) if row else None
+
+    def set_plan_status(self, plan_id: str, status: str) -> None:
+        if status not in PLAN_STATUSES:
+            raise ValueError(f"plan status {status!r} is not one of {', '.join(PLAN_STATUSES)}")
+        with self._write("set_plan_status") as conn:
+            found = conn.execute(update(plan_table).where(plan_table.c.plan_id == plan_id).values(status=status)).rowcount
+        if not found:
+            raise StoreError(f"no plan {plan_id!r} in the state store")
+
+    def journal_plan(self, plan_id: str, run_id: str, actions: list[dict], created_at: datetime) -> None:
+        """Journal every action as pending; action ids already journaled are left untouched."""
+        rows = [_pending_row(plan_id, run_id, action, created_at) for action in actions]
+        if not rows:
+            return
+        stmt = self._insert(action_table).on_conflict_do_nothing(index_elements=["action_id"])
+        with self._write("journal_plan") as conn:
+            conn.execute(stmt, rows)
+
+    def journal_sending(self, action_id: str, at: datetime) -> None:
+        """Commit `sending` (attempts + 1, sent_at) before the batch goes out."""
+        c = action_table.c
+        stmt = (
+            update(action_table)
+            .where((c.action_id == action_id) & (c.status != "confirmed"))
+            .values(status="sending", attempts=c.attempts + 1, sent_at=at)
+        )
+        with self._write("journal_sending") as conn:
+            if not conn.execute(stmt).rowcount:
+                _explain_missing(conn, action_id)
+
+    def journal_result(
+        self,
+        action_id: str,
+        status: str,
+        *,
+        response_summary: Any = None,
+        error: str | None = None,
+        at: datetime,
+        request_summary: Any = None,
+    ) -> None:
+        """Commit a batch's outcome: confirmed, failed, rejected or skipped."""
+        if status not in ACTION_RESULTS:
+            raise ValueError(f"action result {status!r} is not one of {', '.join(ACTION_RESULTS)}")
+        values: dict[str, Any] = {"status": status, "response_summary": response_summary, "error": error}
+        if request_summary is not None:
+            values["request_summary"] = request_summary
+        stmt = update(action_table).where(action_table.c.action_id == action_id).values(**values, finished_at=at)
+        with self._write("journal_result") as conn:
+            if not conn.execute(stmt).rowcount:
+                raise StoreError(f"no action {action_id!r} in the journal")
+
+    def actions(
+        self,
+        plan_id: str | None = None,
+        run_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+    ) -> list[dict]:
+        """Journaled actions ordered by seq (then action id)."""
+        c = action_table.c
+        query = select(action_table).order_by(c.seq, c.action_id)
+        if plan_id is not None:
+            query = query.where(c.plan_id == plan_id)
+        if run_id is not None:
+            query = query.where(c.run_id == run_id)
+        statuses = as_tuple(status)
+        if statuses is not None:
+            query = query.where(c.status.in_(statuses))
+        with self._read("actions") as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def unfinished_plans(self) -> list[str]:
+        """Plans with actions still pending or sending, oldest first."""
+        c = action_table.c
+        first = func.min(c.created_at)
+        query = (
+            select(c.plan_id)
+            .where(c.status.in_(ACTION_UNFINISHED))
+            .group_by(c.plan_id)
+            .order_by(first, c.plan_id)
+        )
+        with self._read("unfinished_plans") as conn:
+            return list(conn.scalars(query))
+
+
+def _pending_row(plan_id: str, run_id: str, action: dict, created_at: datetime) -> dict:
+    row = {name: action.get(name) for name in ACTION_FIELDS}
+    row.update(action_id=action["action_id"], plan_id=plan_id, run_id=run_id)
+    row.update(status="pending", attempts=0, created_at=created_at)
+    return row
+
+
+def _explain_missing(conn: Connection, action_id: str) -> None:
+    status = conn.scalar(select(action_table.c.status).where(action_table.c.action_id == action_id))
+    if status is None:
+        raise StoreError(f"no action {action_id!r} in the journal")
+    raise StoreError(f"action {action_id!r} is already {status}; it must not be sent again")

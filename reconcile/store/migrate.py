@@ -1,0 +1,63 @@
+"""Bring a state database to the newest schema with Alembic, programmatically.
+
+`upgrade(conn, url)` runs `alembic upgrade head` on an open connection inside the caller's
+transaction (PostgreSQL: under an advisory lock, so two processes opening a fresh database
+at once do not race). A database stamped with a revision this code does not know (written
+by a newer `reconcile`) is refused with a `StoreError` naming both revisions.
+
+Developers can use the Alembic CLI too:
+`alembic -c reconcile/store/alembic.ini -x url=sqlite:///state.db current`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+from reconcile.errors import StoreError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+PG_MIGRATION_LOCK = 0x7265636F6E  # arbitrary, constant advisory-lock key
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for the packaged migrations, without an ini file."""
+    cfg = Config(attributes={"connection": connection})
+    cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
+    return cfg
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    return ",".join(sorted(heads))
+
+
+def current_revisions(conn: Connection) -> tuple[str, ...]:
+    return tuple(MigrationContext.configure(conn).get_current_heads())
+
+
+def upgrade(conn: Connection, where: str) -> None:
+    """Check the database's revision and upgrade it to head, on `conn`."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+    cfg = alembic_config(conn)
+    _refuse_unknown(ScriptDirectory.from_config(cfg), current_revisions(conn), where)
+    command.upgrade(cfg, "head")
+
+
+def _refuse_unknown(script: ScriptDirectory, current: tuple[str, ...], where: str) -> None:
+    known = {s.revision for s in script.walk_revisions()}
+    unknown = sorted(rev for rev in current if rev not in known)
+    if unknown:
+        heads = ",".join(sorted(script.get_heads()))
+        raise StoreError(
+            f"state store {where} is at schema revision {','.join(unknown)}, which this version "
+            f"of reconcile does not know (its newest is {heads}); upgrade reconcile or use "
+            "another database"
+        )

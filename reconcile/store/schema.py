@@ -1,0 +1,212 @@
+"""The state store's tables (SQLAlchemy Core); the only module that names them.
+
+    runs             one row per run: mode, config hash, extract sizes/timestamps, counts, outcome
+    run_exceptions   identities a run rejected or could not act on, with the reason
+    drift_items      one row per problem occurrence; live rows are open/corrected/reported,
+                     verified and resolved rows are kept as history
+    plans            saved plans (body as JSON) and their status
+    actions          the apply journal: one row per batch, written before and after sending
+    tombstones       subjects deleted from Braze (checked for reappearance)
+    watermarks       named incremental-extract positions
+    locks            named leases for single-writer scheduling
+
+Migrations live in `migrations/versions/`; a test checks they produce exactly this schema.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from reconcile.store.coltypes import SafeJSON, UTCDateTime
+
+DRIFT_STATUSES = ("open", "corrected", "verified", "resolved", "reported")
+DRIFT_LIVE = ("open", "corrected", "reported")
+DRIFT_OPEN = ("open", "corrected")
+PLAN_STATUSES = ("planned", "applying", "applied", "stale", "refused")
+ACTION_STATUSES = ("pending", "sending", "confirmed", "failed", "rejected", "skipped")
+ACTION_RESULTS = ("confirmed", "failed", "rejected", "skipped")
+ACTION_UNFINISHED = ("pending", "sending")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _run_fk(name: str, nullable: bool = True) -> Column:
+    return Column(name, String, ForeignKey("runs.run_id"), nullable=nullable)
+
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String, primary_key=True),
+    Column("mode", String, nullable=False),
+    Column("config_hash", String, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("status", String, nullable=False),
+    Column("universe_count", Integer),
+    Column("ketch_count", Integer),
+    Column("ketch_records", Integer),
+    Column("ketch_extracted_at", UTCDateTime),
+    Column("braze_count", Integer),
+    Column("braze_extracted_at", UTCDateTime),
+    Column("drift_counts", SafeJSON),
+    Column("exceptions_count", Integer),
+    Column("plan_id", String),
+    Column("plan_fingerprint", String),
+    Column("guard_overrides", SafeJSON),
+    Column("guard_result", SafeJSON),
+    Column("actions_planned", Integer),
+    Column("actions_sent", Integer),
+    Column("actions_confirmed", Integer),
+    Column("actions_failed", Integer),
+    Column("verified_count", Integer),
+    Column("unverified_count", Integer),
+    Column("exit_code", Integer),
+    Column("error", Text),
+    Column("finished_at", UTCDateTime),
+    Column("summary", SafeJSON),
+    Index(None, "started_at"),
+)
+
+run_exceptions = Table(
+    "run_exceptions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    _run_fk("run_id", nullable=False),
+    Column("identity", Text),
+    Column("source", String),
+    Column("reason", Text, nullable=False),
+    Column("detail", SafeJSON),
+    Index(None, "run_id"),
+)
+
+drift_items = Table(
+    "drift_items",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("subject_key", Text, nullable=False),
+    Column("drift_class", String, nullable=False),
+    Column("field", String, nullable=False),
+    Column("expected", SafeJSON),
+    Column("actual", SafeJSON),
+    Column("severity", String),
+    Column("reason", Text),
+    Column("status", String, nullable=False),
+    _run_fk("first_seen_run", nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    _run_fk("last_seen_run", nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("corrected_at", UTCDateTime),
+    Column("corrected_action", String, ForeignKey("actions.action_id")),
+    Column("verified_at", UTCDateTime),
+    Column("resolved_at", UTCDateTime),
+    _run_fk("resolved_run"),
+    Column("ketch_collected_at", UTCDateTime),
+    Column("detail", SafeJSON),
+    CheckConstraint(_in("status", DRIFT_STATUSES), name="status"),
+    Index(None, "subject_key"),
+    Index(None, "status"),
+    Index(None, "first_seen_run"),
+    Index(None, "last_seen_run"),
+    Index(
+        "uq_drift_items_live",
+        "subject_key",
+        "drift_class",
+        "field",
+        unique=True,
+        sqlite_where=text(_in("status", DRIFT_LIVE)),
+        postgresql_where=text(_in("status", DRIFT_LIVE)),
+    ),
+)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("plan_id", String, primary_key=True),
+    _run_fk("run_id", nullable=False),
+    Column("fingerprint", String, nullable=False),
+    Column("body", SafeJSON, nullable=False),
+    Column("status", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint(_in("status", PLAN_STATUSES), name="status"),
+    Index(None, "run_id"),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("action_id", String, primary_key=True),
+    Column("plan_id", String, ForeignKey("plans.plan_id"), nullable=False),
+    _run_fk("run_id", nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("endpoint", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("payload", SafeJSON),
+    Column("subject_keys", SafeJSON),
+    Column("drift_ids", SafeJSON),
+    Column("status", String, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("request_summary", SafeJSON),
+    Column("response_summary", SafeJSON),
+    Column("error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    CheckConstraint(_in("status", ACTION_STATUSES), name="status"),
+    Index(None, "plan_id", "seq"),
+    Index(None, "run_id"),
+    Index(None, "status"),
+)
+
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("subject_key", Text, primary_key=True),
+    Column("identity", Text),
+    Column("deleted_at", UTCDateTime, nullable=False),
+    _run_fk("run_id"),
+    Column("reason", Text),
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+RUN_FIELDS = frozenset(c.name for c in runs.columns) - {"run_id", "mode", "config_hash", "started_at"}

@@ -1,0 +1,172 @@
+"""The state store: the job's memory and its legal evidence.
+
+`Store.open(url)` opens SQLite (default, a file) or PostgreSQL, migrates the schema to the
+newest revision, and returns a `Store` with these parts:
+
+    runs, run exceptions          this module
+    drift items                   reconcile.store.drift
+    plans, action journal         reconcile.store.journal
+    run lock                      reconcile.store.locks
+    tombstones, watermarks        this module
+
+All timestamps are timezone-aware UTC datetimes supplied by the caller. Rows come back as
+plain dicts. Failures of the database surface as `reconcile.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import Connection, select, update
+from sqlalchemy.engine import URL
+
+from reconcile.errors import StoreError
+from reconcile.store import migrate
+from reconcile.store.base import ensure_sqlite_folder, make_engine, parse_url, safe_url
+from reconcile.store.drift import DriftMixin
+from reconcile.store.journal import JournalMixin
+from reconcile.store.locks import LocksMixin
+from reconcile.store.schema import RUN_FIELDS, run_exceptions, runs, tombstones, watermarks
+
+EXCEPTION_FIELDS = ("identity", "source", "reason")
+TOMBSTONE_FIELDS = ("subject_key", "identity", "deleted_at", "run_id", "reason")
+
+
+class Store(DriftMixin, JournalMixin, LocksMixin):
+    """Runs, drift, plans, the action journal, tombstones, watermarks and locks."""
+
+    @classmethod
+    def open(cls, url: str | URL) -> Store:
+        """Open (creating and migrating as needed) the state database at `url`."""
+        parsed = parse_url(url)
+        ensure_sqlite_folder(parsed)
+        store = cls(make_engine(parsed), parsed)
+        try:
+            store._migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _migrate(self) -> None:
+        try:
+            with self._write("schema upgrade") as conn:
+                migrate.upgrade(conn, self.url)
+        except CommandError as exc:
+            raise StoreError(f"state store {self.url}: schema upgrade failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({safe_url(self._url)!r})"
+
+    # runs -------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, *, mode: str, config_hash: str, started_at: datetime) -> None:
+        """Record a new run as `running`."""
+        row = {"run_id": run_id, "mode": mode, "config_hash": config_hash, "started_at": started_at}
+        with self._write("start_run") as conn:
+            conn.execute(runs.insert().values(**row, status="running"))
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set any of the run's recorded fields (see `schema.RUN_FIELDS`)."""
+        unknown = sorted(set(fields) - RUN_FIELDS)
+        if unknown:
+            raise TypeError(f"update_run: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(RUN_FIELDS))}")
+        with self._write("update_run") as conn:
+            _require_run(conn, run_id)
+            if fields:
+                conn.execute(update(runs).where(runs.c.run_id == run_id).values(**fields))
+
+    def get_run(self, run_id: str) -> dict | None:
+        with self._read("get_run") as conn:
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
+        return dict(row._mapping) if row else None
+
+    def list_runs(self, limit: int = 20) -> list[dict]:
+        """The newest runs first."""
+        query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
+        with self._read("list_runs") as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def last_run(self, *, status_in: Sequence[str] | None = None, before_run: str | None = None) -> dict | None:
+        """The newest run (optionally with a status in `status_in`, started before `before_run`)."""
+        query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(1)
+        if status_in is not None:
+            query = query.where(runs.c.status.in_(list(status_in)))
+        if before_run is not None:
+            query = query.where(_started_before(before_run))
+        with self._read("last_run") as conn:
+            row = conn.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    # exceptions -------------------------------------------------------------------------
+
+    def add_exceptions(self, run_id: str, rows: list[dict]) -> None:
+        """Record identities the run rejected; keys beyond identity/source/reason go to `detail`."""
+        if not rows:
+            return
+        with self._write("add_exceptions") as conn:
+            conn.execute(run_exceptions.insert(), [_exception_row(run_id, row) for row in rows])
+
+    def exceptions(self, run_id: str) -> list[dict]:
+        query = select(run_exceptions).where(run_exceptions.c.run_id == run_id).order_by(run_exceptions.c.id)
+        with self._read("exceptions") as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    # tombstones -------------------------------------------------------------------------
+
+    def add_tombstones(self, rows: list[dict]) -> None:
+        """Remember deleted subjects; a subject already tombstoned keeps its first record."""
+        if not rows:
+            return
+        stmt = self._insert(tombstones).on_conflict_do_nothing(index_elements=["subject_key"])
+        with self._write("add_tombstones") as conn:
+            conn.execute(stmt, [{name: row.get(name) for name in TOMBSTONE_FIELDS} for row in rows])
+
+    def tombstones(self) -> list[dict]:
+        query = select(tombstones).order_by(tombstones.c.deleted_at, tombstones.c.subject_key)
+        with self._read("tombstones") as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    # watermarks -------------------------------------------------------------------------
+
+    def get_watermark(self, name: str) -> str | None:
+        with self._read("get_watermark") as conn:
+            return conn.scalar(select(watermarks.c.value).where(watermarks.c.name == name))
+
+    def set_watermark(self, name: str, value: str, at: datetime) -> None:
+        ins = self._insert(watermarks).values(name=name, value=value, updated_at=at)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[watermarks.c.name],
+            set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at},
+        )
+        with self._write("set_watermark") as conn:
+            conn.execute(stmt)
+
+
+def _require_run(conn: Connection, run_id: str) -> None:
+    if conn.scalar(select(runs.c.run_id).where(runs.c.run_id == run_id)) is None:
+        raise StoreError(f"no run {run_id!r} in the state store")
+
+
+def _started_before(run_id: str) -> Any:
+    pivot = select(runs.c.started_at).where(runs.c.run_id == run_id).scalar_subquery()
+    return (runs.c.started_at < pivot) | ((runs.c.started_at == pivot) & (runs.c.run_id < run_id))
+
+
+def _exception_row(run_id: str, row: dict) -> dict:
+    extra = {k: v for k, v in row.items() if k not in EXCEPTION_FIELDS and k != "detail"}
+    detail = {**(row.get("detail") or {}), **extra} or None
+    return {"run_id": run_id, **{name: row.get(name) for name in EXCEPTION_FIELDS}, "detail": detail}

@@ -1,0 +1,143 @@
+"""End to end against the sandbox over loopback HTTP: every drift class and its handling."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconcile.errors import ExitCode, GuardRefused
+from reconcile.pipeline import make_plan, run_once
+
+
+def test_every_seeded_class_is_found_corrected_and_converges(pg_world):
+    w = pg_world
+    cfg = w.config()
+    truth = w.seed(cfg, subjects=240, drift=0.2)
+    with w.runtime(cfg) as rt:
+        first = run_once(rt)
+        exceptions = rt.store.exceptions(first.run_id)
+    c = first.counts
+    assert first.exit_code == ExitCode.OK, first.messages
+    assert c["missed_deletion"] == len(truth.injected["missed_deletion"])
+    assert c["ambiguous_identity"] == len(truth.injected["ambiguous_identity"])
+    assert c["no_consent_record"] == len(truth.injected["no_consent_record"])
+    assert c["unmatched"] == len(truth.injected["unmatched"])
+    assert c["missed_blocklist"] == len(truth.injected["missed_blocklist"])
+    assert c["missed_optin"] >= len(truth.injected["missed_optin"])
+    assert c["braze_newer_optout"] >= len(truth.injected["braze_newer_optout"])
+    assert c["missed_optout"] >= sum(len(truth.injected[k]) for k in ("missed_optout_group", "missed_optout_global"))
+    malformed = {e["identity"] for e in exceptions if e["reason"] == "malformed email address"}
+    assert malformed == set(truth.injected["malformed"])
+    assert first.verified > 0 and first.unverified == 0
+
+    with w.runtime(cfg) as rt:
+        second = run_once(rt)
+    assert second.actions_planned == 0 and second.status == "in_sync"
+    for cls in ("missed_optout", "missed_deletion", "missed_blocklist"):
+        assert second.counts[cls] == 0, cls
+
+
+def test_traps_are_handled(world):
+    w = world
+    cfg = w.config()
+    truth = w.seed(cfg, subjects=200, drift=0.25)
+    untouched = {e: w.braze.profiles_by_email(e)[0] for e in truth.injected["no_consent_record"]}
+    with w.runtime(cfg) as rt:
+        run_once(rt)
+    # a Ketch "no record" is reported, never unsubscribed
+    for email, before in untouched.items():
+        (p,) = w.braze.profiles_by_email(email)
+        assert p.email_subscribe == before.email_subscribe == "subscribed"
+        assert p.groups == before.groups and "subscribed" in p.groups.values()
+    # a Braze opt-out newer than the Ketch grant is never resubscribed
+    for email in truth.injected["braze_newer_optout"]:
+        (p,) = w.braze.profiles_by_email(email)
+        assert p.email_subscribe == "unsubscribed"
+        assert set(p.groups.values()) == {"unsubscribed"}
+    # emails differing in case/whitespace are matched and corrected
+    for listed in truth.injected["case_variant"]:
+        (p,) = w.braze.profiles_by_email(listed.strip())
+        assert set(p.groups.values()) == {"unsubscribed"}
+    # an ambiguous email on a deletion is not deleted; a plain deletion is
+    for email in truth.injected["ambiguous_identity"]:
+        assert len(w.braze.profiles_by_email(email)) == 2
+    for email in truth.injected["missed_deletion"]:
+        assert w.braze.profiles_by_email(email) == []
+    # the blocklist is applied for do-not-contact
+    for email in truth.injected["missed_blocklist"]:
+        assert email.casefold() in {k.casefold() for k in w.braze.to_dict()["hard_bounces"]}
+
+
+def test_deleted_profile_that_comes_back_is_resurrected_and_deleted_again(world):
+    w = world
+    cfg = w.config()
+    truth = w.seed(cfg, subjects=60, drift=0.2)
+    with w.runtime(cfg) as rt:
+        run_once(rt)
+    gone = truth.injected["missed_deletion"][0]
+    w.braze.add_profile(email=gone, email_subscribe="subscribed")
+    (cfg.universe.deletions_csv).write_text("identity,requested_at\n")  # the request itself is closed
+    with w.runtime(cfg) as rt:
+        again = run_once(rt)
+    assert again.counts["resurrected"] == 1
+    assert w.braze.profiles_by_email(gone) == []
+
+
+def test_external_id_keys(world):
+    w = world
+    cfg = w.config("external_id")
+    truth = w.seed(cfg, subjects=150, drift=0.2)
+    with w.runtime(cfg) as rt:
+        first = run_once(rt)
+    assert first.exit_code == ExitCode.OK, first.messages
+    # external ids are unique: a deletion is never ambiguous, even when the email is shared
+    assert first.counts["ambiguous_identity"] == 0
+    assert first.counts["missed_deletion"] == len(truth.injected["missed_deletion"]) + len(truth.injected["ambiguous_identity"])
+    sets = [c for c in w.braze.calls if c["path"] == "/subscription/status/set"]
+    assert sets and all("external_id" in c["body"] and "email" not in c["body"] for c in sets)
+    with w.runtime(cfg) as rt:
+        assert run_once(rt).actions_planned == 0
+
+
+def test_empty_ketch_extract_is_refused_and_nothing_is_written(world):
+    w = world
+    cfg = w.config()
+    w.seed(cfg, subjects=80, drift=0.1)
+    w.ketch.from_dict({"records": []})  # Ketch now answers "no record" for everyone
+    w.braze.calls.clear()
+    with w.runtime(cfg) as rt:
+        with pytest.raises(GuardRefused) as err:
+            run_once(rt)
+        run = rt.store.list_runs(1)[0]
+    assert err.value.exit_code == ExitCode.GUARD and err.value.guard == "empty_extract"
+    assert "Ketch extract is empty" in str(err.value)
+    assert run["status"] == "refused"
+    assert w.writes() == []
+
+
+def test_deletions_over_the_limit_are_refused_then_allowed_with_override(world):
+    w = world
+    cfg = w.config(guards={"max_deletions": 2, "max_deletion_fraction": 1.0, "max_unsubscribe_fraction": 1.0})
+    truth = w.seed(cfg, subjects=200, drift=0.3)
+    assert len(truth.injected["missed_deletion"]) > 2
+    w.braze.calls.clear()
+    with w.runtime(cfg) as rt:
+        with pytest.raises(GuardRefused) as err:
+            run_once(rt)
+    assert err.value.guard == "max_deletions" and "cannot be undone" in str(err.value)
+    assert w.writes() == []
+    with w.runtime(cfg) as rt:
+        done = run_once(rt, overrides={"max_deletions"})
+        run = rt.store.get_run(done.run_id)
+    assert done.overrides == ["max_deletions"] and run["guard_overrides"] == ["max_deletions"]
+    assert any(c["path"] == "/users/delete" for c in w.writes())
+
+
+def test_plan_writes_nothing_to_braze(world):
+    w = world
+    cfg = w.config()
+    w.seed(cfg, subjects=100, drift=0.2)
+    w.braze.calls.clear()
+    with w.runtime(cfg) as rt:
+        result = make_plan(rt)
+    assert result.plan.actions
+    assert w.writes() == []
