@@ -120,7 +120,8 @@ def _action(kind: str, endpoint: str, group_id: str | None, chunk: pd.DataFrame,
         params["fields"] = [rows.loc[rows["subject_key"] == s, "field"].astype(str).tolist() for s in subjects]
         params["at"] = [_iso(rows.loc[rows["subject_key"] == s, "braze_unsubscribed_at"].max()) for s in subjects]
     return {"action_id": action_id, "kind": kind, "endpoint": endpoint, "params": params,
-            "identities": ids, "subject_keys": subjects, "drift_keys": drift_keys}
+            "identities": ids, "subject_keys": subjects, "drift_keys": drift_keys,
+            "payload": {"identities": ids, "params": params}}
 
 
 def _iso(value: Any) -> str:

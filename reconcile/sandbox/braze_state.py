@@ -99,12 +99,26 @@ class BrazeState:
         self.seq = 0
 
     # -- lookups ------------------------------------------------------------------------
+    def _indexes(self) -> tuple[dict[str, list[Profile]], dict[str, Profile]]:
+        """Email and external_id indexes, rebuilt when any profile changed (every change
+        touches the profile or the profile table), so lookups stay O(1) for large workspaces."""
+        stamp = (self.seq, len(self.profiles), self.next_id)
+        if getattr(self, "_index_stamp", None) != stamp:
+            emails: dict[str, list[Profile]] = {}
+            xids: dict[str, Profile] = {}
+            for p in self.profiles.values():
+                if p.email is not None:
+                    emails.setdefault(norm(p.email), []).append(p)
+                if p.external_id is not None:
+                    xids.setdefault(p.external_id, p)
+            self._index_cache, self._index_stamp = (emails, xids), stamp
+        return self._index_cache
+
     def by_email(self, email: str) -> list[Profile]:
-        key = norm(email)
-        return [p for p in self.profiles.values() if p.email is not None and norm(p.email) == key]
+        return list(self._indexes()[0].get(norm(email), []))
 
     def by_external_id(self, xid: str) -> Profile | None:
-        return next((p for p in self.profiles.values() if p.external_id == xid), None)
+        return self._indexes()[1].get(xid)
 
     def by_phone(self, phone: str) -> list[Profile]:
         return [p for p in self.profiles.values() if p.phone is not None and p.phone == phone]
@@ -148,6 +162,10 @@ class BrazeState:
         profile.update_seq = self.seq
 
     def attach_email(self, profile: Profile, email: str | None) -> None:
+        self._attach_email(profile, email)
+        self.seq += 1  # the email index is stale now
+
+    def _attach_email(self, profile: Profile, email: str | None) -> None:
         """Set a profile's address. A new address takes the state already known for it in
         the workspace (set by `/email/status` or held by another profile), else `subscribed`."""
         if email is None:

@@ -58,7 +58,7 @@ class World:
         return seed_population(cfg, self.braze, self.ketch, subjects=subjects, drift=drift, seed=seed, now=NOW)
 
     def runtime(self, cfg: Config) -> Runtime:
-        return open_runtime(cfg, {"BRAZE_API_KEY": KEY}, clock=lambda: NOW, sleep=self.slept.append)
+        return open_runtime(cfg, {"BRAZE_API_KEY": KEY}, clock=lambda: NOW)
 
     def writes(self) -> list[dict]:
         reads = ("/users/export/ids", "/subscription/status/get", "/subscription/user/status",
