@@ -411,7 +411,7 @@ def _sql(data: Any, prefix: str, problems: list[ConfigProblem]) -> SqlSource | N
                     r.get("query", str, "", '"SELECT email AS identity FROM users"'))
     if not (src.url or src.url_env):
         r.fail("url", "url or url_env is required", f"set {prefix}.url_env to the variable holding the database URL")
-    if src.url and "@" in src.url and ":" in (urlsplit(src.url).password or ""):
+    if src.url and urlsplit(src.url).password:
         r.fail("url", "a password in the URL", f"move the URL to an environment variable and set {prefix}.url_env")
     if not src.query:
         r.fail("query", "is required", f"set {prefix}.query to a SELECT returning an identity column")
@@ -509,7 +509,8 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         identity=_identity(data.get("identity", {}), problems),
         mapping=_mapping(data.get("mapping", {}), problems),
         universe=_universe(data.get("universe", {}), base, problems,
-                           sandbox_seeds_files=bool((data.get("sandbox") or {}).get("enabled", False))),
+                           sandbox_seeds_files=isinstance(data.get("sandbox"), Mapping)
+                           and data["sandbox"].get("enabled") is True),
         guards=_guards(data.get("guards", {}), problems),
         policy=_policy(data.get("policy", {}), problems),
         apply=_simple(data.get("apply", {}), "apply", ApplyConfig, base, problems),
@@ -558,4 +559,49 @@ def check_environment(cfg: Config, environ: Mapping[str, str] | None = None) -> 
                       ("universe.deletions_sql.url_env", cfg.universe.deletions_sql and cfg.universe.deletions_sql.url_env)):
         if name and not env.get(name):
             problems.append(ConfigProblem(key, f"environment variable {name} is not set", f"export {name}=<database URL>"))
+    return problems
+
+
+OPTIONAL_ENV = {"report.mask_key_env"}
+
+
+def _env_refs(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Every `*_env = "NAME"` in a raw TOML tree, as (key path, variable name)."""
+    out: list[tuple[str, str]] = []
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            path = f"{prefix}.{k}" if prefix else k
+            if k.endswith("_env") and isinstance(v, str):
+                out.append((path, v))
+            else:
+                out += _env_refs(v, path)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += _env_refs(v, f"{prefix}[{i}]")
+    return out
+
+
+def check_file(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> list[ConfigProblem]:
+    """Every problem of a config file at once: syntax, values, and unset environment variables."""
+    env = os.environ if environ is None else environ
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [ConfigProblem(str(p), "file not found", "check the path or set RECONCILE_CONFIG")]
+    except tomllib.TOMLDecodeError as exc:
+        return [ConfigProblem(str(p), f"not valid TOML: {exc}", "fix the syntax at the line shown")]
+    problems: list[ConfigProblem] = []
+    try:
+        parse_config(data, p.resolve().parent, p.resolve())
+    except ConfigError as exc:
+        problems += exc.problems
+    sandbox = bool((data.get("sandbox") or {}).get("enabled", False)) if isinstance(data.get("sandbox"), Mapping) else False
+    refs = _env_refs(data)
+    if "braze" not in data or "api_key_env" not in (data.get("braze") or {}):
+        refs.append(("braze.api_key_env", BrazeConfig().api_key_env))
+    for key, name in refs:
+        if env.get(name) or key in OPTIONAL_ENV or (sandbox and key == "braze.api_key_env"):
+            continue
+        problems.append(ConfigProblem(key, f"environment variable {name} is not set", f"export {name}=<value>"))
     return problems

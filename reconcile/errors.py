@@ -11,7 +11,7 @@
     │   │   └── NotFound            404
     │   └── RecordRejected          one record refused inside a batch; the run continues
     ├── DataError                   bad input rows (universe, CSV, SQL, API payload shape)
-    ├── GuardRefused                a safety guard stopped apply; .guard names it (exit 3)
+    ├── GuardRefused                a safety guard stopped apply; .guard names it (exit 10-14)
     ├── StalePlan                   a saved plan no longer matches the world (exit 5)
     ├── PartialFailure              apply finished with some batches failed (exit 4)
     ├── RunLocked                   another run holds the lock (exit 6)
@@ -32,10 +32,12 @@ class ExitCode:
     OK = 0
     ERROR = 1
     DRIFT = 2
-    GUARD = 3
     PARTIAL = 4
     STALE_PLAN = 5
     LOCKED = 6
+    # A guard refusal has its own code per guard, all in 10-19.
+    GUARDS = {"empty_extract": 10, "extract_shrink": 11, "max_deletions": 12,
+              "max_deletion_fraction": 13, "max_unsubscribe_fraction": 14}
 
 
 class ReconcileError(Exception):
@@ -121,11 +123,13 @@ class DataError(ReconcileError):
 
 
 class GuardRefused(ReconcileError):
-    exit_code = ExitCode.GUARD
+    """`guards` lists every tripped guard in order of severity; the first sets the exit code."""
 
-    def __init__(self, guard: str, message: str):
-        self.guard = guard
-        super().__init__(f"guard {guard} refused apply: {message}")
+    def __init__(self, guards: list[str], message: str):
+        self.guards = list(guards)
+        self.guard = self.guards[0]
+        self.exit_code = ExitCode.GUARDS.get(self.guard, 19)
+        super().__init__(f"guard {', '.join(self.guards)} refused apply: {message}")
 
 
 class StalePlan(ReconcileError):

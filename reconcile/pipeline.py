@@ -162,12 +162,13 @@ def enforce_guards(rt: Runtime, result: PlanResult, overrides: set[str]) -> list
     blocking = refused(result.tripped, overrides)
     if blocking:
         msg = "; ".join(t.message for t in blocking)
-        rt.store.update_run(result.run_id, status="refused", exit_code=ExitCode.GUARD, error=msg,
+        names = list(dict.fromkeys(t.guard for t in blocking))
+        err = GuardRefused(names, f"{msg}. Nothing was written to Braze. After review, override with "
+                           + " ".join(f"--allow {n}" for n in names) + ".")
+        rt.store.update_run(result.run_id, status="refused", exit_code=err.exit_code, error=str(err),
                             finished_at=rt.clock())
         rt.store.set_plan_status(result.plan.plan_id, "refused")
-        raise GuardRefused(",".join(sorted({t.guard for t in blocking})),
-                           f"{msg}. Nothing was written to Braze. Override with --allow "
-                           + " --allow ".join(sorted({t.guard for t in blocking})) + " after review.")
+        raise err
     used = sorted({t.guard for t in result.tripped} & overrides)
     if used:
         rt.store.update_run(result.run_id, guard_overrides=used)

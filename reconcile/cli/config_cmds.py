@@ -8,7 +8,7 @@ import click
 from sqlalchemy.engine import make_url
 
 from reconcile.cli.common import get_config
-from reconcile.config import check_environment
+from reconcile.config import check_file, config_path, load_config
 from reconcile.errors import ConfigError
 from reconcile.redact import REDACTED, is_secret_name
 
@@ -32,11 +32,11 @@ def check(ctx: click.Context) -> None:
 
         reconcile --config jobs/production.example.toml config check
     """
-    cfg = get_config(ctx)
-    problems = check_environment(cfg)
+    path = config_path(ctx.find_root().obj.get("config_path"))
+    problems = check_file(path)
     if problems:
-        raise ConfigError(problems, source=str(cfg.path))
-    click.echo(f"{cfg.path}: ok (config hash {cfg.hash()})")
+        raise ConfigError(problems, source=str(path))
+    click.echo(f"{path}: ok (config hash {load_config(path).hash()})")
 
 
 def _redact(value, key: str = ""):

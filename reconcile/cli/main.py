@@ -1,7 +1,7 @@
 """The `reconcile` command line. Errors become exit codes in one place (`Cli.invoke`).
 
 Exit codes: 0 in sync / nothing to do / success, 1 error, 2 drift found (plan, dry run),
-3 a guard refused apply, 4 partial failure, 5 stale plan, 6 another run holds the lock.
+4 partial failure, 5 stale plan, 6 another run holds the lock, 10-14 a guard refused apply.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2:  # httpx logs full request URLs at INFO, and Braze query strings carry emails
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     ctx.obj = {"config_path": config_path}
 
 

@@ -108,7 +108,7 @@ def test_empty_ketch_extract_is_refused_and_nothing_is_written(world):
         with pytest.raises(GuardRefused) as err:
             run_once(rt)
         run = rt.store.list_runs(1)[0]
-    assert err.value.exit_code == ExitCode.GUARD and err.value.guard == "empty_extract"
+    assert err.value.exit_code == 10 and err.value.guard == "empty_extract"
     assert "Ketch extract is empty" in str(err.value)
     assert run["status"] == "refused"
     assert w.writes() == []
@@ -123,7 +123,8 @@ def test_deletions_over_the_limit_are_refused_then_allowed_with_override(world):
     with w.runtime(cfg) as rt:
         with pytest.raises(GuardRefused) as err:
             run_once(rt)
-    assert err.value.guard == "max_deletions" and "cannot be undone" in str(err.value)
+    assert err.value.guard == "max_deletions" and err.value.exit_code == 12
+    assert "cannot be undone" in str(err.value)
     assert w.writes() == []
     with w.runtime(cfg) as rt:
         done = run_once(rt, overrides={"max_deletions"})
@@ -141,3 +142,51 @@ def test_plan_writes_nothing_to_braze(world):
         result = make_plan(rt)
     assert result.plan.actions
     assert w.writes() == []
+
+
+def test_policy_switches_write_back_optin_alias_and_suppression(world):
+    w = world
+    cfg = w.config(policy={"write_back_optouts": True, "apply_optins": True, "alias_unmatched": True,
+                           "suppress_deleted_emails": True}, guards={"max_unsubscribe_fraction": 1.0})
+    truth = w.seed(cfg, subjects=200, drift=0.25)
+    with w.runtime(cfg) as rt:
+        first = run_once(rt)
+    assert first.exit_code == ExitCode.OK, first.messages
+    for email in truth.injected["braze_newer_optout"]:  # written back to Ketch, never resubscribed
+        subs = w.ketch.subscriptions_of("email", email)
+        assert {s for chans in subs["topics"].values() for s in chans.values()} == {"denied"}
+        assert w.ketch.consent_of("email", email)["purposes"]["email_marketing"] is False
+        assert w.braze.profiles_by_email(email)[0].email_subscribe == "unsubscribed"
+    for email in truth.injected["missed_optin"]:  # the seeded group opt-in is applied
+        (p,) = w.braze.profiles_by_email(email)
+        assert p.groups["sg-news"] == "subscribed"
+    for email in truth.injected["unmatched"]:  # an alias profile carries the opt-out
+        (p,) = w.braze.profiles_by_email(email)
+        assert p.email_subscribe == "unsubscribed" and p.external_id is None
+    bounced = {k.casefold() for k in w.braze.to_dict()["hard_bounces"]}
+    for email in truth.injected["missed_deletion"]:  # deleted and suppressed
+        assert w.braze.profiles_by_email(email) == [] and email.casefold() in bounced
+    with w.runtime(cfg) as rt:
+        again = run_once(rt)
+    assert again.actions_planned == 0, again.counts
+
+
+def test_api_key_never_reaches_logs_reports_or_the_state_database(world, caplog):
+    import logging
+
+    from reconcile.report import write_report
+
+    w = world
+    cfg = w.config()
+    w.seed(cfg, subjects=80, drift=0.2)
+    w.braze.faults.fail_next("/subscription/status/set", 500, times=1)
+    caplog.set_level(logging.DEBUG)
+    with w.runtime(cfg) as rt:
+        summary = run_once(rt)
+        report = write_report(rt.store, summary.run_id, cfg)
+    from conftest import KEY
+
+    assert KEY not in caplog.text
+    assert KEY not in report.read_text() and KEY not in report.with_suffix(".json").read_text()
+    assert KEY.encode() not in (w.tmp / "state.db").read_bytes()
+    assert "@example.com" not in report.read_text().replace("***@example.com", "")
