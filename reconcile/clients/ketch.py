@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
@@ -121,6 +120,7 @@ class KetchClient:
         self._rng = random.Random()
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._ssl: ssl.SSLContext | None = None
+        self._urls: dict[str, httpx.URL] = {}
         self._runner: asyncio.Runner | None = None
         self._runner_lock = threading.Lock()
 
@@ -220,12 +220,7 @@ class KetchClient:
 
     def run(self, awaitable: Awaitable[T]) -> T:
         """Run one of this client's coroutines to completion from sync code."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return self._run_on_runner(awaitable)
-        with ThreadPoolExecutor(1, thread_name_prefix="ketch-client") as pool:
-            return pool.submit(self._run_on_runner, awaitable).result()
+        return _off_loop(lambda: self._run_on_runner(awaitable))
 
     def _run_on_runner(self, awaitable: Awaitable[T]) -> T:
         with self._runner_lock:
@@ -234,11 +229,15 @@ class KetchClient:
             return self._runner.run(_as_coro(awaitable))
 
     def close(self) -> None:
-        """Close the sync facade's HTTP client and event loop."""
-        if self._runner is None:
-            return
-        self.run(self.aclose())
+        """Close the sync facade's HTTP clients and event loop."""
+        if self._runner is not None:
+            _off_loop(self._close_runner)
+
+    def _close_runner(self) -> None:
         with self._runner_lock:
+            if self._runner is None:
+                return
+            self._runner.run(self.aclose())
             self._runner.close()
             self._runner = None
 
@@ -264,6 +263,7 @@ class KetchClient:
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:
+            self._loops = {lp: st for lp, st in self._loops.items() if not lp.is_closed()}
             state = self._loops[loop] = _LoopState(self._concurrency)
         return state
 
@@ -285,7 +285,9 @@ class KetchClient:
 
     async def _post(self, op: str, path: str, body: dict[str, Any]) -> httpx.Response:
         """POST with pacing, the in-flight limit and retries; returns a 2xx response."""
-        url = self._base + path
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self._base + path)
         content = json.dumps(body, separators=(",", ":")).encode()
         attempt, waited = 0, False
         while True:
@@ -300,7 +302,7 @@ class KetchClient:
             await self._sleep(self._retry_delay(attempt, result))
             attempt, waited = attempt + 1, True
 
-    async def _attempt(self, url: str, content: bytes) -> httpx.Response | Exception:
+    async def _attempt(self, url: httpx.URL, content: bytes) -> httpx.Response | Exception:
         state = self._state()
         index = await state.free.get()
         try:
@@ -309,7 +311,7 @@ class KetchClient:
             return exc
         except httpx.HTTPError as exc:
             raise FatalApiError(f"request failed: {type(exc).__name__}", service=self.service,
-                                method="POST", url=sanitize_url(url)) from None
+                                method="POST", url=sanitize_url(str(url))) from None
         finally:
             state.free.put_nowait(index)
 
@@ -336,13 +338,13 @@ class KetchClient:
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
     # -- errors ------------------------------------------------------------------------
-    def _fatal(self, op: str, url: str, resp: httpx.Response) -> FatalApiError:
+    def _fatal(self, op: str, url: httpx.URL, resp: httpx.Response) -> FatalApiError:
         cls = _FATAL_BY_STATUS.get(resp.status_code, FatalApiError)
         return cls(f"{op} refused", service=self.service, status_code=resp.status_code, method="POST",
-                   url=sanitize_url(url), body=error_text(resp))
+                   url=sanitize_url(str(url)), body=error_text(resp))
 
-    def _exhausted(self, op: str, url: str, result: httpx.Response | Exception, attempts: int) -> TransientApiError:
-        where = {"service": self.service, "method": "POST", "url": sanitize_url(url)}
+    def _exhausted(self, op: str, url: httpx.URL, result: httpx.Response | Exception, attempts: int) -> TransientApiError:
+        where = {"service": self.service, "method": "POST", "url": sanitize_url(str(url))}
         if isinstance(result, Exception):
             return TransientApiError(f"{op} failed after {attempts} attempt(s): {type(result).__name__}", **where)
         message = f"{op} failed after {attempts} attempt(s)"
@@ -377,6 +379,16 @@ async def _join_all(tasks: list[asyncio.Task[Any]]) -> None:
     for task in done:
         if task.exception() is not None:
             raise task.exception()
+
+
+def _off_loop(func: Callable[[], T]) -> T:
+    """Call `func` here, or on a helper thread when this thread is running an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return func()
+    with ThreadPoolExecutor(1, thread_name_prefix="ketch-client") as pool:
+        return pool.submit(func).result()
 
 
 async def _as_coro(awaitable: Awaitable[T]) -> T:

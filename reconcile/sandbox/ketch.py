@@ -14,7 +14,12 @@ decodes: `{"error": {"code", "message", "status"}}`.
 Records are keyed by (identity space, value); a request's `identities` map matches a
 record when any of its pairs does, and email values match case-insensitively after
 trimming. An update links every identity pair of the request to the matched record, so
-one record can span several identities (as Ketch's identity resolution does).
+one record can span several identities (as Ketch's identity resolution does). Updates
+merge: the purposes, topics and controls named in the request are set, others are kept,
+and `collectedAt` is the request's (epoch seconds) or the clock's. A consent get answers
+every stored purpose, whichever purposes the request lists (the tag filters them itself).
+With `rate_limit=(n, seconds)` the API routes share one fixed window and a 429 carries
+`Retry-After` (seconds until the window resets).
 """
 
 from __future__ import annotations
