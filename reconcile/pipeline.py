@@ -17,7 +17,7 @@ import pandas as pd
 from reconcile.engine import extract as ex
 from reconcile.engine.apply import Executor, apply_actions
 from reconcile.engine.diff import Rules, diff
-from reconcile.engine.frames import DRIFT_CLASSES, Observed
+from reconcile.engine.frames import DRIFT_CLASSES, Observed, isin
 from reconcile.engine.guards import PlanStats, Tripped, check_guards, refused
 from reconcile.engine.plan import Plan, build_plan, fingerprint, plan_from_dict, plan_to_dict
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
@@ -65,7 +65,7 @@ def observe(rt: Runtime, mode: str, subjects: set[str] | None = None) -> tuple[O
         open_drift=_keys_frame(open_drift, "identity"), tombstones=_keys_frame(tomb, "identity"))
     universe, exceptions = build_universe(src, cfg.identity.braze_key)
     if subjects is not None:
-        universe = universe[universe["subject_key"].isin(subjects)].reset_index(drop=True)
+        universe = universe[isin(universe["subject_key"], subjects)].reset_index(drop=True)
     ketch, topics = ex.extract_ketch(rt.ketch, universe, cfg, rt.progress)
     if cfg.identity.braze_key == "email":
         braze, groups = ex.extract_braze_email(rt.braze, universe, unsub, bounced, ketch, cfg, full, today=end)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from reconcile.config import Config, TopicMapping
-from reconcile.engine.frames import DRIFT_COLUMNS, SEVERITY, Observed
+from reconcile.engine.frames import DRIFT_COLUMNS, SEVERITY, Observed, isin
 
 SUBSCRIBED = ("subscribed", "opted_in")
 
@@ -167,7 +167,7 @@ def _topic_status(topics: pd.DataFrame, m: TopicMapping) -> pd.Series:
     if m.channel is not None:
         exact = t[t["channel"] == m.channel]
         flat = t[t["channel"].isna()]
-        t = pd.concat([exact, flat[~flat["subject_key"].isin(exact["subject_key"])]])
+        t = pd.concat([exact, flat[~isin(flat["subject_key"], exact["subject_key"])]])
     rank = t["status"].astype(str).map({"denied": 0, "granted": 1})
     t = t.assign(_rank=rank).sort_values("_rank", kind="stable").drop_duplicates("subject_key")
     return t.set_index("subject_key")["status"].astype(str)
@@ -212,7 +212,7 @@ def _groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
 
 def _no_record(b: pd.DataFrame, o: Observed) -> pd.DataFrame:
     groups_on = o.braze_groups[o.braze_groups["status"].astype(str) == "subscribed"]["subject_key"]
-    on = b["email_subscribe"].isin(SUBSCRIBED) | b["subject_key"].isin(groups_on)
+    on = b["email_subscribe"].isin(SUBSCRIBED) | isin(b["subject_key"], groups_on)
     r = b[~b["has_record"] & on & b["exists"].fillna(True).astype(bool)]
     if not len(r):
         return pd.DataFrame()
@@ -226,7 +226,7 @@ def _unmatched(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
         return pd.DataFrame()
     optout = _expected_global(r) == "unsubscribed"
     denied = o.ketch_topics[o.ketch_topics["status"].astype(str) == "denied"]["subject_key"]
-    optout = optout.fillna(False) | r["subject_key"].isin(denied)
+    optout = optout.fillna(False) | isin(r["subject_key"], denied)
     action = optout.map({True: "alias_optout" if rules.alias_unmatched else "", False: ""})
     return _rows(r, "unmatched", "profile", "present", "absent",
                  "Ketch has a record but no Braze profile matches this identity", action)

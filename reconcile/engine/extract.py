@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from reconcile.config import Config
-from reconcile.engine.frames import conform
+from reconcile.engine.frames import conform, isin
 from reconcile.engine.identity import email_key
 
 EXPORT_FIELDS = ["external_id", "braze_id", "email", "email_subscribe", "created_at"]
@@ -108,7 +108,7 @@ def extract_braze_email(braze: Any, universe: pd.DataFrame, unsub: pd.DataFrame,
     if not full_window:
         b = _confirm_old_unsubscribes(braze, b, ketch, cfg, today)
     b["email_subscribe"] = b["unsubscribed_at"].notna().map({True: "unsubscribed", False: "subscribed"})
-    b["blocklisted"] = b["subject_key"].isin(_latest_by_key(bounced, "hard_bounced_at").index)
+    b["blocklisted"] = isin(b["subject_key"], _latest_by_key(bounced, "hard_bounced_at").index)
     b["email"] = b["identity"]
     all_unknown = groups.assign(_u=groups["status"].astype(str) == "unknown").groupby("subject_key")["_u"].all()
     prove = universe["deletion_requested"] | universe["tombstoned"] | universe["subject_key"].map(all_unknown).fillna(True).astype(bool)
@@ -123,7 +123,7 @@ def _confirm_old_unsubscribes(braze: Any, b: pd.DataFrame, ketch: pd.DataFrame, 
     """An incremental window misses older unsubscribes: look those up per email before calling them drift."""
     stop = ketch["global_engaged"] | ketch["blocklist_engaged"] | (ketch["email_allowed"] == False).fillna(False)  # noqa: E712
     expect_unsub = ketch[stop]["subject_key"]
-    todo = b[b["subject_key"].isin(expect_unsub) & b["unsubscribed_at"].isna()]
+    todo = b[isin(b["subject_key"], expect_unsub) & b["unsubscribed_at"].isna()]
     since = date.fromisoformat(cfg.universe.full_since)
     for idx, email in zip(todo.index, todo["identity"]):
         found = [r["unsubscribed_at"] for r in braze.email_unsubscribes(since, today, email=email)]
@@ -139,13 +139,13 @@ def extract_braze_external(braze: Any, universe: pd.DataFrame, unsub: pd.DataFra
     users = pd.DataFrame(result.users, columns=EXPORT_FIELDS)
     users = users[users["external_id"].notna()].drop_duplicates("external_id").set_index("external_id")
     b = universe[["subject_key", "identity", "email"]].copy()
-    found = b["identity"].isin(users.index)
+    found = isin(b["identity"], users.index)
     b["exists"] = found
     b["profile_count"] = found.astype("int32")
     b["email"] = b["identity"].map(users["email"]).fillna(b["email"])
     b["email_subscribe"] = b["identity"].map(users["email_subscribe"])
     ekeys = b["email"].map(email_key, na_action="ignore")
     b["unsubscribed_at"] = ekeys.map(_latest_by_key(unsub, "unsubscribed_at"))
-    b["blocklisted"] = ekeys.isin(_latest_by_key(bounced, "hard_bounced_at").index)
+    b["blocklisted"] = isin(ekeys, _latest_by_key(bounced, "hard_bounced_at").index)
     groups = _groups(braze, universe[found.to_numpy()], cfg, "identity")
     return conform(b.drop(columns=["identity"]), "braze"), groups

@@ -49,6 +49,14 @@ SEVERITY = {
 DRIFT_CLASSES = tuple(SEVERITY)
 
 
+def isin(series: pd.Series, values) -> pd.Series:
+    """`series.isin(values)` through a hash index: pandas' Arrow-string `isin` converts every
+    value to a scalar one by one, which dominates run time at 100k subjects."""
+    lookup = pd.Index(pd.unique(pd.Series(list(values) if isinstance(values, (set, frozenset)) else values,
+                                          dtype=object)))
+    return pd.Series(lookup.get_indexer(series.to_numpy(dtype=object, na_value=None)) >= 0, index=series.index)
+
+
 def empty(name: str) -> pd.DataFrame:
     """An empty frame with the named schema."""
     return conform(pd.DataFrame(), name)
@@ -82,5 +90,5 @@ class Observed:
 
     def subset(self, subject_keys) -> "Observed":
         keys = set(subject_keys)
-        pick = lambda df: df[df["subject_key"].isin(keys)].reset_index(drop=True)  # noqa: E731
+        pick = lambda df: df[isin(df["subject_key"], keys)].reset_index(drop=True)  # noqa: E731
         return Observed(*(pick(f) for f in (self.universe, self.ketch, self.ketch_topics, self.braze, self.braze_groups)))

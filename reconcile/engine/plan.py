@@ -83,31 +83,46 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, rules: Rules, *, plan_fp:
     todo = drift[drift["action"].fillna("") != ""].copy()
     todo["kind"] = [_kind(a, rules.key_type) for a in todo["action"]]
     todo["email"] = todo["subject_key"].map(emails)
+    todo["group_id"] = todo["group_id"].astype(object).where(todo["group_id"].notna(), "")
     actions: list[dict[str, Any]] = []
-    ordered = sorted(todo.groupby(["kind", todo["group_id"].fillna("")], sort=True),
-                     key=lambda kv: (PHASES[kv[0][0]][0], kv[0]))
+    ordered = sorted(todo.groupby(["kind", "group_id"], sort=True), key=lambda kv: (PHASES[kv[0][0]][0], kv[0]))
     for (kind, group_id), rows in ordered:
-        phase, endpoint, size = PHASES[kind]
-        size = size or track_batch_size
-        rows = rows.sort_values("subject_key", kind="stable").drop_duplicates("subject_key")
+        _, endpoint, size = PHASES[kind]
         col = "email" if _target(kind) == "email" else "identity"
-        rows = rows[rows[col].notna()]
-        for start in range(0, len(rows), size):
-            chunk = rows.iloc[start:start + size]
-            actions.append(_action(kind, endpoint, group_id or None, chunk, col, drift, plan_id or plan_fp, rules))
+        rows = rows[rows[col].notna()].sort_values(["subject_key", "field"], kind="stable")
+        for batch in _batches(rows, col, size or track_batch_size):
+            actions.append(_action(kind, endpoint, group_id or None, batch, plan_id or plan_fp, rules))
     for seq, action in enumerate(actions):
         action["seq"] = seq
     return Plan(plan_id=plan_id or f"plan-{plan_fp[:12]}", fingerprint=plan_fp, drift=drift, actions=actions)
 
 
-def _action(kind: str, endpoint: str, group_id: str | None, chunk: pd.DataFrame, col: str,
-            drift: pd.DataFrame, salt: str, rules: Rules) -> dict[str, Any]:
-    subjects = chunk["subject_key"].astype(str).tolist()
-    ids = chunk[col].astype(str).tolist()
-    mask = drift["subject_key"].isin(subjects) & (drift["action"] == chunk["action"].iloc[0])
-    if group_id:
-        mask &= drift["group_id"] == group_id
-    drift_keys = drift.loc[mask, ["subject_key", "drift_class", "field"]].astype(str).values.tolist()
+def _batches(rows: pd.DataFrame, col: str, size: int) -> list[list[tuple]]:
+    """Split rows (sorted by subject) into batches of at most `size` distinct subjects."""
+    records = zip(rows["subject_key"].astype(str), rows[col].astype(str), rows["drift_class"].astype(str),
+                  rows["field"].astype(str), rows["braze_unsubscribed_at"])
+    batches: list[list[tuple]] = []
+    current: list[tuple] = []
+    subjects = 0
+    last = None
+    for rec in records:
+        if rec[0] != last:
+            if subjects == size:
+                batches.append(current)
+                current, subjects = [], 0
+            subjects += 1
+            last = rec[0]
+        current.append(rec)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _action(kind: str, endpoint: str, group_id: str | None, batch: list[tuple], salt: str,
+            rules: Rules) -> dict[str, Any]:
+    """One request; `batch` holds (subject, identity, class, field, unsubscribed_at) per drift row."""
+    first = {rec[0]: rec[1] for rec in batch}
+    subjects, ids = list(first), list(first.values())
     body = {"kind": kind, "group_id": group_id, "ids": ids}
     action_id = hashlib.sha256(json.dumps([salt, body], sort_keys=True).encode()).hexdigest()[:20]
     params: dict[str, Any] = {"key_type": rules.key_type}
@@ -116,11 +131,11 @@ def _action(kind: str, endpoint: str, group_id: str | None, chunk: pd.DataFrame,
     if kind == "delete" and rules.key_type == "email":
         params["prioritization"] = list(rules.deletion_prioritization) or ["most_recently_updated"]
     if kind == "ketch_writeback":
-        rows = drift[mask]
-        params["fields"] = [rows.loc[rows["subject_key"] == s, "field"].astype(str).tolist() for s in subjects]
-        params["at"] = [_iso(rows.loc[rows["subject_key"] == s, "braze_unsubscribed_at"].max()) for s in subjects]
+        params["fields"] = [[r[3] for r in batch if r[0] == s] for s in subjects]
+        params["at"] = [_iso(max((pd.Timestamp(r[4]) for r in batch if r[0] == s and not pd.isna(r[4])),
+                                 default=pd.NaT)) for s in subjects]
     return {"action_id": action_id, "kind": kind, "endpoint": endpoint, "params": params,
-            "identities": ids, "subject_keys": subjects, "drift_keys": drift_keys,
+            "identities": ids, "subject_keys": subjects, "drift_keys": [[r[0], r[2], r[3]] for r in batch],
             "payload": {"identities": ids, "params": params}}
 
 

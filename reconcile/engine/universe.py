@@ -13,7 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from reconcile.config import SqlSource, UniverseConfig, secret
-from reconcile.engine.frames import conform
+from reconcile.engine.frames import conform, isin
 from reconcile.engine.identity import normalize
 from reconcile.errors import DataError
 
@@ -112,10 +112,10 @@ def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFr
     grouped = allrows.groupby("subject_key", sort=True)
     uni = grouped.agg(identity=("identity", "first"), email=("email", "first"),
                       sources=("source", lambda s: "+".join(sorted(set(s))))).reset_index()
-    uni["deletion_requested"] = uni["subject_key"].isin(dels["subject_key"])
+    uni["deletion_requested"] = isin(uni["subject_key"], dels["subject_key"])
     req = dels.groupby("subject_key")["requested_at"].min() if "requested_at" in dels.columns and len(dels) else None
     uni["deletion_requested_at"] = uni["subject_key"].map(req) if req is not None else pd.NaT
-    uni["tombstoned"] = uni["subject_key"].isin(src.tombstones["subject_key"])
+    uni["tombstoned"] = isin(uni["subject_key"], src.tombstones["subject_key"])
     exceptions = pd.concat(exc, ignore_index=True) if exc else pd.DataFrame(columns=EXCEPTION_COLUMNS)
     return conform(uni, "universe"), exceptions
 
