@@ -1,0 +1,105 @@
+"""Reuse the loopback `world` fixture of tests/engine/conftest.py (loaded by file path, not edited)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+_PATH = Path(__file__).resolve().parents[1] / "engine" / "conftest.py"
+_NAME = "_reconcile_engine_world"
+
+
+def _load():
+    if _NAME in sys.modules:
+        return sys.modules[_NAME]
+    spec = importlib.util.spec_from_file_location(_NAME, _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+engine = _load()
+world = engine.world  # the fixture: Braze and Ketch simulators served on loopback
+KEY = engine.KEY  # the Braze REST key the simulator accepts
+TOPICS = engine.TOPICS
+
+
+import pytest  # noqa: E402
+from click.testing import CliRunner, Result  # noqa: E402
+
+from reconcile.cli.main import cli  # noqa: E402
+
+
+def job_toml(w) -> str:
+    """A job config pointing at the world's loopback simulators; paths relative to w.tmp."""
+    topics = "".join(
+        f'\n[[mapping.topics]]\ntopic = "{t["topic"]}"\nsubscription_group_id = "{t["subscription_group_id"]}"\n'
+        + (f'channel = "{t["channel"]}"\n' if t.get("channel") else "")
+        for t in TOPICS)
+    return f"""
+[braze]
+rest_endpoint = "{w.braze_url}"
+api_key_env = "BRAZE_API_KEY"
+max_retries = 3
+
+[ketch]
+base_url = "{w.ketch_url}/web/v3"
+organization = "acme"
+property = "web"
+environment = "production"
+jurisdiction = "default"
+concurrency = 16
+requests_per_second = 0
+
+[identity]
+ketch_space = "email"
+braze_key = "email"
+
+[mapping]
+email_purpose = "email_marketing"
+blocklist_control = "do_not_contact"
+{topics}
+[universe]
+csv = "universe.csv"
+deletions_csv = "deletions.csv"
+full_since = "2015-01-01"
+
+[apply]
+consistency_delay_seconds = 0
+
+[state]
+url = "sqlite:///state.db"
+
+[report]
+dir = "reports"
+"""
+
+
+class Job:
+    """A seeded world plus its job file, and a way to run the CLI against it."""
+
+    def __init__(self, w, path: Path):
+        self.world, self.path = w, path
+
+    def seed(self, subjects: int = 120, drift: float = 0.2, seed: int = 3):
+        truth = self.world.seed(self.world.config(), subjects=subjects, drift=drift, seed=seed)
+        return truth
+
+    def append(self, toml: str) -> None:
+        """Add sections to the job file (each section may appear only once in TOML)."""
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write("\n" + toml + "\n")
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        runner = CliRunner()
+        return runner.invoke(cli, ["--config", str(self.path), *args],
+                             env={"BRAZE_API_KEY": KEY, **(env or {})}, catch_exceptions=False)
+
+
+@pytest.fixture
+def job(world) -> Job:
+    path = world.tmp / "job.toml"
+    path.write_text(job_toml(world), encoding="utf-8")
+    return Job(world, path)
