@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -20,7 +20,7 @@ from reconcile.engine.diff import Rules, diff
 from reconcile.engine.frames import DRIFT_CLASSES, Observed, isin
 from reconcile.engine.guards import PlanStats, Tripped, check_guards, refused
 from reconcile.engine.plan import Plan, build_plan, fingerprint, plan_from_dict, plan_to_dict
-from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
+from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice
 from reconcile.errors import ExitCode, GuardRefused, StalePlan
 from reconcile.runtime import Runtime
 
@@ -45,11 +45,26 @@ class PlanResult:
 # ----------------------------------------------------------------------------- observe
 
 
+WATERMARK = "last_success_started_at"
+SLICE_COUNTER = "full_sweep_slice"
+
+
+def _since(rt: Runtime) -> datetime | None:
+    value = rt.store.get_watermark(WATERMARK)
+    return datetime.fromisoformat(value) if value else None
+
+
 def _window(rt: Runtime, mode: str) -> tuple[date, date, bool]:
+    """Braze list window: everything since `full_since` for full runs; for incremental runs
+    the last `window_days`, widened back to the last successful run when that is older."""
     today = rt.clock().date()
     if mode == "full":
         return date.fromisoformat(rt.cfg.universe.full_since), today + timedelta(days=1), True
-    return today - timedelta(days=rt.cfg.universe.window_days), today + timedelta(days=1), False
+    start = today - timedelta(days=rt.cfg.universe.window_days)
+    since = _since(rt)
+    if since is not None:
+        start = min(start, since.date() - timedelta(days=1))
+    return start, today + timedelta(days=1), False
 
 
 def observe(rt: Runtime, mode: str, subjects: set[str] | None = None) -> tuple[Observed, pd.DataFrame]:
@@ -60,10 +75,13 @@ def observe(rt: Runtime, mode: str, subjects: set[str] | None = None) -> tuple[O
     open_drift = pd.DataFrame([{"subject_key": d["subject_key"], "identity": (d.get("detail") or {}).get("identity")
                                 or d["subject_key"]} for d in rt.store.open_drift()])
     tomb = pd.DataFrame(rt.store.tombstones())
+    since = _since(rt) if mode == "incremental" else None
     src = Sources(
-        listed=load_listed(cfg.universe), deletions=load_deletions(cfg.universe), unsubscribed=unsub, bounced=bounced,
-        open_drift=_keys_frame(open_drift, "identity"), tombstones=_keys_frame(tomb, "identity"))
+        listed=load_listed(cfg.universe, since), deletions=load_deletions(cfg.universe), unsubscribed=unsub,
+        bounced=bounced, open_drift=_keys_frame(open_drift, "identity"), tombstones=_keys_frame(tomb, "identity"))
     universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    if mode == "full" and subjects is None and cfg.universe.slices > 1:
+        universe = pick_slice(universe, cfg.universe.slices, int(rt.store.get_watermark(SLICE_COUNTER) or 0))
     if subjects is not None:
         universe = universe[isin(universe["subject_key"], subjects)].reset_index(drop=True)
     ketch, topics = ex.extract_ketch(rt.ketch, universe, cfg, rt.progress)
@@ -301,22 +319,39 @@ def apply_saved(rt: Runtime, plan_dict: dict[str, Any], overrides: set[str] = fr
         raise
     ids = rt.store.record_drift(run_id, _drift_records(drift_now), observed.universe["subject_key"], rt.clock())
     result = PlanResult(run_id, plan, observed, [], exceptions, ids)
-    stats = PlanStats(universe=len(plan.drift["subject_key"].unique()) if len(plan.drift) else 0,
-                      ketch_records=max(1, int(observed.ketch["has_record"].sum())),
-                      braze_profiles=max(1, int(observed.braze["exists"].fillna(True).sum())),
-                      deletions=len(plan.deletion_subjects), unsubscribes=len(plan.unsubscribe_subjects))
-    previous = rt.store.get_run(plan_dict.get("run_id", "")) or None
-    result.tripped = [t for t in check_guards(stats, None, rt.cfg.guards) if t.guard != "empty_extract"]
-    if previous and previous.get("guard_result"):
-        result.tripped += [Tripped(**t) for t in previous["guard_result"]]
+    result.tripped = _planned_guards(rt, plan_dict, plan)
     rt.store.update_run(run_id, drift_counts=result.counts, actions_planned=len(plan.actions))
     return apply_result(rt, result, overrides)
+
+
+def _planned_guards(rt: Runtime, plan_dict: dict[str, Any], plan: Plan) -> list[Tripped]:
+    """Guards are judged at plan time, against the whole universe; a saved plan carries that
+    verdict. A plan file from elsewhere is judged again on its absolute deletion count."""
+    planned_run = rt.store.get_run(plan_dict.get("run_id", "")) if plan_dict.get("run_id") else None
+    if planned_run is not None and planned_run.get("guard_result") is not None:
+        return [Tripped(**t) for t in planned_run["guard_result"]]
+    n = len(plan.deletion_subjects)
+    if n > rt.cfg.guards.max_deletions:
+        return [Tripped("max_deletions", f"{n} deletions planned, limit guards.max_deletions = "
+                        f"{rt.cfg.guards.max_deletions}; Braze deletions cannot be undone")]
+    return []
 
 
 def run_once(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides: set[str] = frozenset()) -> RunSummary:
     """`reconcile run`: resume anything a crash left behind, then plan and apply."""
     if not dry_run:
         resume_unfinished(rt, overrides)
+    started = rt.clock()
+    summary = _plan_and_apply(rt, mode, dry_run, overrides)
+    if not dry_run and summary.status in ("applied", "in_sync"):
+        rt.store.set_watermark(WATERMARK, started.isoformat(), rt.clock())
+        if mode == "full" and rt.cfg.universe.slices > 1:
+            counter = int(rt.store.get_watermark(SLICE_COUNTER) or 0) + 1
+            rt.store.set_watermark(SLICE_COUNTER, str(counter % rt.cfg.universe.slices), rt.clock())
+    return summary
+
+
+def _plan_and_apply(rt: Runtime, mode: str, dry_run: bool, overrides: set[str]) -> RunSummary:
     result = make_plan(rt, mode=mode)
     if dry_run:
         code = ExitCode.DRIFT if result.plan.actions else ExitCode.OK

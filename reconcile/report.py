@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -48,11 +49,22 @@ def run_document(store: Any, run_id: str) -> dict[str, Any]:
     }
 
 
+EMAIL = re.compile(r"[^\s@,;:()<>\[\]\"']+@[^\s@,;:()<>\[\]\"']+\.[A-Za-z0-9-]+")
+
+
+def mask_text(text: Any, key: bytes) -> Any:
+    """Mask every email address inside free text (error messages, reasons)."""
+    return EMAIL.sub(lambda m: mask(m.group(0), key), text) if isinstance(text, str) else text
+
+
 def masked(doc: dict[str, Any], key: bytes) -> dict[str, Any]:
     out = dict(doc)
-    out["exceptions"] = [{**e, "identity": mask(str(e.get("identity") or ""), key)} for e in doc["exceptions"]]
-    out["drift_items"] = [{**d, "subject_key": mask(str(d["subject_key"]), key), "detail": None}
-                          for d in doc["drift_items"]]
+    out["run"] = {k: mask_text(v, key) for k, v in doc["run"].items()}
+    out["actions"] = [{**a, "error": mask_text(a.get("error"), key)} for a in doc["actions"]]
+    out["exceptions"] = [{**e, "identity": mask(str(e.get("identity") or ""), key),
+                          "reason": mask_text(e.get("reason"), key)} for e in doc["exceptions"]]
+    out["drift_items"] = [{**d, "subject_key": mask(str(d["subject_key"]), key), "detail": None,
+                           "reason": mask_text(d.get("reason"), key)} for d in doc["drift_items"]]
     return out
 
 

@@ -207,10 +207,6 @@ def test_apply_by_plan_id_from_the_state_store(job):
     assert job.cli("plan").exit_code == ExitCode.OK
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline.apply_saved re-computes the fraction guards over the planned subjects only "
-    "(universe = subjects with drift, Braze profiles = theirs), so a plan that trips no guard "
-    "at plan time is refused at apply time"))
 def test_apply_is_not_refused_by_a_guard_the_plan_did_not_trip(job, tmp_path):
     job.seed(subjects=150, drift=0.1)
     plan_file = tmp_path / "plan.json"
@@ -312,9 +308,6 @@ def test_runs_show_json_masks_identities_unless_revealed(job):
     assert unmasked_emails(text.stdout) == set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline.check_stale puts subject keys (emails) in the StalePlan message, which is stored as "
-    "the run's error, and report.masked() masks exceptions and drift items but not run['error']"))
 def test_runs_show_masks_identities_in_a_stale_run_error(job, tmp_path):
     w = job.world
     job.seed(subjects=80, drift=0.3)
