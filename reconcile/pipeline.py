@@ -120,7 +120,7 @@ def make_plan(rt: Runtime, *, mode: str = "full", run_id: str | None = None) -> 
     store.save_plan(plan.plan_id, run_id, fp, plan_to_dict(plan, run_id=run_id, config_hash=cfg.hash()), rt.clock())
     store.journal_plan(plan.plan_id, run_id, plan.actions, rt.clock())
     result = PlanResult(run_id, plan, observed, [], exceptions, drift_ids)
-    result.tripped = check_guards(_stats(result), _previous(rt, run_id), cfg.guards)
+    result.tripped = check_guards(_stats(result), _previous(rt, run_id, mode), cfg.guards)
     store.update_run(run_id, status="planned", universe_count=len(observed.universe),
                      ketch_count=len(observed.universe), ketch_records=int(observed.ketch["has_record"].sum()),
                      ketch_extracted_at=extracted_at, braze_count=int(observed.braze["exists"].fillna(True).sum()),
@@ -152,8 +152,13 @@ def _stats(r: PlanResult) -> PlanStats:
                      deletions=len(r.plan.deletion_subjects), unsubscribes=len(r.plan.unsubscribe_subjects))
 
 
-def _previous(rt: Runtime, run_id: str) -> dict[str, Any] | None:
-    return rt.store.last_run(status_in=["applied", "planned", "in_sync"], before_run=run_id)
+def _previous(rt: Runtime, run_id: str, mode: str) -> dict[str, Any] | None:
+    """The last completed run of the same mode: an incremental run is never compared with a
+    full sweep (it is smaller by design)."""
+    for run in rt.store.list_runs(100):
+        if run["run_id"] != run_id and run.get("mode") == mode and run.get("status") in ("applied", "in_sync", "partial"):
+            return run
+    return None
 
 
 # ----------------------------------------------------------------------------- apply

@@ -190,3 +190,51 @@ def test_api_key_never_reaches_logs_reports_or_the_state_database(world, caplog)
     assert KEY not in report.read_text() and KEY not in report.with_suffix(".json").read_text()
     assert KEY.encode() not in (w.tmp / "state.db").read_bytes()
     assert "@example.com" not in report.read_text().replace("***@example.com", "")
+
+
+def test_incremental_run_checks_what_changed_since_the_last_success(world):
+    import pandas as pd
+
+    from conftest import NOW
+
+    w = world
+    cfg = w.config(guards={"max_unsubscribe_fraction": 1.0})
+    w.seed(cfg, subjects=120, drift=0.1)
+    with w.runtime(cfg) as rt:
+        assert run_once(rt).exit_code == ExitCode.OK
+    listed = pd.read_csv(cfg.universe.csv, dtype=str)
+    # An import overwrites two opted-out people back to subscribed; only one row says it changed.
+    out = [e for e in listed["identity"] if w.ketch.consent_of("email", e) and w.braze.profiles_by_email(e)
+           and not w.ketch.consent_of("email", e)["purposes"]["email_marketing"]][:2]
+    assert len(out) == 2
+    for email in out:
+        w.braze.db.set_email_subscribe(w.braze.db.by_email(email)[0], "subscribed")
+    listed["updated_at"] = (NOW - pd.Timedelta(days=30)).isoformat()
+    listed.loc[listed["identity"] == out[0], "updated_at"] = (NOW + pd.Timedelta(minutes=5)).isoformat()
+    listed.to_csv(cfg.universe.csv, index=False)
+    with w.runtime(cfg) as rt:
+        inc = run_once(rt, mode="incremental")
+        checked = rt.store.get_run(inc.run_id)["universe_count"]
+    assert inc.counts["missed_optout"] == 1 and checked < len(listed)
+    assert w.braze.profiles_by_email(out[0])[0].email_subscribe == "unsubscribed"
+    assert w.braze.profiles_by_email(out[1])[0].email_subscribe == "subscribed"
+    with w.runtime(cfg) as rt:
+        assert run_once(rt, mode="full").counts["missed_optout"] == 1  # the full sweep catches the other
+
+
+def test_sliced_full_sweeps_cover_every_subject_every_k_runs(world):
+    import pandas as pd
+
+    w = world
+    cfg = w.config(universe={"slices": 3}, guards={"max_unsubscribe_fraction": 1.0, "max_shrink_fraction": 1.0})
+    w.seed(cfg, subjects=90, drift=0.0)
+    listed = {e.casefold() for e in pd.read_csv(cfg.universe.csv, dtype=str)["identity"]}
+    covered: set[str] = set()
+    for _ in range(3):
+        w.ketch.calls.clear()
+        with w.runtime(cfg) as rt:
+            run_once(rt)
+        asked = {c["body"]["identities"]["email"].casefold() for c in w.ketch.calls if c["path"].endswith("/consent/acme/get")}
+        assert 0 < len(asked & listed) < len(listed) * 0.6, "each run checks about a third"
+        covered |= asked
+    assert listed <= covered, "three sliced runs check everyone"
