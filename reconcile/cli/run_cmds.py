@@ -11,6 +11,7 @@ from reconcile.cli.common import DEFAULT_CONFIG, allow_option, get_config, mode_
 from reconcile.errors import DataError, ExitCode
 from reconcile.pipeline import apply_saved, make_plan, run_once
 from reconcile.report import write_report
+from reconcile.runlock import run_lock
 from reconcile.runtime import open_runtime
 
 
@@ -58,7 +59,8 @@ def apply_cmd(ctx: click.Context, plan: str, allow: tuple[str, ...]) -> None:
     """
     with runtime(ctx) as rt:
         body = _load_plan(rt, plan)
-        summary = apply_saved(rt, body, set(allow))
+        with run_lock(rt):
+            summary = apply_saved(rt, body, set(allow))
         print_summary(summary)
         click.echo(f"report: {write_report(rt.store, summary.run_id, rt.cfg)}")
     ctx.exit(summary.exit_code)
@@ -90,7 +92,11 @@ def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]
         reconcile --config jobs/sandbox.toml run
     """
     with runtime(ctx) as rt:
-        summary = run_once(rt, mode=mode, dry_run=dry_run, overrides=set(allow))
+        if dry_run:
+            summary = run_once(rt, mode=mode, dry_run=True)
+        else:
+            with run_lock(rt):
+                summary = run_once(rt, mode=mode, overrides=set(allow))
         print_summary(summary)
         click.echo(f"report: {write_report(rt.store, summary.run_id, rt.cfg)}")
     ctx.exit(summary.exit_code)
@@ -120,7 +126,7 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
     truth = seed_sandbox(cfg, subjects, drift, seed)
     click.echo(f"sandbox seeded: {truth.subjects} subjects, drift injected: "
                + ", ".join(f"{k} {v}" for k, v in sorted(truth.counts().items())))
-    with open_runtime(cfg) as rt:
+    with open_runtime(cfg) as rt, run_lock(rt):
         summary = run_once(rt, mode="full")
         print_summary(summary)
         report = write_report(rt.store, summary.run_id, cfg)

@@ -238,3 +238,29 @@ def test_sliced_full_sweeps_cover_every_subject_every_k_runs(world):
         assert 0 < len(asked & listed) < len(listed) * 0.6, "each run checks about a third"
         covered |= asked
     assert listed <= covered, "three sliced runs check everyone"
+
+
+def test_run_lock_refuses_a_second_applier_and_takes_over_a_dead_one(world):
+    import subprocess
+    import sys
+
+    from reconcile.errors import RunLocked
+    from reconcile.runlock import LOCK_NAME, run_lock
+
+    w = world
+    cfg = w.config()
+    with w.runtime(cfg) as rt, run_lock(rt) as holder:
+        with w.runtime(cfg) as other:
+            with pytest.raises(RunLocked) as err:
+                with run_lock(other):
+                    pass
+        assert err.value.exit_code == ExitCode.LOCKED and holder in str(err.value)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    with w.runtime(cfg) as rt:
+        stale = f"{socket.gethostname()}:{dead.stdout.strip()}:deadbeef"
+        assert rt.store.acquire_lock(LOCK_NAME, stale, rt.clock(), 3600)
+        with run_lock(rt) as mine:
+            assert rt.store.lock_holder(LOCK_NAME)["holder"] == mine
+        assert rt.store.lock_holder(LOCK_NAME) is None
