@@ -26,9 +26,10 @@ from reconcile.store.coltypes import dumps
 
 SUPPORTED = ("sqlite", "postgresql")
 CHUNK = 900  # below SQLite's historical 999-variable limit
-PG_CHUNK = 10_000  # PostgreSQL allows 65535 bind parameters per statement
 BUSY_TIMEOUT_SECONDS = 60
+CACHE_KIB = 64 * 1024  # SQLite page cache per connection
 T = TypeVar("T")
+Row = dict[str, Any]  # one database row, or one row to write
 
 
 def parse_url(url: str | URL) -> URL:
@@ -79,6 +80,7 @@ def _install_sqlite_hooks(engine: Engine, wal: bool) -> None:
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.close()
@@ -99,11 +101,6 @@ def chunked(values: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
-
-
-def chunk_size(conn: Connection) -> int:
-    """How many values one IN clause may carry on this connection's database."""
-    return PG_CHUNK if conn.dialect.name == "postgresql" else CHUNK
 
 
 def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -148,7 +145,7 @@ class StoreBase:
     def _describe(self, op: str, exc: BaseException) -> str:
         orig = getattr(exc, "orig", None) or exc
         lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
-        text = " ".join(lines[:3])[:400]
+        text = (lines[0] if lines else "")[:400]  # DETAIL lines would echo row values
         if self._url.password:
             text = text.replace(str(self._url.password), "***")
         return f"state store {self.url}: {op} failed: {type(orig).__name__}: {text}"

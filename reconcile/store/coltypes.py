@@ -14,6 +14,7 @@ import json
 import re
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, DateTime
@@ -30,15 +31,16 @@ BEARER = re.compile(r"^\s*(bearer|basic)\s+\S", re.IGNORECASE)
 
 def scrub_secrets(value: Any) -> Any:
     """Return `value` with secret-looking entries replaced by `***` (recursively)."""
+    if isinstance(value, str):
+        return REDACTED if BEARER.match(value) else value
     if isinstance(value, dict):
         return {k: REDACTED if _secret_key(k) else scrub_secrets(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrub_secrets(v) for v in value]
-    if isinstance(value, str) and BEARER.match(value):
-        return REDACTED
     return value
 
 
+@lru_cache(maxsize=4096)
 def _secret_key(key: object) -> bool:
     return isinstance(key, str) and bool(SECRET_KEY.search(key))
 

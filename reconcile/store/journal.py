@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from reconcile.errors import StoreError
-from reconcile.store.base import StoreBase, as_tuple
+from reconcile.store.base import Row, StoreBase, as_tuple
 from reconcile.store.schema import ACTION_RESULTS, ACTION_UNFINISHED, PLAN_STATUSES
 from reconcile.store.schema import actions as action_table
 from reconcile.store.schema import plans as plan_table
@@ -27,7 +27,7 @@ ACTION_FIELDS = ("seq", "endpoint", "kind", "payload", "subject_keys", "drift_id
 class JournalMixin(StoreBase):
     """Saved plans and the per-batch action journal."""
 
-    def save_plan(self, plan_id: str, run_id: str, fingerprint: str, body: dict, created_at: datetime) -> None:
+    def save_plan(self, plan_id: str, run_id: str, fingerprint: str, body: Row, created_at: datetime) -> None:
         """Save a plan as `planned`; saving the same plan id and fingerprint again is a no-op."""
         row = {"plan_id": plan_id, "run_id": run_id, "fingerprint": fingerprint, "body": body}
         stmt = self._insert(plan_table).values(**row, status="planned", created_at=created_at)
@@ -37,7 +37,7 @@ class JournalMixin(StoreBase):
         if stored != fingerprint:
             raise StoreError(f"plan {plan_id!r} already saved with another fingerprint ({stored})")
 
-    def get_plan(self, plan_id: str) -> dict | None:
+    def get_plan(self, plan_id: str) -> Row | None:
         with self._read("get_plan") as conn:
             row = conn.execute(select(plan_table).where(plan_table.c.plan_id == plan_id)).first()
         return dict(row._mapping) if row else None
@@ -46,11 +46,13 @@ class JournalMixin(StoreBase):
         if status not in PLAN_STATUSES:
             raise ValueError(f"plan status {status!r} is not one of {', '.join(PLAN_STATUSES)}")
         with self._write("set_plan_status") as conn:
-            found = conn.execute(update(plan_table).where(plan_table.c.plan_id == plan_id).values(status=status)).rowcount
+            found = conn.execute(
+                update(plan_table).where(plan_table.c.plan_id == plan_id).values(status=status)
+            ).rowcount
         if not found:
             raise StoreError(f"no plan {plan_id!r} in the state store")
 
-    def journal_plan(self, plan_id: str, run_id: str, actions: list[dict], created_at: datetime) -> None:
+    def journal_plan(self, plan_id: str, run_id: str, actions: list[Row], created_at: datetime) -> None:
         """Journal every action as pending; action ids already journaled are left untouched."""
         rows = [_pending_row(plan_id, run_id, action, created_at) for action in actions]
         if not rows:
@@ -87,7 +89,9 @@ class JournalMixin(StoreBase):
         values: dict[str, Any] = {"status": status, "response_summary": response_summary, "error": error}
         if request_summary is not None:
             values["request_summary"] = request_summary
-        stmt = update(action_table).where(action_table.c.action_id == action_id).values(**values, finished_at=at)
+        stmt = (
+            update(action_table).where(action_table.c.action_id == action_id).values(**values, finished_at=at)
+        )
         with self._write("journal_result") as conn:
             if not conn.execute(stmt).rowcount:
                 raise StoreError(f"no action {action_id!r} in the journal")
@@ -97,7 +101,7 @@ class JournalMixin(StoreBase):
         plan_id: str | None = None,
         run_id: str | None = None,
         status: str | Sequence[str] | None = None,
-    ) -> list[dict]:
+    ) -> list[Row]:
         """Journaled actions ordered by seq (then action id)."""
         c = action_table.c
         query = select(action_table).order_by(c.seq, c.action_id)
@@ -125,7 +129,7 @@ class JournalMixin(StoreBase):
             return list(conn.scalars(query))
 
 
-def _pending_row(plan_id: str, run_id: str, action: dict, created_at: datetime) -> dict:
+def _pending_row(plan_id: str, run_id: str, action: Row, created_at: datetime) -> Row:
     row = {name: action.get(name) for name in ACTION_FIELDS}
     row.update(action_id=action["action_id"], plan_id=plan_id, run_id=run_id)
     row.update(status="pending", attempts=0, created_at=created_at)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
-from reconcile.store.base import StoreBase
+from reconcile.store.base import Row, StoreBase
 from reconcile.store.schema import locks
 
 
@@ -23,11 +23,20 @@ class LocksMixin(StoreBase):
         """Take the lock if it is free, expired or already held by `holder`."""
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
-        row = {"name": name, "holder": holder, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl_seconds)}
+        row = {
+            "name": name,
+            "holder": holder,
+            "acquired_at": now,
+            "expires_at": now + timedelta(seconds=ttl_seconds),
+        }
         ins = self._insert(locks).values(**row)
         stmt = ins.on_conflict_do_update(
             index_elements=[locks.c.name],
-            set_={"holder": ins.excluded.holder, "acquired_at": ins.excluded.acquired_at, "expires_at": ins.excluded.expires_at},
+            set_={
+                "holder": ins.excluded.holder,
+                "acquired_at": ins.excluded.acquired_at,
+                "expires_at": ins.excluded.expires_at,
+            },
             where=(locks.c.expires_at <= now) | (locks.c.holder == holder),
         ).returning(locks.c.holder)
         with self._write("acquire_lock") as conn:
@@ -39,7 +48,7 @@ class LocksMixin(StoreBase):
         with self._write("release_lock") as conn:
             return bool(conn.execute(stmt).rowcount)
 
-    def lock_holder(self, name: str) -> dict | None:
+    def lock_holder(self, name: str) -> Row | None:
         """The lock's row (name, holder, acquired_at, expires_at), expired or not; None if free."""
         with self._read("lock_holder") as conn:
             row = conn.execute(select(locks).where(locks.c.name == name)).first()

@@ -15,6 +15,8 @@ Migrations live in `migrations/versions/`; a test checks they produce exactly th
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -55,7 +57,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-def _run_fk(name: str, nullable: bool = True) -> Column:
+def _run_fk(name: str, nullable: bool = True) -> Column[Any]:
     return Column(name, String, ForeignKey("runs.run_id"), nullable=nullable)
 
 

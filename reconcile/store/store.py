@@ -26,11 +26,23 @@ from sqlalchemy.engine import URL
 
 from reconcile.errors import StoreError
 from reconcile.store import migrate
-from reconcile.store.base import ensure_sqlite_folder, make_engine, parse_url, safe_url
+from reconcile.store.base import (
+    Row,
+    ensure_sqlite_folder,
+    make_engine,
+    parse_url,
+    safe_url,
+)
 from reconcile.store.drift import DriftMixin
 from reconcile.store.journal import JournalMixin
 from reconcile.store.locks import LocksMixin
-from reconcile.store.schema import RUN_FIELDS, run_exceptions, runs, tombstones, watermarks
+from reconcile.store.schema import (
+    RUN_FIELDS,
+    run_exceptions,
+    runs,
+    tombstones,
+    watermarks,
+)
 
 EXCEPTION_FIELDS = ("identity", "source", "reason")
 TOMBSTONE_FIELDS = ("subject_key", "identity", "deleted_at", "run_id", "reason")
@@ -54,7 +66,7 @@ class Store(DriftMixin, JournalMixin, LocksMixin):
 
     def _migrate(self) -> None:
         try:
-            with self._write("schema upgrade") as conn:
+            with self._write("open") as conn:
                 migrate.upgrade(conn, self.url)
         except CommandError as exc:
             raise StoreError(f"state store {self.url}: schema upgrade failed: {exc}") from exc
@@ -83,24 +95,28 @@ class Store(DriftMixin, JournalMixin, LocksMixin):
         """Set any of the run's recorded fields (see `schema.RUN_FIELDS`)."""
         unknown = sorted(set(fields) - RUN_FIELDS)
         if unknown:
-            raise TypeError(f"update_run: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(RUN_FIELDS))}")
+            raise TypeError(
+                f"update_run: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(RUN_FIELDS))}"
+            )
         with self._write("update_run") as conn:
             _require_run(conn, run_id)
             if fields:
                 conn.execute(update(runs).where(runs.c.run_id == run_id).values(**fields))
 
-    def get_run(self, run_id: str) -> dict | None:
+    def get_run(self, run_id: str) -> Row | None:
         with self._read("get_run") as conn:
             row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
         return dict(row._mapping) if row else None
 
-    def list_runs(self, limit: int = 20) -> list[dict]:
+    def list_runs(self, limit: int = 20) -> list[Row]:
         """The newest runs first."""
         query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
         with self._read("list_runs") as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
-    def last_run(self, *, status_in: Sequence[str] | None = None, before_run: str | None = None) -> dict | None:
+    def last_run(
+        self, *, status_in: Sequence[str] | None = None, before_run: str | None = None
+    ) -> Row | None:
         """The newest run (optionally with a status in `status_in`, started before `before_run`)."""
         query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(1)
         if status_in is not None:
@@ -113,21 +129,21 @@ class Store(DriftMixin, JournalMixin, LocksMixin):
 
     # exceptions -------------------------------------------------------------------------
 
-    def add_exceptions(self, run_id: str, rows: list[dict]) -> None:
+    def add_exceptions(self, run_id: str, rows: list[Row]) -> None:
         """Record identities the run rejected; keys beyond identity/source/reason go to `detail`."""
         if not rows:
             return
         with self._write("add_exceptions") as conn:
             conn.execute(run_exceptions.insert(), [_exception_row(run_id, row) for row in rows])
 
-    def exceptions(self, run_id: str) -> list[dict]:
+    def exceptions(self, run_id: str) -> list[Row]:
         query = select(run_exceptions).where(run_exceptions.c.run_id == run_id).order_by(run_exceptions.c.id)
         with self._read("exceptions") as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     # tombstones -------------------------------------------------------------------------
 
-    def add_tombstones(self, rows: list[dict]) -> None:
+    def add_tombstones(self, rows: list[Row]) -> None:
         """Remember deleted subjects; a subject already tombstoned keeps its first record."""
         if not rows:
             return
@@ -135,7 +151,7 @@ class Store(DriftMixin, JournalMixin, LocksMixin):
         with self._write("add_tombstones") as conn:
             conn.execute(stmt, [{name: row.get(name) for name in TOMBSTONE_FIELDS} for row in rows])
 
-    def tombstones(self) -> list[dict]:
+    def tombstones(self) -> list[Row]:
         query = select(tombstones).order_by(tombstones.c.deleted_at, tombstones.c.subject_key)
         with self._read("tombstones") as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
@@ -166,7 +182,7 @@ def _started_before(run_id: str) -> Any:
     return (runs.c.started_at < pivot) | ((runs.c.started_at == pivot) & (runs.c.run_id < run_id))
 
 
-def _exception_row(run_id: str, row: dict) -> dict:
+def _exception_row(run_id: str, row: Row) -> Row:
     extra = {k: v for k, v in row.items() if k not in EXCEPTION_FIELDS and k != "detail"}
     detail = {**(row.get("detail") or {}), **extra} or None
     return {"run_id": run_id, **{name: row.get(name) for name in EXCEPTION_FIELDS}, "detail": detail}

@@ -7,6 +7,8 @@ Revises:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,12 +23,12 @@ BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 LIVE = "status IN ('open', 'corrected', 'reported')"
 
 
-def _fk(table: str, name: str, target: str, nullable: bool = True) -> sa.Column:
+def _fk(table: str, name: str, target: str, nullable: bool = True) -> sa.Column[Any]:
     fk = sa.ForeignKey(target, name=op.f(f"fk_{table}_{name}_{target.split('.')[0]}"))
     return sa.Column(name, sa.String(), fk, nullable=nullable)
 
 
-def _run_fk(table: str, name: str, nullable: bool = True) -> sa.Column:
+def _run_fk(table: str, name: str, nullable: bool = True) -> sa.Column[Any]:
     return _fk(table, name, "runs.run_id", nullable)
 
 
@@ -42,8 +44,10 @@ def _pk(table: str, column: str) -> sa.PrimaryKeyConstraint:
 def upgrade() -> None:
     _create_runs()
     _create_run_exceptions()
-    _create_plans_and_actions()
+    _create_plans()
+    _create_actions()
     _create_drift_items()
+    _index_drift_items()
     _create_small_tables()
 
 
@@ -93,7 +97,7 @@ def _create_run_exceptions() -> None:
     op.create_index("ix_run_exceptions_run_id", "run_exceptions", ["run_id"])
 
 
-def _create_plans_and_actions() -> None:
+def _create_plans() -> None:
     op.create_table(
         "plans",
         sa.Column("plan_id", sa.String()),
@@ -106,6 +110,9 @@ def _create_plans_and_actions() -> None:
         _pk("plans", "plan_id"),
     )
     op.create_index("ix_plans_run_id", "plans", ["run_id"])
+
+
+def _create_actions() -> None:
     op.create_table(
         "actions",
         sa.Column("action_id", sa.String()),
@@ -157,6 +164,9 @@ def _create_drift_items() -> None:
         _check("drift_items", ("open", "corrected", "verified", "resolved", "reported")),
         _pk("drift_items", "id"),
     )
+
+
+def _index_drift_items() -> None:
     for column in ("subject_key", "status", "first_seen_run", "last_seen_run"):
         op.create_index(f"ix_drift_items_{column}", "drift_items", [column])
     op.create_index(
@@ -197,5 +207,14 @@ def _create_small_tables() -> None:
 
 
 def downgrade() -> None:
-    for table in ("locks", "watermarks", "tombstones", "drift_items", "actions", "plans", "run_exceptions", "runs"):
+    for table in (
+        "locks",
+        "watermarks",
+        "tombstones",
+        "drift_items",
+        "actions",
+        "plans",
+        "run_exceptions",
+        "runs",
+    ):
         op.drop_table(table)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The project's test command, run from the repository root inside the activated venv:
+#   bash scripts/test.sh [pytest args...]
+# PostgreSQL tests need RECONCILE_TEST_PG_URL (see scripts/pg-test-server.sh).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python -m pytest -q "$@"
+rc=$?
+if [[ $rc -eq 5 ]]; then
+  echo "scripts/test.sh: ERROR: pytest collected no tests (exit code 5)" >&2
+fi
+exit "$rc"
