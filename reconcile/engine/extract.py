@@ -79,20 +79,21 @@ def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Pro
 
 
 def _groups(braze: Any, universe: pd.DataFrame, cfg: Config, id_col: str) -> pd.DataFrame:
-    ids = universe[id_col].dropna().astype(str).tolist()
-    key_of = dict(zip(universe[id_col].astype(str), universe["subject_key"]))
-    kw = "emails" if cfg.identity.braze_key == "email" else "external_ids"
-    rows = []
+    """Group state per subject and mapped group; identifiers Braze does not know are `unknown`."""
+    by_email = cfg.identity.braze_key == "email"
+    ids = universe[id_col].astype(str)
+    look = ids.str.strip().str.casefold() if by_email else ids
+    frames = []
     for m in cfg.mapping.topics:
-        if not ids:
+        if not len(ids):
             break
-        answer = braze.subscription_status_get(m.subscription_group_id, **{kw: ids})
-        caseless = {email_key(k) if kw == "emails" else k: v for k, v in answer.items()}
-        for ident in ids:
-            look = email_key(ident) if kw == "emails" else ident
-            rows.append({"subject_key": key_of[ident], "group_id": m.subscription_group_id,
-                         "status": caseless.get(look, "unknown")})
-    return conform(pd.DataFrame(rows), "braze_groups")
+        kw = {"emails" if by_email else "external_ids": ids.tolist()}
+        answer = braze.subscription_status_get(m.subscription_group_id, **kw)
+        status = pd.Series({(email_key(k) if by_email else k): v for k, v in answer.items()}, dtype=object)
+        frames.append(pd.DataFrame({"subject_key": universe["subject_key"].to_numpy(),
+                                    "group_id": m.subscription_group_id,
+                                    "status": look.map(status).fillna("unknown").to_numpy()}))
+    return conform(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), "braze_groups")
 
 
 def _export_emails(braze: Any, emails: Iterable[tuple[str, str]]) -> dict[str, list[dict]]:
