@@ -54,8 +54,10 @@ def read_sql(src: SqlSource, column: str, what: str, params: dict | None = None)
     try:
         with engine.connect() as conn:
             df = pd.read_sql_query(sa.text(src.query), conn, dtype="string", params=params or None)
-    except sa.exc.SQLAlchemyError as exc:
-        raise DataError(f"{what}: query failed: {type(exc).__name__}: {str(exc.orig if hasattr(exc, 'orig') else exc)[:200]}") from None
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ else exc
+        detail = str(getattr(cause, "orig", None) or cause).splitlines()[0][:200]
+        raise DataError(f"{what}: query failed ({detail}); fix {what}.query") from None
     finally:
         engine.dispose()
     if column not in df.columns:
