@@ -264,3 +264,20 @@ def test_run_lock_refuses_a_second_applier_and_takes_over_a_dead_one(world):
         with run_lock(rt) as mine:
             assert rt.store.lock_holder(LOCK_NAME)["holder"] == mine
         assert rt.store.lock_holder(LOCK_NAME) is None
+
+
+def test_converges_through_server_errors_on_both_apis(world):
+    w = world
+    cfg = w.config(braze={"max_retries": 10, "backoff_cap_seconds": 0.05},
+                   ketch={"max_retries": 10}, guards={"max_unsubscribe_fraction": 1.0})
+    truth = w.seed(cfg, subjects=120, drift=0.2)
+    w.braze.faults.error_rate = w.ketch.faults.error_rate = 0.2
+    with w.runtime(cfg) as rt:
+        first = run_once(rt)
+    assert first.exit_code == ExitCode.OK and first.actions_failed == 0, first.messages
+    assert sum(1 for c in w.braze.calls if c["status"] >= 500) > 0, "faults were injected"
+    w.braze.faults.error_rate = w.ketch.faults.error_rate = 0.0
+    with w.runtime(cfg) as rt:
+        assert run_once(rt).actions_planned == 0
+    for email in truth.injected["missed_deletion"]:
+        assert w.braze.profiles_by_email(email) == []
