@@ -155,6 +155,7 @@ class BrazeSim(Simulator):
             created = None if created_at is None else to_epoch(created_at)
             profile = self.db.new_profile(external_id=external_id, created_at=created)
             profile.email, profile.phone, profile.email_subscribe = email, phone, email_subscribe
+            self.db.identity_version += 1
             profile.user_aliases = [dict(a) for a in user_aliases or []]
             for group_id, state in (groups or {}).items():
                 self.db.groups.setdefault(group_id, {"channel": "email", "name": None})

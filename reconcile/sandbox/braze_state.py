@@ -97,12 +97,13 @@ class BrazeState:
         self.id_prefix = f"{(0x5fbd99ba + seed) & 0xFFFFFFFF:08x}"
         self.next_id = 1
         self.seq = 0
+        self.identity_version = 0  # bumped whenever an email or external_id changes
 
     # -- lookups ------------------------------------------------------------------------
     def _indexes(self) -> tuple[dict[str, list[Profile]], dict[str, Profile]]:
         """Email and external_id indexes, rebuilt when any profile changed (every change
-        touches the profile or the profile table), so lookups stay O(1) for large workspaces."""
-        stamp = (self.seq, len(self.profiles), self.next_id)
+        bumps `identity_version` or the profile table), so lookups stay O(1) for large workspaces."""
+        stamp = (self.identity_version, len(self.profiles), self.next_id)
         if getattr(self, "_index_stamp", None) != stamp:
             emails: dict[str, list[Profile]] = {}
             xids: dict[str, Profile] = {}
@@ -163,7 +164,7 @@ class BrazeState:
 
     def attach_email(self, profile: Profile, email: str | None) -> None:
         self._attach_email(profile, email)
-        self.seq += 1  # the email index is stale now
+        self.identity_version += 1  # the email index is stale now
 
     def _attach_email(self, profile: Profile, email: str | None) -> None:
         """Set a profile's address. A new address takes the state already known for it in
@@ -311,6 +312,7 @@ class BrazeState:
         due = [d for d in self.pending_deletions if d["due_at"] <= now]
         for item in due:
             self.profiles.pop(item["braze_id"], None)
+            self.identity_version += 1
             self.pending_deletions.remove(item)
 
     # -- persistence ----------------------------------------------------------------------
@@ -329,6 +331,7 @@ class BrazeState:
     def load(self, data: dict[str, Any]) -> None:
         """Replace everything with `data` as produced by `to_dict()`."""
         self.profiles = {p["braze_id"]: Profile(**p) for p in data.get("profiles", [])}
+        self.identity_version += 1
         self.groups = {k: dict(v) for k, v in data.get("groups", {}).items()}
         self.unsubscribes = {k: dict(v) for k, v in data.get("unsubscribes", {}).items()}
         self.hard_bounces = {k: dict(v) for k, v in data.get("hard_bounces", {}).items()}
