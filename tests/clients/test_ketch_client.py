@@ -641,3 +641,229 @@ def test_retries_over_loopback_http() -> None:
 
 def test_errors_are_api_errors() -> None:
     assert issubclass(RateLimited, TransientApiError) and issubclass(NotFound, ApiError)
+
+
+# == the aiohttp path (real network, no injected transport) =====================================
+import gzip  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+
+from reconcile.clients import ketch_transport  # noqa: E402
+
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+              "no_proxy")
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+class CannedServer:
+    """A loopback server giving each connection's request the next canned answer, then closing.
+    None closes without answering. Records the raw requests."""
+
+    def __init__(self, answers: list[bytes | None]):
+        self.answers, self.requests = list(answers), []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(5)
+                self.requests.append(_read_request(conn))
+                answer = self.answers.pop(0) if self.answers else None
+                if answer is not None:
+                    conn.sendall(answer)
+
+    def __enter__(self) -> "CannedServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stopped = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def http_answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+    lines = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if "Transfer-Encoding" not in (headers or {}):
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def chunked(body: bytes, size: int = 7) -> bytes:
+    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+BACKENDS = ["aiohttp", "httpx"]
+
+
+def net_client(url: str, backend: str, time_: FakeTime | None = None, **kw: Any) -> KetchClient:
+    time_ = time_ or FakeTime()
+    return KetchClient(cfg(base_url=url, **kw), sleep=time_.sleep, clock=time_, http_backend=backend)
+
+
+def test_the_real_network_uses_aiohttp_and_injected_transports_use_httpx(no_proxy_env: None) -> None:
+    assert KetchClient(cfg()).http_backend == "aiohttp"
+    assert KetchClient(cfg(), http_backend="httpx").http_backend == "httpx"
+    assert client_for(KetchSim()).http_backend == "httpx"
+    with pytest.raises(ValueError, match="injected transport"):
+        KetchClient(cfg(), transport=KetchSim().transport(), http_backend="aiohttp")
+    with pytest.raises(ValueError, match="http_backend"):
+        KetchClient(cfg(), http_backend="curl")
+
+
+def test_a_proxied_api_url_stays_with_httpx(monkeypatch: pytest.MonkeyPatch, no_proxy_env: None) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert ketch_transport.env_proxy_for("https://global.ketchcdn.com/web/v3") == "http://proxy.internal:3128"
+    assert KetchClient(cfg()).http_backend == "httpx"
+    with pytest.raises(ValueError, match="proxy"):
+        KetchClient(cfg(), http_backend="aiohttp")
+    monkeypatch.setenv("NO_PROXY", "ketchcdn.com")
+    assert KetchClient(cfg()).http_backend == "aiohttp"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_both_backends_read_the_same_records_over_loopback(backend: str, no_proxy_env: None) -> None:
+    sim = seeded_sim(200)
+    with serve(sim) as server:
+        with KetchClient(cfg(base_url=server.url + "/web/v3", concurrency=8), http_backend=backend) as client:
+            assert client.http_backend == backend
+            records = client.fetch_many("email", [f"u{i}@x.com" for i in range(200)])
+    check_records(records, 200)
+
+
+def test_aiohttp_path_in_a_caller_owned_event_loop(no_proxy_env: None) -> None:
+    sim = seeded_sim(30)
+
+    async def main(url: str) -> dict[str, KetchRecord]:
+        async with KetchClient(cfg(base_url=url, concurrency=4), http_backend="aiohttp") as client:
+            return await client.afetch_many("email", [f"u{i}@x.com" for i in range(30)])
+
+    with serve(sim) as server:
+        records = asyncio.run(main(server.url))
+    check_records(records, 30)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_request_on_the_wire(backend: str, no_proxy_env: None) -> None:
+    with CannedServer([http_answer(204)]) as server:
+        with net_client(server.url + "/web/v3", backend) as client:
+            assert client.run(client.get_consent({"email": "jane@example.com"}, {"email_mktg": "consent_optin"})) is None
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    assert lines[0] == "POST /web/v3/consent/acme/get HTTP/1.1"
+    assert headers["accept"] == "application/json" and headers["content-type"] == "application/json"
+    assert "authorization" not in headers and "cookie" not in headers
+    assert json.loads(body) == {
+        "organizationCode": "acme", "propertyCode": "web", "environmentCode": "production",
+        "jurisdictionCode": "caccpa", "identities": {"email": "jane@example.com"},
+        "purposes": {"email_mktg": {"legalBasisCode": "consent_optin"}}}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chunked_and_gzipped_answers_are_decoded(backend: str, no_proxy_env: None) -> None:
+    body = consent_body({"p": "true"}, collectedAt=T0)
+    answers = [http_answer(200, chunked(gzip.compress(body)), {"Content-Type": "application/json",
+                                                               "Content-Encoding": "gzip",
+                                                               "Transfer-Encoding": "chunked"})]
+    with CannedServer(answers) as server, net_client(server.url, backend) as client:
+        assert client.run(client.get_consent({"email": "a@x.com"})) == ConsentState({"p": True}, AT0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dropped_connections_and_garbage_answers_are_retried(backend: str, no_proxy_env: None) -> None:
+    time_ = FakeTime()
+    answers = [None, b"garbage\r\n\r\n", http_answer(200, consent_body({"p": "false"}))]
+    with CannedServer(answers) as server, net_client(server.url, backend, time_, max_retries=3) as client:
+        assert client.run(client.get_consent({"email": "a@x.com"})) == ConsentState({"p": False}, None)
+    assert len(server.requests) == 3 and len(time_.waits) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_connection_failures_exhaust_into_a_transient_error(backend: str, no_proxy_env: None) -> None:
+    with CannedServer([None, None, None]) as server, net_client(server.url, backend, max_retries=2) as client, \
+            pytest.raises(TransientApiError, match="3 attempt") as info:
+        client.run(client.get_subscriptions({"email": "a@x.com"}))
+    assert info.value.status_code is None and len(server.requests) == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nothing_listening_is_retried_then_transient(backend: str, no_proxy_env: None) -> None:
+    time_ = FakeTime()
+    with net_client(f"http://127.0.0.1:{free_port()}", backend, time_, max_retries=1) as client, \
+            pytest.raises(TransientApiError, match="2 attempt"):
+        client.run(client.get_consent({"email": "a@x.com"}))
+    assert len(time_.waits) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_redirects_are_not_followed(backend: str, no_proxy_env: None) -> None:
+    answers = [http_answer(302, b"", {"Location": "http://127.0.0.1:1/elsewhere"})]
+    with CannedServer(answers) as server, net_client(server.url, backend) as client, \
+            pytest.raises(FatalApiError) as info:
+        client.run(client.get_consent({"email": "a@x.com"}))
+    assert info.value.status_code == 302 and len(server.requests) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_url_credentials_are_sent_but_never_shown(backend: str, no_proxy_env: None) -> None:
+    answers = [http_answer(429, b'{"error":{"code":"too_many_requests","message":"slow"}}', {"Retry-After": "3"})] * 2
+    time_ = FakeTime()
+    url = "http://user:hunter2@" + "127.0.0.1:{port}/web/v3"
+    with CannedServer(answers) as server:
+        port = server.url.rsplit(":", 1)[1]
+        with net_client(url.format(port=port), backend, time_, max_retries=1) as client, \
+                pytest.raises(RateLimited) as info:
+            client.run(client.get_consent({"email": "a@x.com"}))
+    assert time_.waits == [3.0] and info.value.reset_at is not None
+    assert "hunter2" not in str(info.value) and f"http://127.0.0.1:{port}/web/v3/consent/acme/get" in str(info.value)
+    assert "too_many_requests: slow" in str(info.value)
+    assert b"authorization: basic " in server.requests[0].lower()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_server_that_never_answers_times_out_and_is_retried(backend: str, no_proxy_env: None) -> None:
+    sim = KetchSim()
+    sim.set_consent("email", "a@x.com", {"p": True}, T0)
+    sim.faults.fail_next("/consent/", 599)
+    time_ = FakeTime()
+    with serve(sim, timeout_hold_seconds=1.0) as server:
+        with net_client(server.url, backend, time_, timeout_seconds=0.2) as client:
+            assert client.run(client.get_consent({"email": "a@x.com"})) == ConsentState({"p": True}, AT0)
+    assert len(time_.waits) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
