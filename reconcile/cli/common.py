@@ -7,8 +7,7 @@ from typing import Any
 import click
 
 from reconcile.config import Config, config_path, load_config
-from reconcile.engine.frames import DRIFT_CLASSES, SEVERITY
-from reconcile.runtime import Runtime, open_runtime
+from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 
 DEFAULT_CONFIG = "jobs/sandbox.toml"
 
@@ -18,7 +17,9 @@ def get_config(ctx: click.Context, default: str | None = None) -> Config:
     return load_config(config_path(raw))
 
 
-def runtime(ctx: click.Context, default: str | None = None) -> Runtime:
+def runtime(ctx: click.Context, default: str | None = None) -> Any:
+    from reconcile.runtime import open_runtime  # heavy (pandas, httpx, SQLAlchemy): only when a command runs
+
     return open_runtime(get_config(ctx, default))
 
 

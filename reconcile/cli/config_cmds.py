@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import click
-from sqlalchemy.engine import make_url
 
 from reconcile.cli.common import get_config
 from reconcile.config import check_file, config_path, load_config
@@ -45,6 +44,8 @@ def _redact(value, key: str = ""):
     if isinstance(value, list):
         return [_redact(v) for v in value]
     if key == "url" and isinstance(value, str) and value:
+        from sqlalchemy.engine import make_url
+
         return make_url(value).render_as_string(hide_password=True)
     return REDACTED if is_secret_name(key) and value else value
 

@@ -9,10 +9,6 @@ import click
 
 from reconcile.cli.common import DEFAULT_CONFIG, allow_option, get_config, mode_option, print_counts, print_summary, runtime
 from reconcile.errors import DataError, ExitCode
-from reconcile.pipeline import apply_saved, make_plan, run_once
-from reconcile.report import write_report
-from reconcile.runlock import run_lock
-from reconcile.runtime import open_runtime
 
 
 @click.command("plan")
@@ -28,6 +24,8 @@ def plan_cmd(ctx: click.Context, mode: str, out: str | None) -> None:
 
         reconcile --config jobs/sandbox.toml plan --out plan.json
     """
+    from reconcile.pipeline import make_plan
+
     with runtime(ctx) as rt:
         result = make_plan(rt, mode=mode)
         code = ExitCode.DRIFT if result.plan.actions else ExitCode.OK
@@ -57,6 +55,10 @@ def apply_cmd(ctx: click.Context, plan: str, allow: tuple[str, ...]) -> None:
 
         reconcile --config jobs/sandbox.toml apply plan.json
     """
+    from reconcile.pipeline import apply_saved
+    from reconcile.report import write_report
+    from reconcile.runlock import run_lock
+
     with runtime(ctx) as rt:
         body = _load_plan(rt, plan)
         with run_lock(rt):
@@ -91,6 +93,10 @@ def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]
 
         reconcile --config jobs/sandbox.toml run
     """
+    from reconcile.pipeline import run_once
+    from reconcile.report import write_report
+    from reconcile.runlock import run_lock
+
     with runtime(ctx) as rt:
         if dry_run:
             summary = run_once(rt, mode=mode, dry_run=True)
@@ -118,6 +124,10 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
         reconcile demo --subjects 2000 --drift 0.03
     """
     from reconcile.cli.sandbox_cmds import seed_sandbox
+    from reconcile.pipeline import run_once
+    from reconcile.report import write_report
+    from reconcile.runlock import run_lock
+    from reconcile.runtime import open_runtime
 
     cfg = get_config(ctx, DEFAULT_CONFIG)
     if not cfg.sandbox.enabled:

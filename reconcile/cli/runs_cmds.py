@@ -9,8 +9,6 @@ import click
 from reconcile.cli.common import get_config
 from reconcile.config import state_url
 from reconcile.errors import DataError
-from reconcile.report import mask_key, masked, markdown, run_document
-from reconcile.store.store import Store
 
 
 @click.group("runs")
@@ -33,6 +31,8 @@ def list_cmd(ctx: click.Context, limit: int) -> None:
 
         reconcile --config jobs/sandbox.toml runs list --limit 5
     """
+    from reconcile.store.store import Store
+
     cfg = get_config(ctx)
     with Store.open(state_url(cfg)) as store:
         for r in store.list_runs(limit):
@@ -54,6 +54,9 @@ def show_cmd(ctx: click.Context, run_id: str, fmt: str, reveal: bool) -> None:
 
         reconcile --config jobs/sandbox.toml runs show 20261128T103000-ab12cd --format json
     """
+    from reconcile.report import mask_key, markdown, masked, run_document
+    from reconcile.store.store import Store
+
     cfg = get_config(ctx)
     with Store.open(state_url(cfg)) as store:
         try:

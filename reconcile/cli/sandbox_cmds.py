@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Any
 
 import click
 
 from reconcile.cli.common import DEFAULT_CONFIG, get_config
 from reconcile.config import Config
-from reconcile.runtime import SandboxPair, utc_now
-from reconcile.sandbox.population import SeedTruth, seed_population
 
 
-def seed_sandbox(cfg: Config, subjects: int | None, drift: float | None, seed: int | None) -> SeedTruth:
+def seed_sandbox(cfg: Config, subjects: int | None, drift: float | None, seed: int | None) -> Any:
     """Seed fresh simulators from the config's mapping and save them to sandbox.state_file."""
+    from reconcile.runtime import SandboxPair, utc_now
     from reconcile.sandbox.braze import BrazeSim
     from reconcile.sandbox.ketch import KetchSim
+    from reconcile.sandbox.population import seed_population
 
     if cfg.sandbox.state_file is None:
         raise click.UsageError("the config has no sandbox.state_file")

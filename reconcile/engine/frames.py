@@ -41,12 +41,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
 DRIFT_COLUMNS = ["subject_key", "identity", "drift_class", "field", "expected", "actual",
                  "severity", "reason", "action", "group_id", "ketch_collected_at", "braze_unsubscribed_at"]
 
-SEVERITY = {
-    "missed_optout": "critical", "missed_deletion": "critical", "resurrected": "critical",
-    "missed_blocklist": "high", "braze_newer_optout": "high", "missed_optin": "low",
-    "no_consent_record": "medium", "unmatched": "info", "ambiguous_identity": "warn",
-}
-DRIFT_CLASSES = tuple(SEVERITY)
+from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY  # noqa: E402,F401  (re-exported)
 
 
 def isin(series: pd.Series, values) -> pd.Series:
