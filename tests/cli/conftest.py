@@ -34,47 +34,7 @@ from reconcile.cli.main import cli  # noqa: E402
 
 def job_toml(w) -> str:
     """A job config pointing at the world's loopback simulators; paths relative to w.tmp."""
-    topics = "".join(
-        f'\n[[mapping.topics]]\ntopic = "{t["topic"]}"\nsubscription_group_id = "{t["subscription_group_id"]}"\n'
-        + (f'channel = "{t["channel"]}"\n' if t.get("channel") else "")
-        for t in TOPICS)
-    return f"""
-[braze]
-rest_endpoint = "{w.braze_url}"
-api_key_env = "BRAZE_API_KEY"
-max_retries = 3
-
-[ketch]
-base_url = "{w.ketch_url}/web/v3"
-organization = "acme"
-property = "web"
-environment = "production"
-jurisdiction = "default"
-concurrency = 16
-requests_per_second = 0
-
-[identity]
-ketch_space = "email"
-braze_key = "email"
-
-[mapping]
-email_purpose = "email_marketing"
-blocklist_control = "do_not_contact"
-{topics}
-[universe]
-csv = "universe.csv"
-deletions_csv = "deletions.csv"
-full_since = "2015-01-01"
-
-[apply]
-consistency_delay_seconds = 0
-
-[state]
-url = "sqlite:///state.db"
-
-[report]
-dir = "reports"
-"""
+    return w.toml()
 
 
 class Job:

@@ -54,6 +54,50 @@ class World:
         cfg = parse_config(data, self.tmp)
         return Config(**{**cfg.__dict__, "sandbox": cfg.sandbox.__class__(enabled=False)})
 
+    def toml(self, extra: str = "") -> str:
+        """A job config file's text pointing at the loopback simulators (paths relative to
+        its folder); `extra` is appended TOML."""
+        topics = "".join(
+            f'\n[[mapping.topics]]\ntopic = "{t["topic"]}"\nsubscription_group_id = "{t["subscription_group_id"]}"\n'
+            + (f'channel = "{t["channel"]}"\n' if t.get("channel") else "") for t in TOPICS)
+        return f"""
+[braze]
+rest_endpoint = "{self.braze_url}"
+api_key_env = "BRAZE_API_KEY"
+max_retries = 3
+
+[ketch]
+base_url = "{self.ketch_url}/web/v3"
+organization = "acme"
+property = "web"
+environment = "production"
+jurisdiction = "default"
+concurrency = 16
+requests_per_second = 0
+
+[identity]
+ketch_space = "email"
+braze_key = "email"
+
+[mapping]
+email_purpose = "email_marketing"
+blocklist_control = "do_not_contact"
+{topics}
+[universe]
+csv = "universe.csv"
+deletions_csv = "deletions.csv"
+full_since = "2015-01-01"
+
+[apply]
+consistency_delay_seconds = 0
+
+[state]
+url = "sqlite:///state.db"
+
+[report]
+dir = "reports"
+{extra}"""
+
     def seed(self, cfg: Config, subjects: int = 300, drift: float = 0.1, seed: int = 3) -> SeedTruth:
         return seed_population(cfg, self.braze, self.ketch, subjects=subjects, drift=drift, seed=seed, now=NOW)
 

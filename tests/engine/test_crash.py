@@ -33,39 +33,7 @@ def _ids(call: dict) -> tuple[str, tuple[str, ...]]:
 
 
 def _write_config(world, cfg_path: Path) -> None:
-    cfg_path.write_text(f"""
-[braze]
-rest_endpoint = "{world.braze_url}"
-api_key_env = "BRAZE_API_KEY"
-[ketch]
-base_url = "{world.ketch_url}/web/v3"
-organization = "acme"
-property = "web"
-environment = "production"
-jurisdiction = "default"
-requests_per_second = 0
-[identity]
-ketch_space = "email"
-braze_key = "email"
-[mapping]
-email_purpose = "email_marketing"
-blocklist_control = "do_not_contact"
-topics = [{{topic = "newsletter", channel = "email", subscription_group_id = "sg-news"}},
-          {{topic = "promotions", channel = "email", subscription_group_id = "sg-promo"}},
-          {{topic = "product_updates", subscription_group_id = "sg-product"}}]
-[universe]
-csv = "universe.csv"
-deletions_csv = "deletions.csv"
-[guards]
-max_unsubscribe_fraction = 1.0
-max_deletion_fraction = 1.0
-[apply]
-consistency_delay_seconds = 0
-[state]
-url = "{world.state_url}"
-[report]
-dir = "reports"
-""")
+    cfg_path.write_text(world.toml(extra="[guards]\nmax_unsubscribe_fraction = 1.0\nmax_deletion_fraction = 1.0\n"))
 
 
 def _apply(cfg_path: Path, plan_path: Path) -> subprocess.Popen:
