@@ -13,7 +13,16 @@ Run:
 
 `--server thread` (default) runs uvicorn in a thread of this process, as `serve()` does
 in the tests: client and server then share one interpreter lock. `--server process` runs
-the same `serve()` in a child process. Results are recorded in benchmarks/RESULTS.md.
+the same `serve()` in a child process (as `reconcile sandbox serve` and a job do).
+`--http/--loop` pick uvicorn's parser and loop (default "auto": httptools and uvloop),
+`--client` the KetchClient backend (default auto: native on the real network).
+
+Columns: lookups/s and req/s (wall clock); p50/p99 of one lookup's latency; cpu = this
+process's CPU seconds per wall second; us/req = this process's CPU per request (client
+only with --server process, client + server with --server thread); srv us/req = the
+server process's CPU per request; load1 = 1-minute load average after the run. Each run
+first warms the connections with 2 x concurrency lookups, and checks every answer.
+Results are recorded in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -170,7 +179,7 @@ def run_one(url: str, n: int, concurrency: int, server: _Server, backend: str = 
 
 def _versions() -> str:
     out = [f"python {platform.python_version()}"]
-    for mod in ("uvicorn", "httpx", "httpcore", "h11", "httptools", "uvloop", "aiohttp"):
+    for mod in ("uvicorn", "httpx", "httpcore", "h11", "httptools", "uvloop"):
         try:
             out.append(f"{mod} {__import__(mod).__version__}")
         except (ImportError, AttributeError):
@@ -185,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--server", choices=("thread", "process"), default="thread")
     p.add_argument("--http", default=None, help="uvicorn http implementation (auto, h11, httptools)")
     p.add_argument("--loop", default=None, help="uvicorn event loop (auto, asyncio, uvloop)")
-    p.add_argument("--client", choices=("auto", "aiohttp", "httpx"), default="auto",
+    p.add_argument("--client", choices=("auto", "native", "httpx"), default="auto",
                    help="KetchClient http_backend")
     args = p.parse_args(argv)
     if any(n <= 0 or n > 200_000 for n in args.sizes) or any(c <= 0 or c > 1024 for c in args.concurrency):

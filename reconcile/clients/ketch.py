@@ -4,16 +4,17 @@ The API has no authentication and answers one identity per call, so a reconcilia
 run reads each subject with `consent/get` and `subscriptions/get`. `KetchClient` is
 async at its core with a sync facade (`fetch_many`, `run`, `close`).
 
-Connections: on the real network (no injected transport), one aiohttp session per event
-loop with a pool of `concurrency` keep-alive connections (ketch_transport.py): its C
-parser and lean request path cost a fraction of httpx's per request. With an injected
-httpx transport (tests, the in-process sandbox), when a proxy variable applies to the
-API's URL, without aiohttp, or with `http_backend="httpx"`: `concurrency` keep-alive
-lanes per event loop, each a long-lived `httpx.AsyncClient` holding one connection
-(sharing one SSL context), handed out last in, first out. httpcore's pool re-checks
-every idle connection with a socket poll on each request, which costs more than the
-request itself once the pool is large; single-connection lanes keep that check to one
-socket. An injected transport is shared by one client for all lanes.
+Connections: on the real network (no injected transport), the native path: per event
+loop one `ketch_transport.NativeSession`, HTTP/1.1 keep-alive connections on asyncio
+protocols with the httptools parser, about a tenth of httpx's CPU per request (see that
+module for what it supports). The sync facade's own event loop is uvloop's when
+installed. With an injected httpx transport (tests, the in-process sandbox), when a proxy
+variable applies to the API's URL, or with `http_backend="httpx"`: `concurrency`
+keep-alive lanes per event loop, each a long-lived `httpx.AsyncClient` holding one
+connection (sharing one SSL context), handed out last in, first out. httpcore's pool
+re-checks every idle connection with a socket poll on each request, which costs more
+than the request itself once the pool is large; single-connection lanes keep that check
+to one socket. An injected transport is shared by one client for all lanes.
 
 Every request is paced by a token bucket (`requests_per_second`, bursts of at most a
 tenth of a second's worth), limited to `concurrency` in flight, and retried on 429,
@@ -61,9 +62,9 @@ _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 10.0
 _RETRY_AFTER_CAP = 300.0
 _FATAL_BY_STATUS: dict[int, type[FatalApiError]] = {401: AuthError, 403: PermissionDenied, 404: NotFound}
-_BACKENDS = ("auto", "aiohttp", "httpx")
+_BACKENDS = ("auto", "native", "httpx")
 
-# An HTTP answer: httpx.Response, or ketch_transport.Reply on the aiohttp path (same attributes used).
+# An HTTP answer: httpx.Response, or ketch_transport.Reply on the native path (same attributes used).
 Answer = Any
 
 
@@ -94,10 +95,10 @@ _cache_missing_sniffio()
 
 
 class _LoopState:
-    """What belongs to one event loop: the lanes (httpx) or the aiohttp session, and the
+    """What belongs to one event loop: the lanes (httpx) or the native session, and the
     queue of free lane numbers that bounds the requests in flight."""
 
-    def __init__(self, size: int, session: ketch_transport.AiohttpSession | None = None):
+    def __init__(self, size: int, session: ketch_transport.NativeSession | None = None):
         self.free: asyncio.LifoQueue[int] = asyncio.LifoQueue()
         for index in reversed(range(size)):
             self.free.put_nowait(index)
@@ -120,8 +121,8 @@ class KetchClient:
     def __init__(self, cfg: KetchConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
                  http_backend: str = "auto"):
-        """`http_backend`: "auto" (aiohttp on the real network when usable, else httpx),
-        "httpx", or "aiohttp" (refused with an injected transport or without aiohttp)."""
+        """`http_backend`: "auto" (native on the real network when usable, else httpx),
+        "httpx", or "native" (refused with an injected transport or a proxied URL)."""
         if http_backend not in _BACKENDS:
             raise ValueError(f"http_backend must be one of {', '.join(_BACKENDS)}, got {http_backend!r}")
         self.cfg = cfg
@@ -142,23 +143,22 @@ class KetchClient:
         self._urls: dict[str, tuple[httpx.URL, str]] = {}  # path -> (URL, its text)
         self._runner: asyncio.Runner | None = None
         self._runner_lock = threading.Lock()
-        self._aiohttp = self._pick_aiohttp(http_backend)
-        self._retryable = ketch_transport.RETRYABLE_EXC if self._aiohttp else _RETRYABLE_EXC
-        self._fatal_exc = ketch_transport.FATAL_EXC if self._aiohttp else (httpx.HTTPError,)
+        self._native = self._pick_native(http_backend)
+        self._retryable = ketch_transport.RETRYABLE_EXC if self._native else _RETRYABLE_EXC
+        self._fatal_exc = ketch_transport.FATAL_EXC if self._native else (httpx.HTTPError,)
 
-    def _pick_aiohttp(self, backend: str) -> bool:
+    def _pick_native(self, backend: str) -> bool:
         if backend == "httpx":
             return False
-        usable = self._transport is None and ketch_transport.aiohttp_usable(self._base)
-        if backend == "aiohttp" and not usable:
-            raise ValueError("http_backend='aiohttp' needs aiohttp installed, no injected transport "
-                             "and no proxy for the API's URL")
+        usable = self._transport is None and ketch_transport.native_usable(self._base)
+        if backend == "native" and not usable:
+            raise ValueError("http_backend='native' needs no injected transport and no proxy for the API's URL")
         return usable
 
     @property
     def http_backend(self) -> str:
-        """The HTTP library this client sends with: "aiohttp" or "httpx"."""
-        return "aiohttp" if self._aiohttp else "httpx"
+        """What this client sends with: "native" or "httpx"."""
+        return "native" if self._native else "httpx"
 
     # -- public async API --------------------------------------------------------------
     async def get_consent(self, identities: dict[str, str],
@@ -261,7 +261,7 @@ class KetchClient:
     def _run_on_runner(self, awaitable: Awaitable[T]) -> T:
         with self._runner_lock:
             if self._runner is None:
-                self._runner = asyncio.Runner(loop_factory=_loop_factory() if self._aiohttp else None)
+                self._runner = asyncio.Runner(loop_factory=_loop_factory() if self._native else None)
             return self._runner.run(_as_coro(awaitable))
 
     def close(self) -> None:
@@ -303,10 +303,10 @@ class KetchClient:
             state = self._loops[loop] = _LoopState(self._concurrency, self._new_session())
         return state
 
-    def _new_session(self) -> ketch_transport.AiohttpSession | None:
-        if not self._aiohttp:
+    def _new_session(self) -> ketch_transport.NativeSession | None:
+        if not self._native:
             return None
-        return ketch_transport.AiohttpSession(
+        return ketch_transport.NativeSession(
             limit=self._concurrency, timeout_seconds=self.cfg.timeout_seconds, headers=_HEADERS,
             ssl_context=self._ssl_context() if self._base.startswith("https:") else None)
 
@@ -432,7 +432,7 @@ async def _join_all(tasks: list[asyncio.Task[Any]]) -> None:
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when installed (the sync facade's own loop, aiohttp path only)."""
+    """uvloop's event loop when installed (the sync facade's own loop, native path only)."""
     try:
         import uvloop
     except ImportError:

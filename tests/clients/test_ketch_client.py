@@ -643,7 +643,7 @@ def test_errors_are_api_errors() -> None:
     assert issubclass(RateLimited, TransientApiError) and issubclass(NotFound, ApiError)
 
 
-# == the aiohttp path (real network, no injected transport) =====================================
+# == the native path (real network, no injected transport) ======================================
 import gzip  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
@@ -661,14 +661,16 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class CannedServer:
-    """A loopback server giving each connection's request the next canned answer, then closing.
-    None closes without answering. Records the raw requests."""
+    """A loopback server giving each request the next canned answer (None: close without
+    answering). Closes each connection after one answer, or with keep_alive serves the
+    connection until the client closes it. Records the raw requests and counts connections."""
 
-    def __init__(self, answers: list[bytes | None]):
-        self.answers, self.requests = list(answers), []
+    def __init__(self, answers: list[bytes | None], *, keep_alive: bool = False, tls: Any = None):
+        self.answers, self.requests, self.connections = list(answers), [], 0
+        self.keep_alive, self.tls = keep_alive, tls
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.sock.getsockname()[1]}"
         self.stopped = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -679,12 +681,25 @@ class CannedServer:
                 conn, _ = self.sock.accept()
             except socket.timeout:
                 continue
-            with conn:
-                conn.settimeout(5)
-                self.requests.append(_read_request(conn))
-                answer = self.answers.pop(0) if self.answers else None
-                if answer is not None:
-                    conn.sendall(answer)
+            self.connections += 1
+            try:
+                if self.tls:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                with conn:
+                    conn.settimeout(5)
+                    while not self.stopped:
+                        request = _read_request(conn)
+                        if not request:
+                            break
+                        self.requests.append(request)
+                        answer = self.answers.pop(0) if self.answers else None
+                        if answer is None:
+                            break
+                        conn.sendall(answer)
+                        if not self.keep_alive:
+                            break
+            except OSError:
+                continue
 
     def __enter__(self) -> "CannedServer":
         return self
@@ -710,11 +725,13 @@ def _read_request(conn: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def http_answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+def http_answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None, *,
+                close: bool = True, length: bool = True) -> bytes:
     lines = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
-    if "Transfer-Encoding" not in (headers or {}):
+    if length and "Transfer-Encoding" not in (headers or {}):
         lines.append(f"Content-Length: {len(body)}")
-    lines.append("Connection: close")
+    if close:
+        lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -723,7 +740,7 @@ def chunked(body: bytes, size: int = 7) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
 
 
-BACKENDS = ["aiohttp", "httpx"]
+BACKENDS = ["native", "httpx"]
 
 
 def net_client(url: str, backend: str, time_: FakeTime | None = None, **kw: Any) -> KetchClient:
@@ -731,12 +748,12 @@ def net_client(url: str, backend: str, time_: FakeTime | None = None, **kw: Any)
     return KetchClient(cfg(base_url=url, **kw), sleep=time_.sleep, clock=time_, http_backend=backend)
 
 
-def test_the_real_network_uses_aiohttp_and_injected_transports_use_httpx(no_proxy_env: None) -> None:
-    assert KetchClient(cfg()).http_backend == "aiohttp"
+def test_the_real_network_uses_native_and_injected_transports_use_httpx(no_proxy_env: None) -> None:
+    assert KetchClient(cfg()).http_backend == "native"
     assert KetchClient(cfg(), http_backend="httpx").http_backend == "httpx"
     assert client_for(KetchSim()).http_backend == "httpx"
     with pytest.raises(ValueError, match="injected transport"):
-        KetchClient(cfg(), transport=KetchSim().transport(), http_backend="aiohttp")
+        KetchClient(cfg(), transport=KetchSim().transport(), http_backend="native")
     with pytest.raises(ValueError, match="http_backend"):
         KetchClient(cfg(), http_backend="curl")
 
@@ -746,9 +763,9 @@ def test_a_proxied_api_url_stays_with_httpx(monkeypatch: pytest.MonkeyPatch, no_
     assert ketch_transport.env_proxy_for("https://global.ketchcdn.com/web/v3") == "http://proxy.internal:3128"
     assert KetchClient(cfg()).http_backend == "httpx"
     with pytest.raises(ValueError, match="proxy"):
-        KetchClient(cfg(), http_backend="aiohttp")
+        KetchClient(cfg(), http_backend="native")
     monkeypatch.setenv("NO_PROXY", "ketchcdn.com")
-    assert KetchClient(cfg()).http_backend == "aiohttp"
+    assert KetchClient(cfg()).http_backend == "native"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -761,11 +778,11 @@ def test_both_backends_read_the_same_records_over_loopback(backend: str, no_prox
     check_records(records, 200)
 
 
-def test_aiohttp_path_in_a_caller_owned_event_loop(no_proxy_env: None) -> None:
+def test_native_path_in_a_caller_owned_event_loop(no_proxy_env: None) -> None:
     sim = seeded_sim(30)
 
     async def main(url: str) -> dict[str, KetchRecord]:
-        async with KetchClient(cfg(base_url=url, concurrency=4), http_backend="aiohttp") as client:
+        async with KetchClient(cfg(base_url=url, concurrency=4), http_backend="native") as client:
             return await client.afetch_many("email", [f"u{i}@x.com" for i in range(30)])
 
     with serve(sim) as server:
@@ -867,3 +884,88 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keep_alive_reuses_connections(backend: str, no_proxy_env: None) -> None:
+    answers = [http_answer(204, close=False)] * 40
+    with CannedServer(answers, keep_alive=True) as server:
+        with net_client(server.url, backend, concurrency=1) as client:
+            client.fetch_many("email", [f"u{i}@x.com" for i in range(20)])
+    assert len(server.requests) == 40 and server.connections == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_body_that_ends_with_the_connection(backend: str, no_proxy_env: None) -> None:
+    answers = [http_answer(200, consent_body({"p": "true"}), length=False)]
+    with CannedServer(answers) as server, net_client(server.url, backend) as client:
+        assert client.run(client.get_consent({"email": "a@x.com"})) == ConsentState({"p": True}, None)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_informational_answers_are_skipped(backend: str, no_proxy_env: None) -> None:
+    answers = [b"HTTP/1.1 100 Continue\r\n\r\n" + http_answer(200, consent_body({"p": "false"}))]
+    with CannedServer(answers) as server, net_client(server.url, backend) as client:
+        assert client.run(client.get_consent({"email": "a@x.com"})) == ConsentState({"p": False}, None)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_timeout_exhaustion_names_the_read_timeout(backend: str, no_proxy_env: None) -> None:
+    sim = KetchSim()
+    sim.faults.timeout_rate = 1.0
+    with serve(sim, timeout_hold_seconds=0.5) as server:
+        with net_client(server.url, backend, timeout_seconds=0.1, max_retries=1) as client, \
+                pytest.raises(TransientApiError, match="2 attempt.*ReadTimeout"):
+            client.run(client.get_consent({"email": "a@x.com"}))
+
+
+def test_native_never_reuses_a_connection_that_sent_stray_bytes(no_proxy_env: None) -> None:
+    first = http_answer(204, close=False) + b"HTTP/1.1 200 X\r\nContent-Length: 2\r\n\r\n{}"
+    answers = [first, http_answer(200, consent_body({"p": "true"}), close=False)]
+    with CannedServer(answers, keep_alive=True) as server:
+        with net_client(server.url, "native", concurrency=1) as client:
+            assert client.run(client.get_consent({"email": "a@x.com"})) is None
+            assert client.run(client.get_consent({"email": "b@x.com"})) == ConsentState({"p": True}, None)
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("encoding", ["br", "gzip"])
+def test_native_refuses_an_undecodable_body(encoding: str, no_proxy_env: None) -> None:
+    answers = [http_answer(200, b"not compressed", {"Content-Encoding": encoding})]
+    time_ = FakeTime()
+    with CannedServer(answers) as server, net_client(server.url, "native", time_) as client, \
+            pytest.raises(FatalApiError, match="DecodingError"):
+        client.run(client.get_consent({"email": "a@x.com"}))
+    assert time_.waits == []
+
+
+def test_native_first_failure_cancels_requests_in_flight_cleanly(no_proxy_env: None) -> None:
+    sim = KetchSim(organization="other")
+    sim.faults.latency_seconds = 0.01
+    with serve(sim) as server:
+        with KetchClient(cfg(base_url=server.url, concurrency=8)) as client, pytest.raises(NotFound):
+            client.fetch_many("email", [f"u{i}@x.com" for i in range(50)])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tls_with_the_ca_from_ssl_cert_file(backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                           no_proxy_env: None) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    answers = [http_answer(200, consent_body({"p": "true"}, collectedAt=T0), close=False)] * 2
+    with CannedServer(answers, keep_alive=True, tls=tls) as server:
+        with net_client(server.url, backend, concurrency=1) as client:
+            for _ in range(2):
+                assert client.run(client.get_consent({"email": "a@x.com"})) == ConsentState({"p": True}, AT0)
+    assert server.connections == 1
