@@ -426,9 +426,11 @@ async def _join_all(tasks: list[asyncio.Task[Any]]) -> None:
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
-    for task in done:
-        if task.exception() is not None:
-            raise task.exception()
+    # Read every finished task's exception (several can fail in one loop turn), so none is
+    # logged as "never retrieved"; raise the first.
+    errors = [exc for exc in (task.exception() for task in done) if exc is not None]
+    if errors:
+        raise errors[0]
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
