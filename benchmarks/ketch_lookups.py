@@ -14,7 +14,7 @@ Run:
 `--server thread` (default) runs uvicorn in a thread of this process, as `serve()` does
 in the tests: client and server then share one interpreter lock. `--server process` runs
 the same `serve()` in a child process (as `reconcile sandbox serve` and a job do).
-`--http/--loop` pick uvicorn's parser and loop (default "auto": httptools and uvloop),
+`--http/--loop` pick uvicorn's parser and loop (default "auto": httptools; uvloop if installed),
 `--client` the KetchClient backend (default auto: native on the real network).
 
 Columns: lookups/s and req/s (wall clock); p50/p99 of one lookup's latency; cpu = this

@@ -7,8 +7,7 @@ async at its core with a sync facade (`fetch_many`, `run`, `close`).
 Connections: on the real network (no injected transport), the native path: per event
 loop one `ketch_transport.NativeSession`, HTTP/1.1 keep-alive connections on asyncio
 protocols with the httptools parser, about a tenth of httpx's CPU per request (see that
-module for what it supports). The sync facade's own event loop is uvloop's when
-installed. With an injected httpx transport (tests, the in-process sandbox), when a proxy
+module for what it supports). With an injected httpx transport (tests, the in-process sandbox), when a proxy
 variable applies to the API's URL, or with `http_backend="httpx"`: `concurrency`
 keep-alive lanes per event loop, each a long-lived `httpx.AsyncClient` holding one
 connection (sharing one SSL context), handed out last in, first out. httpcore's pool
@@ -261,7 +260,7 @@ class KetchClient:
     def _run_on_runner(self, awaitable: Awaitable[T]) -> T:
         with self._runner_lock:
             if self._runner is None:
-                self._runner = asyncio.Runner(loop_factory=_loop_factory() if self._native else None)
+                self._runner = asyncio.Runner()
             return self._runner.run(_as_coro(awaitable))
 
     def close(self) -> None:
@@ -431,15 +430,6 @@ async def _join_all(tasks: list[asyncio.Task[Any]]) -> None:
     errors = [exc for exc in (task.exception() for task in done) if exc is not None]
     if errors:
         raise errors[0]
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when installed (the sync facade's own loop, native path only)."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def _off_loop(func: Callable[[], T]) -> T:

@@ -3,7 +3,7 @@ asyncio protocols, answers parsed by httptools (the C parser uvicorn uses).
 
 Why: every Ketch lookup is two small POSTs. httpx costs about a millisecond of CPU per
 request here (request/response models, anyio locks and cancel scopes, the pure-python h11
-parser) and aiohttp about 0.3 ms; this path costs about 0.1 ms, which is what lets one
+parser) and aiohttp about 0.3 ms; this path costs 0.1-0.15 ms, which is what lets one
 client sustain thousands of lookups per second (benchmarks/ketch_lookups.py,
 benchmarks/RESULTS.md). KetchClient uses it when it owns the network (no injected
 transport) and no proxy variable applies to the API's URL; otherwise httpx.

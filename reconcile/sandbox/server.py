@@ -85,10 +85,9 @@ def serve(sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, timeout_hol
           http: str = "auto", loop: str = "auto") -> RunningServer:
     """Start `sim` on host:port in a daemon thread and wait until it accepts connections.
 
-    `http` and `loop` are uvicorn's: "auto" picks httptools and uvloop when installed (both
-    are dependencies), which take two to four times less CPU per request than h11 on
-    asyncio (benchmarks/RESULTS.md). No proxy-header middleware: the sandbox is reached
-    directly on loopback."""
+    `http` and `loop` are uvicorn's: "auto" picks httptools (a dependency: about half the
+    CPU per request of h11, benchmarks/RESULTS.md) and uvloop when installed. No
+    proxy-header middleware: the sandbox is reached directly on loopback."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the sandbox serves on loopback only")
     port = port or free_port(host)
