@@ -64,6 +64,7 @@ class KetchConfig:
     requests_per_second: float = 200.0
     timeout_seconds: float = 10.0
     max_retries: int = 5
+    http_backend: str = "auto"  # "auto" (native HTTP/1.1 where usable), "httpx" or "native"
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,11 @@ def _ketch(data: Any, problems: list[ConfigProblem]) -> KetchConfig:
         requests_per_second=r.number("requests_per_second", d.requests_per_second, lo=0.0),
         timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, lo=0.1),
         max_retries=r.number("max_retries", d.max_retries, lo=0, hi=20, integer=True),
+        http_backend=r.get("http_backend", str, d.http_backend, '"auto"'),
     )
+    if cfg.http_backend not in ("auto", "httpx", "native"):
+        r.fail("http_backend", f"must be auto, httpx or native, got {cfg.http_backend!r}", 'set ketch.http_backend = "auto"')
+        cfg = KetchConfig(**{**cfg.__dict__, "http_backend": "auto"})
     r.unknown()
     return cfg
 
