@@ -33,6 +33,14 @@ mode_option = click.option("--mode", type=click.Choice(["full", "incremental"]),
                            help="full: sweep the whole universe; incremental: the Braze lists' recent window plus open drift.")
 
 
+def population_options(fn):
+    """--subjects, --drift and --seed for commands that seed the sandbox."""
+    fn = click.option("--seed", type=int, default=None, help="Random seed (default: sandbox.seed).")(fn)
+    fn = click.option("--drift", type=float, default=None,
+                      help="Fraction of subjects given drift (default: sandbox.drift).")(fn)
+    return click.option("--subjects", type=int, default=None, help="Population size (default: sandbox.subjects).")(fn)
+
+
 def print_counts(counts: dict[str, int]) -> None:
     click.echo("drift by class:")
     for c in DRIFT_CLASSES:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from reconcile.cli.common import DEFAULT_CONFIG, allow_option, get_config, mode_option, print_counts, print_summary, runtime
+from reconcile.cli.common import DEFAULT_CONFIG, allow_option, population_options, get_config, mode_option, print_counts, print_summary, runtime
 from reconcile.errors import DataError, ExitCode
 
 
@@ -109,9 +109,7 @@ def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]
 
 
 @click.command("demo")
-@click.option("--subjects", type=int, default=None, help="Population size (default: sandbox.subjects).")
-@click.option("--drift", type=float, default=None, help="Fraction of subjects given drift (default: sandbox.drift).")
-@click.option("--seed", type=int, default=None, help="Random seed (default: sandbox.seed).")
+@population_options
 @click.pass_context
 def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed: int | None) -> None:
     """Seed a fresh sandbox, run a full reconciliation into SQLite, print the summary.

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from reconcile.cli.common import DEFAULT_CONFIG, get_config
+from reconcile.cli.common import DEFAULT_CONFIG, get_config, population_options
 from reconcile.config import Config
 
 
@@ -40,9 +40,7 @@ def sandbox_group() -> None:
 
 
 @sandbox_group.command("seed")
-@click.option("--subjects", type=int, default=None, help="Population size (default: sandbox.subjects).")
-@click.option("--drift", type=float, default=None, help="Fraction of subjects given drift (default: sandbox.drift).")
-@click.option("--seed", type=int, default=None, help="Random seed (default: sandbox.seed).")
+@population_options
 @click.pass_context
 def seed_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed: int | None) -> None:
     """Generate a population with realistic drift and write the universe files.

@@ -17,20 +17,8 @@ from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.server import serve
 
 KEY = "sandbox-rest-key"
-T0 = 1_700_000_010.0  # 30 s before a minute boundary (1_700_000_040)
+from fake_time import T0, FakeTime
 
-
-class FakeTime:
-    def __init__(self, start: float = T0):
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

@@ -14,23 +14,13 @@ from hypothesis import given, strategies as st
 from reconcile.clients.pacing import (Pacer, RateBudget, RateInfo, RequestLabel, RetryPolicy, parse_rate_headers,
                                       reset_epoch, retry_after_seconds)
 from reconcile.config import RateLimit
+
+from fake_time import FakeTime
 from reconcile.errors import FatalApiError, RateLimited, TransientApiError
 
 T0 = 1_700_000_000.0
 LABEL = RequestLabel("braze", "POST", "https://rest.example/users/track")
 
-
-class FakeTime:
-    def __init__(self, start: float = T0):
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def scripted(ft: FakeTime, answers: list):
@@ -86,7 +76,7 @@ def test_retry_after_seconds_and_http_date():
 
 
 def test_budget_never_sends_with_remaining_zero_before_reset():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft)
     send, sent = scripted(ft, [
         resp(200, {"x-ratelimit-limit": "2", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(T0 + 30)}),
@@ -99,7 +89,7 @@ def test_budget_never_sends_with_remaining_zero_before_reset():
 
 
 def test_budget_counts_in_flight_sends_against_server_remaining():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     budget = RateBudget("shared", None, ft.clock)
     budget.observe(RateInfo(10, 2, T0 + 5))
     assert budget.reserve() == 0
@@ -108,7 +98,7 @@ def test_budget_counts_in_flight_sends_against_server_remaining():
 
 
 def test_stale_reset_is_ignored():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     budget = RateBudget("shared", None, ft.clock)
     budget.observe(RateInfo(10, 0, T0 - 1))
     assert budget.reserve() == 0
@@ -124,7 +114,7 @@ def test_local_pacing_to_the_configured_limit():
 
 
 def test_budget_is_thread_safe():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     budget = RateBudget("x", RateLimit(5, 60), ft.clock)
     results: list[float] = []
     lock = threading.Lock()
@@ -143,7 +133,7 @@ def test_budget_is_thread_safe():
 
 
 def test_429_waits_until_reset_and_is_not_a_failed_try():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft, max_retries=0)
     limited = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(T0 + 42)}
     send, sent = scripted(ft, [resp(429, limited), resp(429, {"X-RateLimit-Reset": str(T0 + 50)}), resp(200)])
@@ -153,7 +143,7 @@ def test_429_waits_until_reset_and_is_not_a_failed_try():
 
 
 def test_retry_after_is_honoured_over_reset():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft, max_retries=0)
     send, _ = scripted(ft, [resp(429, {"Retry-After": "7", "X-RateLimit-Reset": str(T0 + 600)}), resp(200)])
     p.send("shared", send, LABEL)
@@ -161,7 +151,7 @@ def test_retry_after_is_honoured_over_reset():
 
 
 def test_429_without_headers_backs_off_within_the_cap():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft, max_retries=0, backoff_base_seconds=1, backoff_cap_seconds=3)
     send, _ = scripted(ft, [resp(429)] * 4 + [resp(200)])
     p.send("shared", send, LABEL)
@@ -169,7 +159,7 @@ def test_429_without_headers_backs_off_within_the_cap():
 
 
 def test_429_blocks_the_whole_class_for_other_callers():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft)
     send, sent = scripted(ft, [resp(429, {"X-RateLimit-Reset": str(T0 + 20)}), resp(200), resp(200)])
     p.send("shared", send, LABEL)
@@ -178,7 +168,7 @@ def test_429_blocks_the_whole_class_for_other_callers():
 
 
 def test_rate_wait_is_bounded():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft, max_rate_wait_seconds=100)
     send, _ = scripted(ft, [resp(429, {"X-RateLimit-Reset": str(T0 + 3600)})])
     with pytest.raises(RateLimited) as info:
@@ -189,7 +179,7 @@ def test_rate_wait_is_bounded():
 
 
 def test_rate_limited_answers_are_bounded():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft, max_rate_limited=3)
     send, sent = scripted(ft, [resp(429, {"Retry-After": "1"})] * 4)
     with pytest.raises(RateLimited):
@@ -198,7 +188,7 @@ def test_rate_limited_answers_are_bounded():
 
 
 def test_5xx_retried_then_success():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft, max_retries=3, backoff_cap_seconds=5)
     send, sent = scripted(ft, [resp(500), resp(503), resp(200)])
     assert p.send("shared", send, LABEL).status_code == 200
@@ -206,7 +196,7 @@ def test_5xx_retried_then_success():
 
 
 def test_5xx_exhausted_raises_transient_error():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft, max_retries=2)
     send, sent = scripted(ft, [resp(502)] * 3)
     with pytest.raises(TransientApiError) as info:
@@ -218,7 +208,7 @@ def test_5xx_exhausted_raises_transient_error():
 @pytest.mark.parametrize("exc", [httpx.ReadTimeout("slow"), httpx.ConnectError("refused"),
                                  httpx.RemoteProtocolError("eof")])
 def test_timeouts_and_connection_errors_are_retried(exc):
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft, max_retries=1)
     send, sent = scripted(ft, [exc, exc])
     with pytest.raises(TransientApiError) as info:
@@ -227,7 +217,7 @@ def test_timeouts_and_connection_errors_are_retried(exc):
 
 
 def test_rate_limit_waits_do_not_use_up_retries():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft, max_retries=1)
     answers = [resp(500), resp(429, {"Retry-After": "2"}), resp(429, {"Retry-After": "2"}), resp(200)]
     send, sent = scripted(ft, answers)
@@ -236,7 +226,7 @@ def test_rate_limit_waits_do_not_use_up_retries():
 
 
 def test_unretryable_transport_error_is_fatal():
-    ft = FakeTime()
+    ft = FakeTime(T0)
     p = pacer(ft)
     send, sent = scripted(ft, [httpx.UnsupportedProtocol("ftp")])
     with pytest.raises(FatalApiError):
