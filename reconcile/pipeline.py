@@ -17,7 +17,8 @@ import pandas as pd
 from reconcile.engine import extract as ex
 from reconcile.engine.apply import Executor, apply_actions
 from reconcile.engine.diff import Rules, diff
-from reconcile.engine.frames import DRIFT_CLASSES, Observed, isin
+from reconcile.engine.classes import DRIFT_CLASSES
+from reconcile.engine.frames import Observed, isin
 from reconcile.engine.guards import PlanStats, Tripped, check_guards, refused
 from reconcile.engine.plan import Plan, build_plan, fingerprint, plan_from_dict, plan_to_dict
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice

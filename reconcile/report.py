@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from reconcile.config import Config
-from reconcile.engine.frames import DRIFT_CLASSES, SEVERITY
+from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 
 
 def mask(identity: str, key: bytes) -> str:

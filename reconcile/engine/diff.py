@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from reconcile.config import Config, TopicMapping
-from reconcile.engine.frames import DRIFT_COLUMNS, SEVERITY, Observed, isin
+from reconcile.engine.classes import SEVERITY
+from reconcile.engine.frames import DRIFT_COLUMNS, Observed, isin
 
 SUBSCRIBED = ("subscribed", "opted_in")
 

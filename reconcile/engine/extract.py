@@ -36,7 +36,7 @@ def braze_lists(braze: Any, start: date, end: date, cfg: Config) -> tuple[pd.Dat
 
 def _latest_by_key(df: pd.DataFrame, col: str) -> pd.Series:
     if not len(df):
-        return pd.Series(dtype=f"datetime64[ns, UTC]")
+        return pd.Series(dtype="datetime64[ns, UTC]")
     keys = df["email"].str.strip().str.casefold()
     return df.assign(_k=keys).groupby("_k")[col].max()
 

@@ -41,7 +41,6 @@ SCHEMAS: dict[str, dict[str, str]] = {
 DRIFT_COLUMNS = ["subject_key", "identity", "drift_class", "field", "expected", "actual",
                  "severity", "reason", "action", "group_id", "ketch_collected_at", "braze_unsubscribed_at"]
 
-from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY  # noqa: E402,F401  (re-exported)
 
 
 def isin(series: pd.Series, values) -> pd.Series:
