@@ -85,7 +85,11 @@ def observe(rt: Runtime, mode: str, subjects: set[str] | None = None) -> tuple[O
         universe = pick_slice(universe, cfg.universe.slices, int(rt.store.get_watermark(SLICE_COUNTER) or 0))
     if subjects is not None:
         universe = universe[isin(universe["subject_key"], subjects)].reset_index(drop=True)
-    ketch, topics = ex.extract_ketch(rt.ketch, universe, cfg, rt.progress)
+    ketch, topics, failed = ex.extract_ketch(rt.ketch, universe, cfg, rt.progress)
+    if len(failed):  # unknown is not "no record": leave them out of this run, report them
+        log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
+        universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)
+        exceptions = pd.concat([exceptions, failed.assign(source="ketch")], ignore_index=True)
     if cfg.identity.braze_key == "email":
         braze, groups = ex.extract_braze_email(rt.braze, universe, unsub, bounced, ketch, cfg, full, today=end)
     else:

@@ -17,6 +17,7 @@ import pandas as pd
 from reconcile.config import Config
 from reconcile.engine.frames import conform, isin
 from reconcile.engine.identity import email_key
+from reconcile.errors import FatalApiError, TransientApiError
 
 EXPORT_FIELDS = ["external_id", "braze_id", "email", "email_subscribe", "created_at"]
 Progress = Callable[[str, int, int], None]
@@ -67,12 +68,27 @@ def ketch_frames(records: dict[str, Any], universe: pd.DataFrame, cfg: Config) -
     return conform(pd.DataFrame(rows), "ketch"), conform(pd.DataFrame(topics), "ketch_topics")
 
 
-def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None):
+def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(ketch, ketch_topics, failed): identities whose lookup failed after every retry come
+    back in `failed` (identity, reason) instead of stopping the run. They must not be read
+    as "no record": the caller takes them out of this run and reports them."""
     purposes = {cfg.mapping.email_purpose: cfg.mapping.email_purpose_legal_basis} if cfg.mapping.email_purpose else None
     values = universe["identity"].astype(str).tolist()
     cb = (lambda done, total: progress("ketch", done, total)) if progress else None
-    records = ketch.fetch_many(cfg.identity.ketch_space, values, purposes, progress=cb)
-    return ketch_frames(records, universe, cfg)
+    failed: list[dict[str, str]] = []
+
+    def on_error(value: str, exc: Exception) -> None:
+        if isinstance(exc, FatalApiError):  # a wrong org code or a refused request fails the run
+            raise exc
+        failed.append({"identity": value, "reason": f"Ketch lookup failed: {type(exc).__name__}: {exc}"[:300]})
+
+    records = ketch.fetch_many(cfg.identity.ketch_space, values, purposes, progress=cb, on_error=on_error)
+    if len(values) >= 10 and len(failed) > len(values) / 2:
+        raise TransientApiError(f"Ketch lookups failed for {len(failed)} of {len(values)} subjects (first: "
+                                f"{failed[0]['reason']}); not reconciling on partial data", service="ketch")
+    ketch_df, topics = ketch_frames(records, universe, cfg)
+    return ketch_df, topics, pd.DataFrame(failed, columns=["identity", "reason"])
 
 
 # ----------------------------------------------------------------------------- Braze

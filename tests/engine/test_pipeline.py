@@ -281,3 +281,35 @@ def test_converges_through_server_errors_on_both_apis(world):
         assert run_once(rt).actions_planned == 0
     for email in truth.injected["missed_deletion"]:
         assert w.braze.profiles_by_email(email) == []
+
+
+def test_a_failed_ketch_lookup_skips_that_subject_never_reads_it_as_no_record(world):
+    w = world
+    cfg = w.config(ketch={"max_retries": 0}, guards={"max_unsubscribe_fraction": 1.0})
+    w.seed(cfg, subjects=60, drift=0.2)
+    w.ketch.faults.fail_next(r"/consent/acme/get", 503, times=1)  # one lookup fails for good
+    with w.runtime(cfg) as rt:
+        s = run_once(rt)
+        exc = rt.store.exceptions(s.run_id)
+        items = rt.store.drift_items(run_id=s.run_id)
+    failed = [e for e in exc if e["source"] == "ketch"]
+    assert len(failed) == 1 and "Ketch lookup failed" in failed[0]["reason"]
+    assert s.exit_code == ExitCode.OK
+    assert failed[0]["identity"].casefold() not in {d["subject_key"] for d in items}
+    w.braze.calls.clear()
+    with w.runtime(cfg) as rt:  # checked again on the next run
+        again = run_once(rt)
+        assert not [e for e in rt.store.exceptions(again.run_id) if e["source"] == "ketch"]
+
+
+def test_a_wrong_ketch_organization_fails_the_run_before_any_write(world):
+    from reconcile.errors import NotFound
+
+    w = world
+    cfg = w.config(ketch={"organization": "not-acme"})
+    w.seed(cfg, subjects=30, drift=0.2)
+    w.braze.calls.clear()
+    with w.runtime(cfg) as rt:
+        with pytest.raises(NotFound):
+            run_once(rt)
+    assert w.writes() == []
