@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from reconcile.engine.diff import Rules
+from reconcile.errors import DataError
 
 # Phase order: stop unwanted mail first, then suppress, then erase, then the rest.
 PHASES: dict[str, tuple[int, str, int | None]] = {
@@ -151,6 +152,20 @@ def plan_to_dict(plan: Plan, **extra: Any) -> dict[str, Any]:
             "actions": plan.actions}
 
 
-def plan_from_dict(d: dict[str, Any]) -> Plan:
+ACTION_KEYS = ("action_id", "kind", "endpoint", "params", "identities", "subject_keys", "drift_keys")
+
+
+def plan_from_dict(d: Any) -> Plan:
+    """A saved plan, checked: DataError names what is missing instead of failing mid-apply."""
+    if not isinstance(d, dict):
+        raise DataError("not a plan: expected a JSON object written by `reconcile plan --out`")
+    missing = [k for k in ("plan_id", "fingerprint", "config_hash", "drift", "actions") if k not in d]
+    if missing:
+        raise DataError(f"plan file lacks {', '.join(missing)}; write it again with `reconcile plan --out`")
+    for i, a in enumerate(d["actions"]):
+        lacking = [k for k in ACTION_KEYS if not isinstance(a, dict) or k not in a]
+        if lacking or a["kind"] not in PHASES:
+            raise DataError(f"plan action {i} is malformed ({', '.join(lacking) or 'unknown kind ' + repr(a['kind'])}); "
+                            "write the plan again with `reconcile plan --out`")
     drift = pd.DataFrame(d.get("drift", []))
     return Plan(d["plan_id"], d["fingerprint"], drift, list(d.get("actions", [])))

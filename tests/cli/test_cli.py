@@ -322,3 +322,16 @@ def test_runs_show_masks_identities_in_a_stale_run_error(job, tmp_path):
     assert shown.exit_code == 0, shown.output
     assert email not in shown.stdout
     assert unmasked_emails(shown.stdout) == set()
+
+
+def test_apply_of_a_malformed_plan_file_is_a_clear_error(job, tmp_path):
+    import json as _json
+
+    job.seed(subjects=20, drift=0.0)  # the config's universe files exist
+    bad = tmp_path / "bad-plan.json"
+    bad.write_text(_json.dumps({"plan_id": "p", "actions": []}))
+    result = job.cli("apply", str(bad))
+    assert result.exit_code == 1
+    assert "plan file lacks fingerprint, config_hash, drift" in result.output
+    bad.write_text("{not json")
+    assert "not a plan file" in job.cli("apply", str(bad)).output
