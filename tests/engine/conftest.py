@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -27,6 +27,8 @@ TOPICS = [
 
 @dataclass
 class World:
+    key: ClassVar[str] = KEY  # the Braze REST key the simulator accepts
+    now: ClassVar[datetime] = NOW  # the runs' clock
     braze: BrazeSim
     ketch: KetchSim
     braze_url: str

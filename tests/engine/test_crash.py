@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KEY
 from reconcile.pipeline import make_plan
 from reconcile.store.store import Store
 
@@ -36,8 +35,8 @@ def _write_config(world, cfg_path: Path) -> None:
     cfg_path.write_text(world.toml(extra="[guards]\nmax_unsubscribe_fraction = 1.0\nmax_deletion_fraction = 1.0\n"))
 
 
-def _apply(cfg_path: Path, plan_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "BRAZE_API_KEY": KEY, "PYTHONUNBUFFERED": "1"}
+def _apply(cfg_path: Path, plan_path: Path, key: str) -> subprocess.Popen:
+    env = {**os.environ, "BRAZE_API_KEY": key, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "reconcile", "--config", str(cfg_path), "apply", str(plan_path)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -69,7 +68,7 @@ def test_sigkill_mid_apply_then_resume_sends_no_confirmed_batch_twice(world, tmp
     plan_path.write_text(json.dumps(plan_body, default=str))
 
     world.braze.calls.clear()
-    proc = _apply(cfg_path, plan_path)
+    proc = _apply(cfg_path, plan_path, world.key)
     writes = lambda: [c for c in world.braze.calls if c["path"] in WRITES]  # noqa: E731
     _wait_for(lambda: len(writes()) >= 1 or proc.poll() is not None, 120)
     world.braze.faults.latency_seconds = 0.4  # slow the writes so the kill lands mid-apply
@@ -84,7 +83,7 @@ def test_sigkill_mid_apply_then_resume_sends_no_confirmed_batch_twice(world, tmp
     confirmed_before = {k for k, a in before.items() if a["status"] == "confirmed"}
     assert 1 <= len(confirmed_before) < planned, "the kill must land mid-apply"
 
-    resumed = _apply(cfg_path, plan_path)
+    resumed = _apply(cfg_path, plan_path, world.key)
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
 

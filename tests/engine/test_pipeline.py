@@ -184,8 +184,7 @@ def test_api_key_never_reaches_logs_reports_or_the_state_database(world, caplog)
     with w.runtime(cfg) as rt:
         summary = run_once(rt)
         report = write_report(rt.store, summary.run_id, cfg)
-    from conftest import KEY
-
+    KEY = w.key
     assert KEY not in caplog.text
     assert KEY not in report.read_text() and KEY not in report.with_suffix(".json").read_text()
     assert KEY.encode() not in (w.tmp / "state.db").read_bytes()
@@ -195,8 +194,7 @@ def test_api_key_never_reaches_logs_reports_or_the_state_database(world, caplog)
 def test_incremental_run_checks_what_changed_since_the_last_success(world):
     import pandas as pd
 
-    from conftest import NOW
-
+    NOW = world.now
     w = world
     cfg = w.config(guards={"max_unsubscribe_fraction": 1.0})
     w.seed(cfg, subjects=120, drift=0.1)
