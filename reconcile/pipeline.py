@@ -55,14 +55,13 @@ def _since(rt: Runtime) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _window(rt: Runtime, mode: str) -> tuple[date, date, bool]:
+def _window(rt: Runtime, mode: str, since: datetime | None) -> tuple[date, date, bool]:
     """Braze list window: everything since `full_since` for full runs; for incremental runs
     the last `window_days`, widened back to the last successful run when that is older."""
     today = rt.clock().date()
     if mode == "full":
         return date.fromisoformat(rt.cfg.universe.full_since), today + timedelta(days=1), True
     start = today - timedelta(days=rt.cfg.universe.window_days)
-    since = _since(rt)
     if since is not None:
         start = min(start, since.date() - timedelta(days=1))
     return start, today + timedelta(days=1), False
@@ -71,12 +70,12 @@ def _window(rt: Runtime, mode: str) -> tuple[date, date, bool]:
 def observe(rt: Runtime, mode: str, subjects: set[str] | None = None) -> tuple[Observed, pd.DataFrame]:
     """Build the universe and extract both sides; `subjects` restricts to those keys."""
     cfg = rt.cfg
-    start, end, full = _window(rt, mode)
+    since = _since(rt) if mode == "incremental" else None
+    start, end, full = _window(rt, mode, since)
     unsub, bounced = ex.braze_lists(rt.braze, start, end, cfg)
     open_drift = pd.DataFrame([{"subject_key": d["subject_key"], "identity": (d.get("detail") or {}).get("identity")
                                 or d["subject_key"]} for d in rt.store.open_drift()])
     tomb = pd.DataFrame(rt.store.tombstones())
-    since = _since(rt) if mode == "incremental" else None
     src = Sources(
         listed=load_listed(cfg.universe, since), deletions=load_deletions(cfg.universe), unsubscribed=unsub,
         bounced=bounced, open_drift=_keys_frame(open_drift, "identity"), tombstones=_keys_frame(tomb, "identity"))
@@ -90,11 +89,15 @@ def observe(rt: Runtime, mode: str, subjects: set[str] | None = None) -> tuple[O
         log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
         universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)
         exceptions = pd.concat([exceptions, failed.assign(source="ketch")], ignore_index=True)
-    if cfg.identity.braze_key == "email":
-        braze, groups = ex.extract_braze_email(rt.braze, universe, unsub, bounced, ketch, cfg, full, today=end)
-    else:
-        braze, groups = ex.extract_braze_external(rt.braze, universe, unsub, bounced, cfg)
+    braze, groups = _extract_braze(rt, universe, unsub, bounced, ketch, full, end)
     return Observed(universe, ketch, topics, braze, groups), exceptions
+
+
+def _extract_braze(rt: Runtime, universe: pd.DataFrame, unsub: pd.DataFrame, bounced: pd.DataFrame,
+                   ketch: pd.DataFrame, full_window: bool, today: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if rt.cfg.identity.braze_key == "email":
+        return ex.extract_braze_email(rt.braze, universe, unsub, bounced, ketch, rt.cfg, full_window, today=today)
+    return ex.extract_braze_external(rt.braze, universe, unsub, bounced, rt.cfg)
 
 
 def _keys_frame(df: pd.DataFrame, ident: str) -> pd.DataFrame:
@@ -112,11 +115,12 @@ def make_plan(rt: Runtime, *, mode: str = "full", run_id: str | None = None) -> 
     store.start_run(run_id, mode=mode, config_hash=cfg.hash(), started_at=rt.clock())
     observed, exceptions = observe(rt, mode)
     extracted_at = rt.clock()
-    drift = diff(observed, Rules.from_config(cfg))
+    rules = Rules.from_config(cfg)
+    drift = diff(observed, rules)
     fp = fingerprint(cfg.hash(), observed.universe, observed.ketch, observed.ketch_topics, observed.braze,
                      observed.braze_groups)
     emails = observed.universe.set_index("subject_key")["email"].fillna(observed.braze.set_index("subject_key")["email"])
-    plan = build_plan(drift, emails, Rules.from_config(cfg), plan_fp=fp, plan_id=f"plan-{run_id}",
+    plan = build_plan(drift, emails, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
                       track_batch_size=cfg.braze.track_batch_size)
     for a in plan.actions:
         a["plan_id"] = plan.plan_id
@@ -212,9 +216,10 @@ def apply_result(rt: Runtime, result: PlanResult, overrides: set[str] = frozense
     store.update_run(result.run_id, status="applying")
     executor = Executor(rt.cfg, rt.braze, rt.ketch)
     outcome = apply_actions(plan.actions, store, executor, rt.clock)
-    _mark_corrected(rt, result, outcome.corrected)
+    items = _corrected_items(result, outcome.corrected)
+    _mark_corrected(rt, items)
     _tombstone(rt, result, outcome.deleted_subjects)
-    verified, unverified = verify(rt, result, outcome.corrected)
+    verified, unverified = verify(rt, result, items)
     partial = outcome.failed or outcome.rejected_items
     status = "partial" if partial else "applied"
     code = ExitCode.PARTIAL if partial else ExitCode.OK
@@ -229,14 +234,21 @@ def apply_result(rt: Runtime, result: PlanResult, overrides: set[str] = frozense
                       len(outcome.rejected_items), verified, unverified, used, outcome.errors)
 
 
-def _mark_corrected(rt: Runtime, result: PlanResult, corrected: dict[str, list[str]]) -> None:
+def _corrected_items(result: PlanResult, corrected: dict[str, list[str]]) -> dict[str, dict[tuple, int]]:
+    """action id -> {drift key: drift item id} for the subjects each action got accepted."""
     by_id = {a["action_id"]: a for a in result.plan.actions}
+    out: dict[str, dict[tuple, int]] = {}
     for action_id, subjects in corrected.items():
         ok = set(subjects)
-        ids = [result.drift_ids[tuple(k)] for k in by_id[action_id]["drift_keys"]
-               if k[0] in ok and tuple(k) in result.drift_ids]
-        if ids:
-            rt.store.mark_corrected(ids, action_id, rt.clock())
+        keys = (tuple(k) for k in by_id[action_id]["drift_keys"] if k[0] in ok)
+        out[action_id] = {k: result.drift_ids[k] for k in keys if k in result.drift_ids}
+    return out
+
+
+def _mark_corrected(rt: Runtime, items: dict[str, dict[tuple, int]]) -> None:
+    for action_id, by_key in items.items():
+        if by_key:
+            rt.store.mark_corrected(list(by_key.values()), action_id, rt.clock())
 
 
 def _tombstone(rt: Runtime, result: PlanResult, subjects: list[str]) -> None:
@@ -248,39 +260,27 @@ def _tombstone(rt: Runtime, result: PlanResult, subjects: list[str]) -> None:
                               else "resurrected"} for s in subjects if s in u.index])
 
 
-def verify(rt: Runtime, result: PlanResult, corrected: dict[str, list[str]]) -> tuple[int, int]:
+def verify(rt: Runtime, result: PlanResult, items: dict[str, dict[tuple, int]]) -> tuple[int, int]:
     """Re-read corrected subjects after the consistency delay; mark what is fixed `verified`."""
-    subjects = {s for keys in corrected.values() for s in keys}
-    if not subjects or not rt.cfg.apply.verify:
+    corrected = {k: i for by_key in items.values() for k, i in by_key.items()}
+    if not corrected or not rt.cfg.apply.verify:
         return 0, 0
     if rt.cfg.apply.consistency_delay_seconds:
         rt.sleep(rt.cfg.apply.consistency_delay_seconds)
-    cfg = rt.cfg
-    o = result.observed.subset(subjects)
-    end = rt.clock().date() + timedelta(days=1)
-    unsub, bounced = ex.braze_lists(rt.braze, rt.clock().date() - timedelta(days=1), end, cfg)
-    if cfg.identity.braze_key == "email":
-        braze, groups = ex.extract_braze_email(rt.braze, o.universe, unsub, bounced, o.ketch, cfg, True, today=end)
-    else:
-        braze, groups = ex.extract_braze_external(rt.braze, o.universe, unsub, bounced, cfg)
-    if cfg.identity.braze_key == "email":  # the list was re-read only since yesterday: keep older unsubscribes
+    o = result.observed.subset({k[0] for k in corrected})
+    today = rt.clock().date()
+    unsub, bounced = ex.braze_lists(rt.braze, today - timedelta(days=1), today + timedelta(days=1), rt.cfg)
+    braze, groups = _extract_braze(rt, o.universe, unsub, bounced, o.ketch, True, today + timedelta(days=1))
+    if rt.cfg.identity.braze_key == "email":  # the list was re-read only since yesterday: keep older unsubscribes
         earlier = braze["subject_key"].map(o.braze.set_index("subject_key")["unsubscribed_at"])
         braze["unsubscribed_at"] = braze["unsubscribed_at"].fillna(earlier)
         braze.loc[braze["unsubscribed_at"].notna() & braze["exists"].fillna(True).astype(bool), "email_subscribe"] = "unsubscribed"
-    after = diff(Observed(o.universe, o.ketch, o.ketch_topics, braze, groups), Rules.from_config(cfg))
+    after = diff(Observed(o.universe, o.ketch, o.ketch_topics, braze, groups), Rules.from_config(rt.cfg))
     remaining = set(zip(after["subject_key"], after["drift_class"], after["field"]))
-    by_id = {a["action_id"]: a for a in result.plan.actions}
-    fixed, open_ = [], 0
-    for action_id, subs in corrected.items():
-        for k in by_id[action_id]["drift_keys"]:
-            if k[0] in subs and tuple(k) in result.drift_ids:
-                if tuple(k) in remaining:
-                    open_ += 1
-                else:
-                    fixed.append(result.drift_ids[tuple(k)])
+    fixed = [i for k, i in corrected.items() if k not in remaining]
     if fixed:
         rt.store.mark_verified(fixed, rt.clock())
-    return len(fixed), open_
+    return len(fixed), len(corrected) - len(fixed)
 
 
 # ----------------------------------------------------------------------------- saved plans and runs

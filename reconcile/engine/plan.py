@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reconcile.engine.diff import Rules
@@ -58,9 +59,10 @@ def fingerprint(*parts: Any) -> str:
     for part in parts:
         if isinstance(part, pd.DataFrame):
             cols = sorted(part.columns)
-            rows = part[cols].astype("string").fillna("<NA>").agg("\x1f".join, axis=1) if len(part) else pd.Series([], dtype="string")
+            text = part[cols].astype("string").fillna("<NA>")  # one dtype: hashes do not depend on storage
+            rows = np.sort(pd.util.hash_pandas_object(text, index=False).to_numpy())  # row order does not matter
             h.update("|".join(cols).encode())
-            h.update("\n".join(sorted(rows.tolist())).encode())
+            h.update(rows.tobytes())
         else:
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
         h.update(b"\x1e")
