@@ -136,15 +136,25 @@ def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFr
         allrows["email"] = pd.NA
     if key_type == "email":
         allrows["email"] = allrows["identity"]
-    grouped = allrows.groupby("subject_key", sort=True)
-    uni = grouped.agg(identity=("identity", "first"), email=("email", "first"),
-                      sources=("source", lambda s: "+".join(sorted(set(s))))).reset_index()
+    uni = allrows.groupby("subject_key", sort=True).agg(identity=("identity", "first"), email=("email", "first"))
+    uni = uni.reset_index()
+    uni["sources"] = uni["subject_key"].map(_source_labels(allrows))
     uni["deletion_requested"] = isin(uni["subject_key"], dels["subject_key"])
     req = dels.groupby("subject_key")["requested_at"].min() if "requested_at" in dels.columns and len(dels) else None
     uni["deletion_requested_at"] = uni["subject_key"].map(req) if req is not None else pd.NaT
     uni["tombstoned"] = isin(uni["subject_key"], src.tombstones["subject_key"])
     exceptions = pd.concat(exc, ignore_index=True) if exc else pd.DataFrame(columns=EXCEPTION_COLUMNS)
     return conform(uni, "universe"), exceptions
+
+
+def _source_labels(rows: pd.DataFrame) -> pd.Series:
+    """subject_key -> "+"-joined sorted source names, via one bit per source (no per-subject Python)."""
+    names = sorted(rows["source"].unique())
+    bits = rows["source"].map({n: 1 << i for i, n in enumerate(names)})
+    distinct = rows.assign(_b=bits).drop_duplicates(["subject_key", "source"])
+    masks = distinct.groupby("subject_key")["_b"].sum()  # distinct bits: the sum is their OR
+    labels = {m: "+".join(n for i, n in enumerate(names) if m >> i & 1) for m in masks.unique()}
+    return masks.map(labels)
 
 
 def slice_of(keys: pd.Series, slices: int) -> pd.Series:
