@@ -48,9 +48,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from reconcile.cli import config_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds
+    from reconcile.cli import config_cmds, doctor_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds
 
-    for module in (config_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds):
+    for module in (config_cmds, doctor_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 
