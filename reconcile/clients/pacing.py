@@ -1,6 +1,7 @@
-"""Rate budgets and the retry policy every Braze call goes through.
+"""Braze's rate policy: per-endpoint-class budgets, plugged into the resilience layer.
 
-One `Pacer` owns a `RateBudget` per endpoint class (`users_track`, `shared`, ...):
+One `Pacer` owns a `RateBudget` per endpoint class (`users_track`, `shared`, ...); every
+send goes through `resilience.send_with_retries` with the budget as its `RateGate`:
 
 * **Local pacing.** Each budget counts sends in fixed windows aligned to the clock, the
   way Braze counts them ("rate limits reset on the clock hour"), and never exceeds the
@@ -9,13 +10,10 @@ One `Pacer` owns a `RateBudget` per endpoint class (`users_track`, `shared`, ...
   any letter case. While the server says `Remaining: 0`, nothing is sent before `Reset`
   (UTC epoch seconds). In-flight sends are subtracted so concurrent threads do not
   overshoot the remaining allowance.
-* **429.** The budget is blocked until `Retry-After` (seconds or HTTP date) if sent, else
-  until `X-RateLimit-Reset`, else for a jittered backoff. Waiting out a rate limit is not
-  a failed try; it is bounded by `RetryPolicy.max_rate_wait_seconds` in total and
-  `max_rate_limited` answers per call, after which `RateLimited` is raised.
-* **Failed tries.** 5xx answers, timeouts and connection errors are retried with
-  exponential backoff, full jitter and a cap, at most `max_retries` times; then
-  `TransientApiError` is raised.
+* **429.** The budget is blocked until `Retry-After` (clamped, see `RetryPolicy`) if
+  sent, else until `X-RateLimit-Reset`, else for a jittered backoff.
+* **Failed tries, waits, what is retried:** `reconcile.clients.resilience` (one policy
+  for both API clients).
 
 `clock` and `sleep` are injected (defaults `time.time`, `time.sleep`); all state is
 guarded by locks so several threads may share one pacer.
@@ -29,13 +27,16 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx
 
+from reconcile.clients.resilience import (Attempts, RequestLabel, RetryPolicy, header, retry_after_seconds,
+                                          send_with_retries)
 from reconcile.config import RateLimit
-from reconcile.errors import FatalApiError, RateLimited, TransientApiError
+
+__all__ = ["Clock", "Pacer", "RateBudget", "RateInfo", "RequestLabel", "RetryPolicy", "Sleep",
+           "parse_rate_headers", "reset_epoch", "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ Sleep = Callable[[float], None]
 
 # A Reset value below this is not an epoch timestamp but a number of seconds from now.
 _EPOCH_FLOOR = 1_000_000_000.0
-RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 @dataclass(frozen=True)
@@ -66,19 +66,14 @@ def _number(value: str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _lower(headers: Mapping[str, str] | httpx.Headers) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in headers.items()}
-
-
 def parse_rate_headers(headers: Mapping[str, str] | httpx.Headers) -> RateInfo:
     """Read `X-RateLimit-Limit/Remaining/Reset` whatever the letter case of the names."""
-    h = _lower(headers)
-    limit = _number(h.get("x-ratelimit-limit"))
-    remaining = _number(h.get("x-ratelimit-remaining"))
+    limit = _number(header(headers, "x-ratelimit-limit"))
+    remaining = _number(header(headers, "x-ratelimit-remaining"))
     return RateInfo(
         limit=int(limit) if limit is not None else None,
         remaining=int(remaining) if remaining is not None else None,
-        reset=_number(h.get("x-ratelimit-reset")),
+        reset=_number(header(headers, "x-ratelimit-reset")),
     )
 
 
@@ -89,36 +84,6 @@ def reset_epoch(reset: float | None, now: float) -> float | None:
     if reset < _EPOCH_FLOOR <= now:
         return now + reset
     return reset
-
-
-def retry_after_seconds(headers: Mapping[str, str] | httpx.Headers, now: float) -> float | None:
-    """`Retry-After` in seconds (delta-seconds or an HTTP date), or None."""
-    value = _lower(headers).get("retry-after")
-    if value is None:
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try. Rate-limit waits are bounded separately from failed tries."""
-
-    max_retries: int = 5
-    backoff_base_seconds: float = 0.5
-    backoff_cap_seconds: float = 60.0
-    max_rate_wait_seconds: float = 7200.0
-    max_rate_limited: int = 50
-
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Full-jitter exponential backoff for the attempt-th failure (0-based)."""
-        ceiling = min(self.backoff_cap_seconds, self.backoff_base_seconds * (2 ** min(attempt, 62)))
-        return rng.uniform(0.0, max(0.0, ceiling))
 
 
 class RateBudget:
@@ -170,8 +135,10 @@ class RateBudget:
         if self._server_remaining is not None and self._server_reset > now:
             self._server_remaining -= 1
 
-    def observe(self, info: RateInfo) -> None:
-        """Fold one response's rate-limit headers into the budget."""
+    def observe(self, info: RateInfo | Mapping[str, str] | Any) -> None:
+        """Fold one response's rate-limit headers (or their RateInfo) into the budget."""
+        if not isinstance(info, RateInfo):
+            info = parse_rate_headers(info)
         with self._lock:
             now = self._clock()
             reset = reset_epoch(info.reset, now)
@@ -188,21 +155,9 @@ class RateBudget:
             self._blocked_until = max(self._blocked_until, until)
 
 
-@dataclass
-class _CallState:
-    failures: int = 0
-    rate_limited: int = 0
-    rate_waited: float = 0.0
-    reset_at: float | None = None
-
-
-@dataclass(frozen=True)
-class RequestLabel:
-    """What a request is called in logs and errors (sanitized URL, no secrets)."""
-
-    service: str
-    method: str
-    url: str
+    def rate_limited_until(self, headers: Any, now: float) -> float | None:
+        """`X-RateLimit-Reset` of a 429 as an epoch time, if it has one."""
+        return reset_epoch(parse_rate_headers(headers).reset, now)
 
 
 class Pacer:
@@ -233,75 +188,7 @@ class Pacer:
             return self._budgets[name]
 
     def send(self, klass: str, send: Callable[[], httpx.Response], label: RequestLabel) -> httpx.Response:
-        """Send until an answer that is neither 429 nor 5xx, or raise after the retries."""
-        budget = self.budget(klass)
-        state = _CallState()
-        while True:
-            self._await_budget(budget, state, label)
-            try:
-                response = send()
-            except RETRYABLE_ERRORS as exc:
-                self._failed(state, label, f"{type(exc).__name__}: {self._scrub(str(exc))}")
-                continue
-            except httpx.HTTPError as exc:
-                raise FatalApiError(f"{type(exc).__name__}: {self._scrub(str(exc))}", **_where(label)) from None
-            if self._settle(budget, response, state, label):
-                return response
-
-    def _settle(self, budget: RateBudget, response: httpx.Response, state: _CallState,
-                label: RequestLabel) -> bool:
-        """Fold the answer into the budget; True when it is final."""
-        info = parse_rate_headers(response.headers)
-        budget.observe(info)
-        status = response.status_code
-        log.debug("%s %s %s -> %d (remaining %s)", label.service, label.method, label.url, status, info.remaining)
-        if status == 429:
-            self._rate_limited(budget, response, info, state, label)
-            return False
-        if status >= 500:
-            self._failed(state, label, f"server error {status}", response)
-            return False
-        return True
-
-    def _rate_limited(self, budget: RateBudget, response: httpx.Response, info: RateInfo,
-                      state: _CallState, label: RequestLabel) -> None:
-        now = self._clock()
-        state.rate_limited += 1
-        reset = reset_epoch(info.reset, now)
-        state.reset_at = reset
-        if state.rate_limited > self.policy.max_rate_limited:
-            raise RateLimited(f"still rate limited after {state.rate_limited} answers of 429",
-                              reset_at=reset, status_code=429, **_where(label))
-        wait = retry_after_seconds(response.headers, now)
-        if wait is None and reset is not None and reset > now:
-            wait = reset - now
-        if wait is None or wait <= 0:
-            wait = self.policy.backoff(state.rate_limited - 1, self._rng)
-        budget.block_until(now + wait)
-
-    def _await_budget(self, budget: RateBudget, state: _CallState, label: RequestLabel) -> None:
-        while (wait := budget.reserve()) > 0:
-            if state.rate_waited + wait > self.policy.max_rate_wait_seconds:
-                raise RateLimited(
-                    f"rate budget {budget.name!r} needs {wait:.1f}s more after {state.rate_waited:.1f}s waited",
-                    reset_at=self._clock() + wait, status_code=429 if state.rate_limited else None, **_where(label))
-            log.debug("%s rate budget %s: waiting %.3fs", label.service, budget.name, wait)
-            state.rate_waited += wait
-            self._sleep(wait)
-
-    def _failed(self, state: _CallState, label: RequestLabel, reason: str,
-                response: httpx.Response | None = None) -> None:
-        state.failures += 1
-        if state.failures > self.policy.max_retries:
-            raise TransientApiError(
-                f"gave up after {state.failures} tries: {reason}",
-                status_code=response.status_code if response is not None else None,
-                body=self._scrub(response.text) if response is not None else "", **_where(label))
-        wait = self.policy.backoff(state.failures - 1, self._rng)
-        log.debug("%s %s %s failed (%s); retry %d in %.3fs", label.service, label.method, label.url,
-                  reason, state.failures, wait)
-        self._sleep(wait)
-
-
-def _where(label: RequestLabel) -> dict[str, str]:
-    return {"service": label.service, "method": label.method, "url": label.url}
+        """Send until an answer that is neither 429 nor retryable, or raise after the retries."""
+        attempts = Attempts(self.policy, label, self.budget(klass), clock=self._clock, wall=self._clock,
+                            rng=self._rng, scrub=self._scrub, describe=lambda r: self._scrub(r.text))
+        return send_with_retries(send, attempts, self._sleep)
