@@ -4,7 +4,8 @@
     ├── ConfigError                 bad or missing configuration; lists every problem at once
     ├── ApiError                    an HTTP API answered badly; .service .status_code .method .url
     │   ├── TransientApiError       429 / 5xx / timeout / connection error after the retries are spent
-    │   │   └── RateLimited         .reset_at (epoch seconds) when the API said so
+    │   │   ├── RateLimited         .reset_at (epoch seconds) when the API said so
+    │   │   └── UnconfirmedWrite    a write answered 2xx without a body confirming it
     │   ├── FatalApiError           any other 4xx, or a malformed body; do not retry
     │   │   ├── AuthError           401
     │   │   ├── PermissionDenied    403
@@ -94,6 +95,11 @@ class RateLimited(TransientApiError):
     def __init__(self, message: str, *, reset_at: float | None = None, **kw):
         self.reset_at = reset_at
         super().__init__(message, **kw)
+
+
+class UnconfirmedWrite(TransientApiError):
+    """A write answered 2xx whose body does not confirm success (HTML, not JSON, no marker):
+    the batch is not known to be applied and must be sent again later."""
 
 
 class FatalApiError(ApiError):

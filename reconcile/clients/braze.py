@@ -8,13 +8,23 @@ objects, 500 rows per email page). Errors map as:
     401 AuthError · 403 PermissionDenied · 404 NotFound · other 4xx FatalApiError
     429 / 5xx / timeout / connection error, retries spent -> TransientApiError (RateLimited)
     2xx body without a documented field -> FatalApiError naming endpoint and field
+    2xx to a write without Braze's success marker (HTML, not JSON) -> UnconfirmedWrite
 
 A write batch refused as a whole with a 400 (not a limit error) is split in halves until
 the bad items are isolated; they come back in `WriteResult.rejected` while the good ones
 go through. Errors carrying a per-array `index` (`/users/track`, `/users/alias/new`) are
 mapped straight back to the caller's object; a 2xx answer with `errors` that name no
 index is resolved by the same splitting.
-Messages carry sanitized URLs without identifiers and never the API key.
+
+`/users/track` takes 75 objects on most contracts and 50 on others: a "Max Input Length
+Exceeded" answer to a larger batch is split to 50 and resent, and the client keeps sending
+50 from then on (one warning names `braze.track_batch_size`).
+
+The engine calls the intent-named writes (`unsubscribe_groups`, `set_global_state`,
+`delete_profiles`, `blocklist_emails`, `create_alias_optouts`, `braze_writes.py`), whose
+`rejected` pairs are `(identifier, reason)`; `user_profiles_by_email` (`braze_profiles.py`)
+and `export_segment` (`braze_segment.py`) are reads built the same way.
+Messages carry sanitized URLs without identifiers, emails masked, and never the API key.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 from datetime import date
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -30,16 +41,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 
 from reconcile.clients import braze_results as br
-from reconcile.clients.braze_results import BatchRefused, ExportResult, TrackResult, WriteResult
+from reconcile.clients.braze_profiles import ProfileReads
+from reconcile.clients.braze_results import BatchRefused, ExportResult, LimitExceeded, TrackResult, WriteResult
+from reconcile.clients.braze_segment import SegmentExports
+from reconcile.clients.braze_writes import IntentWrites
 from reconcile.clients.pacing import Clock, Pacer, RequestLabel, RetryPolicy, Sleep
 from reconcile.config import BrazeConfig
-from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied
+from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied, UnconfirmedWrite
 from reconcile.redact import redact_text, sanitize_url
 
 log = logging.getLogger(__name__)
 
 MAX_IDS = 50
 MAX_TRACK_OBJECTS = 75
+CONTRACT_TRACK_OBJECTS = 50
 USER_STATUS_LIMIT = 100
 EMAIL_PAGE_LIMIT = 500
 SLOW_EXPORT_FIELDS = frozenset({"campaigns_received", "canvases_received"})
@@ -86,7 +101,7 @@ def _decode(response: httpx.Response) -> Any:
         return None
 
 
-class BrazeClient:
+class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
     """Sync Braze REST client; safe to share between a few threads."""
 
     def __init__(self, cfg: BrazeConfig, api_key: str, *, transport: httpx.BaseTransport | None = None,
@@ -102,7 +117,10 @@ class BrazeClient:
         self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=sleep, rng=rng, scrub=self._scrub)
         self._http = httpx.Client(base_url=cfg.rest_endpoint, transport=transport, timeout=cfg.timeout_seconds,
                                   headers={"Authorization": f"Bearer {key}", "Accept": "application/json"})
+        self._transport, self._sleep, self._clock = transport, sleep, clock
         self._flat_user_status = False
+        self._track_cap: int | None = None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"BrazeClient(endpoint={sanitize_url(self.cfg.rest_endpoint)!r})"
@@ -123,7 +141,7 @@ class BrazeClient:
         label = RequestLabel("braze", method, message_url(request.url))
         response = self._pacer.send(klass, lambda: self._http.send(request), label)
         decoded = _decode(response)
-        message = self._scrub(br.body_message(decoded, response.text))
+        message = br.mask_emails(self._scrub(br.body_message(decoded, response.text)))
         if 200 <= response.status_code < 300:
             return br.Answer(response.status_code, decoded, message, label.url)
         raise self._error(response.status_code, decoded, message, label)
@@ -134,7 +152,7 @@ class BrazeClient:
         if status == 400 and not _LIMIT_ERROR.search(message):
             return BatchRefused("request refused", errors=br.answer_errors(body), **where)
         if status == 400:
-            return FatalApiError("over a documented Braze limit", **where)
+            return LimitExceeded("over a documented Braze limit", **where)
         if status == 401:
             return AuthError("unauthorized: check the REST API key and that rest_endpoint is its instance", **where)
         if status == 403:
@@ -158,7 +176,14 @@ class BrazeClient:
         except BatchRefused as exc:
             result.record(400, exc.body, len(chunk))
             outcome = br.refuse_items(chunk, exc)
+        except LimitExceeded as exc:
+            if not self._lower_track_cap(result, chunk, exc):
+                raise
+            for part in chunked(chunk, CONTRACT_TRACK_OBJECTS):
+                self._send_batch(result, klass, part, build)
+            return
         else:
+            self._confirm(result.endpoint, answer)
             result.record(answer.status, answer.message, len(chunk))
             outcome = br.accept_items(chunk, answer, result)
         result.rejected.extend(outcome.rejected)
@@ -167,6 +192,32 @@ class BrazeClient:
                       len(outcome.rejected), len(outcome.retry))
         for part in br.resend_parts(outcome, result):
             self._send_batch(result, klass, part, build)
+
+    @staticmethod
+    def _confirm(endpoint: str, answer: br.Answer) -> None:
+        if not br.confirms(endpoint, answer.body):
+            expected = "a numeric 'deleted' or " if endpoint == "/users/delete" else ""
+            raise UnconfirmedWrite(
+                f"the 2xx answer does not confirm the write (expected JSON with {expected}\"message\": \"success\"); "
+                "the batch is not known to be applied and must be sent again",
+                service="braze", status_code=answer.status, method="POST", url=answer.url, body=answer.message)
+
+    def _lower_track_cap(self, result: WriteResult, chunk: list[Any], exc: LimitExceeded) -> bool:
+        """After "Max Input Length Exceeded" to more than 50 track objects: send 50 from now on."""
+        if (result.endpoint != "/users/track" or len(chunk) <= CONTRACT_TRACK_OBJECTS
+                or "max input length" not in exc.body.lower()):
+            return False
+        with self._lock:
+            first, self._track_cap = self._track_cap is None, CONTRACT_TRACK_OBJECTS
+        if first:
+            log.warning("braze /users/track refused %d objects (Max Input Length Exceeded): this contract takes at "
+                        "most %d per request; sending %d from now on (set braze.track_batch_size = %d)",
+                        len(chunk), CONTRACT_TRACK_OBJECTS, CONTRACT_TRACK_OBJECTS, CONTRACT_TRACK_OBJECTS)
+        return True
+
+    def _track_size(self) -> int:
+        size = max(1, min(self.cfg.track_batch_size, MAX_TRACK_OBJECTS))
+        return min(size, self._track_cap) if self._track_cap is not None else size
 
     # -- exports ----------------------------------------------------------------------
     def export_ids(self, external_ids: Iterable[str], fields: Sequence[str]) -> ExportResult:
@@ -267,10 +318,14 @@ class BrazeClient:
 
     # -- users ------------------------------------------------------------------------
     def users_track(self, attributes: list[dict[str, Any]]) -> TrackResult:
-        """Send attribute objects in batches of `track_batch_size`; per-object errors come back per item."""
-        size = max(1, min(self.cfg.track_batch_size, MAX_TRACK_OBJECTS))
+        """Send attribute objects in batches of `track_batch_size` (50 once the contract said so);
+        per-object errors come back per item."""
         result = TrackResult("/users/track")
-        self._write(result, "users_track", list(attributes), size, lambda chunk: {"attributes": chunk})
+        items, start = list(attributes), 0
+        while start < len(items):
+            size = self._track_size()
+            self._send_batch(result, "users_track", items[start:start + size], lambda chunk: {"attributes": chunk})
+            start += size
         return result
 
     def users_delete(self, *, external_ids: Iterable[str] | None = None, braze_ids: Iterable[str] | None = None,

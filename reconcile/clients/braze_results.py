@@ -5,6 +5,7 @@ plain Python values; a body that lacks what the documentation promises raises
 `FatalApiError` naming the endpoint and the field. The batch rules (which items of a
 write batch were accepted, which were rejected, which must be re-sent to find out) are
 small functions here: `accept_items` for 2xx answers, `refuse_items` for a batch refused with 400.
+A 2xx answer to a write counts only when `confirms` finds Braze's success marker in it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from reconcile.errors import FatalApiError
 
 STATES = ("subscribed", "unsubscribed")
+EMAIL_STATES = ("subscribed", "unsubscribed", "opted_in")
+_EMAIL = re.compile(r"[^\s@<>\"'(),;:]+@([^\s@<>\"'(),;:]+\.[A-Za-z]{2,})")
 _USER_NOT_FOUND = re.compile(r"user[s]?\b.*\bnot\s+found|not\s+found.*\buser", re.IGNORECASE)
 
 
@@ -76,6 +79,22 @@ def body_message(body: Any, text: str = "") -> str:
             parts.append("; ".join(error_text(e) for e in _as_list(errors)))
         return " - ".join(p for p in parts if p) or json.dumps(body)[:200]
     return (text or "").strip()[:200]
+
+
+def mask_emails(text: str) -> str:
+    """Addresses in `text` with the local part masked: `***@example.com`."""
+    return _EMAIL.sub(lambda m: f"***@{m.group(1)}", text)
+
+
+def confirms(endpoint: str, body: Any) -> bool:
+    """Whether a 2xx body confirms a write: `"message": "success"`, or for `/users/delete`
+    a numeric `deleted`. HTML, non-JSON or JSON without a marker confirms nothing."""
+    if not isinstance(body, Mapping):
+        return False
+    if str(body.get("message", "")).strip().lower() == "success":
+        return True
+    deleted = body.get("deleted")
+    return endpoint == "/users/delete" and isinstance(deleted, (int, float)) and not isinstance(deleted, bool)
 
 
 def error_text(error: Any) -> str:
@@ -224,6 +243,10 @@ def email_rows(body: Any, endpoint: str, time_key: str) -> list[dict[str, Any]]:
             raise FatalApiError(f"an 'emails' entry has no {time_key!r}", service="braze", url=endpoint)
         rows.append({"email": str(row["email"]), time_key: parse_timestamp(row[time_key], endpoint, time_key)})
     return rows
+
+
+class LimitExceeded(FatalApiError):
+    """A 400 saying the request is over a Braze limit (ids per request, track objects)."""
 
 
 class BatchRefused(FatalApiError):

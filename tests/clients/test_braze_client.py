@@ -18,7 +18,9 @@ import pytest
 from reconcile.clients.braze import BrazeClient, message_url
 from reconcile.clients.pacing import RetryPolicy
 from reconcile.config import BrazeConfig, RateLimit
-from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied, RateLimited
+from reconcile.errors import (
+    AuthError, DataError, FatalApiError, NotFound, PermissionDenied, RateLimited, UnconfirmedWrite,
+)
 
 KEY = "test-key-0123456789"
 CFG = BrazeConfig(rest_endpoint="https://rest.example.braze.com", max_retries=2, backoff_cap_seconds=1)
@@ -396,13 +398,18 @@ def test_blocklist_split_isolates_one_bad_email_among_50():
     assert len(api.requests) <= 2 * 6 + 1 and result.requests_sent == len(api.requests)
 
 
-def test_email_status_body_and_empty_success_body():
-    api = Api(lambda r: (201, None))
+def test_email_status_body_dedupes_and_checks_state():
+    api = Api(ok(status=201))
     result = client(api).email_status(["a@x.com", "a@x.com", "b@x.com"], "opted_in")
     assert api.bodies() == [{"email": ["a@x.com", "b@x.com"], "subscription_state": "opted_in"}]
     assert result.ok == ["a@x.com", "b@x.com"]
     with pytest.raises(ValueError):
         client(api).email_status(["a@x.com"], "maybe")
+
+
+def test_empty_2xx_body_does_not_confirm_a_write():
+    with pytest.raises(UnconfirmedWrite):
+        client(Api(lambda r: (201, None))).email_status(["a@x.com"], "opted_in")
 
 
 # -- error mapping ---------------------------------------------------------------------------
