@@ -2,7 +2,10 @@
 
 `upgrade(conn, url)` runs `alembic upgrade head` on an open connection inside the caller's
 transaction (PostgreSQL: under an advisory lock, so two processes opening a fresh database
-at once do not race). A database stamped with a revision this code does not know (written
+at once do not race). On SQLite a migration may rebuild a table to change its constraints,
+which foreign keys would forbid (dropping the old table orphans the rows pointing at it), so
+`sqlite_foreign_keys_off(conn)` wraps the transaction and `upgrade` checks every foreign key
+before it returns: a violation is a `StoreError` and the upgrade is rolled back. A database stamped with a revision this code does not know (written
 by a newer `reconcile`) is refused with a `StoreError` naming both revisions.
 
 Developers can use the Alembic CLI too:
@@ -11,6 +14,8 @@ Developers can use the Alembic CLI too:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -49,6 +54,35 @@ def upgrade(conn: Connection, where: str) -> None:
     cfg = alembic_config(conn)
     _refuse_unknown(ScriptDirectory.from_config(cfg), current_revisions(conn), where)
     command.upgrade(cfg, "head")
+    check_foreign_keys(conn, where)
+
+
+@contextmanager
+def sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """Turn SQLite's foreign keys off around a transaction not yet begun on `conn`."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    if conn.in_transaction():
+        raise RuntimeError("sqlite_foreign_keys_off must wrap the transaction, not run inside it")
+    raw = conn.connection.driver_connection
+    raw.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
+def check_foreign_keys(conn: Connection, where: str) -> None:
+    """SQLite: refuse a schema whose rows break a foreign key (tables named, never values)."""
+    if conn.dialect.name != "sqlite":
+        return
+    broken = sorted({row[0] for row in conn.exec_driver_sql("PRAGMA foreign_key_check")})
+    if broken:
+        raise StoreError(
+            f"state store {where}: schema upgrade left rows breaking foreign keys in "
+            f"{', '.join(broken)}; nothing was changed"
+        )
 
 
 def _refuse_unknown(script: ScriptDirectory, current: tuple[str, ...], where: str) -> None:

@@ -1,6 +1,7 @@
 """The state store's tables (SQLAlchemy Core); the only module that names them.
 
-    runs             one row per run: mode, config hash, extract sizes/timestamps, counts, outcome
+    runs             one row per run: mode, job, config hash, extract sizes/timestamps, counts,
+                     Braze capabilities, outcome (status in RUN_STATUSES, exit code, error)
     run_exceptions   identities a run rejected or could not act on, with the reason
     drift_items      one row per problem occurrence; live rows are open/corrected/reported,
                      verified and resolved rows are kept as history
@@ -9,6 +10,8 @@
     tombstones       subjects deleted from Braze (checked for reappearance)
     watermarks       named incremental-extract positions
     locks            named leases for single-writer scheduling
+    braze_profiles   address -> Braze profiles (braze_id, external_id) as last read, so later
+                     runs can read profiles by external_id in batches
 
 Migrations live in `migrations/versions/`; a test checks they produce exactly this schema.
 """
@@ -31,6 +34,7 @@ from sqlalchemy import (
     text,
 )
 
+from reconcile.models.run import RUN_STATUSES
 from reconcile.store.coltypes import SafeJSON, UTCDateTime
 
 DRIFT_STATUSES = ("open", "corrected", "verified", "resolved", "reported")
@@ -91,6 +95,9 @@ runs = Table(
     Column("error", Text),
     Column("finished_at", UTCDateTime),
     Column("summary", SafeJSON),
+    Column("capabilities", SafeJSON),
+    Column("job", String),
+    CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     Index(None, "started_at"),
 )
 
@@ -209,6 +216,19 @@ locks = Table(
     Column("holder", String, nullable=False),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+)
+
+braze_profiles = Table(
+    "braze_profiles",
+    metadata,
+    Column("braze_id", Text, primary_key=True),
+    Column("email_key", Text, nullable=False),
+    Column("external_id", Text),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    _run_fk("run_id", nullable=False),
+    Index(None, "email_key"),
+    Index(None, "external_id"),
 )
 
 RUN_FIELDS = frozenset(c.name for c in runs.columns) - {"run_id", "mode", "config_hash", "started_at"}

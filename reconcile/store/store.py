@@ -25,6 +25,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.engine import URL
 
 from reconcile.errors import StoreError
+from reconcile.models.run import RUN_STATUSES, RunStatus
 from reconcile.store import migrate
 from reconcile.store.base import (
     Row,
@@ -66,8 +67,10 @@ class Store(DriftMixin, JournalMixin, LocksMixin):
 
     def _migrate(self) -> None:
         try:
-            with self._write("open") as conn:
-                migrate.upgrade(conn, self.url)
+            with self._guard("open"), self._engine.connect() as conn:
+                with migrate.sqlite_foreign_keys_off(conn):
+                    with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
+                        migrate.upgrade(conn, self.url)
         except CommandError as exc:
             raise StoreError(f"state store {self.url}: schema upgrade failed: {exc}") from exc
 
@@ -85,19 +88,27 @@ class Store(DriftMixin, JournalMixin, LocksMixin):
 
     # runs -------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, *, mode: str, config_hash: str, started_at: datetime) -> None:
+    def start_run(
+        self, run_id: str, *, mode: str, config_hash: str, started_at: datetime, job: str | None = None
+    ) -> None:
         """Record a new run as `running`."""
-        row = {"run_id": run_id, "mode": mode, "config_hash": config_hash, "started_at": started_at}
+        row = {"run_id": run_id, "mode": mode, "config_hash": config_hash, "started_at": started_at, "job": job}
         with self._write("start_run") as conn:
-            conn.execute(runs.insert().values(**row, status="running"))
+            conn.execute(runs.insert().values(**row, status=RunStatus.RUNNING.value))
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set any of the run's recorded fields (see `schema.RUN_FIELDS`)."""
+        """Set any of the run's recorded fields (see `schema.RUN_FIELDS`).
+
+        A `status` must be a `RunStatus` (or its exact value); anything else is a ValueError.
+        `reconcile.recorder.RunRecorder` is the writer of statuses; prefer it.
+        """
         unknown = sorted(set(fields) - RUN_FIELDS)
         if unknown:
             raise TypeError(
                 f"update_run: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(RUN_FIELDS))}"
             )
+        if "status" in fields:
+            fields["status"] = run_status(fields["status"]).value
         with self._write("update_run") as conn:
             _require_run(conn, run_id)
             if fields:
@@ -170,6 +181,15 @@ class Store(DriftMixin, JournalMixin, LocksMixin):
         )
         with self._write("set_watermark") as conn:
             conn.execute(stmt)
+
+
+def run_status(value: Any) -> RunStatus:
+    """`value` as a RunStatus, or a ValueError listing the valid ones."""
+    if isinstance(value, RunStatus):
+        return value
+    if isinstance(value, str) and value in RUN_STATUSES:
+        return RunStatus(value)
+    raise ValueError(f"run status {value!r} is not one of {', '.join(RUN_STATUSES)}")
 
 
 def _require_run(conn: Connection, run_id: str) -> None:

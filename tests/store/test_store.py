@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from reconcile.errors import StoreError
+from reconcile.models.run import RunStatus
 from reconcile.store.store import Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -68,7 +69,7 @@ def test_run_lifecycle(store: Store) -> None:
     )
     store.update_run(
         "run-1",
-        status="ok",
+        status="applied",
         universe_count=10,
         ketch_extracted_at=at(1),
         drift_counts={"missed_optout": 3, "unmatched": 1},
@@ -79,7 +80,7 @@ def test_run_lifecycle(store: Store) -> None:
         summary={"note": "fine"},
     )
     run = store.get_run("run-1")
-    assert run["status"] == "ok" and run["universe_count"] == 10 and run["exit_code"] == 0
+    assert run["status"] == "applied" and run["universe_count"] == 10 and run["exit_code"] == 0
     assert run["drift_counts"] == {"missed_optout": 3, "unmatched": 1}
     assert run["guard_overrides"] == ["max_deletions"]
     assert run["guard_result"]["checks"][0]["value"] == 2
@@ -92,7 +93,23 @@ def test_update_run_rejects_unknown_fields_and_runs(store: Store) -> None:
     with pytest.raises(TypeError, match="colour"):
         store.update_run("run-1", colour="blue")
     with pytest.raises(StoreError, match="no run 'ghost'"):
-        store.update_run("ghost", status="ok")
+        store.update_run("ghost", status="applied")
+
+
+@pytest.mark.parametrize("bogus", ["ok", "APPLIED", "", None, 3])
+def test_update_run_refuses_a_status_outside_run_status(store: Store, bogus: object) -> None:
+    start(store)
+    with pytest.raises(ValueError, match="is not one of running, planned"):
+        store.update_run("run-1", status=bogus, exit_code=0)
+    assert store.get_run("run-1")["status"] == "running" and store.get_run("run-1")["exit_code"] is None
+
+
+def test_update_run_takes_run_status_members_and_start_run_a_job(store: Store) -> None:
+    store.start_run("run-1", mode="full", config_hash="h", started_at=T0, job="nightly")
+    store.update_run("run-1", status=RunStatus.INTERRUPTED, capabilities={"email.hard_bounces": False})
+    run = store.get_run("run-1")
+    assert (run["status"], run["job"]) == ("interrupted", "nightly")
+    assert run["capabilities"] == {"email.hard_bounces": False}
 
 
 def test_duplicate_run_id_is_a_store_error(store: Store) -> None:
@@ -114,14 +131,14 @@ def test_non_utc_timestamps_come_back_in_utc(store: Store) -> None:
 
 
 def test_list_runs_and_last_run(store: Store) -> None:
-    for i, status in enumerate(["ok", "failed", "ok", "running"]):
+    for i, status in enumerate(["applied", "failed", "applied", "running"]):
         start(store, f"run-{i}", minutes=i * 10)
         store.update_run(f"run-{i}", status=status)
     assert [r["run_id"] for r in store.list_runs()] == ["run-3", "run-2", "run-1", "run-0"]
     assert [r["run_id"] for r in store.list_runs(limit=2)] == ["run-3", "run-2"]
     assert store.last_run()["run_id"] == "run-3"
-    assert store.last_run(status_in=["ok"])["run_id"] == "run-2"
-    assert store.last_run(status_in=["ok", "failed"], before_run="run-2")["run_id"] == "run-1"
+    assert store.last_run(status_in=["applied"])["run_id"] == "run-2"
+    assert store.last_run(status_in=["applied", "failed"], before_run="run-2")["run_id"] == "run-1"
     assert store.last_run(before_run="run-0") is None
     assert store.last_run(status_in=["refused"]) is None
 

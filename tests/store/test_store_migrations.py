@@ -19,7 +19,17 @@ from reconcile.store.base import make_engine, parse_url
 from reconcile.store.schema import metadata
 from reconcile.store.store import Store
 
-TABLES = {"runs", "run_exceptions", "drift_items", "plans", "actions", "tombstones", "watermarks", "locks"}
+TABLES = {
+    "runs",
+    "run_exceptions",
+    "drift_items",
+    "plans",
+    "actions",
+    "tombstones",
+    "watermarks",
+    "locks",
+    "braze_profiles",
+}
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 INI = Path(migrate.__file__).with_name("alembic.ini")
 
@@ -42,6 +52,8 @@ def test_fresh_database_gets_every_table(store_url: str) -> None:
         assert set(inspector.get_table_names()) == TABLES | {"alembic_version"}
         live = [ix for ix in inspector.get_indexes("drift_items") if ix["name"] == "uq_drift_items_live"]
         assert live and live[0]["unique"]
+        checks = {c["name"]: c["sqltext"] for c in inspector.get_check_constraints("runs")}
+        assert "ck_runs_status" in checks and "'interrupted'" in checks["ck_runs_status"]
     finally:
         engine.dispose()
     assert revision_of(store_url) == (migrate.head_revision(),)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from reconcile.store.base import make_engine, parse_url
+from reconcile.store.base import make_engine, parse_url, safe_url
+from reconcile.store.migrate import check_foreign_keys, sqlite_foreign_keys_off
 from reconcile.store.schema import metadata
 
 config = context.config
@@ -47,8 +48,9 @@ def run_online() -> None:
         return
     engine = make_engine(parse_url(_cli_url()))
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn, sqlite_foreign_keys_off(conn):
             _configure(conn)
+            check_foreign_keys(conn, safe_url(conn.engine.url))
             conn.commit()
     finally:
         engine.dispose()
