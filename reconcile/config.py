@@ -298,6 +298,13 @@ def _simple(data: Any, name: str, cls: type, base: Path, problems: list[ConfigPr
     return cls(**kwargs)
 
 
+def _sandbox_problems(sb: SandboxConfig) -> list[ConfigProblem]:
+    checks = [("braze_permissions", sb.braze_permissions in ("all", "partner"), 'use "all" or "partner"'),
+              ("track_object_limit", sb.track_object_limit >= 1, "use 75 (most contracts) or 50 (MAU CY 24-25)"),
+              ("user_status_shape", sb.user_status_shape in ("users", "documented"), 'use "users" or "documented"')]
+    return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix) for key, ok, fix in checks if not ok]
+
+
 def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) -> Config:
     problems: list[ConfigProblem] = []
     sections = {"braze", "ketch", "identity", "mapping", "universe", "guards", "policy",
@@ -324,6 +331,7 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         sandbox=_simple(data.get("sandbox", {}), "sandbox", SandboxConfig, base, problems),
         path=path,
     )
+    problems.extend(_sandbox_problems(cfg.sandbox))
     if cfg.identity.braze_key == "email" and cfg.identity.ketch_space != "email":
         problems.append(ConfigProblem("identity.ketch_space", "Braze key is email but the Ketch space is not",
                                       'use ketch_space = "email" with braze_key = "email"'))

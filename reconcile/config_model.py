@@ -149,6 +149,9 @@ class SandboxConfig:
     subjects: int = 2000
     drift: float = 0.03
     seed: int = 7
+    braze_permissions: str = "all"  # "all" or "partner" (the eight of Braze's Ketch partner page)
+    track_object_limit: int = 75  # most /users/track objects per request the simulated contract takes
+    user_status_shape: str = "users"  # /subscription/user/status answer: "users" or "documented"
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def check_braze(cfg: Config, environ: Mapping[str, str] | None = None,
 def _key_outcome(cfg: Config, results: list[ProbeResult]) -> Outcome:
     if any(r.key_refused for r in results):
         return Outcome(UNAUTHORIZED, False,
-                       f"Braze answered HTTP 401 Unauthorized: the key in {cfg.braze.api_key_env} is wrong, quoted, "
+                       f"Braze answered HTTP 401: the key in {cfg.braze.api_key_env} is wrong, quoted, "
                        f"or not a key of the instance at braze.rest_endpoint; fix the key or the endpoint")
     unreachable = next((r for r in results if r.unreachable), None)
     if unreachable is not None:

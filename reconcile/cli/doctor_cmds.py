@@ -42,9 +42,11 @@ def doctor_cmd(ctx: click.Context, fmt: str) -> None:
 
 
 def _print_text(report) -> None:
-    click.echo(f"Braze ({report.braze_endpoint}): key {report.key.status}")
     if report.key.ok:
+        click.echo(f"Braze ({report.braze_endpoint}): key {report.key.status}")
         _print_permissions(report.permissions)
+    else:
+        click.echo(f"Braze ({report.braze_endpoint}): permissions not checked, the key is not usable (see below)")
     k, s = report.ketch, report.store
     click.echo(f"Ketch: {k.status}: {k.detail}")
     click.echo(f"State database: {s.status}: {s.detail}")
