@@ -3,9 +3,18 @@
 Follows `docs/braze-api.md`: bearer auth with per-endpoint permissions, the documented
 request limits and 400 messages, per-class rate limits with `X-RateLimit-*` headers,
 capitalised `/subscription/status/get` values, `/users/track` identifier resolution with
-per-object errors, asynchronous `/users/delete`, and the address lists
-`/email/unsubscribes` / `/email/hard_bounces`. The data model lives in `braze_state`,
-request checks, response shapes and every error message in `braze_checks`.
+per-object errors, asynchronous `/users/delete`, the address lists `/email/unsubscribes`
+/ `/email/hard_bounces`, and asynchronous `/users/export/segment` whose file is served
+outside the REST paths (`/_downloads/<prefix>.zip`, no Braze auth, S3-style 404 until
+ready). The data model lives in `braze_state`, request checks, response shapes and every
+error message in `braze_checks`.
+
+The less convenient behaviours Braze may show are options: `track_object_limit=50` (the
+MAU CY 24-25 contracts), `user_status_shape="documented"` (the flat answer of
+`/subscription/user/status`), `not_found_style="omit"`, `permissions="partner"` (the
+eight permissions of Braze's Ketch partner page), `deletion_delay_seconds`,
+`segment_export_delay_seconds`. `braze_sim_options(cfg.sandbox)` maps the job config's
+`[sandbox]` keys to these arguments.
 
     sim = BrazeSim(clock=fake_clock)
     sim.add_group("news")
@@ -25,7 +34,8 @@ from typing import Any, Callable
 from reconcile.config import DEFAULT_RATE_LIMITS
 from reconcile.sandbox.braze_checks import (
     BadRequest, ListQuery, Msg, alias_ok, body_of, community_user, emails_arg, export_fields, export_targets, export_user,
-    group_change, id_limit, int_arg, known_group, pick_identifiers, prioritized, track_problem,
+    group_change, id_limit, int_arg, known_group, pick_identifiers, prioritized, s3_error, segment_export_request,
+    segment_zip, track_problem,
 )
 from reconcile.sandbox.braze_state import (
     EMAIL_STATES, GROUP_STATES, BrazeState, Profile, Timestamp, iso_utc, norm, to_epoch,
@@ -47,11 +57,38 @@ PERMISSIONS = {
     "/email/status": "email.status",
     "/email/blocklist": "email.blacklist",
     "/email/blacklist": "email.blacklist",
+    "/users/export/segment": "users.export.segment",
 }
+ALL_PERMISSIONS = frozenset(PERMISSIONS.values())
+# The key Braze's Ketch partner page asks for (braze-partner-page-ketch.md).
+PARTNER_PERMISSIONS = frozenset({
+    "users.track", "subscription.status.get", "subscription.status.set", "users.delete", "users.alias.new",
+    "users.export.ids", "email.unsubscribe", "email.blacklist",
+})
+PERMISSION_SETS = {"all": ALL_PERMISSIONS, "partner": PARTNER_PERMISSIONS}
+USER_STATUS_SHAPES = {"users": "users", "community": "users", "documented": "documented"}
+DOWNLOADS = "/_downloads/"
 DELETE_KEYS = ("external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers")
 TRACK_ARRAYS = ("attributes", "events", "purchases")
 SLOW_EXPORT_FIELDS = frozenset({"campaigns_received", "canvases_received"})
 Handler = Callable[[SimRequest], SimResponse]
+
+
+def braze_sim_options(sandbox_cfg: Any) -> dict[str, Any]:
+    """`BrazeSim` keyword arguments for a `SandboxConfig` (`braze_permissions`,
+    `track_object_limit`, `user_status_shape`)."""
+    return {
+        "permissions": set(permission_set(getattr(sandbox_cfg, "braze_permissions", "all"))),
+        "track_object_limit": int(getattr(sandbox_cfg, "track_object_limit", 75)),
+        "user_status_shape": getattr(sandbox_cfg, "user_status_shape", "users"),
+    }
+
+
+def permission_set(name: str) -> frozenset[str]:
+    """The permissions named "all" or "partner"."""
+    if name not in PERMISSION_SETS:
+        raise ValueError(f"braze permissions must be 'all' or 'partner', got {name!r}")
+    return PERMISSION_SETS[name]
 
 
 def rate_limits_with_defaults(overrides: dict[str, tuple[int, float]] | None) -> dict[str, tuple[int, float]]:
@@ -71,20 +108,28 @@ class BrazeSim(Simulator):
     def __init__(self, *, api_key: str = "sandbox-rest-key", clock: Callable[[], float] = time.time, seed: int = 0,
                  deletion_delay_seconds: float = 0.0, rate_limits: dict[str, tuple[int, float]] | None = None,
                  track_object_limit: int = 75, require_fields_to_export: bool = True,
-                 not_found_style: str = "unknown", user_status_shape: str = "documented",
-                 permissions: set[str] | None = None):
+                 not_found_style: str = "unknown", user_status_shape: str = "users",
+                 permissions: set[str] | frozenset[str] | str | None = None, segment_id: str = "all-users",
+                 segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000):
         super().__init__(clock=clock, seed=seed)
         if not_found_style not in ("unknown", "omit"):
             raise ValueError(f"not_found_style must be 'unknown' or 'omit', got {not_found_style!r}")
-        if user_status_shape not in ("documented", "community"):
-            raise ValueError(f"user_status_shape must be 'documented' or 'community', got {user_status_shape!r}")
+        if user_status_shape not in USER_STATUS_SHAPES:
+            raise ValueError(f"user_status_shape must be 'users' or 'documented', got {user_status_shape!r}")
+        if track_object_limit < 1 or segment_file_users < 1:
+            raise ValueError("track_object_limit and segment_file_users must be at least 1")
         self.api_key = api_key
         self.deletion_delay_seconds = deletion_delay_seconds
         self.track_object_limit = track_object_limit
         self.require_fields_to_export = require_fields_to_export
         self.not_found_style = not_found_style
-        self.user_status_shape = user_status_shape
-        self.permissions = None if permissions is None else set(permissions)
+        self.user_status_shape = USER_STATUS_SHAPES[user_status_shape]
+        self.permissions = None if permissions is None else set(
+            permission_set(permissions) if isinstance(permissions, str) else permissions)
+        self.segment_id = segment_id
+        self.segment_export_delay_seconds = segment_export_delay_seconds
+        self.segment_file_users = segment_file_users
+        self.exports: dict[str, dict[str, Any]] = {}  # object_prefix -> {segment_id, ready_at, signature, content}
         self.db = BrazeState(clock, seed)
         for name, (limit, seconds) in rate_limits_with_defaults(rate_limits).items():
             self.limiter.set_limit(name, limit, seconds)
@@ -105,6 +150,8 @@ class BrazeSim(Simulator):
         self.route("POST", "/email/status", api(self._email_status), "shared")
         self.route("POST", "/email/blocklist", api(self._blocklist), "shared")
         self.route("POST", "/email/blacklist", api(self._blocklist), "shared")
+        self.route("POST", "/users/export/segment", api(self._export_segment), "shared")
+        self.route("GET", f"{DOWNLOADS}[^/]+", self._download)
 
     @staticmethod
     def _api(handler: Handler) -> Handler:
@@ -121,7 +168,9 @@ class BrazeSim(Simulator):
     # -- hooks ---------------------------------------------------------------------------
     def authorize(self, req: SimRequest) -> SimResponse | None:
         """401 unless `Authorization: Bearer <key>` (a quoted key is rejected); 403 when the
-        key lacks the endpoint's permission."""
+        key lacks the endpoint's permission. Downloads are pre-signed, not Braze-authorized."""
+        if req.path.startswith(DOWNLOADS):
+            return None
         scheme, _, token = req.headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() != "bearer" or token.strip() != self.api_key:
             return SimResponse(401, self.error_body(401, Msg.UNAUTHORIZED))
@@ -263,7 +312,7 @@ class BrazeSim(Simulator):
         limit = int_arg(req, "limit", 100, 1, 100)
         offset = int_arg(req, "offset", 0, 0, None)
         profiles = list({p.braze_id: p for ident in ids for p in self.db.lookup(kind, ident)}.values())
-        if self.user_status_shape == "community":
+        if self.user_status_shape == "users":
             users = [community_user(p, self.db.groups) for p in profiles[offset:offset + limit]]
             return SimResponse(200, {"message": "success", "users": users, "total_count": len(profiles)})
         entries = [{"subscription_group_id": gid, "subscription_status": state}
@@ -417,3 +466,40 @@ class BrazeSim(Simulator):
             self.db.block(email)
         return SimResponse(201, {"message": "success"})
 
+    # -- /users/export/segment and its download --------------------------------------------
+    def _export_segment(self, req: SimRequest) -> SimResponse:
+        """Start an export of the built-in all-users segment; one per segment at a time. The
+        file (a zip of JSON-lines files) is prepared now and served once the delay passed."""
+        segment_id, fields = segment_export_request(body_of(req), {self.segment_id})
+        now = self.clock()
+        if any(e["segment_id"] == segment_id and e["ready_at"] > now for e in self.exports.values()):
+            raise BadRequest(Msg.EXPORT_RUNNING.format(segment_id=segment_id))
+        prefix = f"{self.rng.getrandbits(128):032x}-{int(now)}"
+        users = [export_user(p, fields) for p in self.db.profiles.values()]
+        self.exports[prefix] = {"segment_id": segment_id, "ready_at": now + self.segment_export_delay_seconds,
+                                "signature": f"{self.rng.getrandbits(128):032x}",
+                                "content": segment_zip(prefix, users, self.segment_file_users)}
+        export = self.exports[prefix]
+        url = f"{req.origin()}{DOWNLOADS}{prefix}.zip?X-Amz-Expires=3600&X-Amz-Signature={export['signature']}"
+        return SimResponse(201, {"message": "success", "object_prefix": prefix, "url": url})
+
+    def _download(self, req: SimRequest) -> SimResponse:
+        """S3 behaviour of a pre-signed URL: 404 NoSuchKey until the file exists, 403 for a
+        wrong signature, 400 when an Authorization header is sent as well."""
+        key = req.path[len(DOWNLOADS):]
+        export = self.exports.get(key[:-4] if key.endswith(".zip") else "")
+        request_id = f"{self.rng.getrandbits(64):016X}"
+        if req.headers.get("authorization"):
+            return _xml(400, s3_error("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm "
+                                      "query parameter, Signature query string parameter or the Authorization "
+                                      "header should be specified", key, request_id))
+        if export is not None and req.arg("X-Amz-Signature") != export["signature"]:
+            return _xml(403, s3_error("SignatureDoesNotMatch", "The request signature we calculated does not match "
+                                      "the signature you provided.", key, request_id))
+        if export is None or export["ready_at"] > self.clock():
+            return _xml(404, s3_error("NoSuchKey", "The specified key does not exist.", key, request_id))
+        return SimResponse(200, export["content"], {"Content-Type": "application/zip"})
+
+
+def _xml(status: int, body: bytes) -> SimResponse:
+    return SimResponse(status, body, {"Content-Type": "application/xml"})

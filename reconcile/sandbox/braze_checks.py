@@ -6,7 +6,10 @@ are the simulator's own wording, kept here so they change in one place.
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -66,6 +69,12 @@ class Msg:
     START_NOT_BEFORE_END = "Bad Request: 'start_date' must be before 'end_date'"
     BAD_INT = "Bad Request: '{name}' must be an integer between {lo} and {hi}"
     BAD_SORT = "Bad Request: 'sort_direction' must be 'asc' or 'desc'"
+    SEGMENT_REQUIRED = "Bad Request: 'segment_id' is required"
+    UNKNOWN_SEGMENT = "Bad Request: segment '{segment_id}' does not exist"
+    EXPORT_RUNNING = "Bad Request: an export of segment '{segment_id}' is already in progress"
+    BAD_OUTPUT_FORMAT = "Bad Request: 'output_format' must be 'zip' or 'gzip'"
+    GZIP_NEEDS_BUCKET = "Bad Request: 'output_format' gzip needs an S3, Azure or GCS export bucket"
+    BAD_CALLBACK = "Bad Request: 'callback_endpoint' must be a URL"
     # /users/track per-object errors without a documented code
     TRACK_NOT_OBJECT = "object must be a JSON object"
     TRACK_ONE_PRIMARY = "only one of 'external_id', 'braze_id' or 'user_alias' may be provided"
@@ -393,6 +402,44 @@ def export_user(p: Profile, fields: list[str] | None) -> dict[str, Any]:
     }
     keys = fields if fields is not None else list(full)
     return {k: _copy(full[k]) for k in keys if full.get(k) is not None and full.get(k) not in ([], {})}
+
+
+def segment_export_request(body: dict[str, Any], segment_ids: set[str]) -> tuple[str, list[str]]:
+    """(segment id, fields) of a valid `/users/export/segment` body: `segment_id` and
+    `fields_to_export` required; `output_format` zip (gzip needs a bucket the sandbox does
+    not have); `callback_endpoint` a URL when given."""
+    segment_id = body.get("segment_id")
+    if not isinstance(segment_id, str) or not segment_id:
+        raise BadRequest(Msg.SEGMENT_REQUIRED)
+    if segment_id not in segment_ids:
+        raise BadRequest(Msg.UNKNOWN_SEGMENT.format(segment_id=segment_id))
+    fields = export_fields(body.get("fields_to_export"), required=True)
+    fmt = body.get("output_format")
+    if fmt is not None and fmt not in ("zip", "gzip"):
+        raise BadRequest(Msg.BAD_OUTPUT_FORMAT)
+    if fmt == "gzip":
+        raise BadRequest(Msg.GZIP_NEEDS_BUCKET)
+    callback = body.get("callback_endpoint")
+    if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
+        raise BadRequest(Msg.BAD_CALLBACK)
+    return segment_id, fields or []
+
+
+def segment_zip(prefix: str, users: list[dict[str, Any]], per_file: int) -> bytes:
+    """A zip of JSON-lines files, `per_file` users each (one file for an empty segment)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for n, start in enumerate(range(0, max(len(users), 1), per_file)):
+            lines = "".join(json.dumps(u, separators=(",", ":")) + "\n" for u in users[start:start + per_file])
+            archive.writestr(f"{prefix}/{prefix}-{n}.json", lines)
+    return out.getvalue()
+
+
+def s3_error(code: str, message: str, key: str, request_id: str) -> bytes:
+    """An S3-style XML error body, as a pre-signed download answers it."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{message}</Message><Key>{key}</Key>"
+            f"<RequestId>{request_id}</RequestId></Error>").encode()
 
 
 def community_user(p: Profile, groups: dict[str, dict[str, Any]]) -> dict[str, Any]:

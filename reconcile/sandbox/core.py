@@ -33,6 +33,11 @@ class SimRequest:
     query: dict[str, list[str]] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
+    scheme: str = "http"
+
+    def origin(self) -> str:
+        """`scheme://host[:port]` the request was sent to (from the Host header)."""
+        return f"{self.scheme}://{self.headers.get('host', 'localhost')}"
 
     def json(self) -> Any:
         """Parsed JSON body; raises ValueError on bad JSON."""
@@ -272,6 +277,7 @@ def from_httpx(request: httpx.Request) -> SimRequest:
         query=query,
         headers={k.lower(): v for k, v in request.headers.items()},
         body=request.read(),
+        scheme=request.url.scheme or "http",
     )
 
 

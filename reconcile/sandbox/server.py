@@ -41,6 +41,7 @@ def asgi_app(sim: Simulator, timeout_hold_seconds: float = 30.0):
             query=parse_qs(raw_query.decode(), keep_blank_values=True) if raw_query else {},
             headers={k.decode().lower(): v.decode() for k, v in scope.get("headers", ())},
             body=body,
+            scheme=scope.get("scheme", "http"),
         )
         try:
             resp = sim.handle(req)

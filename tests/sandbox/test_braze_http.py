@@ -31,8 +31,8 @@ def test_write_then_read_over_http() -> None:
         read = c.get("/subscription/user/status", params={"email[]": "a@example.com"})
     assert denied.status_code == 401 and denied.json() == {"message": "Unauthorized"}
     assert written.status_code == 201 and written.json() == {"message": "success"}
-    assert read.json()["subscription_groups"] == [
-        {"subscription_group_id": "g-news", "subscription_status": "unsubscribed"}] * 2
+    assert [(u["external_id"], u["subscription_groups"][0]["status"]) for u in read.json()["users"]] == [
+        ("u1", "Unsubscribed"), (None, "Unsubscribed")]
     assert written.headers["content-type"] == "application/json"
 
 

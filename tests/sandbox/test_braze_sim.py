@@ -171,17 +171,20 @@ def test_status_get_unknown_group_is_400(sim: BrazeSim, client: httpx.Client) ->
     assert r.status_code == 400
 
 
-def test_user_status_documented_shape_pages_by_offset(sim: BrazeSim, client: httpx.Client) -> None:
+def test_user_status_documented_shape_pages_by_offset(clock: FakeClock) -> None:
+    sim = BrazeSim(clock=clock, user_status_shape="documented")
     sim.add_profile(external_id="u1", groups={"g-news": "subscribed", "g-promo": "unsubscribed"})
-    first = client.get("/subscription/user/status", params={"external_id[]": "u1", "limit": "1"}).json()
-    second = client.get("/subscription/user/status", params={"external_id[]": "u1", "limit": "1", "offset": "1"}).json()
+    with connect(sim) as client:
+        first = client.get("/subscription/user/status", params={"external_id[]": "u1", "limit": "1"}).json()
+        second = client.get("/subscription/user/status",
+                            params={"external_id[]": "u1", "limit": "1", "offset": "1"}).json()
     assert first == {"success": True, "subscription_groups": [
         {"subscription_group_id": "g-news", "subscription_status": "subscribed"}]}
     assert second["subscription_groups"] == [{"subscription_group_id": "g-promo", "subscription_status": "unsubscribed"}]
 
 
-def test_user_status_community_shape_lists_profiles_sharing_an_email(clock: FakeClock) -> None:
-    sim = BrazeSim(clock=clock, user_status_shape="community")
+def test_user_status_users_shape_is_the_default_and_lists_profiles_sharing_an_email(clock: FakeClock) -> None:
+    sim = BrazeSim(clock=clock)
     sim.add_group("g-news", name="News")
     sim.add_profile(external_id="u1", email="s@example.com", groups={"g-news": "subscribed"})
     sim.add_profile(email="S@example.com", groups={"g-news": "unsubscribed"})
