@@ -169,8 +169,7 @@ def _classify(spec: Permission, exc: ApiError) -> ProbeResult:
         return ProbeResult(spec, NOT_GRANTED, status, f"HTTP 403: {exc.body or 'Forbidden'}")
     if status == 404:
         return ProbeResult(spec, UNKNOWN, status, f"HTTP 404: {exc.body or 'Not Found'}: the endpoint is not served "
-                                                  "here (the sandbox does not simulate it; against Braze, check "
-                                                  "braze.rest_endpoint)")
+                                                  "at braze.rest_endpoint (check that it is your instance's)")
     return ProbeResult(spec, UNKNOWN, status, _reason(exc))
 
 
