@@ -7,6 +7,7 @@ newest revision, and returns a `Store` with these parts:
     drift items                   reconcile.store.drift
     plans, action journal         reconcile.store.journal
     run lock                      reconcile.store.locks
+    address -> Braze profiles     reconcile.store.profiles
     tombstones, watermarks        this module
 
 All timestamps are timezone-aware UTC datetimes supplied by the caller. Rows come back as
@@ -37,6 +38,7 @@ from reconcile.store.base import (
 from reconcile.store.drift import DriftMixin
 from reconcile.store.journal import JournalMixin
 from reconcile.store.locks import LocksMixin
+from reconcile.store.profiles import ProfilesMixin
 from reconcile.store.schema import (
     RUN_FIELDS,
     run_exceptions,
@@ -49,8 +51,8 @@ EXCEPTION_FIELDS = ("identity", "source", "reason")
 TOMBSTONE_FIELDS = ("subject_key", "identity", "deleted_at", "run_id", "reason")
 
 
-class Store(DriftMixin, JournalMixin, LocksMixin):
-    """Runs, drift, plans, the action journal, tombstones, watermarks and locks."""
+class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin):
+    """Runs, drift, plans, the action journal, tombstones, watermarks, locks and Braze profiles."""
 
     @classmethod
     def open(cls, url: str | URL) -> Store:
