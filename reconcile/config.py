@@ -155,7 +155,13 @@ def _ketch(data: Any, problems: list[ConfigProblem]) -> KetchConfig:
         http_backend=r.get("http_backend", str, d.http_backend, '"auto"'),
     )
     if cfg.http_backend not in ("auto", "httpx", "native"):
-        r.fail("http_backend", f"must be auto, httpx or native, got {cfg.http_backend!r}", 'set ketch.http_backend = "auto"')
+        max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=1 << 31, integer=True),
+        max_retry_after_seconds=r.number("max_retry_after_seconds", d.max_retry_after_seconds, lo=0.0, hi=86400.0),
+    )
+    if cfg.http_backend == "native":  # the old name of the aiohttp path
+        cfg = KetchConfig(**{**cfg.__dict__, "http_backend": "aiohttp"})
+    if cfg.http_backend not in ("auto", "aiohttp", "httpx"):
+        r.fail("http_backend", f"must be auto, aiohttp or httpx, got {cfg.http_backend!r}", 'set ketch.http_backend = "auto"')
         cfg = KetchConfig(**{**cfg.__dict__, "http_backend": "auto"})
     r.unknown()
     return cfg

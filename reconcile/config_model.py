@@ -58,7 +58,9 @@ class KetchConfig:
     requests_per_second: float = 200.0
     timeout_seconds: float = 10.0
     max_retries: int = 5
-    http_backend: str = "auto"  # "auto" (native HTTP/1.1 where usable), "httpx" or "native"
+    http_backend: str = "auto"  # "auto" (aiohttp unless a transport is injected), "aiohttp" or "httpx"
+    max_body_bytes: int = 16 * 1024 * 1024  # largest answer accepted, as sent or decompressed
+    max_retry_after_seconds: float = 300.0  # a longer Retry-After is waited for this long
 
 
 @dataclass(frozen=True)

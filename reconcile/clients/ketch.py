@@ -1,25 +1,23 @@
 """Client for the public Ketch Web API (docs/ketch-api.md §1, §3.1).
 
 The API has no authentication and answers one identity per call, so a reconciliation
-run reads each subject with `consent/get` and `subscriptions/get`. `KetchClient` is
-async at its core with a sync facade (`fetch_many`, `run`, `close`).
+run reads each subject with `consent/get` and `subscriptions/get`, both in flight at
+once. `KetchClient` is async at its core with a sync facade (`fetch_many`, `run`, `close`).
 
-Connections: on the real network (no injected transport), the native path: per event
-loop one `ketch_transport.NativeSession`, HTTP/1.1 keep-alive connections on asyncio
-protocols with the httptools parser, about a tenth of httpx's CPU per request (see that
-module for what it supports). With an injected httpx transport (tests, the in-process sandbox), when a proxy
-variable applies to the API's URL, or with `http_backend="httpx"`: `concurrency`
-keep-alive lanes per event loop, each a long-lived `httpx.AsyncClient` holding one
-connection (sharing one SSL context), handed out last in, first out. httpcore's pool
-re-checks every idle connection with a socket poll on each request, which costs more
-than the request itself once the pool is large; single-connection lanes keep that check
-to one socket. An injected transport is shared by one client for all lanes.
+Connections (`http_senders`): on the real network one aiohttp session per event loop,
+keep-alive connections limited to `concurrency`, proxies from the environment, TLS
+verified (certifi, or `SSL_CERT_FILE`), no redirects followed. With an injected httpx
+transport (tests, the in-process sandbox) or `http_backend="httpx"`: httpx.
 
-Every request is paced by a token bucket (`requests_per_second`, bursts of at most a
-tenth of a second's worth), limited to `concurrency` in flight, and retried on 429,
-5xx, timeouts and connection errors with capped exponential backoff and jitter. A
-`Retry-After` is honoured and pauses every request of the client until it has passed.
-Other 4xx answers raise FatalApiError subclasses at once.
+Every request goes through `resilience`: at most `concurrency` in flight, paced by a
+token bucket (`requests_per_second`, bursts of a tenth of a second's worth, aiolimiter),
+retried on 429, 408, 5xx, timeouts and connection errors with full-jitter backoff under
+a cap; a `Retry-After` (clamped to `max_retry_after_seconds`) pauses every request of
+the client. Each try has an overall deadline of `timeout_seconds` (connect, send, and
+the last byte of the answer), and an answer over `max_body_bytes` (as sent or
+decompressed) is refused. Other 4xx answers, redirects and certificate failures raise
+FatalApiError subclasses at once. A 2xx answer whose body carries an error raises
+`ErrorAnswer`: a failed lookup, never "no record".
 """
 
 from __future__ import annotations
@@ -28,26 +26,26 @@ import asyncio
 import json
 import random
 import ssl
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 from urllib.parse import quote
 
 import httpx
+from aiolimiter import AsyncLimiter
 
-from reconcile.clients import ketch_transport
-from reconcile.clients.ketch_parse import (ConsentState, KetchRecord, SubscriptionState, load_body,
-                                           parse_consent, parse_subscriptions)
+from reconcile.clients.http_senders import AiohttpSender, HttpxSender
+from reconcile.clients.ketch_parse import (ConsentState, KetchRecord, SubscriptionState, error_in_body, load_body,
+                                           mask_identities, parse_consent, parse_subscriptions)
+from reconcile.clients.resilience import (Attempts, PauseGate, Reply, RequestLabel, RetryPolicy, asend_with_retries,
+                                          with_deadline)
 from reconcile.config import KetchConfig
-from reconcile.errors import (ApiError, AuthError, DataError, FatalApiError, NotFound, PermissionDenied,
-                              RateLimited, TransientApiError)
+from reconcile.errors import ApiError, AuthError, DataError, FatalApiError, NotFound, PermissionDenied
 from reconcile.redact import sanitize_url
 
-__all__ = ["ConsentState", "KetchClient", "KetchRecord", "SubscriptionState", "normalize_base_url"]
+__all__ = ["ConsentState", "ErrorAnswer", "KetchClient", "KetchRecord", "SubscriptionState", "normalize_base_url"]
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[Any]]
@@ -55,16 +53,15 @@ Progress = Callable[[int, int], Any]
 OnError = Callable[[str, Exception], Any]
 
 _HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_RETRYABLE_EXC = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 10.0
-_RETRY_AFTER_CAP = 300.0
 _FATAL_BY_STATUS: dict[int, type[FatalApiError]] = {401: AuthError, 403: PermissionDenied, 404: NotFound}
-_BACKENDS = ("auto", "native", "httpx")
+_BACKENDS = ("auto", "aiohttp", "httpx", "native")  # "native": deprecated name of "aiohttp"
+DEFAULT_CHANNEL = "email"
 
-# An HTTP answer: httpx.Response, or ketch_transport.Reply on the native path (same attributes used).
-Answer = Any
+
+class ErrorAnswer(ApiError):
+    """Ketch answered 2xx with an error in the body: the lookup (or write) failed."""
 
 
 def normalize_base_url(url: str) -> str:
@@ -81,35 +78,17 @@ def _epoch(when: datetime) -> int:
     return int(when.timestamp())
 
 
-def _cache_missing_sniffio() -> None:
-    """httpcore imports sniffio on every lock it creates; when sniffio is not installed each
-    failed import searches sys.path again. Record the absence once so it fails fast."""
-    try:
-        import sniffio  # noqa: F401
-    except ImportError:
-        sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
-
-
-_cache_missing_sniffio()
-
-
 class _LoopState:
-    """What belongs to one event loop: the lanes (httpx) or the native session, and the
-    queue of free lane numbers that bounds the requests in flight."""
+    """What belongs to one event loop: the sender, the in-flight limit, the token bucket."""
 
-    def __init__(self, size: int, session: ketch_transport.NativeSession | None = None):
-        self.free: asyncio.LifoQueue[int] = asyncio.LifoQueue()
-        for index in reversed(range(size)):
-            self.free.put_nowait(index)
-        self.lanes: list[httpx.AsyncClient | None] = [None] * size
-        self.session = session
+    def __init__(self, sender: AiohttpSender | HttpxSender, concurrency: int, rps: float):
+        self.sender = sender
+        self.slots = asyncio.Semaphore(concurrency)
+        burst = max(1.0, rps / 10.0)
+        self.limiter = AsyncLimiter(burst, burst / rps) if rps > 0 else None
 
     async def aclose(self) -> None:
-        for http in {id(h): h for h in self.lanes if h is not None}.values():
-            await http.aclose()
-        if self.session is not None:
-            session, self.session = self.session, None
-            await session.aclose()
+        await self.sender.aclose()
 
 
 class KetchClient:
@@ -119,102 +98,124 @@ class KetchClient:
 
     def __init__(self, cfg: KetchConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
-                 http_backend: str = "auto"):
-        """`http_backend`: "auto" (native on the real network when usable, else httpx),
-        "httpx", or "native" (refused with an injected transport or a proxied URL)."""
+                 http_backend: str = "auto", rng: random.Random | None = None):
+        """`http_backend`: "auto" (aiohttp unless a transport is injected, then httpx),
+        "aiohttp" (refused with an injected transport; "native" is its old name) or "httpx"."""
         if http_backend not in _BACKENDS:
-            raise ValueError(f"http_backend must be one of {', '.join(_BACKENDS)}, got {http_backend!r}")
+            raise ValueError(f"http_backend must be one of auto, aiohttp, httpx, got {http_backend!r}")
+        if http_backend in ("aiohttp", "native") and transport is not None:
+            raise ValueError("http_backend='aiohttp' sends on the network; an injected transport needs "
+                             "http_backend='httpx' or 'auto'")
         self.cfg = cfg
         self._transport = transport
+        self._backend = "httpx" if transport is not None or http_backend == "httpx" else "aiohttp"
         self._sleep = sleep
         self._clock = clock
+        self._rng = rng or random.Random()
         self._base = normalize_base_url(cfg.base_url)
         self._org_path = quote(cfg.organization, safe="")
         self._concurrency = max(1, int(cfg.concurrency))
         self._rps = float(cfg.requests_per_second or 0.0)
-        self._burst = max(1.0, self._rps / 10.0)
-        self._tokens = self._burst
-        self._last_refill = clock()
-        self._pause_until = 0.0
-        self._rng = random.Random()
+        self._max_body = int(cfg.max_body_bytes)
+        cap = float(cfg.max_retry_after_seconds)
+        self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_base_seconds=_BACKOFF_BASE,
+                                   backoff_cap_seconds=_BACKOFF_CAP, max_retry_after_seconds=cap,
+                                   max_rate_limited=cfg.max_retries,
+                                   max_rate_wait_seconds=cap * (cfg.max_retries + 1))
+        self._gate = PauseGate(clock)
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._ssl: ssl.SSLContext | None = None
-        self._urls: dict[str, tuple[httpx.URL, str]] = {}  # path -> (URL, its text)
+        self._targets: dict[str, tuple[str, RequestLabel]] = {}
         self._runner: asyncio.Runner | None = None
         self._runner_lock = threading.Lock()
-        self._native = self._pick_native(http_backend)
-        self._retryable = ketch_transport.RETRYABLE_EXC if self._native else _RETRYABLE_EXC
-        self._fatal_exc = ketch_transport.FATAL_EXC if self._native else (httpx.HTTPError,)
-
-    def _pick_native(self, backend: str) -> bool:
-        if backend == "httpx":
-            return False
-        usable = self._transport is None and ketch_transport.native_usable(self._base)
-        if backend == "native" and not usable:
-            raise ValueError("http_backend='native' needs no injected transport and no proxy for the API's URL")
-        return usable
 
     @property
     def http_backend(self) -> str:
-        """What this client sends with: "native" or "httpx"."""
-        return "native" if self._native else "httpx"
+        """What this client sends with: "aiohttp" or "httpx"."""
+        return self._backend
 
     # -- public async API --------------------------------------------------------------
     async def get_consent(self, identities: dict[str, str],
                           purposes: dict[str, str] | None = None) -> ConsentState | None:
-        """Consent for one identity set; purposes: code -> legalBasisCode. None = no record."""
+        """Consent for one identity set; purposes: code -> legalBasisCode. None = no record.
+        The request always carries `purposes` (`{}` when none is asked about)."""
         body = self._body(identities)
-        if purposes:
-            body["purposes"] = {code: {"legalBasisCode": basis} for code, basis in purposes.items()}
-        resp = await self._post("consent/get", f"/consent/{self._org_path}/get", body)
-        return parse_consent(_load(resp, "consent/get"), "consent/get")
+        body["purposes"] = {code: {"legalBasisCode": basis} for code, basis in (purposes or {}).items()}
+        answer = await self._get("consent/get", f"/consent/{self._org_path}/get", body)
+        return parse_consent(answer, "consent/get")
 
     async def get_subscriptions(self, identities: dict[str, str]) -> SubscriptionState | None:
         """Subscription topics and controls for one identity set. None = no record."""
-        resp = await self._post("subscriptions/get", f"/subscriptions/{self._org_path}/get", self._body(identities))
-        return parse_subscriptions(_load(resp, "subscriptions/get"), "subscriptions/get")
+        answer = await self._get("subscriptions/get", f"/subscriptions/{self._org_path}/get", self._body(identities))
+        return parse_subscriptions(answer, "subscriptions/get")
 
     async def update_consent(self, identities: dict[str, str], purposes: dict[str, tuple[bool, str]],
                              collected_at: datetime) -> None:
         """Write consent; purposes: code -> (allowed, legalBasisCode)."""
-        body = self._body(identities)
-        body["purposes"] = {code: {"allowed": "true" if allowed else "false", "legalBasisCode": basis}
-                            for code, (allowed, basis) in purposes.items()}
-        body["collectedAt"] = _epoch(collected_at)
-        body["context"] = {"source": "headless"}
-        await self._post("consent/update", f"/consent/{self._org_path}/update", body)
+        await self._write_consent(identities, {
+            code: {"allowed": "true" if allowed else "false", "legalBasisCode": basis}
+            for code, (allowed, basis) in purposes.items()}, collected_at)
 
     async def update_subscriptions(self, identities: dict[str, str], topics: dict[tuple[str, str | None], str],
                                    controls: dict[str, str], collected_at: datetime) -> None:
-        """Write topics ((topic, channel or None) -> status) and controls (code -> status)."""
-        body = self._body(identities)
-        body["topics"] = _topics_body(topics)
-        body["controls"] = {code: {"status": status} for code, status in controls.items()}
-        body["collectedAt"] = _epoch(collected_at)
-        body["context"] = {"source": "headless"}
-        await self._post("subscriptions/update", f"/subscriptions/{self._org_path}/update", body)
+        """Write topics ((topic, channel or None) -> status) and controls (code -> status).
+        Always in the channel shape `{topic: {channel: {"status"}}}`; no channel means email."""
+        await self._write_subscriptions(identities, _topics_body(topics),
+                                        {code: {"status": status} for code, status in controls.items()},
+                                        collected_at)
+
+    async def write_back_optout(self, identities: dict[str, str], topics: dict[tuple[str, str | None], str],
+                                purposes: dict[str, str], at: datetime) -> None:
+        """Write an opt-out that started in Braze back to Ketch, right whether Ketch merges
+        or replaces what an update names.
+
+        topics: (topic, channel or None) -> "denied"; purposes: code -> legalBasisCode, to
+        become allowed "false". Reads the subject's subscriptions (and consent when
+        purposes are given), then sends every topic and control read, with only the given
+        ones denied. A topic without a channel is denied on every channel the read returned
+        for it, else on email."""
+        for key, status in topics.items():
+            if status != "denied":
+                raise ValueError(f"write_back_optout writes opt-outs only; topic {key!r} asks for {status!r}")
+        if not topics and not purposes:
+            return
+        reads: list[Awaitable[Any]] = []
+        if topics:
+            reads.append(self.get_subscriptions(identities))
+        if purposes:
+            reads.append(self.get_consent(identities, purposes))
+        current = await _all(reads)
+        subs = current.pop(0) if topics else None
+        consent = current.pop(0) if purposes else None
+        writes: list[Awaitable[Any]] = []
+        if topics:
+            body_topics, body_controls = _optout_topics(subs, topics)
+            writes.append(self._write_subscriptions(identities, body_topics, body_controls, at))
+        if purposes:
+            writes.append(self._write_consent(identities, _optout_purposes(consent, purposes), at))
+        await _all(writes)
 
     async def invoke_right(self, identities: dict[str, str], right_code: str, user: dict[str, Any],
                            invoked_at: datetime) -> None:
-        """Submit a data subject request (the answer body is undocumented and ignored)."""
+        """Submit a data subject request (the answer body is undocumented; only an error in it counts)."""
         body = self._body(identities)
         body.update(rightCode=right_code, user=user, invokedAt=_epoch(invoked_at))
-        await self._post("rights/invoke", f"/rights/{self._org_path}/invoke", body)
+        await self._write("rights/invoke", f"/rights/{self._org_path}/invoke", body)
 
     async def fetch_record(self, space: str, value: str, purposes: dict[str, str] | None = None) -> KetchRecord:
-        """Consent and subscriptions of one identity."""
+        """Consent and subscriptions of one identity, both requests in flight together."""
         ids = {space: value}
-        consent = await self.get_consent(ids, purposes)
-        subscriptions = await self.get_subscriptions(ids)
+        consent, subscriptions = await _all([self.get_consent(ids, purposes), self.get_subscriptions(ids)])
         return KetchRecord(value, consent, subscriptions)
 
     async def afetch_many(self, space: str, values: list[str], purposes: dict[str, str] | None = None, *,
                           progress: Progress | None = None, on_error: OnError | None = None) -> dict[str, KetchRecord]:
-        """Records for many identities of one space, `concurrency` lookups at a time.
+        """Records for many identities of one space, `concurrency` requests in flight.
 
         The first failure cancels the rest and is raised, unless `on_error(value, exc)` is
-        given: then ApiError/DataError of one identity are reported to it and that identity
-        is left out of the result."""
+        given: then ApiError/DataError of one identity (including `ErrorAnswer`) are
+        reported to it and that identity is left out of the result; whatever on_error
+        raises stops the lookups and is raised."""
         unique = list(dict.fromkeys(values))
         results: dict[str, KetchRecord] = {}
         pending = iter(unique)
@@ -236,7 +237,7 @@ class KetchClient:
             counter.tick()
 
     async def aclose(self) -> None:
-        """Close the HTTP client of the running event loop."""
+        """Close the HTTP session of the running event loop."""
         state = self._loops.pop(asyncio.get_running_loop(), None)
         if state is not None:
             await state.aclose()
@@ -264,7 +265,7 @@ class KetchClient:
             return self._runner.run(_as_coro(awaitable))
 
     def close(self) -> None:
-        """Close the sync facade's HTTP clients and event loop."""
+        """Close the sync facade's HTTP session and event loop."""
         if self._runner is not None:
             _off_loop(self._close_runner)
 
@@ -294,114 +295,95 @@ class KetchClient:
         body["identities"] = dict(identities)
         return body
 
+    async def _write_consent(self, identities: dict[str, str], purposes: dict[str, Any], at: datetime) -> None:
+        body = self._body(identities)
+        body["purposes"] = purposes
+        body["collectedAt"] = _epoch(at)
+        body["context"] = {"source": "headless"}
+        await self._write("consent/update", f"/consent/{self._org_path}/update", body)
+
+    async def _write_subscriptions(self, identities: dict[str, str], topics: dict[str, Any],
+                                   controls: dict[str, Any], at: datetime) -> None:
+        body = self._body(identities)
+        body["topics"] = topics
+        body["controls"] = controls
+        body["collectedAt"] = _epoch(at)
+        body["context"] = {"source": "headless"}
+        await self._write("subscriptions/update", f"/subscriptions/{self._org_path}/update", body)
+
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:
             self._loops = {lp: st for lp, st in self._loops.items() if not lp.is_closed()}
-            state = self._loops[loop] = _LoopState(self._concurrency, self._new_session())
+            state = self._loops[loop] = _LoopState(self._new_sender(), self._concurrency, self._rps)
         return state
 
-    def _new_session(self) -> ketch_transport.NativeSession | None:
-        if not self._native:
-            return None
-        return ketch_transport.NativeSession(
-            limit=self._concurrency, timeout_seconds=self.cfg.timeout_seconds, headers=_HEADERS,
-            ssl_context=self._ssl_context() if self._base.startswith("https:") else None)
+    def _new_sender(self) -> AiohttpSender | HttpxSender:
+        common = dict(limit=self._concurrency, timeout_seconds=self.cfg.timeout_seconds, headers=_HEADERS,
+                      max_body_bytes=self._max_body)
+        if self._backend == "httpx":
+            tls = self._ssl_context() if self._transport is None and self._base.startswith("https:") else None
+            return HttpxSender(ssl_context=tls, transport=self._transport, **common)
+        return AiohttpSender(ssl_context=self._ssl_context() if self._base.startswith("https:") else None, **common)
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = httpx.create_ssl_context()
+            self._ssl = httpx.create_ssl_context()  # certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set
         return self._ssl
 
-    def _lane(self, state: _LoopState, index: int) -> httpx.AsyncClient:
-        http = state.lanes[index]
-        if http is None:
-            shared = self._transport is not None and index != 0
-            http = state.lanes[index] = self._lane(state, 0) if shared else self._new_http()
-        return http
-
-    def _new_http(self) -> httpx.AsyncClient:
-        timeout = httpx.Timeout(self.cfg.timeout_seconds)
-        if self._transport is not None:
-            return httpx.AsyncClient(transport=self._transport, timeout=timeout, headers=_HEADERS)
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        return httpx.AsyncClient(limits=limits, timeout=timeout, headers=_HEADERS, verify=self._ssl_context())
-
-    async def _post(self, op: str, path: str, body: dict[str, Any]) -> Answer:
-        """POST with pacing, the in-flight limit and retries; returns a 2xx response."""
-        target = self._urls.get(path)
+    def _target(self, path: str) -> tuple[str, RequestLabel]:
+        target = self._targets.get(path)
         if target is None:
-            full = httpx.URL(self._base + path)
-            target = self._urls[path] = (full, str(full))
-        url, text = target
+            url = self._base + path
+            target = self._targets[path] = (url, RequestLabel(self.service, "POST", sanitize_url(url)))
+        return target
+
+    async def _send(self, op: str, path: str, body: dict[str, Any]) -> tuple[Reply, RequestLabel]:
+        """POST with pacing, the in-flight limit, the deadline and retries; a 2xx answer."""
+        url, label = self._target(path)
         content = json.dumps(body, separators=(",", ":")).encode()
-        attempt, waited = 0, False
-        while True:
-            await self._before_send(skip_pause=waited)
-            result = await self._attempt(url, text, content)
-            if not isinstance(result, Exception) and result.status_code < 300:
-                return result
-            if not isinstance(result, Exception) and result.status_code not in _RETRY_STATUSES:
-                raise self._fatal(op, url, result)
-            if attempt >= self.cfg.max_retries:
-                raise self._exhausted(op, url, result, attempt + 1)
-            await self._sleep(self._retry_delay(attempt, result))
-            attempt, waited = attempt + 1, True
-
-    async def _attempt(self, url: httpx.URL, text: str, content: bytes) -> Answer | Exception:
         state = self._state()
-        index = await state.free.get()
+        deadline = self.cfg.timeout_seconds
+
+        async def send() -> Reply:
+            async with state.slots:
+                return await with_deadline(state.sender.post(url, content), deadline)
+
+        attempts = Attempts(self._policy, label, self._gate, clock=self._clock, rng=self._rng,
+                            scrub=mask_identities, describe=error_text)
+        limiter = state.limiter
+        reply = await asend_with_retries(send, attempts, self._sleep,
+                                         before_send=limiter.acquire if limiter is not None else None)
+        if reply.status_code >= 300:
+            cls = _FATAL_BY_STATUS.get(reply.status_code, FatalApiError)
+            raise cls(f"{op} refused", status_code=reply.status_code, body=error_text(reply), **label.where())
+        return reply, label
+
+    async def _get(self, op: str, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A read's answer body: None for no content; ErrorAnswer for a body carrying an error."""
+        reply, label = await self._send(op, path, body)
+        if reply.status_code == 204:
+            return None
+        answer = load_body(reply.content, op)
+        _raise_error_body(answer, reply, op, label)
+        return answer
+
+    async def _write(self, op: str, path: str, body: dict[str, Any]) -> None:
+        """A write; its answer counts only when it is a JSON object carrying an error."""
+        reply, label = await self._send(op, path, body)
         try:
-            if state.session is not None:
-                return await state.session.post(text, content)
-            return await self._lane(state, index).post(url, content=content)
-        except self._retryable as exc:
-            return exc
-        except self._fatal_exc as exc:
-            raise FatalApiError(f"request failed: {type(exc).__name__}", service=self.service,
-                                method="POST", url=sanitize_url(str(url))) from None
-        finally:
-            state.free.put_nowait(index)
-
-    async def _before_send(self, skip_pause: bool) -> None:
-        """Wait out a server-requested pause, then take a token from the rate bucket."""
-        if not skip_pause:
-            pause = self._pause_until - self._clock()
-            if pause > 0:
-                await self._sleep(pause)
-        if self._rps <= 0:
+            answer = json.loads(reply.content) if reply.content.strip() else None
+        except ValueError:
             return
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._last_refill) * self._rps) - 1.0
-        self._last_refill = now
-        if self._tokens < 0:
-            await self._sleep(-self._tokens / self._rps)
+        _raise_error_body(answer, reply, op, label)
 
-    def _retry_delay(self, attempt: int, result: Answer | Exception) -> float:
-        after = None if isinstance(result, Exception) else retry_after_seconds(result)
-        if after is not None:
-            self._pause_until = max(self._pause_until, self._clock() + after)
-            return after
-        ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * (2 ** attempt))
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
-    # -- errors ------------------------------------------------------------------------
-    def _fatal(self, op: str, url: httpx.URL, resp: Answer) -> FatalApiError:
-        cls = _FATAL_BY_STATUS.get(resp.status_code, FatalApiError)
-        return cls(f"{op} refused", service=self.service, status_code=resp.status_code, method="POST",
-                   url=sanitize_url(str(url)), body=error_text(resp))
-
-    def _exhausted(self, op: str, url: httpx.URL, result: Answer | Exception, attempts: int) -> TransientApiError:
-        where = {"service": self.service, "method": "POST", "url": sanitize_url(str(url))}
-        if isinstance(result, Exception):
-            return TransientApiError(f"{op} failed after {attempts} attempt(s): {type(result).__name__}", **where)
-        message = f"{op} failed after {attempts} attempt(s)"
-        if result.status_code == 429:
-            after = retry_after_seconds(result)
-            reset_at = time.time() + after if after is not None else None
-            return RateLimited(message, reset_at=reset_at, status_code=429, body=error_text(result), **where)
-        return TransientApiError(message, status_code=result.status_code, body=error_text(result), **where)
+def _raise_error_body(body: Any, reply: Reply, op: str, label: RequestLabel) -> None:
+    error = error_in_body(body)
+    if error is not None:
+        raise ErrorAnswer(f"{op} answered {reply.status_code} with an error in the body, not a record",
+                          status_code=reply.status_code, body=error, **label.where())
 
 
 class _Counter:
@@ -416,18 +398,38 @@ class _Counter:
             self.progress(self.done, self.total)
 
 
-async def _join_all(tasks: list[asyncio.Task[Any]]) -> None:
+async def _all(awaitables: list[Awaitable[Any]]) -> list[Any]:
+    """Results of every awaitable, run together; the first failure cancels the others and is raised."""
+    if len(awaitables) == 1:
+        return [await awaitables[0]]
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await _join_all(tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    return [task.result() for task in tasks]
+
+
+async def _join_all(tasks: list[asyncio.Future[Any]]) -> None:
     """Wait for every task; on the first failure cancel the others and raise it."""
     if not tasks:
         return
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     for task in pending:
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
     # Read every finished task's exception (several can fail in one loop turn), so none is
     # logged as "never retrieved"; raise the first.
-    errors = [exc for exc in (task.exception() for task in done) if exc is not None]
+    errors = [exc for exc in (task.exception() for task in done if not task.cancelled()) if exc is not None]
     if errors:
         raise errors[0]
 
@@ -446,50 +448,64 @@ async def _as_coro(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-def _load(resp: Answer, what: str) -> dict[str, Any] | None:
-    if resp.status_code == 204:
-        return None
-    return load_body(resp.content, what)
-
-
-def _topics_body(topics: dict[tuple[str, str | None], str]) -> dict[str, Any]:
-    out: dict[str, dict[str, Any]] = {}
+def _topics_body(topics: dict[tuple[str, str | None], str]) -> dict[str, dict[str, dict[str, str]]]:
+    """(topic, channel or None) -> status as `{topic: {channel: {"status"}}}`; no channel = email."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
     for (topic, channel), status in topics.items():
         entry = out.setdefault(topic, {})
-        if channel is None:
-            entry["status"] = status
-        else:
-            entry[channel] = {"status": status}
-    for topic, entry in out.items():
-        if "status" in entry and len(entry) > 1:
-            raise ValueError(f"topic {topic!r} mixes a channel-less status with per-channel statuses")
+        name = channel or DEFAULT_CHANNEL
+        if name in entry and entry[name]["status"] != status:
+            raise ValueError(f"topic {topic!r} gives channel {name!r} two statuses (a channel-less status "
+                             f"means {DEFAULT_CHANNEL!r})")
+        entry[name] = {"status": status}
     return out
 
 
-def retry_after_seconds(resp: Answer) -> float | None:
-    """Retry-After as seconds (delta-seconds or HTTP-date), capped; None when absent or unreadable."""
-    raw = resp.headers.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            seconds = (parsedate_to_datetime(raw) - datetime.now(timezone.utc)).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    if seconds != seconds:  # NaN
-        return None
-    return min(_RETRY_AFTER_CAP, max(0.0, seconds))
+def _optout_topics(current: SubscriptionState | None, changes: dict[tuple[str, str | None], str]
+                   ) -> tuple[dict[str, dict[str, dict[str, str]]], dict[str, dict[str, str]]]:
+    """Every topic and control read, with the changed (topic, channel)s denied."""
+    topics: dict[str, dict[str, dict[str, str]]] = {}
+    read_channels: dict[str, list[str]] = {}
+    for (topic, channel), status in (current.topics.items() if current else ()):
+        entry = topics.setdefault(topic, {})
+        name = channel or DEFAULT_CHANNEL
+        if channel is not None:
+            read_channels.setdefault(topic, []).append(channel)
+        if entry.get(name, {}).get("status") != "denied":  # a flat and a channel status: the stricter
+            entry[name] = {"status": status}
+    for topic, channel in changes:
+        channels = [channel] if channel is not None else (read_channels.get(topic) or [DEFAULT_CHANNEL])
+        for name in channels:
+            topics.setdefault(topic, {})[name] = {"status": "denied"}
+    controls = {code: {"status": status} for code, status in (current.controls.items() if current else ())}
+    return topics, controls
 
 
-def error_text(resp: Answer) -> str:
-    """`code: message` from a Ketch error body, else the start of the body text."""
+def _optout_purposes(current: ConsentState | None, changes: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Every purpose read with its value, the changed ones allowed "false"."""
+    out: dict[str, dict[str, str]] = {}
+    for code, allowed in (current.purposes.items() if current else ()):
+        item = {"allowed": "true" if allowed else "false"}
+        basis = current.legal_bases.get(code) or changes.get(code)
+        if basis:
+            item["legalBasisCode"] = basis
+        out[code] = item
+    for code, basis in changes.items():
+        out[code] = {"allowed": "false", "legalBasisCode": basis}
+    return out
+
+
+def error_text(resp: Any) -> str:
+    """`code: message` from a Ketch error body, else the start of the body text; identities masked."""
     try:
-        err = resp.json().get("error")
-        if isinstance(err, dict):
-            return f"{err.get('code', '')}: {err.get('message', '')}".strip(": ")
+        body = resp.json()
     except (ValueError, AttributeError):
-        pass
-    return resp.text[:200]
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            return mask_identities(f"{err.get('code', '')}: {err.get('message', '')}".strip(": "))[:200]
+        found = error_in_body(body)
+        if found:
+            return found
+    return mask_identities(resp.text[:200])

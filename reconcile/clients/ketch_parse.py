@@ -9,7 +9,10 @@ Pure functions, tolerant of every shape docs/ketch-api.md allows:
 * `collectedAt` as epoch seconds (int, float or numeric string) or ISO-8601.
 
 An empty answer (HTTP 204, empty body, `{}`, no `purposes`, or purposes that carry no
-`allowed` value) is "no record" (None). The request is never echoed back as state: a
+`allowed` value) is "no record" (None). A 2xx body carrying an error (`error_in_body`:
+`{"error": {...}}` as the iOS SDK decodes it, `{"message": "error"}`, or any error or
+message field without the state fields) is not a record at all: the caller fails the
+lookup. The request is never echoed back as state: a
 get request carries no `allowed` values, so an echoed request parses as no record.
 A body of the wrong shape raises DataError naming the field.
 """
@@ -18,7 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,6 +37,7 @@ _MS_THRESHOLD = 1e11  # epoch values above this are milliseconds (1e11 s is the 
 class ConsentState:
     purposes: dict[str, bool]
     collected_at: datetime | None  # tz-aware UTC
+    legal_bases: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # as answered
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,46 @@ class KetchRecord:
 
 def _fail(what: str, field: str, problem: str) -> DataError:
     return DataError(f"ketch {what}: {field}: {problem}")
+
+
+_ERROR_FIELDS = ("error", "errors", "errorCode", "errorMessage", "error_description")
+_STATE_FIELDS = ("purposes", "topics", "controls")
+_SUCCESS_WORDS = frozenset({"ok", "success", "accepted"})
+_EMAIL = re.compile(r"[^\s\"'<>(),;:@]+@[^\s\"'<>(),;:@]+")
+
+
+def mask_identities(text: str) -> str:
+    """Text with anything that looks like an email address masked."""
+    return _EMAIL.sub("***@***", text)
+
+
+def error_in_body(body: Any) -> str | None:
+    """The error a 2xx body carries (`code: message`, identities masked), or None.
+
+    An error field (`error`, `errors`, `errorCode`, ...) with a value is an error whatever
+    else the body holds; a `message` is one when no state field (purposes, topics,
+    controls) is there and it is not a success word."""
+    if not isinstance(body, dict):
+        return None
+    for name in _ERROR_FIELDS:
+        value = body.get(name)
+        if value not in (None, "", [], {}, False):
+            return mask_identities(_error_text(name, value))[:200]
+    message = body.get("message")
+    if message in (None, "") or any(body.get(k) is not None for k in _STATE_FIELDS):
+        return None
+    if isinstance(message, str) and message.strip().lower() in _SUCCESS_WORDS:
+        return None
+    return mask_identities(_error_text("message", message))[:200]
+
+
+def _error_text(name: str, value: Any) -> str:
+    if isinstance(value, dict):
+        parts = [str(value[k]) for k in ("code", "message", "status") if value.get(k) not in (None, "")]
+        return ": ".join(parts) if parts else name
+    if isinstance(value, list):
+        return "; ".join(_error_text(name, v) for v in value[:3])
+    return f"{name}: {value}" if not isinstance(value, str) else value
 
 
 def load_body(content: bytes, what: str) -> dict[str, Any] | None:
@@ -155,14 +200,17 @@ def parse_consent(body: dict[str, Any] | None, what: str = "consent/get") -> Con
         return None
     if not isinstance(raw, dict):
         raise _fail(what, "purposes", f"expected an object, got {type(raw).__name__}")
-    purposes = {}
+    purposes, bases = {}, {}
     for code, item in raw.items():
         allowed = _purpose_allowed(code, item, what)
         if allowed is not None:
             purposes[code] = allowed
+            basis = item.get("legalBasisCode") if isinstance(item, dict) else None
+            if isinstance(basis, str) and basis:
+                bases[code] = basis
     if not purposes:
         return None
-    return ConsentState(purposes, parse_collected_at(body.get("collectedAt"), "collectedAt", what))
+    return ConsentState(purposes, parse_collected_at(body.get("collectedAt"), "collectedAt", what), bases)
 
 
 def _purpose_allowed(code: str, item: Any, what: str) -> bool | None:

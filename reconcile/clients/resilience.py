@@ -462,6 +462,9 @@ def send_bounded(client: httpx.Client, request: httpx.Request, *, limit: int = D
     deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
     response = client.send(request, stream=True)
     try:
+        loaded = _loaded(response, limit)
+        if loaded is not None:
+            return response
         check_declared_length(response.headers, limit)
         raw = read_capped(response.iter_raw(_CHUNK), limit, deadline)
     finally:
@@ -477,9 +480,23 @@ async def asend_bounded(client: httpx.AsyncClient, request: httpx.Request, *,
     sent and decompressed (wrap in `with_deadline` for an overall deadline)."""
     response = await client.send(request, stream=True)
     try:
+        loaded = _loaded(response, limit)
+        if loaded is not None:
+            return Reply(response.status_code, response.headers, loaded)
         check_declared_length(response.headers, limit)
         raw = await aread_capped(response.aiter_raw(_CHUNK), limit)
     finally:
         await response.aclose()
     return Reply(response.status_code, response.headers,
                  decode_body(raw, response.headers.get("content-encoding"), limit))
+
+
+def _loaded(response: httpx.Response, limit: int) -> bytes | None:
+    """The body of an answer already in memory and decoded (a mock transport's), else None."""
+    try:
+        content = response.content
+    except httpx.ResponseNotRead:
+        return None
+    if len(content) > limit:
+        raise _too_large(limit)
+    return content
