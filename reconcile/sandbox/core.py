@@ -8,7 +8,8 @@ A simulator is a `Simulator` subclass whose routes take a `SimRequest` and retur
 * directly: `sim.handle(SimRequest(...))` in unit tests.
 
 Every simulator keeps a call log, answers admin routes under `/_admin/`, applies
-fault injection (5xx rate, latency, timeouts, scripted failures) and fixed-window rate
+fault injection (5xx rate, latency, timeouts, scripted failures, HTML pages instead of
+JSON) and fixed-window rate
 limits per endpoint class with `X-RateLimit-*` headers. The clock is injected.
 """
 
@@ -84,19 +85,32 @@ class Faults:
     timeout_rate: float = 0.0  # never answer (client times out) at this rate
     latency_seconds: float = 0.0  # added to every answer
     scripted: list[tuple[str, int, int]] = field(default_factory=list)  # (path regex, status, times)
+    html: list[tuple[str, int, int]] = field(default_factory=list)  # (path regex, status, times)
 
     def fail_next(self, path_regex: str, status: int, times: int = 1) -> None:
         self.scripted.append((path_regex, status, times))
 
+    def html_next(self, path_regex: str, status: int = 200, times: int = 1) -> None:
+        """Answer the next matching requests with an HTML page (a proxy or maintenance page)
+        instead of the API's JSON, without handling them."""
+        self.html.append((path_regex, status, times))
+
+    def take_html(self, path: str) -> int | None:
+        return _take(self.html, path)
+
     def take_scripted(self, path: str) -> int | None:
-        for i, (rx, status, times) in enumerate(self.scripted):
-            if re.search(rx, path):
-                if times <= 1:
-                    self.scripted.pop(i)
-                else:
-                    self.scripted[i] = (rx, status, times - 1)
-                return status
-        return None
+        return _take(self.scripted, path)
+
+
+def _take(table: list[tuple[str, int, int]], path: str) -> int | None:
+    for i, (rx, status, times) in enumerate(table):
+        if re.search(rx, path):
+            if times <= 1:
+                table.pop(i)
+            else:
+                table[i] = (rx, status, times - 1)
+            return status
+    return None
 
 
 @dataclass
@@ -138,6 +152,7 @@ class RateLimiter:
 
 
 Route = Callable[[SimRequest], SimResponse]
+HTML_PAGE = b"<!DOCTYPE html><html><head><title>Maintenance</title></head><body><h1>We'll be right back</h1></body></html>"
 
 
 class Simulator:
@@ -208,6 +223,9 @@ class Simulator:
                 return SimResponse(429, self.error_body(429, "429 Rate Limited - Over rate limit"), headers)
         if scripted is not None:
             return SimResponse(scripted, self.error_body(scripted, f"injected {scripted}"), headers)
+        html = self.faults.take_html(req.path)
+        if html is not None:
+            return SimResponse(html, HTML_PAGE, {**headers, "Content-Type": "text/html; charset=utf-8"})
         if self.faults.timeout_rate and self.rng.random() < self.faults.timeout_rate:
             raise SimTimeout(req.path)
         if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
@@ -236,6 +254,8 @@ class Simulator:
                     setattr(self.faults, key, float(spec[key]))
             for item in spec.get("fail_next", []):
                 self.faults.fail_next(item["path"], int(item["status"]), int(item.get("times", 1)))
+            for item in spec.get("html_next", []):
+                self.faults.html_next(item["path"], int(item.get("status", 200)), int(item.get("times", 1)))
             for name, lim in spec.get("rate_limits", {}).items():
                 self.limiter.set_limit(name, int(lim["requests"]), float(lim["per_seconds"]))
             return SimResponse(200, {"faults": self.faults.__dict__})

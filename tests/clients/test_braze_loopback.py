@@ -11,7 +11,7 @@ import pytest
 
 from reconcile.clients.braze import BrazeClient
 from reconcile.config import BrazeConfig
-from reconcile.errors import AuthError, PermissionDenied, TransientApiError
+from reconcile.errors import AuthError, PermissionDenied, TransientApiError, UnconfirmedWrite
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.server import serve
 
@@ -161,7 +161,7 @@ def test_status_get_against_sim(ft, style):
     assert by_email == {"a@X.com": "unsubscribed"}
 
 
-@pytest.mark.parametrize("shape", ["documented", "community"])
+@pytest.mark.parametrize("shape", ["documented", "users"])
 def test_user_status_against_sim_in_both_shapes(ft, shape):
     sim = BrazeSim(api_key=KEY, clock=ft.clock, user_status_shape=shape)
     sim.add_profile(external_id="u1", groups={"g1": "unsubscribed", "g2": "subscribed"})
@@ -193,3 +193,25 @@ def test_fast_export_class_is_used_in_fast_mode(sim, url, ft):
     with make_client(url, ft, export_fast_mode=True) as c:
         c.export_ids(["u1"], ["external_id"])
         assert c._pacer.budget("users_export_ids_fast").sent == 1
+
+
+def test_a_200_html_page_is_unconfirmed_and_the_next_send_confirms(sim, url, ft):
+    sim.add_profile(external_id="u1", email="a@x.com")
+    sim.faults.html_next("^/users/track$")
+    with make_client(url, ft) as c:
+        with pytest.raises(UnconfirmedWrite) as info:
+            c.set_global_state("unsubscribed", "external_id", ["u1"])
+        assert info.value.status_code == 200 and sim.profile_by_external_id("u1").email_subscribe == "subscribed"
+        assert c.set_global_state("unsubscribed", "external_id", ["u1"]).ok == ["u1"]
+    assert sim.profile_by_external_id("u1").email_subscribe == "unsubscribed"
+
+
+def test_track_cap_of_50_over_loopback(ft):
+    sim = BrazeSim(api_key=KEY, clock=ft.clock, track_object_limit=50)
+    for i in range(120):
+        sim.add_profile(external_id=f"u{i}")
+    with serve(sim) as running, make_client(running.url, ft) as c:
+        result = c.set_global_state("unsubscribed", "external_id", [f"u{i}" for i in range(120)])
+    assert [len(x["body"]["attributes"]) for x in calls(sim, "/users/track")] == [75, 50, 25, 45]
+    assert len(result.ok) == 120 and result.rejected == []
+
