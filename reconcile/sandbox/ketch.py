@@ -8,14 +8,23 @@ Serves the same paths under `/web/v2` and `/web/v3`:
 
 No authentication (the real API has none). Consent values are the strings "true"/"false";
 subscription and control statuses are "granted"/"denied". A get for an identity with
-nothing stored answers 204 or `{}` (`empty_style`). Errors use the body the iOS SDK
-decodes: `{"error": {"code", "message", "status"}}`.
+nothing stored answers 204 or `{}` (`empty_style`, or per route `consent_empty` and
+`subscriptions_empty`). Errors use the body the iOS SDK decodes:
+`{"error": {"code", "message", "status"}}`.
+
+The less convenient answers the docs allow, each a constructor option:
+`purpose_shape="bare"` (`{"p": "true"}`), `topic_shape="flat"` (`{topic: {status}}`),
+`hide_topics` (topics left out of subscriptions/get answers), `error_identities` and
+`error_share` (those identities, or that share of all, chosen by a stable hash, get
+HTTP 200 with an error body on both gets: `{"message": "error"}`, or the iOS error body
+with `error_style="ios"`), and `update_mode="replace"` (an update replaces the stored
+purposes, or topics and controls, instead of merging into them).
 
 Records are keyed by (identity space, value); a request's `identities` map matches a
 record when any of its pairs does, and email values match case-insensitively after
 trimming. An update links every identity pair of the request to the matched record, so
 one record can span several identities (as Ketch's identity resolution does). Updates
-merge: the purposes, topics and controls named in the request are set, others are kept,
+merge by default: the purposes, topics and controls named in the request are set, others are kept,
 and `collectedAt` is the request's (epoch seconds) or the clock's. A consent get answers
 every stored purpose, whichever purposes the request lists (the tag filters them itself).
 With `rate_limit=(n, seconds)` the API routes share one fixed window and a 429 carries
@@ -27,9 +36,10 @@ from __future__ import annotations
 import json
 import math
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from reconcile.sandbox.core import SimRequest, SimResponse, Simulator
 
@@ -81,13 +91,27 @@ class KetchSim(Simulator):
 
     def __init__(self, *, organization: str = "acme", clock: Callable[[], float] = time.time, seed: int = 0,
                  empty_style: str = "204", purpose_shape: str = "object", topic_shape: str = "channel",
-                 rate_limit: tuple[int, float] | None = None):
+                 rate_limit: tuple[int, float] | None = None, consent_empty: str | None = None,
+                 subscriptions_empty: str | None = None, hide_topics: Iterable[str] = (),
+                 error_identities: Iterable[str] = (), error_share: float = 0.0, error_style: str = "message",
+                 update_mode: str = "merge"):
         super().__init__(clock=clock, seed=seed)
-        _check_choice("empty_style", empty_style, ("204", "empty_object"))
+        for name, value in (("empty_style", empty_style), ("consent_empty", consent_empty or empty_style),
+                            ("subscriptions_empty", subscriptions_empty or empty_style)):
+            _check_choice(name, value, ("204", "empty_object"))
         _check_choice("purpose_shape", purpose_shape, ("object", "bare"))
         _check_choice("topic_shape", topic_shape, ("channel", "flat"))
+        _check_choice("error_style", error_style, ("message", "ios"))
+        _check_choice("update_mode", update_mode, ("merge", "replace"))
+        if not 0.0 <= float(error_share) <= 1.0:
+            raise ValueError(f"error_share must be between 0 and 1, got {error_share!r}")
         self.organization = organization
         self.empty_style, self.purpose_shape, self.topic_shape = empty_style, purpose_shape, topic_shape
+        self.consent_empty, self.subscriptions_empty = consent_empty, subscriptions_empty
+        self.hide_topics = tuple(hide_topics)
+        self.error_identities = tuple(error_identities)
+        self._error_values = {_value_key(v) for v in self.error_identities}
+        self.error_share, self.error_style, self.update_mode = float(error_share), error_style, update_mode
         self.rate_limit = tuple(rate_limit) if rate_limit else None
         if self.rate_limit:
             self.limiter.set_limit("web", int(self.rate_limit[0]), float(self.rate_limit[1]))
@@ -128,9 +152,11 @@ class KetchSim(Simulator):
         body, err = self._open(req)
         if err:
             return err
+        if self._errs(body["identities"]):
+            return self._error_answer()
         rec = self._find(body["identities"])
         if rec is None or rec.purposes is None:
-            return self._empty()
+            return self._empty(self.consent_empty)
         return SimResponse(200, self._consent_body(body, rec))
 
     def _consent_update(self, req: SimRequest) -> SimResponse:
@@ -140,7 +166,7 @@ class KetchSim(Simulator):
         purposes = _read_purposes(body.get("purposes"))
         at = self._collected_at(body)
         rec = self._ensure(body["identities"])
-        rec.purposes = {**(rec.purposes or {}), **purposes}
+        rec.purposes = purposes if self.update_mode == "replace" else {**(rec.purposes or {}), **purposes}
         rec.consent_at = at
         return SimResponse(200, self._consent_body(body, rec))
 
@@ -148,9 +174,11 @@ class KetchSim(Simulator):
         body, err = self._open(req)
         if err:
             return err
+        if self._errs(body["identities"]):
+            return self._error_answer()
         rec = self._find(body["identities"])
         if rec is None or rec.topics is None:
-            return self._empty()
+            return self._empty(self.subscriptions_empty)
         return SimResponse(200, self._subs_body(body, rec))
 
     def _subs_update(self, req: SimRequest) -> SimResponse:
@@ -161,8 +189,11 @@ class KetchSim(Simulator):
         controls = _read_controls(body.get("controls"))
         at = self._collected_at(body)
         rec = self._ensure(body["identities"])
-        rec.topics = {**(rec.topics or {}), **topics}
-        rec.controls = {**rec.controls, **controls}
+        if self.update_mode == "replace":
+            rec.topics, rec.controls = topics, controls
+        else:
+            rec.topics = {**(rec.topics or {}), **topics}
+            rec.controls = {**rec.controls, **controls}
         rec.subs_at = at
         return SimResponse(200, self._subs_body(body, rec))
 
@@ -209,8 +240,23 @@ class KetchSim(Simulator):
     def _unknown_org(self, org: str) -> SimResponse:
         return SimResponse(404, self.error_body(404, f"organization {org!r} not found"))
 
-    def _empty(self) -> SimResponse:
-        return SimResponse(204) if self.empty_style == "204" else SimResponse(200, {})
+    def _empty(self, style: str | None = None) -> SimResponse:
+        return SimResponse(204) if (style or self.empty_style) == "204" else SimResponse(200, {})
+
+    def _errs(self, identities: dict[str, str]) -> bool:
+        """Whether this request gets an error body (error_identities, error_share)."""
+        for value in identities.values():
+            key = _value_key(value)
+            if key in self._error_values:
+                return True
+            if self.error_share and zlib.crc32(key.encode()) / 2 ** 32 < self.error_share:
+                return True
+        return False
+
+    def _error_answer(self) -> SimResponse:
+        if self.error_style == "ios":
+            return SimResponse(200, {"error": {"code": "internal", "message": "error", "status": 500}})
+        return SimResponse(200, {"message": "error"})
 
     def _collected_at(self, body: dict[str, Any]) -> int:
         value = body.get("collectedAt")
@@ -249,7 +295,8 @@ class KetchSim(Simulator):
     def _topics_out(self, topics: Topics) -> dict[str, Any]:
         grouped: dict[str, dict[str | None, str]] = {}
         for (topic, channel), status in topics.items():
-            grouped.setdefault(topic, {})[channel] = status
+            if topic not in self.hide_topics:
+                grouped.setdefault(topic, {})[channel] = status
         return {topic: self._topic_out(chans) for topic, chans in grouped.items()}
 
     def _topic_out(self, chans: dict[str | None, str]) -> dict[str, Any]:
@@ -322,7 +369,11 @@ class KetchSim(Simulator):
                 "organization": self.organization,
                 "options": {"empty_style": self.empty_style, "purpose_shape": self.purpose_shape,
                             "topic_shape": self.topic_shape,
-                            "rate_limit": list(self.rate_limit) if self.rate_limit else None},
+                            "rate_limit": list(self.rate_limit) if self.rate_limit else None,
+                            "consent_empty": self.consent_empty, "subscriptions_empty": self.subscriptions_empty,
+                            "hide_topics": list(self.hide_topics), "error_identities": list(self.error_identities),
+                            "error_share": self.error_share, "error_style": self.error_style,
+                            "update_mode": self.update_mode},
                 "records": [_record_to_dict(r) for r in self._records],
                 "rights": list(self.rights),
             }
@@ -360,6 +411,11 @@ class KetchSim(Simulator):
 
 
 # -- request body readers ------------------------------------------------------------------
+def _value_key(value: str) -> str:
+    """An identity value as error_identities match it: emails trimmed and lower-cased."""
+    return value.strip().lower() if "@" in value else value
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -295,3 +295,75 @@ def test_bad_options_are_refused() -> None:
 def test_calls_are_logged(sim: KetchSim) -> None:
     post(sim, "/consent/acme/get", req({"email": "jane@example.com"}))
     assert sim.calls[-1]["path"] == "/web/v3/consent/acme/get" and sim.calls[-1]["status"] == 200
+
+
+# -- the less convenient answers, per simulator ----------------------------------------------------
+@pytest.mark.parametrize("consent_empty,subs_empty", [("204", "empty_object"), ("empty_object", "204")])
+def test_empty_answers_can_differ_per_route(consent_empty: str, subs_empty: str) -> None:
+    sim = KetchSim(consent_empty=consent_empty, subscriptions_empty=subs_empty)
+    for path, style in (("/consent/acme/get", consent_empty), ("/subscriptions/acme/get", subs_empty)):
+        r = post(sim, path, req({"email": "nobody@example.com"}))
+        if style == "204":
+            assert r.status_code == 204 and r.content == b""
+        else:
+            assert r.status_code == 200 and r.json() == {}
+
+
+def test_hidden_topics_are_left_out_of_the_answer() -> None:
+    sim = KetchSim(hide_topics=["promo"])
+    sim.set_subscriptions("email", "a@x.com", {"news": {"email": "granted"}, "promo": {"email": "denied"}}, {}, T0)
+    assert post(sim, "/subscriptions/acme/get", req({"email": "a@x.com"})).json()["topics"] == {
+        "news": {"email": {"status": "granted"}}}
+    assert sim.subscriptions_of("email", "a@x.com")["topics"]["promo"] == {"email": "denied"}
+
+
+@pytest.mark.parametrize("style,body", [("message", {"message": "error"}),
+                                        ("ios", {"error": {"code": "internal", "message": "error", "status": 500}})])
+def test_error_identities_get_200_with_an_error_body(style: str, body: dict) -> None:
+    sim = KetchSim(error_identities=["Bad@X.com "], error_style=style)
+    sim.set_consent("email", "bad@x.com", {"p": True}, T0)
+    for path in ("/consent/acme/get", "/subscriptions/acme/get"):
+        r = post(sim, path, req({"email": "bad@x.com"}))
+        assert r.status_code == 200 and r.json() == body
+    assert post(sim, "/consent/acme/get", req({"email": "good@x.com"})).status_code == 204
+
+
+def test_error_share_picks_a_stable_share_of_identities() -> None:
+    sim = KetchSim(error_share=0.3)
+    hit = [i for i in range(1000)
+           if post(sim, "/consent/acme/get", req({"email": f"u{i}@x.com"})).status_code == 200]
+    assert 230 <= len(hit) <= 370
+    again = [i for i in range(1000)
+             if post(sim, "/subscriptions/acme/get", req({"email": f"u{i}@x.com"})).status_code == 200]
+    assert again == hit  # the same identities on both routes and every time
+
+
+def test_replace_mode_updates_replace_instead_of_merging() -> None:
+    sim = KetchSim(update_mode="replace")
+    sim.set_subscriptions("email", "a@x.com", {"news": {"email": "granted"}, "promo": {"email": "granted"}},
+                          {"global_unsubscribe": "denied"}, T0)
+    sim.set_consent("email", "a@x.com", {"p1": True, "p2": True}, T0)
+    post(sim, "/subscriptions/acme/update", req({"email": "a@x.com"}, topics={"news": {"email": {"status": "denied"}}}))
+    post(sim, "/consent/acme/update", req({"email": "a@x.com"}, purposes={"p1": {"allowed": "false"}}))
+    assert sim.subscriptions_of("email", "a@x.com")["topics"] == {"news": {"email": "denied"}}
+    assert sim.subscriptions_of("email", "a@x.com")["controls"] == {}
+    assert sim.consent_of("email", "a@x.com")["purposes"] == {"p1": False}
+
+
+def test_new_options_survive_save_and_load(tmp_path) -> None:
+    sim = KetchSim(consent_empty="empty_object", subscriptions_empty="204", hide_topics=["x"],
+                   error_identities=["a@x.com"], error_share=0.1, error_style="ios", update_mode="replace")
+    path = tmp_path / "ketch.json"
+    sim.save(path)
+    again = KetchSim.load(path)
+    assert again.to_dict()["options"] == sim.to_dict()["options"]
+    assert post(again, "/consent/acme/get", req({"email": "a@x.com"})).json()["error"]["message"] == "error"
+
+
+@pytest.mark.parametrize("kw,name", [({"consent_empty": "null"}, "consent_empty"),
+                                     ({"error_style": "html"}, "error_style"),
+                                     ({"update_mode": "append"}, "update_mode"),
+                                     ({"error_share": 1.5}, "error_share")])
+def test_bad_new_options_are_refused(kw: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        KetchSim(**kw)
