@@ -85,11 +85,11 @@ def _cert_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
         inner = getattr(current, "certificate_error", None)  # aiohttp keeps the ssl error here
         if isinstance(inner, ssl.SSLCertVerificationError):
             return inner
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
         current = current.__cause__ or current.__context__
     return None
 
@@ -98,7 +98,7 @@ def classify_failure(exc: BaseException, scrub: Callable[[str], str] = lambda t:
     """(retryable, reason) for an exception raised while sending or reading an answer."""
     cert = _cert_failure(exc)
     if cert is not None:
-        detail = getattr(cert, "verify_message", None) or cert.reason or str(cert)
+        detail = getattr(cert, "verify_message", None) or getattr(cert, "reason", None) or str(cert)
         return False, f"certificate verify failed: {detail}"
     if isinstance(exc, (AnswerTooLarge, UndecodableBody)):
         return False, f"{type(exc).__name__}: {exc}"
