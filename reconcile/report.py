@@ -1,8 +1,22 @@
-"""Run reports: a JSON evidence file and a Markdown summary per run, emails masked.
+"""Run reports: a JSON evidence file and a Markdown summary per run, identities masked.
 
-Masking is a keyed hash (HMAC-SHA256) so the same person masks to the same token across
-reports without revealing the address; the key comes from the environment variable named
-by `report.mask_key_env`. `report.reveal = true` shows identities in clear.
+Every run gets one, whatever its outcome: the report opens with the run's status, exit
+code and, for a run that did not apply cleanly (refused, stale, failed, interrupted,
+partial), the error that says why. A run still `running` or `applying` is reported as
+having no recorded outcome.
+
+Masking is a keyed hash (HMAC-SHA256): the same person masks to the same token in every
+report without the address being shown. Every string in the report is masked: values
+under identity keys (`identity`, `subject_key(s)`, `email(s)`, `external_id(s)`, `braze_id(s)`, ...)
+entirely, email addresses inside any other text (error messages, reasons, response
+summaries echoing a rejected record). `report.reveal = true` shows identities in clear.
+
+The key comes from the environment variable named by `report.mask_key_env`. Without it,
+a random key is generated once and kept in `mask.key` (mode 0600) beside the SQLite state
+database, or, when the state is in PostgreSQL or in memory, in `.reconcile/mask.key`
+beside the config file (the current directory without one). It is never kept in the
+report folder, which is what gets handed over: nothing in a report lets anyone recompute
+a token from an address. Report files are written with mode 0600.
 """
 
 from __future__ import annotations
@@ -10,26 +24,169 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
+import logging
 import os
+import re
+import secrets
+import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from reconcile.config import Config
+from sqlalchemy.engine import make_url
+
+from reconcile.config import Config, state_url
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
+from reconcile.errors import ConfigError, ConfigProblem
+from reconcile.models.run import RUN_STATUSES, RunStatus
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "mask.key"
+KEY_BYTES = 32
+PRIVATE = 0o600
+IDENTITY_KEY = re.compile(
+    r"^(identity|identities|subject_keys?|emails?|email_keys?|external_ids?|braze_ids?|user_ids?|alias_names?)$",
+    re.IGNORECASE,
+)
+EMAIL = re.compile(r"[^\s@,;:()<>\[\]\"']+@[^\s@,;:()<>\[\]\"']+\.[A-Za-z0-9-]+")
+MEANING = {
+    RunStatus.RUNNING: "no outcome recorded: the run is still going, or its process ended without recording one",
+    RunStatus.APPLYING: "no outcome recorded: the run was applying, or its process ended while applying",
+    RunStatus.PLANNED: "plan made and saved; nothing was written to Braze",
+    RunStatus.DRY_RUN: "dry run; nothing was written to Braze",
+    RunStatus.IN_SYNC: "no drift to correct",
+    RunStatus.APPLIED: "every planned correction was sent and confirmed",
+    RunStatus.PARTIAL: "applied, but some batches failed or some records were rejected",
+    RunStatus.REFUSED: "a safety guard refused to apply; nothing was written to Braze",
+    RunStatus.STALE: "the saved plan no longer matched Ketch/Braze; nothing was sent",
+    RunStatus.FAILED: "the run failed",
+    RunStatus.INTERRUPTED: "the run was stopped by a signal",
+}
+
+
+# masking ------------------------------------------------------------------------------
 
 
 def mask(identity: str, key: bytes) -> str:
-    """`j***@example.com#3f2a1c9d` for emails, `id#3f2a1c9d` otherwise."""
+    """`j***@example.com#3f2a1c9d01` for emails, `id#3f2a1c9d01` otherwise."""
     digest = hmac.new(key, identity.strip().casefold().encode(), hashlib.sha256).hexdigest()[:10]
     local, at, domain = identity.strip().partition("@")
     return f"{local[:1]}***@{domain}#{digest}" if at else f"id#{digest}"
 
 
+def mask_text(text: Any, key: bytes) -> Any:
+    """Mask every email address inside free text (error messages, reasons)."""
+    return EMAIL.sub(lambda m: mask(m.group(0), key), text) if isinstance(text, str) else text
+
+
+def mask_all(value: Any, key: bytes, identity: bool = False) -> Any:
+    """`value` with every string masked: wholly under an identity key, emails elsewhere."""
+    if isinstance(value, str):
+        return mask(value, key) if identity and value.strip() else mask_text(value, key)
+    if isinstance(value, Mapping):
+        return {
+            mask_text(k, key): mask_all(v, key, identity or (isinstance(k, str) and bool(IDENTITY_KEY.match(k))))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [mask_all(v, key, identity) for v in value]
+    return value
+
+
+def masked(doc: dict[str, Any], key: bytes) -> dict[str, Any]:
+    return mask_all(doc, key)
+
+
 def mask_key(cfg: Config, environ: Mapping[str, str] | None = None) -> bytes:
+    """The masking key: `report.mask_key_env` if set, else the kept random key (see above)."""
     env = os.environ if environ is None else environ
     value = env.get(cfg.report.mask_key_env)
-    return value.encode() if value else ("reconcile:" + cfg.hash()).encode()
+    if value:
+        return value.encode()
+    return _kept_key(mask_key_path(cfg, environ))
+
+
+def mask_key_path(cfg: Config, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the generated masking key is kept for this config."""
+    folder = _sqlite_folder(cfg, environ)
+    if folder is None:
+        base = cfg.path.resolve().parent if cfg.path else Path.cwd()
+        folder = base / ".reconcile"
+    return folder / KEY_FILE
+
+
+def _sqlite_folder(cfg: Config, environ: Mapping[str, str] | None) -> Path | None:
+    try:
+        url = make_url(state_url(cfg, environ))
+    except (ConfigError, ValueError, TypeError):
+        return None
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") or url.query.get("uri"):
+        return None
+    return Path(url.database).expanduser().resolve().parent
+
+
+def _kept_key(path: Path) -> bytes:
+    if not path.exists():
+        _create_key(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("masking key %s was readable by others (mode %o); set to 0600", path, mode)
+        path.chmod(PRIVATE)
+    text = path.read_text(encoding="ascii").strip()
+    if len(text) < 2 * KEY_BYTES or not re.fullmatch(r"[0-9a-f]+", text):
+        raise ConfigError(
+            ConfigProblem(
+                "report.mask_key_env",
+                f"the kept masking key {path} is not a key this program wrote",
+                "restore it from a backup, or set the environment variable instead (a new key changes every token)",
+            )
+        )
+    return text.encode()
+
+
+def _create_key(path: Path) -> None:
+    """Write a new random key; if another process got there first, keep theirs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    _write_private(staging, secrets.token_hex(KEY_BYTES) + "\n")
+    try:
+        os.link(staging, path)
+        log.info("generated a masking key in %s; back it up to keep report tokens stable", path)
+    except FileExistsError:
+        pass
+    finally:
+        staging.unlink()
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE)
+    try:
+        os.fchmod(fd, PRIVATE)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            fd = -1
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+# the document -------------------------------------------------------------------------
+
+
+def outcome(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Status, exit code, what the status means and the recorded error, for any run."""
+    status = run.get("status")
+    known = status in RUN_STATUSES
+    return {
+        "status": status,
+        "exit_code": run.get("exit_code"),
+        "finished": bool(run.get("finished_at")) and known and RunStatus(status).finished,
+        "meaning": MEANING[RunStatus(status)] if known else f"unknown status {status!r}",
+        "error": run.get("error"),
+    }
 
 
 def run_document(store: Any, run_id: str) -> dict[str, Any]:
@@ -40,6 +197,7 @@ def run_document(store: Any, run_id: str) -> dict[str, Any]:
     actions = store.actions(run_id=run_id) if not run.get("plan_id") else store.actions(plan_id=run["plan_id"])
     return {
         "run": run,
+        "outcome": outcome(run),
         "drift_counts": {c: int((run.get("drift_counts") or {}).get(c, 0)) for c in DRIFT_CLASSES},
         "exceptions": store.exceptions(run_id),
         "actions": [{k: a.get(k) for k in ("action_id", "seq", "kind", "endpoint", "status", "attempts",
@@ -49,51 +207,53 @@ def run_document(store: Any, run_id: str) -> dict[str, Any]:
     }
 
 
-EMAIL = re.compile(r"[^\s@,;:()<>\[\]\"']+@[^\s@,;:()<>\[\]\"']+\.[A-Za-z0-9-]+")
-
-
-def mask_text(text: Any, key: bytes) -> Any:
-    """Mask every email address inside free text (error messages, reasons)."""
-    return EMAIL.sub(lambda m: mask(m.group(0), key), text) if isinstance(text, str) else text
-
-
-def masked(doc: dict[str, Any], key: bytes) -> dict[str, Any]:
-    out = dict(doc)
-    out["run"] = {k: mask_text(v, key) for k, v in doc["run"].items()}
-    out["actions"] = [{**a, "error": mask_text(a.get("error"), key)} for a in doc["actions"]]
-    out["exceptions"] = [{**e, "identity": mask(str(e.get("identity") or ""), key),
-                          "reason": mask_text(e.get("reason"), key)} for e in doc["exceptions"]]
-    out["drift_items"] = [{**d, "subject_key": mask(str(d["subject_key"]), key), "detail": None,
-                           "reason": mask_text(d.get("reason"), key)} for d in doc["drift_items"]]
-    return out
-
-
 def markdown(doc: dict[str, Any]) -> str:
     run = doc["run"]
-    lines = [f"# Reconciliation run {run['run_id']}", "",
-             f"- mode: {run.get('mode')}; status: **{run.get('status')}**; exit code: {run.get('exit_code')}",
-             f"- started {run.get('started_at')}, finished {run.get('finished_at')}; config {run.get('config_hash')}",
-             f"- universe {run.get('universe_count')} subjects; Ketch records {run.get('ketch_records')}; "
-             f"Braze profiles {run.get('braze_count')}",
-             f"- actions planned {run.get('actions_planned')}, sent {run.get('actions_sent')}, "
-             f"failed {run.get('actions_failed')}; verified {run.get('verified_count')}, "
-             f"unverified {run.get('unverified_count')}", "",
-             "| drift class | severity | count |", "|---|---|---|"]
-    lines += [f"| {c} | {SEVERITY[c]} | {n} |" for c, n in doc["drift_counts"].items()]
+    lines = [f"# Reconciliation run {run['run_id']}", ""]
+    lines += _outcome_lines(doc.get("outcome") or outcome(run), run)
+    lines += ["", "## Run", "",
+              f"- mode: {run.get('mode')}; job: {run.get('job') or '-'}; config {run.get('config_hash')}",
+              f"- started {run.get('started_at')}, finished {run.get('finished_at')}",
+              f"- universe {run.get('universe_count')} subjects; Ketch records {run.get('ketch_records')}; "
+              f"Braze profiles {run.get('braze_count')}",
+              f"- actions planned {run.get('actions_planned')}, sent {run.get('actions_sent')}, "
+              f"failed {run.get('actions_failed')}; verified {run.get('verified_count')}, "
+              f"unverified {run.get('unverified_count')}", ""]
+    if run.get("drift_counts") is None:
+        lines += ["Drift was not computed: the run ended before planning."]
+    else:
+        lines += ["| drift class | severity | count |", "|---|---|---|"]
+        lines += [f"| {c} | {SEVERITY[c]} | {n} |" for c, n in doc["drift_counts"].items()]
     if doc["exceptions"]:
         lines += ["", f"## Exceptions ({len(doc['exceptions'])})", "", "| identity | source | reason |", "|---|---|---|"]
-        lines += [f"| {e['identity']} | {e['source']} | {e['reason']} |" for e in doc["exceptions"][:200]]
+        lines += [f"| {_cell(e['identity'])} | {_cell(e['source'])} | {_cell(e['reason'])} |"
+                  for e in doc["exceptions"][:200]]
     return "\n".join(lines) + "\n"
 
 
+def _outcome_lines(out: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
+    lines = ["## Outcome", "", f"- status: **{out['status']}**; exit code: {out['exit_code']}",
+             f"- {out['meaning']}"]
+    if run.get("guard_overrides"):
+        lines.append(f"- guards overridden by explicit flag: {', '.join(map(str, run['guard_overrides']))}")
+    if out.get("error"):
+        text = str(out["error"]).replace("```", "'''")
+        lines += ["", "Why:", "", "```text", text, "```"]
+    return lines
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def write_report(store: Any, run_id: str, cfg: Config, environ: Mapping[str, str] | None = None) -> Path:
-    """Write `<report.dir>/<run_id>.json` and `.md`; returns the Markdown path."""
+    """Write `<report.dir>/<run_id>.json` and `.md` (mode 0600); returns the Markdown path."""
     doc = run_document(store, run_id)
     if not cfg.report.reveal:
         doc = masked(doc, mask_key(cfg, environ))
     out = Path(cfg.report.dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{run_id}.json").write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    _write_private(out / f"{run_id}.json", json.dumps(doc, indent=2, default=str))
     md = out / f"{run_id}.md"
-    md.write_text(markdown(doc), encoding="utf-8")
+    _write_private(md, markdown(doc))
     return md
