@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from reconcile.config import Config, parse_config
-from reconcile.pipeline import apply_result, make_plan
+from reconcile.pipeline import apply_planned, make_plan, recorder
 from reconcile.runtime import SandboxPair, open_runtime, utc_now
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.ketch import KetchSim
@@ -46,9 +46,11 @@ def run(n: int) -> None:
         SandboxPair(braze, ketch, cfg.sandbox.state_file).save()
         t1 = time.perf_counter()
         with open_runtime(cfg, {}) as rt:
-            result = make_plan(rt)
+            rec = recorder(rt, "full")
+            rec.start()
+            result = make_plan(rt, rec, "full")
             t2 = time.perf_counter()
-            summary = apply_result(rt, result)
+            summary = apply_planned(rt, rec, result)
             t3 = time.perf_counter()
             b_calls, k_calls = len(rt.sandbox.braze.calls), len(rt.sandbox.ketch.calls)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -130,6 +130,8 @@ def _braze(data: Any, problems: list[ConfigProblem]) -> BrazeConfig:
         backoff_cap_seconds=r.number("backoff_cap_seconds", d.backoff_cap_seconds, lo=0.0),
         export_fast_mode=r.get("export_fast_mode", bool, d.export_fast_mode, "true"),
         track_batch_size=r.number("track_batch_size", d.track_batch_size, lo=1, hi=75, integer=True),
+        profile_cache_days=r.number("profile_cache_days", d.profile_cache_days, lo=0.0, hi=366.0),
+        segment_id=r.get("segment_id", str, d.segment_id, '"<id of a segment of all users>"') or None,
         rate_limits=limits,
     )
     r.unknown()
@@ -153,8 +155,6 @@ def _ketch(data: Any, problems: list[ConfigProblem]) -> KetchConfig:
         timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, lo=0.1),
         max_retries=r.number("max_retries", d.max_retries, lo=0, hi=20, integer=True),
         http_backend=r.get("http_backend", str, d.http_backend, '"auto"'),
-    )
-    if cfg.http_backend not in ("auto", "httpx", "native"):
         max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=1 << 31, integer=True),
         max_retry_after_seconds=r.number("max_retry_after_seconds", d.max_retry_after_seconds, lo=0.0, hi=86400.0),
     )
@@ -178,7 +178,9 @@ def _identity(data: Any, problems: list[ConfigProblem]) -> IdentityConfig:
     return IdentityConfig(space, key)
 
 
-def _mapping(data: Any, problems: list[ConfigProblem]) -> MappingConfig:
+def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) -> MappingConfig:
+    """Outside the sandbox the global control's "engaged" status must be stated: read the
+    wrong way round it unsubscribes everyone, so it has no silent default."""
     r = _Reader(data, "mapping", problems)
     d = MappingConfig()
     topics = []
@@ -205,6 +207,11 @@ def _mapping(data: Any, problems: list[ConfigProblem]) -> MappingConfig:
         blocklist_control=r.get("blocklist_control", str, d.blocklist_control, '"do_not_contact"'),
         topics=tuple(topics),
     )
+    if not sandbox and cfg.global_control and "global_control_engaged" not in r.data:
+        r.fail("global_control_engaged", "is required: it says which Ketch status of the global control means "
+               "\"unsubscribe from everything\" (read inverted, every subscriber would be unsubscribed)",
+               'set mapping.global_control_engaged = "granted" (or "denied", as configured in Ketch), and check it '
+               "against one known subscriber's Ketch record")
     if cfg.global_control_engaged not in ("granted", "denied"):
         r.fail("global_control_engaged", f"must be 'granted' or 'denied', got {cfg.global_control_engaged!r}",
                'set mapping.global_control_engaged = "granted"')
@@ -261,6 +268,7 @@ def _guards(data: Any, problems: list[ConfigProblem]) -> GuardConfig:
         max_deletions=r.number("max_deletions", d.max_deletions, lo=0, integer=True),
         max_deletion_fraction=r.number("max_deletion_fraction", d.max_deletion_fraction, lo=0.0, hi=1.0),
         max_unsubscribe_fraction=r.number("max_unsubscribe_fraction", d.max_unsubscribe_fraction, lo=0.0, hi=1.0),
+        max_subscribe_fraction=r.number("max_subscribe_fraction", d.max_subscribe_fraction, lo=0.0, hi=1.0),
     )
     r.unknown()
     return cfg
@@ -325,7 +333,8 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         braze=_braze(data.get("braze", {}), problems),
         ketch=_ketch(data.get("ketch", {}), problems),
         identity=_identity(data.get("identity", {}), problems),
-        mapping=_mapping(data.get("mapping", {}), problems),
+        mapping=_mapping(data.get("mapping", {}), problems, sandbox=isinstance(data.get("sandbox"), Mapping)
+                         and data["sandbox"].get("enabled") is True),
         universe=_universe(data.get("universe", {}), base, problems,
                            sandbox_seeds_files=isinstance(data.get("sandbox"), Mapping)
                            and data["sandbox"].get("enabled") is True),

@@ -44,6 +44,8 @@ class BrazeConfig:
     backoff_cap_seconds: float = 60.0
     export_fast_mode: bool = False
     track_batch_size: int = 75
+    profile_cache_days: float = 7.0
+    segment_id: str | None = None
     rate_limits: Mapping[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
 
 
@@ -114,6 +116,7 @@ class GuardConfig:
     max_deletions: int = 100
     max_deletion_fraction: float = 0.05
     max_unsubscribe_fraction: float = 0.25
+    max_subscribe_fraction: float = 0.25
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ class ExitCode:
     LOCKED = 6
     # A guard refusal has its own code per guard, all in 10-19.
     GUARDS = {"empty_extract": 10, "extract_shrink": 11, "max_deletions": 12,
-              "max_deletion_fraction": 13, "max_unsubscribe_fraction": 14}
+              "max_deletion_fraction": 13, "max_unsubscribe_fraction": 14, "max_subscribe_fraction": 15}
 
 
 class ReconcileError(Exception):

@@ -1,380 +1,380 @@
-"""The reconciliation pipeline: universe → extract → diff → plan → guarded apply → verify.
+"""The reconciliation pipeline: observe → diff → plan → guards → journal → apply → verify.
 
-Every step is recorded in the state store under one run id. Time comes from
-`rt.clock` (tz-aware UTC) and waiting from `rt.sleep`, both injected.
+`run_job` reads straight through; every status change of the run goes through one
+`RunRecorder`, which also closes the run as failed or interrupted when anything escapes.
+Time comes from `rt.clock` (tz-aware UTC) and waiting from `rt.sleep`, both injected.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
-from reconcile.engine import extract as ex
-from reconcile.engine.apply import Executor, apply_actions
-from reconcile.engine.diff import Rules, diff
+from reconcile.engine.apply import ApplyOutcome, Executor, apply_actions
 from reconcile.engine.classes import DRIFT_CLASSES
-from reconcile.engine.frames import Observed, isin
-from reconcile.engine.guards import PlanStats, Tripped, check_guards, refused
-from reconcile.engine.plan import Plan, build_plan, fingerprint, plan_from_dict, plan_to_dict
-from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice
-from reconcile.errors import ExitCode, GuardRefused, StalePlan
+from reconcile.engine.diff import Rules, diff
+from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, check_guards, refused
+from reconcile.engine.plan import build_plan, drift_keys, fingerprint, plan_document, plan_from_document
+from reconcile.errors import DataError, ExitCode, GuardRefused, StalePlan
+from reconcile.models.plan import ActionKind, DriftKey, Plan
+from reconcile.models.run import RunResult, RunStatus
+from reconcile.observe import SLICE_COUNTER, WATERMARK, Observation, observe, reobserve
+from reconcile.recorder import RunRecorder, recording
 from reconcile.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class PlanResult:
+class Planned:
+    """A planned run: what was observed, the drift, the plan and the guards' verdict."""
+
     run_id: str
+    obs: Observation
+    drift: pd.DataFrame
     plan: Plan
-    observed: Observed
+    drift_ids: dict[DriftKey, int]
     tripped: list[Tripped]
-    exceptions: pd.DataFrame
-    drift_ids: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
-        vc = self.plan.drift["drift_class"].value_counts() if len(self.plan.drift) else {}
+        vc = self.drift["drift_class"].value_counts() if len(self.drift) else pd.Series(dtype=int)
         return {c: int(vc.get(c, 0)) for c in DRIFT_CLASSES}
-
-
-# ----------------------------------------------------------------------------- observe
-
-
-WATERMARK = "last_success_started_at"
-SLICE_COUNTER = "full_sweep_slice"
-
-
-def _since(rt: Runtime) -> datetime | None:
-    value = rt.store.get_watermark(WATERMARK)
-    return datetime.fromisoformat(value) if value else None
-
-
-def _window(rt: Runtime, mode: str, since: datetime | None) -> tuple[date, date, bool]:
-    """Braze list window: everything since `full_since` for full runs; for incremental runs
-    the last `window_days`, widened back to the last successful run when that is older."""
-    today = rt.clock().date()
-    if mode == "full":
-        return date.fromisoformat(rt.cfg.universe.full_since), today + timedelta(days=1), True
-    start = today - timedelta(days=rt.cfg.universe.window_days)
-    if since is not None:
-        start = min(start, since.date() - timedelta(days=1))
-    return start, today + timedelta(days=1), False
-
-
-def observe(rt: Runtime, mode: str, subjects: set[str] | None = None) -> tuple[Observed, pd.DataFrame]:
-    """Build the universe and extract both sides; `subjects` restricts to those keys."""
-    cfg = rt.cfg
-    since = _since(rt) if mode == "incremental" else None
-    start, end, full = _window(rt, mode, since)
-    unsub, bounced = ex.braze_lists(rt.braze, start, end, cfg)
-    open_drift = pd.DataFrame([{"subject_key": d["subject_key"], "identity": (d.get("detail") or {}).get("identity")
-                                or d["subject_key"]} for d in rt.store.open_drift()])
-    tomb = pd.DataFrame(rt.store.tombstones())
-    src = Sources(
-        listed=load_listed(cfg.universe, since), deletions=load_deletions(cfg.universe), unsubscribed=unsub,
-        bounced=bounced, open_drift=_keys_frame(open_drift, "identity"), tombstones=_keys_frame(tomb, "identity"))
-    universe, exceptions = build_universe(src, cfg.identity.braze_key)
-    if mode == "full" and subjects is None and cfg.universe.slices > 1:
-        universe = pick_slice(universe, cfg.universe.slices, int(rt.store.get_watermark(SLICE_COUNTER) or 0))
-    if subjects is not None:
-        universe = universe[isin(universe["subject_key"], subjects)].reset_index(drop=True)
-    ketch, topics, failed = ex.extract_ketch(rt.ketch, universe, cfg, rt.progress)
-    if len(failed):  # unknown is not "no record": leave them out of this run, report them
-        log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
-        universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)
-        exceptions = pd.concat([exceptions, failed.assign(source="ketch")], ignore_index=True)
-    braze, groups = _extract_braze(rt, universe, unsub, bounced, ketch, full, end)
-    return Observed(universe, ketch, topics, braze, groups), exceptions
-
-
-def _extract_braze(rt: Runtime, universe: pd.DataFrame, unsub: pd.DataFrame, bounced: pd.DataFrame,
-                   ketch: pd.DataFrame, full_window: bool, today: date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if rt.cfg.identity.braze_key == "email":
-        return ex.extract_braze_email(rt.braze, universe, unsub, bounced, ketch, rt.cfg, full_window, today=today)
-    return ex.extract_braze_external(rt.braze, universe, unsub, bounced, rt.cfg)
-
-
-def _keys_frame(df: pd.DataFrame, ident: str) -> pd.DataFrame:
-    if not len(df):
-        return pd.DataFrame({"subject_key": pd.Series(dtype="string"), "identity": pd.Series(dtype="string")})
-    return df[["subject_key", ident]].drop_duplicates("subject_key").rename(columns={ident: "identity"})
-
-
-# ----------------------------------------------------------------------------- plan
-
-
-def make_plan(rt: Runtime, *, mode: str = "full", run_id: str | None = None) -> PlanResult:
-    cfg, store = rt.cfg, rt.store
-    run_id = run_id or new_run_id(rt)
-    store.start_run(run_id, mode=mode, config_hash=cfg.hash(), started_at=rt.clock())
-    observed, exceptions = observe(rt, mode)
-    extracted_at = rt.clock()
-    rules = Rules.from_config(cfg)
-    drift = diff(observed, rules)
-    fp = fingerprint(cfg.hash(), observed.universe, observed.ketch, observed.ketch_topics, observed.braze,
-                     observed.braze_groups)
-    emails = observed.universe.set_index("subject_key")["email"].fillna(observed.braze.set_index("subject_key")["email"])
-    plan = build_plan(drift, emails, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
-                      track_batch_size=cfg.braze.track_batch_size)
-    for a in plan.actions:
-        a["plan_id"] = plan.plan_id
-    drift_ids = store.record_drift(run_id, _drift_records(drift), observed.universe["subject_key"], rt.clock())
-    store.add_exceptions(run_id, exceptions.astype(object).where(exceptions.notna(), "").to_dict("records"))
-    store.save_plan(plan.plan_id, run_id, fp, plan_to_dict(plan, run_id=run_id, config_hash=cfg.hash()), rt.clock())
-    store.journal_plan(plan.plan_id, run_id, plan.actions, rt.clock())
-    result = PlanResult(run_id, plan, observed, [], exceptions, drift_ids)
-    result.tripped = check_guards(_stats(result), _previous(rt, run_id, mode), cfg.guards)
-    store.update_run(run_id, status="planned", universe_count=len(observed.universe),
-                     ketch_count=len(observed.universe), ketch_records=int(observed.ketch["has_record"].sum()),
-                     ketch_extracted_at=extracted_at, braze_count=int(observed.braze["exists"].fillna(True).sum()),
-                     braze_extracted_at=extracted_at, drift_counts=result.counts, exceptions_count=len(exceptions),
-                     plan_id=plan.plan_id, plan_fingerprint=fp, actions_planned=len(plan.actions),
-                     guard_result=[t.__dict__ for t in result.tripped])
-    return result
 
 
 def new_run_id(rt: Runtime) -> str:
     return rt.clock().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
+def recorder(rt: Runtime, mode: str, run_id: str | None = None) -> RunRecorder:
+    return RunRecorder(rt.store, rt.clock, run_id or new_run_id(rt), mode, rt.cfg.hash())
+
+
+def _report(rt: Runtime, run_id: str) -> str | None:
+    from reconcile.report import write_report
+
+    try:
+        return str(write_report(rt.store, run_id, rt.cfg))
+    except Exception:  # noqa: BLE001 - a report failure must not hide the run's own outcome
+        log.exception("could not write the report of run %s", run_id)
+        return None
+
+
+@contextmanager
+def _run(rt: Runtime, rec: RunRecorder) -> Iterator[None]:
+    """Record the run from start to close; on any escape, the run is closed (failed or
+    interrupted), its report written, and the report's path attached to the exception."""
+    try:
+        with recording(rec):
+            yield
+    except BaseException as exc:
+        exc.report_path = _report(rt, rec.run_id)  # type: ignore[attr-defined]
+        raise
+
+
+def _reported(rt: Runtime, result: RunResult) -> RunResult:
+    return replace(result, report_path=_report(rt, result.run_id))
+
+
+# ----------------------------------------------------------------------------- plan
+
+
 def _drift_records(drift: pd.DataFrame) -> list[dict[str, Any]]:
-    cols = ["subject_key", "drift_class", "field", "expected", "actual", "severity", "reason", "ketch_collected_at"]
+    cols = ["subject_key", "drift_class", "expected", "actual", "severity", "reason", "ketch_collected_at"]
     d = drift[cols].copy()
     d["ketch_collected_at"] = pd.to_datetime(d["ketch_collected_at"], utc=True)
     recs = d.astype(object).where(d.notna(), None).to_dict("records")
-    extra = drift[["identity", "action", "group_id"]].astype(object).where(drift[["identity", "action", "group_id"]].notna(), None)
-    for rec, x in zip(recs, extra.to_dict("records")):
+    extra = drift[["identity", "action", "group_id"]]
+    extra = extra.astype(object).where(extra.notna(), None).to_dict("records")
+    for rec, key, x in zip(recs, drift_keys(drift), extra):
+        rec["field"] = key.stored_field
         rec["detail"] = x
     return recs
 
 
-def _stats(r: PlanResult) -> PlanStats:
-    o = r.observed
-    return PlanStats(universe=len(o.universe), ketch_records=int(o.ketch["has_record"].sum()),
-                     braze_profiles=int(o.braze["exists"].fillna(True).sum()),
-                     deletions=len(r.plan.deletion_subjects), unsubscribes=len(r.plan.unsubscribe_subjects))
+def _record_drift(rt: Runtime, run_id: str, drift: pd.DataFrame, checked: pd.Series) -> dict[DriftKey, int]:
+    ids = rt.store.record_drift(run_id, _drift_records(drift), checked, rt.clock())
+    return {DriftKey.from_stored(s, c, f or ""): i for (s, c, f), i in ids.items()}
 
 
-def _previous(rt: Runtime, run_id: str, mode: str) -> dict[str, Any] | None:
-    """The last completed run of the same mode: an incremental run is never compared with a
-    full sweep (it is smaller by design)."""
+def _previous(rt: Runtime, run_id: str, mode: str) -> tuple[dict[str, Any] | None, int]:
+    """(the last successful run of the same mode, the last successful full run's profile count):
+    an incremental run is never compared with a full sweep (it is smaller by design)."""
+    same, workspace = None, 0
     for run in rt.store.list_runs(100):
-        if run["run_id"] != run_id and run.get("mode") == mode and run.get("status") in ("applied", "in_sync", "partial"):
-            return run
-    return None
+        if run["run_id"] == run_id or run.get("status") not in {s.value for s in RunStatus if s.succeeded}:
+            continue
+        if same is None and run.get("mode") == mode:
+            same = run
+        if not workspace and run.get("mode") == "full":
+            workspace = int(run.get("braze_count") or 0)
+    return same, workspace
 
 
-# ----------------------------------------------------------------------------- apply
+def _stats(obs: Observation, plan: Plan, workspace: int) -> PlanStats:
+    o = obs.observed
+    return PlanStats(universe=len(o.universe), ketch_records=int(o.ketch["has_record"].sum()),
+                     braze_profiles=int(o.braze["exists"].sum()), deletions=len(plan.deletion_subjects),
+                     unsubscribes=len(plan.unsubscribe_subjects), subscribes=len(plan.subscribe_subjects),
+                     workspace_profiles=workspace)
 
 
-@dataclass
-class RunSummary:
-    run_id: str
-    status: str
-    exit_code: int
-    counts: dict[str, int]
-    actions_planned: int = 0
-    actions_sent: int = 0
-    actions_failed: int = 0
-    rejected_items: int = 0
-    verified: int = 0
-    unverified: int = 0
-    overrides: list[str] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
+def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | None = None) -> Planned:
+    """Observe, diff, plan and judge the guards; saves the plan (not journaled yet)."""
+    cfg, run_id = rt.cfg, rec.run_id
+    obs = observe(rt, mode, run_id, subjects)
+    o = obs.observed
+    rules = Rules.from_config(cfg)
+    drift = diff(o, rules)
+    fp = fingerprint(cfg.hash(), o.universe, o.ketch, o.ketch_topics, o.braze, o.braze_groups, o.braze_profiles)
+    emails = o.universe.set_index("subject_key")["email"].fillna(o.braze.set_index("subject_key")["email"])
+    plan = build_plan(drift, emails, o.braze_profiles, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
+                      track_batch_size=cfg.braze.track_batch_size)
+    drift_ids = _record_drift(rt, run_id, drift, o.universe["subject_key"])
+    rt.store.add_exceptions(run_id, obs.exceptions.astype(object).where(obs.exceptions.notna(), "").to_dict("records"))
+    rt.store.save_plan(plan.plan_id, run_id, fp, plan_document(plan, drift, run_id=run_id, config_hash=cfg.hash()),
+                       rt.clock())
+    previous, workspace = _previous(rt, run_id, mode)
+    tripped = check_guards(_stats(obs, plan, workspace), previous, cfg.guards)
+    planned = Planned(run_id, obs, drift, plan, drift_ids, tripped)
+    rec.planned(universe_count=len(o.universe), ketch_count=len(o.universe),
+                ketch_records=int(o.ketch["has_record"].sum()), ketch_extracted_at=obs.extracted_at,
+                braze_count=int(o.braze["exists"].sum()), braze_extracted_at=obs.extracted_at,
+                drift_counts=planned.counts, exceptions_count=len(obs.exceptions), plan_id=plan.plan_id,
+                plan_fingerprint=fp, actions_planned=len(plan.actions),
+                guard_result=[t.to_json() for t in tripped], capabilities=obs.caps.as_record())
+    return planned
 
 
-def enforce_guards(rt: Runtime, result: PlanResult, overrides: set[str]) -> list[str]:
-    """Raise GuardRefused (recording it) unless every tripped guard is overridden."""
-    blocking = refused(result.tripped, overrides)
+# ----------------------------------------------------------------------------- apply and verify
+
+
+def _refusal(planned: Planned, blocking: list[Tripped]) -> GuardRefused:
+    msg = "; ".join(t.message for t in blocking)
+    names = list(dict.fromkeys(t.guard for t in blocking))
+    return GuardRefused(names, f"{msg}. Nothing was written to Braze. After review, override with "
+                        + " ".join(f"--allow {n}" for n in names) + ".")
+
+
+def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: Iterable[str] = (),
+                  only: frozenset[ActionKind] = ALL_KINDS, *, batch_guard: Any = None,
+                  before_batch: Callable[[], None] | None = None) -> RunResult:
+    """Guards, then journal, apply and verify the kinds in `only`."""
+    store, overrides = rt.store, set(overrides)
+    blocking = refused(planned.tripped, overrides, only)
     if blocking:
-        msg = "; ".join(t.message for t in blocking)
-        names = list(dict.fromkeys(t.guard for t in blocking))
-        err = GuardRefused(names, f"{msg}. Nothing was written to Braze. After review, override with "
-                           + " ".join(f"--allow {n}" for n in names) + ".")
-        rt.store.update_run(result.run_id, status="refused", exit_code=err.exit_code, error=str(err),
-                            finished_at=rt.clock())
-        rt.store.set_plan_status(result.plan.plan_id, "refused")
-        raise err
-    used = sorted({t.guard for t in result.tripped} & overrides)
+        err = _refusal(planned, blocking)
+        store.set_plan_status(planned.plan.plan_id, "refused")
+        rec.refused(str(err), err.exit_code)
+        return _result(rec, planned, RunStatus.REFUSED, err.exit_code, messages=(str(err),))
+    used = tuple(sorted({t.guard for t in planned.tripped} & overrides))
     if used:
-        rt.store.update_run(result.run_id, guard_overrides=used)
         log.warning("guards overridden by explicit flag: %s", ", ".join(used))
-    return used
-
-
-def apply_result(rt: Runtime, result: PlanResult, overrides: set[str] = frozenset()) -> RunSummary:
-    """Guarded apply of a fresh plan, then verify; records everything in the run."""
-    used = enforce_guards(rt, result, set(overrides))
-    store, plan = rt.store, result.plan
+        rec.update(guard_overrides=list(used))
+    plan = planned.plan.only(set(only))
+    if not plan.actions:
+        store.set_plan_status(plan.plan_id, "applied")
+        rec.in_sync()
+        return _result(rec, planned, RunStatus.IN_SYNC, ExitCode.OK, overrides=used)
+    store.journal_plan(plan.plan_id, planned.run_id, [_journal_row(a, planned.drift_ids) for a in plan.actions],
+                       rt.clock())
     store.set_plan_status(plan.plan_id, "applying")
-    store.update_run(result.run_id, status="applying")
-    executor = Executor(rt.cfg, rt.braze, rt.ketch)
-    outcome = apply_actions(plan.actions, store, executor, rt.clock)
-    items = _corrected_items(result, outcome.corrected)
-    _mark_corrected(rt, items)
-    _tombstone(rt, result, outcome.deleted_subjects)
-    verified, unverified = verify(rt, result, items)
-    partial = outcome.failed or outcome.rejected_items
-    status = "partial" if partial else "applied"
-    code = ExitCode.PARTIAL if partial else ExitCode.OK
-    store.set_plan_status(plan.plan_id, "applied" if not partial else "applying")
-    store.add_exceptions(result.run_id, [{"identity": s, "source": "braze_rejected", "reason": why}
-                                         for s, why in outcome.rejected_items])
-    store.update_run(result.run_id, status=status, exit_code=code, finished_at=rt.clock(),
-                     actions_sent=outcome.sent, actions_confirmed=outcome.confirmed, actions_failed=outcome.failed,
-                     verified_count=verified, unverified_count=unverified,
-                     error="; ".join(outcome.errors)[:2000] or None)
-    return RunSummary(result.run_id, status, code, result.counts, len(plan.actions), outcome.sent, outcome.failed,
-                      len(outcome.rejected_items), verified, unverified, used, outcome.errors)
+    rec.applying()
+    kwargs = {"batch_guard": batch_guard} if batch_guard is not None else {}
+    outcome = apply_actions(plan.actions, planned.run_id, store, Executor(rt.cfg, rt.braze, rt.ketch), rt.clock,
+                            before_batch=before_batch, **kwargs)
+    items = _corrected_items(planned, plan, outcome)
+    for action_id, ids in items.items():
+        if ids:
+            store.mark_corrected(ids, action_id, rt.clock())
+    _tombstone(rt, planned, outcome.deleted_subjects)
+    verified, unverified = verify(rt, planned, plan, items)
+    partial = bool(outcome.failed or outcome.rejected_items)
+    store.set_plan_status(plan.plan_id, "applying" if partial else "applied")
+    store.add_exceptions(planned.run_id, [{"identity": s, "source": "braze_rejected", "reason": why}
+                                          for s, why in outcome.rejected_items])
+    fields = dict(actions_sent=outcome.sent, actions_confirmed=outcome.confirmed, actions_failed=outcome.failed,
+                  verified_count=verified, unverified_count=unverified, error="; ".join(outcome.errors)[:2000] or None)
+    (rec.partial if partial else rec.applied)(**fields)
+    status, code = (RunStatus.PARTIAL, ExitCode.PARTIAL) if partial else (RunStatus.APPLIED, ExitCode.OK)
+    return _result(rec, planned, status, code, outcome=outcome, verified=verified, unverified=unverified,
+                   overrides=used, planned_actions=len(plan.actions))
 
 
-def _corrected_items(result: PlanResult, corrected: dict[str, list[str]]) -> dict[str, dict[tuple, int]]:
-    """action id -> {drift key: drift item id} for the subjects each action got accepted."""
-    by_id = {a["action_id"]: a for a in result.plan.actions}
-    out: dict[str, dict[tuple, int]] = {}
-    for action_id, subjects in corrected.items():
+def _journal_row(action: Any, drift_ids: dict[DriftKey, int]) -> dict[str, Any]:
+    return {"action_id": action.action_id, "seq": action.seq, "endpoint": action.endpoint, "kind": action.kind.value,
+            "payload": action.to_json(), "subject_keys": action.subject_keys,
+            "drift_ids": [drift_ids[k] for k in action.drift_keys if k in drift_ids]}
+
+
+def _corrected_items(planned: Planned, plan: Plan, outcome: ApplyOutcome) -> dict[str, list[int]]:
+    """action id -> drift item ids of the subjects that action got accepted."""
+    by_id = {a.action_id: a for a in plan.actions}
+    out: dict[str, list[int]] = {}
+    for action_id, subjects in outcome.corrected.items():
         ok = set(subjects)
-        keys = (tuple(k) for k in by_id[action_id]["drift_keys"] if k[0] in ok)
-        out[action_id] = {k: result.drift_ids[k] for k in keys if k in result.drift_ids}
+        keys = [k for k in by_id[action_id].drift_keys if k.subject_key in ok]
+        out[action_id] = [planned.drift_ids[k] for k in keys if k in planned.drift_ids]
     return out
 
 
-def _mark_corrected(rt: Runtime, items: dict[str, dict[tuple, int]]) -> None:
-    for action_id, by_key in items.items():
-        if by_key:
-            rt.store.mark_corrected(list(by_key.values()), action_id, rt.clock())
+def _tombstone(rt: Runtime, planned: Planned, subjects: list[str]) -> None:
+    u = planned.obs.observed.universe.set_index("subject_key")
+    rows = [{"subject_key": s, "identity": str(u.loc[s, "identity"]), "deleted_at": rt.clock(),
+             "run_id": planned.run_id, "reason": "deletion request" if u.loc[s, "deletion_requested"] else "resurrected"}
+            for s in subjects if s in u.index]
+    if rows:
+        rt.store.add_tombstones(rows)
+        gone = planned.obs.observed.braze_profiles
+        rt.store.forget_braze_profiles(gone[gone["subject_key"].isin(subjects)]["braze_id"].astype(str).tolist())
 
 
-def _tombstone(rt: Runtime, result: PlanResult, subjects: list[str]) -> None:
-    if not subjects:
-        return
-    u = result.observed.universe.set_index("subject_key")
-    rt.store.add_tombstones([{"subject_key": s, "identity": str(u.loc[s, "identity"]), "deleted_at": rt.clock(),
-                              "run_id": result.run_id, "reason": "deletion request" if u.loc[s, "deletion_requested"]
-                              else "resurrected"} for s in subjects if s in u.index])
-
-
-def verify(rt: Runtime, result: PlanResult, items: dict[str, dict[tuple, int]]) -> tuple[int, int]:
+def verify(rt: Runtime, planned: Planned, plan: Plan, items: dict[str, list[int]]) -> tuple[int, int]:
     """Re-read corrected subjects after the consistency delay; mark what is fixed `verified`."""
-    corrected = {k: i for by_key in items.values() for k, i in by_key.items()}
+    id_to_key = {i: k for k, i in planned.drift_ids.items()}
+    corrected = {i: id_to_key[i] for ids in items.values() for i in ids if i in id_to_key}
     if not corrected or not rt.cfg.apply.verify:
         return 0, 0
     if rt.cfg.apply.consistency_delay_seconds:
         rt.sleep(rt.cfg.apply.consistency_delay_seconds)
-    o = result.observed.subset({k[0] for k in corrected})
-    today = rt.clock().date()
-    unsub, bounced = ex.braze_lists(rt.braze, today - timedelta(days=1), today + timedelta(days=1), rt.cfg)
-    braze, groups = _extract_braze(rt, o.universe, unsub, bounced, o.ketch, True, today + timedelta(days=1))
-    if rt.cfg.identity.braze_key == "email":  # the list was re-read only since yesterday: keep older unsubscribes
-        earlier = braze["subject_key"].map(o.braze.set_index("subject_key")["unsubscribed_at"])
-        braze["unsubscribed_at"] = braze["unsubscribed_at"].fillna(earlier)
-        braze.loc[braze["unsubscribed_at"].notna() & braze["exists"].fillna(True).astype(bool), "email_subscribe"] = "unsubscribed"
-    after = diff(Observed(o.universe, o.ketch, o.ketch_topics, braze, groups), Rules.from_config(rt.cfg))
-    remaining = set(zip(after["subject_key"], after["drift_class"], after["field"]))
-    fixed = [i for k, i in corrected.items() if k not in remaining]
+    subjects = {k.subject_key for k in corrected.values()}
+    wrote_ketch = any(a.kind is ActionKind.KETCH_WRITEBACK for a in plan.actions)
+    after = diff(reobserve(rt, planned.obs, subjects, ketch_too=wrote_ketch, run_id=planned.run_id),
+                 Rules.from_config(rt.cfg))
+    remaining = set(drift_keys(after))
+    fixed = [i for i, k in corrected.items() if k not in remaining]
     if fixed:
         rt.store.mark_verified(fixed, rt.clock())
     return len(fixed), len(corrected) - len(fixed)
 
 
-# ----------------------------------------------------------------------------- saved plans and runs
+def _result(rec: RunRecorder, planned: Planned | None, status: RunStatus, code: int, *,
+            outcome: ApplyOutcome | None = None, verified: int = 0, unverified: int = 0,
+            overrides: tuple[str, ...] = (), messages: tuple[str, ...] = (), planned_actions: int | None = None,
+            ) -> RunResult:
+    o = outcome or ApplyOutcome()
+    counts = planned.counts if planned is not None else {c: 0 for c in DRIFT_CLASSES}
+    n = planned_actions if planned_actions is not None else (len(planned.plan.actions) if planned else 0)
+    return RunResult(run_id=rec.run_id, status=status, exit_code=int(code), counts=counts, actions_planned=n,
+                     actions_sent=o.sent, actions_failed=o.failed, rejected_items=len(o.rejected_items),
+                     verified=verified, unverified=unverified, overrides=overrides,
+                     messages=tuple(messages) + tuple(o.errors), report_path=None)
 
 
-def check_stale(plan_dict: dict[str, Any], drift_now: pd.DataFrame, done: dict[str, str], config_hash: str) -> None:
-    """Refuse a plan whose pending corrections no longer match the world."""
-    if plan_dict.get("config_hash") != config_hash:
-        raise StalePlan(f"plan {plan_dict['plan_id']} was made with config {plan_dict.get('config_hash')}, "
-                        f"the config is now {config_hash}; run `reconcile plan` again")
-    now = {(r.subject_key, r.drift_class, r.field): r.expected for r in drift_now.itertuples()}
-    planned = {(d["subject_key"], d["drift_class"], d["field"]): d["expected"] for d in plan_dict["drift"]}
-    changed = []
-    for a in plan_dict["actions"]:
-        status = done.get(a["action_id"], "pending")
-        if status in ("confirmed", "rejected", "skipped"):
-            continue
-        for key in map(tuple, a["drift_keys"]):
-            if key not in now and status != "sending" or key in now and now[key] != planned.get(key):
-                changed.append(key)
-    if changed:
-        sample = ", ".join(f"{k[0]} {k[1]} {k[2]}" for k in changed[:3])
-        raise StalePlan(f"plan {plan_dict['plan_id']} is stale: {len(changed)} planned correction(s) no longer "
-                        f"match Ketch/Braze (e.g. {sample}); nothing was sent. Run `reconcile plan` again")
+# ----------------------------------------------------------------------------- runs
 
 
-def apply_saved(rt: Runtime, plan_dict: dict[str, Any], overrides: set[str] = frozenset()) -> RunSummary:
-    """`reconcile apply PLAN`: re-check the planned subjects, refuse a stale plan, apply the rest."""
-    plan = plan_from_dict(plan_dict)
-    for a in plan.actions:
-        a.setdefault("plan_id", plan.plan_id)
-    rt.store.journal_plan(plan.plan_id, plan_dict.get("run_id", ""), plan.actions, rt.clock())
-    done = {a["action_id"]: a["status"] for a in rt.store.actions(plan_id=plan.plan_id)}
-    subjects = {s for a in plan.actions if done.get(a["action_id"]) not in ("confirmed", "rejected", "skipped")
-                for s in a["subject_keys"]}
-    run_id = new_run_id(rt)
-    rt.store.start_run(run_id, mode="apply", config_hash=rt.cfg.hash(), started_at=rt.clock())
-    rt.store.update_run(run_id, plan_id=plan.plan_id, plan_fingerprint=plan.fingerprint)
-    observed, exceptions = observe(rt, "full", subjects)
-    drift_now = diff(observed, Rules.from_config(rt.cfg))
-    try:
-        check_stale(plan_dict, drift_now, done, rt.cfg.hash())
-    except StalePlan as exc:
-        rt.store.set_plan_status(plan.plan_id, "stale")
-        rt.store.update_run(run_id, status="stale", exit_code=ExitCode.STALE_PLAN, error=str(exc), finished_at=rt.clock())
-        raise
-    ids = rt.store.record_drift(run_id, _drift_records(drift_now), observed.universe["subject_key"], rt.clock())
-    result = PlanResult(run_id, plan, observed, [], exceptions, ids)
-    result.tripped = _planned_guards(rt, plan_dict, plan)
-    rt.store.update_run(run_id, drift_counts=result.counts, actions_planned=len(plan.actions))
-    return apply_result(rt, result, overrides)
+def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False) -> tuple[RunResult, Planned]:
+    """`reconcile plan` / `run --dry-run`: observe, diff, plan; nothing is sent."""
+    rec = recorder(rt, mode)
+    with _run(rt, rec):
+        planned = make_plan(rt, rec, mode)
+        code = ExitCode.DRIFT if planned.plan.actions else ExitCode.OK
+        if dry_run:
+            rec.dry_run(code)
+            return _reported(rt, _result(rec, planned, RunStatus.DRY_RUN, code)), planned
+        rec.planned(exit_code=int(code))
+        return _reported(rt, _result(rec, planned, RunStatus.PLANNED, code)), planned
 
 
-def _planned_guards(rt: Runtime, plan_dict: dict[str, Any], plan: Plan) -> list[Tripped]:
-    """Guards are judged at plan time, against the whole universe; a saved plan carries that
-    verdict. A plan file from elsewhere is judged again on its absolute deletion count."""
-    planned_run = rt.store.get_run(plan_dict.get("run_id", "")) if plan_dict.get("run_id") else None
-    if planned_run is not None and planned_run.get("guard_result") is not None:
-        return [Tripped(**t) for t in planned_run["guard_result"]]
-    n = len(plan.deletion_subjects)
-    if n > rt.cfg.guards.max_deletions:
-        return [Tripped("max_deletions", f"{n} deletions planned, limit guards.max_deletions = "
-                        f"{rt.cfg.guards.max_deletions}; Braze deletions cannot be undone")]
-    return []
-
-
-def run_once(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides: set[str] = frozenset()) -> RunSummary:
-    """`reconcile run`: resume anything a crash left behind, then plan and apply."""
-    if not dry_run:
-        resume_unfinished(rt, overrides)
+def run_job(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides: Iterable[str] = (),
+            only: frozenset[ActionKind] = ALL_KINDS, batch_guard: Any = None,
+            before_batch: Callable[[], None] | None = None) -> RunResult:
+    """`reconcile run`: resume anything a crash left behind, then plan, guard, apply, verify."""
+    if dry_run:
+        return plan_only(rt, mode, dry_run=True)[0]
+    resume_unfinished(rt, overrides, batch_guard=batch_guard, before_batch=before_batch)
+    rec = recorder(rt, mode)
     started = rt.clock()
-    summary = _plan_and_apply(rt, mode, dry_run, overrides)
-    if not dry_run and summary.status in ("applied", "in_sync"):
+    with _run(rt, rec):
+        planned = make_plan(rt, rec, mode)
+        result = apply_planned(rt, rec, planned, overrides, only, batch_guard=batch_guard, before_batch=before_batch)
+    result = _reported(rt, result)
+    if result.status in (RunStatus.APPLIED, RunStatus.IN_SYNC) and only == ALL_KINDS:
         rt.store.set_watermark(WATERMARK, started.isoformat(), rt.clock())
         if mode == "full" and rt.cfg.universe.slices > 1:
             counter = int(rt.store.get_watermark(SLICE_COUNTER) or 0) + 1
             rt.store.set_watermark(SLICE_COUNTER, str(counter % rt.cfg.universe.slices), rt.clock())
-    return summary
+    return result
 
 
-def _plan_and_apply(rt: Runtime, mode: str, dry_run: bool, overrides: set[str]) -> RunSummary:
-    result = make_plan(rt, mode=mode)
-    if dry_run:
-        code = ExitCode.DRIFT if result.plan.actions else ExitCode.OK
-        rt.store.update_run(result.run_id, status="dry_run", exit_code=code, finished_at=rt.clock())
-        return RunSummary(result.run_id, "dry_run", code, result.counts, len(result.plan.actions))
-    if not result.plan.actions:
-        rt.store.update_run(result.run_id, status="in_sync", exit_code=ExitCode.OK, finished_at=rt.clock())
-        rt.store.set_plan_status(result.plan.plan_id, "applied")
-        return RunSummary(result.run_id, "in_sync", ExitCode.OK, result.counts)
-    return apply_result(rt, result, overrides)
+# ----------------------------------------------------------------------------- saved plans
 
 
-def resume_unfinished(rt: Runtime, overrides: set[str] = frozenset()) -> list[RunSummary]:
+def check_stale(doc: dict[str, Any], plan: Plan, drift_now: pd.DataFrame, done: dict[str, str],
+                config_hash: str) -> None:
+    """Refuse a plan whose pending corrections no longer match the world."""
+    if doc.get("config_hash") != config_hash:
+        raise StalePlan(f"plan {plan.plan_id} was made with config {doc.get('config_hash')}, "
+                        f"the config is now {config_hash}; run `reconcile plan` again")
+    now = dict(zip(drift_keys(drift_now), drift_now["expected"]))
+    planned_rows = pd.DataFrame(doc.get("drift") or [])
+    planned = dict(zip(drift_keys(planned_rows), planned_rows["expected"])) if len(planned_rows) else {}
+    changed = []
+    for a in plan.actions:
+        status = done.get(a.action_id, "pending")
+        if status in ("confirmed", "rejected", "skipped"):
+            continue
+        for key in a.drift_keys:
+            if key not in now and status != "sending" or key in now and now[key] != planned.get(key):
+                changed.append(key)
+    if changed:
+        raise StalePlan(f"plan {plan.plan_id} is stale: {len(changed)} planned correction(s) no longer match "
+                        f"Ketch/Braze (e.g. {changed[0].drift_class} {changed[0].stored_field}); nothing was sent. "
+                        "Run `reconcile plan` again")
+
+
+def _trusted(rt: Runtime, doc: dict[str, Any]) -> tuple[Plan, dict[str, Any]]:
+    """A plan file is applied only as the state store saved it: same plan id, same actions."""
+    plan = plan_from_document(doc)
+    saved = rt.store.get_plan(plan.plan_id)
+    if not saved:
+        raise DataError(f"plan {plan.plan_id} is not in this state store; only plans made by `reconcile plan` "
+                        "against this store can be applied")
+    stored = plan_from_document(saved["body"])
+    if stored.actions_hash() != plan.actions_hash() or doc.get("actions_hash") not in (None, stored.actions_hash()):
+        raise DataError(f"plan {plan.plan_id}: the file's actions differ from the plan the state store saved "
+                        "(edited or corrupted); nothing was sent. Run `reconcile plan` again")
+    return stored, saved["body"]
+
+
+def apply_saved(rt: Runtime, doc: dict[str, Any], overrides: Iterable[str] = (), *, batch_guard: Any = None,
+                before_batch: Callable[[], None] | None = None) -> RunResult:
+    """`reconcile apply PLAN`: re-check the planned subjects, refuse a stale plan, apply the rest."""
+    plan, body = _trusted(rt, doc)
+    done = {a["action_id"]: a["status"] for a in rt.store.actions(plan_id=plan.plan_id)}
+    subjects = {s for a in plan.actions if done.get(a.action_id) not in ("confirmed", "rejected", "skipped")
+                for s in a.subject_keys}
+    rec = recorder(rt, "apply")
+    with _run(rt, rec):
+        rec.update(plan_id=plan.plan_id, plan_fingerprint=plan.fingerprint)
+        obs = observe(rt, "full", rec.run_id, subjects)
+        drift_now = diff(obs.observed, Rules.from_config(rt.cfg))
+        try:
+            check_stale(body, plan, drift_now, done, rt.cfg.hash())
+        except StalePlan as exc:
+            rt.store.set_plan_status(plan.plan_id, "stale")
+            rec.stale(str(exc))
+            return _reported(rt, _result(rec, None, RunStatus.STALE, ExitCode.STALE_PLAN, messages=(str(exc),)))
+        ids = _record_drift(rt, rec.run_id, drift_now, obs.observed.universe["subject_key"])
+        planned = Planned(rec.run_id, obs, drift_now, plan, ids, _planned_guards(rt, body))
+        rec.update(drift_counts=planned.counts, actions_planned=len(plan.actions))
+        result = apply_planned(rt, rec, planned, overrides, batch_guard=batch_guard, before_batch=before_batch)
+    return _reported(rt, result)
+
+
+def _planned_guards(rt: Runtime, body: dict[str, Any]) -> list[Tripped]:
+    """Guards are judged at plan time, against the whole universe; a saved plan carries that verdict."""
+    run = rt.store.get_run(body.get("run_id", "")) if body.get("run_id") else None
+    return [Tripped.from_json(t) for t in (run or {}).get("guard_result") or []]
+
+
+def resume_unfinished(rt: Runtime, overrides: Iterable[str] = (), **kwargs: Any) -> list[RunResult]:
     """Finish plans a crash interrupted; a stale one has its remaining batches skipped."""
     out = []
     for plan_id in rt.store.unfinished_plans():
@@ -382,10 +382,9 @@ def resume_unfinished(rt: Runtime, overrides: set[str] = frozenset()) -> list[Ru
         if not saved or saved["status"] != "applying":  # planned-only or refused plans are never auto-applied
             continue
         log.warning("resuming plan %s left unfinished by an earlier run", plan_id)
-        try:
-            out.append(apply_saved(rt, saved["body"], overrides))
-        except StalePlan as exc:
-            log.warning("%s; skipping its remaining batches", exc)
+        result = apply_saved(rt, saved["body"], overrides, **kwargs)
+        out.append(result)
+        if result.status is RunStatus.STALE:
             for a in rt.store.actions(plan_id=plan_id):
                 if a["status"] in ("pending", "sending"):
                     rt.store.journal_result(a["action_id"], "skipped", error="plan stale at resume", at=rt.clock())

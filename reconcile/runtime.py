@@ -68,14 +68,15 @@ class SandboxPair:
 
 
 def load_sandbox(cfg: Config) -> SandboxPair:
-    from reconcile.sandbox.braze import BrazeSim
+    from reconcile.sandbox.braze import BrazeSim, braze_sim_options
     from reconcile.sandbox.ketch import KetchSim
 
     path = cfg.sandbox.state_file
     if path is None or not path.with_suffix(".braze.json").exists():
         raise ConfigError(ConfigProblem("sandbox.state_file", f"no seeded sandbox at {path}",
                                         "run `reconcile sandbox seed` (or `reconcile demo`) first"))
-    return SandboxPair(BrazeSim.load(path.with_suffix(".braze.json")), KetchSim.load(path.with_suffix(".ketch.json")), path)
+    braze = BrazeSim.load(path.with_suffix(".braze.json"), **braze_sim_options(cfg.sandbox))
+    return SandboxPair(braze, KetchSim.load(path.with_suffix(".ketch.json")), path)
 
 
 def install_secret_filter(cfg: Config, environ: Mapping[str, str] | None = None) -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SANDBOX_TOML = ROOT / "jobs" / "sandbox.toml"
 
 KETCH = {"organization": "acme", "property": "web", "environment": "production", "jurisdiction": "default"}
-MAPPING = {"email_purpose": "email_marketing",
+MAPPING = {"email_purpose": "email_marketing", "global_control_engaged": "granted",
            "topics": [{"topic": "newsletter", "channel": "email", "subscription_group_id": "sg-news"}]}
 
 # Every REST instance listed in docs/braze-api.md ("Instances").
@@ -97,6 +97,9 @@ colour = "blue"
 
 [identity]
 braze_key = "phone"
+
+[mapping]
+global_control_engaged = "granted"
 
 [[mapping.topics]]
 topic = "newsletter"
@@ -238,6 +241,7 @@ property = "web"
 jurisdiction = "default"
 [mapping]
 email_purpose = "email_marketing"
+global_control_engaged = "granted"
 [universe]
 csv = "people.csv"
 deletions_csv = "../../dels.csv"
@@ -345,3 +349,12 @@ def load_config_copy(tmp_path: Path, cfg: Config) -> Config:
 
 def test_hash_is_stable_across_loads_of_the_same_file():
     assert load_config(SANDBOX_TOML).hash() == load_config(SANDBOX_TOML).hash()
+
+
+def test_global_control_engaged_is_required_outside_the_sandbox(tmp_path):
+    mapping = {k: v for k, v in MAPPING.items() if k != "global_control_engaged"}
+    problems = problems_of({**minimal(), "mapping": mapping}, tmp_path)
+    assert "mapping.global_control_engaged" in problems
+    assert "inverted" in problems["mapping.global_control_engaged"]
+    sandbox = parse_config({**minimal(sandbox={"enabled": True}), "mapping": mapping}, tmp_path)
+    assert sandbox.mapping.global_control_engaged == "granted"

@@ -26,8 +26,30 @@ def runtime(ctx: click.Context, default: str | None = None) -> Any:
 allow_option = click.option(
     "--allow", "allow", multiple=True, metavar="GUARD",
     type=click.Choice(["empty_extract", "extract_shrink", "max_deletions", "max_deletion_fraction",
-                       "max_unsubscribe_fraction"]),
+                       "max_unsubscribe_fraction", "max_subscribe_fraction"]),
     help="Override a tripped guard after review (repeatable); the override is recorded in the run.")
+
+ONLY = {
+    "optouts": ("group_unsubscribe", "global_unsubscribe"),
+    "blocklists": ("blocklist",),
+    "deletions": ("delete",),
+    "writebacks": ("ketch_writeback",),
+    "aliases": ("alias_optout",),
+    "optins": ("group_subscribe", "global_subscribe"),
+}
+
+only_option = click.option(
+    "--only", "only", multiple=True, type=click.Choice(list(ONLY)),
+    help="Apply only these correction classes (repeatable); guards on the other classes do not hold them, "
+         "e.g. `--only optouts` sends opt-outs while deletions wait for review.")
+
+
+def only_kinds(only: tuple[str, ...]) -> frozenset:
+    from reconcile.models.plan import ActionKind
+
+    if not only:
+        return frozenset(ActionKind)
+    return frozenset(ActionKind(k) for name in only for k in ONLY[name])
 
 mode_option = click.option("--mode", type=click.Choice(["full", "incremental"]), default="full", show_default=True,
                            help="full: sweep the whole universe; incremental: the Braze lists' recent window plus open drift.")

@@ -12,19 +12,34 @@ from typing import Any
 
 import click
 
-from reconcile.errors import ConfigError, ReconcileError
+from reconcile.errors import ReconcileError
 
 
 class Cli(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from reconcile.interrupts import Interrupted
+
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
         except ReconcileError as exc:
             click.echo(f"error: {exc}", err=True)
+            _report_line(exc)
             ctx.exit(exc.exit_code)
+        except Interrupted as exc:
+            click.echo(f"interrupted by signal {exc.signum}: the batch in flight was journaled; "
+                       "the next run resumes the rest", err=True)
+            _report_line(exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:
+            click.echo("interrupted: the next run resumes from the journal", err=True)
+            _report_line(exc)
+            ctx.exit(130)
+
+
+def _report_line(exc: BaseException) -> None:
+    path = getattr(exc, "report_path", None)
+    if path:
+        click.echo(f"report: {path}", err=True)
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})

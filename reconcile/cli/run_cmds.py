@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
-from reconcile.cli.common import DEFAULT_CONFIG, allow_option, population_options, get_config, mode_option, print_counts, print_summary, runtime
+from reconcile.cli.common import (
+    DEFAULT_CONFIG, allow_option, get_config, mode_option, only_kinds, only_option, population_options, print_counts,
+    print_summary, runtime,
+)
 from reconcile.errors import DataError, ExitCode
+
+
+def _execute(rt, fn, *args, **kwargs):
+    """Run one pipeline entry point with signal handling: an interrupt lets the batch in
+    flight finish and be journaled (the run closes as interrupted, exit 130/143)."""
+    from reconcile.interrupts import deferred, handle_signals
+
+    with handle_signals():
+        return fn(rt, *args, batch_guard=deferred, **kwargs)
+
+
+def _finish(ctx: click.Context, rt, result) -> None:
+    print_summary(result)
+    if result.report_path:
+        click.echo(f"report: {result.report_path}")
+    ctx.exit(result.exit_code)
 
 
 @click.command("plan")
@@ -24,21 +44,39 @@ def plan_cmd(ctx: click.Context, mode: str, out: str | None) -> None:
 
         reconcile --config jobs/sandbox.toml plan --out plan.json
     """
-    from reconcile.pipeline import make_plan
+    from reconcile.pipeline import plan_only
 
+    out_path = _writable(out)
     with runtime(ctx) as rt:
-        result = make_plan(rt, mode=mode)
-        code = ExitCode.DRIFT if result.plan.actions else ExitCode.OK
-        rt.store.update_run(result.run_id, status="planned", exit_code=code, finished_at=rt.clock())
-        if out:
-            body = rt.store.get_plan(result.plan.plan_id)["body"]
-            Path(out).write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
+        result, planned = plan_only(rt, mode)
+        if out_path:
+            body = rt.store.get_plan(planned.plan.plan_id)["body"]
+            write_private(out_path, json.dumps(body, indent=2, default=str))
         print_counts(result.counts)
-        for t in result.tripped:
+        for t in planned.tripped:
             click.echo(f"  guard {t.guard} would refuse apply: {t.message}", err=True)
-        click.echo(f"run {result.run_id}: plan {result.plan.plan_id} with {len(result.plan.actions)} action(s)"
+        click.echo(f"run {result.run_id}: plan {planned.plan.plan_id} with {len(planned.plan.actions)} action(s)"
                    + (f", written to {out}" if out else ""))
-    ctx.exit(code)
+        click.echo(f"report: {result.report_path}")
+    ctx.exit(result.exit_code)
+
+
+def _writable(out: str | None) -> Path | None:
+    """Fail before any extract when the plan file cannot be written."""
+    if not out:
+        return None
+    path = Path(out)
+    if not path.parent.exists() or path.is_dir():
+        raise DataError(f"--out {out}: no such folder or it is a folder; give a writable file path")
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable only by its owner (plans hold identities)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
 
 
 @click.command("apply")
@@ -48,24 +86,22 @@ def plan_cmd(ctx: click.Context, mode: str, out: str | None) -> None:
 def apply_cmd(ctx: click.Context, plan: str, allow: tuple[str, ...]) -> None:
     """Apply a saved plan (a file from `plan --out`, or a plan id from the state store).
 
-    The planned subjects are re-checked first; a stale plan is refused (exit 5). Batches a
-    previous attempt already confirmed are not sent again.
+    The file must match the plan the state store saved; the planned subjects are
+    re-checked first and a stale plan is refused (exit 5). Batches a previous attempt
+    already confirmed are not sent again.
 
     Example:
 
         reconcile --config jobs/sandbox.toml apply plan.json
     """
     from reconcile.pipeline import apply_saved
-    from reconcile.report import write_report
     from reconcile.runlock import run_lock
 
     with runtime(ctx) as rt:
         body = _load_plan(rt, plan)
         with run_lock(rt):
-            summary = apply_saved(rt, body, set(allow))
-        print_summary(summary)
-        click.echo(f"report: {write_report(rt.store, summary.run_id, rt.cfg)}")
-    ctx.exit(summary.exit_code)
+            result = _execute(rt, apply_saved, body, set(allow))
+        _finish(ctx, rt, result)
 
 
 def _load_plan(rt, ref: str) -> dict:
@@ -85,27 +121,25 @@ def _load_plan(rt, ref: str) -> dict:
 @mode_option
 @click.option("--dry-run", is_flag=True, help="Plan only: report drift, write nothing to Braze (exit 2 if drift).")
 @allow_option
+@only_option
 @click.pass_context
-def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]) -> None:
+def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...], only: tuple[str, ...]) -> None:
     """Plan and apply in one go: resume any interrupted apply, plan, guard, apply, verify.
 
     Example:
 
         reconcile --config jobs/sandbox.toml run
     """
-    from reconcile.pipeline import run_once
-    from reconcile.report import write_report
+    from reconcile.pipeline import run_job
     from reconcile.runlock import run_lock
 
     with runtime(ctx) as rt:
         if dry_run:
-            summary = run_once(rt, mode=mode, dry_run=True)
+            result = run_job(rt, mode=mode, dry_run=True)
         else:
             with run_lock(rt):
-                summary = run_once(rt, mode=mode, overrides=set(allow))
-        print_summary(summary)
-        click.echo(f"report: {write_report(rt.store, summary.run_id, rt.cfg)}")
-    ctx.exit(summary.exit_code)
+                result = _execute(rt, run_job, mode=mode, overrides=set(allow), only=only_kinds(only))
+        _finish(ctx, rt, result)
 
 
 @click.command("demo")
@@ -122,8 +156,7 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
         reconcile demo --subjects 2000 --drift 0.03
     """
     from reconcile.cli.sandbox_cmds import seed_sandbox
-    from reconcile.pipeline import run_once
-    from reconcile.report import write_report
+    from reconcile.pipeline import run_job
     from reconcile.runlock import run_lock
     from reconcile.runtime import open_runtime
 
@@ -135,13 +168,12 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
     click.echo(f"sandbox seeded: {truth.subjects} subjects, drift injected: "
                + ", ".join(f"{k} {v}" for k, v in sorted(truth.counts().items())))
     with open_runtime(cfg) as rt, run_lock(rt):
-        summary = run_once(rt, mode="full")
-        print_summary(summary)
-        report = write_report(rt.store, summary.run_id, cfg)
+        result = _execute(rt, run_job, mode="full")
+        print_summary(result)
     click.echo(f"state database: {cfg.state.url}")
-    click.echo(f"report: {report}")
+    click.echo(f"report: {result.report_path}")
     click.echo(f"next: reconcile --config {cfg.path} run   (finds no correctable drift left)")
-    ctx.exit(summary.exit_code)
+    ctx.exit(result.exit_code)
 
 
 def _fresh_state(cfg) -> None:

@@ -4,22 +4,42 @@ Before a batch goes out its journal row is committed as `sending`; after the ans
 `confirmed`, `rejected` (every item refused) or `failed`. A batch already `confirmed`,
 `rejected` or `skipped` is never sent again, so a run killed mid-apply resumes from the
 journal. A batch left `sending` by a crash is sent again: every correction is idempotent
-(unsubscribe, delete, blocklist), and Braze never confirmed it.
+(unsubscribe, delete, blocklist), and Braze never confirmed it. Sending one batch and
+journaling its answer happen inside `batch_guard()` (signal deferral), so an interrupt
+lets the batch in flight finish and be journaled before the run stops.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from reconcile.config import Config
 from reconcile.errors import ApiError, AuthError, PermissionDenied
+from reconcile.models.plan import Action, ActionKind, Target
 
 log = logging.getLogger(__name__)
 DONE = {"confirmed", "rejected", "skipped"}
 ALIAS_LABEL = "ketch_email"
+
+
+class Journal(Protocol):
+    def actions(self, plan_id: str | None = None, run_id: str | None = None, status: Any = None) -> list[dict]: ...
+    def journal_sending(self, action_id: str, at: datetime) -> None: ...
+    def journal_result(self, action_id: str, status: str, *, response_summary: Any = None, error: str | None = None,
+                       at: datetime, request_summary: Any = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What Braze (or Ketch) accepted and refused of one batch."""
+
+    accepted: tuple[Target, ...]
+    rejected: tuple[tuple[Target, str], ...]
+    summaries: tuple[dict[str, Any], ...]
 
 
 @dataclass
@@ -29,125 +49,111 @@ class ApplyOutcome:
     failed: int = 0
     skipped_done: int = 0
     rejected_items: list[tuple[str, str]] = field(default_factory=list)  # (subject_key, reason)
-    corrected: dict[str, list[str]] = field(default_factory=dict)  # action_id -> subject keys accepted
+    corrected: dict[str, list[str]] = field(default_factory=dict)  # action_id -> subjects fully accepted
     deleted_subjects: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
 class Executor:
-    """Sends one journaled action through the clients."""
+    """Sends one action through the client method named for its intent."""
 
     def __init__(self, cfg: Config, braze: Any, ketch: Any | None):
         self.cfg, self.braze, self.ketch = cfg, braze, ketch
 
-    def run(self, action: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]], list[dict]]:
-        """Returns (accepted identities, rejected (identity, reason), response summaries)."""
-        kind, ids, p = action["kind"], action["identities"], action["params"]
-        by = "emails" if p.get("key_type") == "email" else "external_ids"
-        if kind in ("group_unsubscribe", "group_subscribe"):
-            state = "unsubscribed" if kind == "group_unsubscribe" else "subscribed"
-            r = self.braze.subscription_status_set(p["group_id"], state, **{by: ids})
-        elif kind in ("global_unsubscribe", "global_subscribe"):
-            state = "unsubscribed" if kind == "global_unsubscribe" else "subscribed"
-            r = self.braze.users_track([{"external_id": i, "email_subscribe": state, "_update_existing_only": True}
-                                        for i in ids])
-            return _track_outcome(r, ids)
-        elif kind in ("global_unsubscribe_email", "global_subscribe_email"):
-            r = self.braze.email_status(ids, "unsubscribed" if kind == "global_unsubscribe_email" else "subscribed")
-        elif kind == "blocklist":
-            r = self.braze.email_blocklist(ids)
-        elif kind == "delete":
-            r = (self.braze.users_delete(emails=ids, prioritization=p.get("prioritization", ()))
-                 if by == "emails" else self.braze.users_delete(external_ids=ids))
-        elif kind == "alias_optout":
-            return self._alias(ids)
-        elif kind == "ketch_writeback":
-            return self._writeback(action)
+    def run(self, action: Action) -> BatchOutcome:
+        kind, ids, by = action.kind, action.values, action.id_type.value
+        if kind is ActionKind.GROUP_UNSUBSCRIBE:
+            result = self.braze.unsubscribe_groups(action.group_id, by, ids)
+        elif kind is ActionKind.GROUP_SUBSCRIBE:
+            result = self.braze.subscribe_groups(action.group_id, by, ids)
+        elif kind is ActionKind.GLOBAL_UNSUBSCRIBE:
+            result = self.braze.set_global_state("unsubscribed", by, ids)
+        elif kind is ActionKind.GLOBAL_SUBSCRIBE:
+            result = self.braze.set_global_state("subscribed", by, ids)
+        elif kind is ActionKind.BLOCKLIST:
+            result = self.braze.blocklist_emails(ids)
+        elif kind is ActionKind.DELETE:
+            result = self.braze.delete_profiles(by, ids, prioritization=action.prioritization)
+        elif kind is ActionKind.ALIAS_OPTOUT:
+            result = self.braze.create_alias_optouts(ids, ALIAS_LABEL)
         else:
-            raise ValueError(f"unknown action kind {kind!r}")
-        return _outcome(r, ids)
+            return self._writeback(action)
+        return _outcome(action, result.rejected, [_summary(s) for s in result.responses])
 
-    def _alias(self, emails: list[str]) -> tuple[list[str], list[tuple[str, str]], list[dict]]:
-        aliases = [{"alias_name": e, "alias_label": ALIAS_LABEL} for e in emails]
-        first = self.braze.users_alias_new(aliases)
-        track = self.braze.users_track([{"user_alias": a, "email": a["alias_name"], "email_subscribe": "unsubscribed",
-                                         "_update_existing_only": False} for a in aliases])
-        ok, rejected, summaries = _track_outcome(track, emails)
-        return ok, rejected, _summaries(first) + summaries
-
-    def _writeback(self, action: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]], list[dict]]:
+    def _writeback(self, action: Action) -> BatchOutcome:
         if self.ketch is None:
-            raise ValueError("ketch write-back needs a Ketch client")
+            raise ValueError("a Ketch write-back needs a Ketch client")
         m, space = self.cfg.mapping, self.cfg.identity.ketch_space
         topic_of = {t.subscription_group_id: (t.topic, t.channel) for t in m.topics}
-        ok, rejected = [], []
-        for ident, fields, at in zip(action["identities"], action["params"]["fields"], action["params"]["at"]):
-            when = datetime.fromisoformat(at)
-            topics = {topic_of[f[6:]]: "denied" for f in fields if f.startswith("group:") and f[6:] in topic_of}
+        ident_of = {t.subject_key: t.value for t in action.targets}
+        rejected: list[tuple[str, str]] = []
+        for wb in action.writeback:
+            topics = {topic_of[g]: "denied" for g in wb.group_ids if g in topic_of}
+            purposes = {m.email_purpose: m.email_purpose_legal_basis} if wb.email_subscribe and m.email_purpose else {}
+            if not topics and not purposes:
+                continue
             try:
-                if topics:
-                    self.ketch.run(self.ketch.update_subscriptions({space: ident}, topics, {}, when))
-                if "email_subscribe" in fields and m.email_purpose:
-                    self.ketch.run(self.ketch.update_consent({space: ident}, {m.email_purpose: (False, m.email_purpose_legal_basis)}, when))
-                ok.append(ident)
+                self.ketch.run(self.ketch.write_back_optout({space: ident_of[wb.subject_key]}, topics, purposes,
+                                                            datetime.fromisoformat(wb.at)))
             except ApiError as exc:
-                rejected.append((ident, str(exc)))
-        return ok, rejected, [{"endpoint": "ketch:update", "status": 200, "message": f"{len(ok)} written back", "items": len(ok)}]
+                rejected.append((ident_of[wb.subject_key], str(exc)))
+        written = len(action.writeback) - len(rejected)
+        return _outcome(action, rejected, [{"endpoint": action.endpoint, "status": 200,
+                                            "message": f"{written} written back", "items": written}])
 
 
-def _summaries(r: Any) -> list[dict]:
-    return [{"endpoint": s.endpoint, "status": s.status, "message": s.message[:300], "items": s.items} for s in r.responses]
+def _summary(s: Any) -> dict[str, Any]:
+    return {"endpoint": s.endpoint, "status": s.status, "message": str(s.message)[:300], "items": s.items}
 
 
-def _outcome(r: Any, ids: list[str]) -> tuple[list[str], list[tuple[str, str]], list[dict]]:
-    bad = {str(item): msg for item, msg in r.rejected}
-    return [i for i in ids if i not in bad], list(bad.items()), _summaries(r)
+def _outcome(action: Action, rejected: list[tuple[Any, str]], summaries: list[dict[str, Any]]) -> BatchOutcome:
+    bad = {str(value): str(why) for value, why in rejected}
+    refused = tuple((t, bad[t.value]) for t in action.targets if t.value in bad)
+    accepted = tuple(t for t in action.targets if t.value not in bad)
+    return BatchOutcome(accepted, refused, tuple(summaries))
 
 
-def _track_outcome(r: Any, ids: list[str]) -> tuple[list[str], list[tuple[str, str]], list[dict]]:
-    bad: dict[str, str] = {}
-    for obj, msg in r.rejected:
-        ident = obj.get("external_id") or (obj.get("user_alias") or {}).get("alias_name") or obj.get("email")
-        bad[str(ident)] = msg
-    return [i for i in ids if i not in bad], list(bad.items()), _summaries(r)
-
-
-def apply_actions(actions: list[dict[str, Any]], store: Any, executor: Executor, clock: Callable[[], datetime],
-                  progress: Callable[[int, int], None] | None = None) -> ApplyOutcome:
-    """Send every action not already done, journaling before and after each one."""
+def apply_actions(actions: tuple[Action, ...] | list[Action], run_id: str, store: Journal, executor: Executor,
+                  clock: Callable[[], datetime], *, batch_guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
+                  before_batch: Callable[[], None] | None = None) -> ApplyOutcome:
+    """Send every action not already done, journaling before and after each one.
+    `before_batch` runs before each send (e.g. confirming the run still holds its lock)."""
     out = ApplyOutcome()
-    journal = {a["action_id"]: a for a in store.actions(plan_id=actions[0]["plan_id"])} if actions else {}
-    for n, action in enumerate(actions, 1):
-        if journal.get(action["action_id"], {}).get("status") in DONE:
+    journal = {a["action_id"]: a for a in store.actions(plan_id=actions[0].plan_id)} if actions else {}
+    for action in actions:
+        if journal.get(action.action_id, {}).get("status") in DONE:
             out.skipped_done += 1
             continue
-        _apply_one(action, store, executor, clock, out)
-        if progress:
-            progress(n, len(actions))
+        if before_batch is not None:
+            before_batch()
+        with batch_guard():
+            _apply_one(action, store, executor, clock, out)
     return out
 
 
-def _apply_one(action: dict[str, Any], store: Any, executor: Executor, clock: Callable[[], datetime],
+def _apply_one(action: Action, store: Journal, executor: Executor, clock: Callable[[], datetime],
                out: ApplyOutcome) -> None:
-    store.journal_sending(action["action_id"], at=clock())
+    store.journal_sending(action.action_id, at=clock())
     out.sent += 1
     try:
-        ok, rejected, summaries = executor.run(action)
+        result = executor.run(action)
     except (AuthError, PermissionDenied):
-        store.journal_result(action["action_id"], "failed", error="authentication/permission refused", at=clock())
+        store.journal_result(action.action_id, "failed", error="authentication/permission refused", at=clock())
         raise
     except ApiError as exc:
-        log.warning("action %s (%s) failed: %s", action["action_id"], action["kind"], exc)
-        store.journal_result(action["action_id"], "failed", error=str(exc)[:1000], at=clock())
+        log.warning("action %s (%s, batch %d) failed: %s", action.action_id, action.kind, action.seq, exc)
+        store.journal_result(action.action_id, "failed", error=str(exc)[:1000], at=clock())
         out.failed += 1
-        out.errors.append(f"{action['kind']} batch {action['seq']}: {exc}")
+        out.errors.append(f"{action.kind} batch {action.seq}: {exc}")
         return
-    status = "confirmed" if ok or not rejected else "rejected"
-    store.journal_result(action["action_id"], status, at=clock(),
-                         response_summary={"responses": summaries, "accepted": len(ok), "rejected": len(rejected)})
+    status = "confirmed" if result.accepted or not result.rejected else "rejected"
+    store.journal_result(action.action_id, status, at=clock(),
+                         response_summary={"responses": list(result.summaries), "accepted": len(result.accepted),
+                                           "rejected": len(result.rejected)})
     out.confirmed += status == "confirmed"
-    key_of = dict(zip(action["identities"], action["subject_keys"]))
-    out.corrected[action["action_id"]] = [key_of[i] for i in ok if i in key_of]
-    out.rejected_items += [(key_of.get(i, i), why) for i, why in rejected]
-    if action["kind"] == "delete":
-        out.deleted_subjects += out.corrected[action["action_id"]]
+    refused_subjects = {t.subject_key for t, _ in result.rejected}
+    ok = [s for s in action.subject_keys if s not in refused_subjects]
+    out.corrected[action.action_id] = ok
+    out.rejected_items += [(t.subject_key, why) for t, why in result.rejected]
+    if action.kind is ActionKind.DELETE:
+        out.deleted_subjects += ok

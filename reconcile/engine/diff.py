@@ -64,9 +64,9 @@ def _base(o: Observed) -> pd.DataFrame:
     k = o.ketch.drop(columns=[c for c in ("identity",) if c in o.ketch.columns])
     b = o.braze.rename(columns={"email": "braze_email"})
     base = u.merge(k, on="subject_key", how="left").merge(b, on="subject_key", how="left")
-    base["has_record"] = base["has_record"].fillna(False).astype(bool)
-    for col in ("global_engaged", "blocklist_engaged", "blocklisted"):
+    for col in ("has_record", "global_engaged", "blocklist_engaged", "exists"):
         base[col] = base[col].fillna(False).astype(bool)
+    base["blocklisted"] = base["blocklisted"].astype("boolean")  # NA: the hard-bounce list was not readable
     base["profile_count"] = base["profile_count"].fillna(0).astype("int32")
     base["email"] = base["email"].fillna(base["braze_email"])
     return base
@@ -87,7 +87,7 @@ def _rows(df: pd.DataFrame, drift_class: str, field: str | pd.Series, expected, 
 
 
 def _deletions(d: pd.DataFrame, rules: Rules) -> pd.DataFrame:
-    present = d[d["exists"].fillna(False).astype(bool)]
+    present = d[d["exists"]]
     ambiguous = (rules.key_type == "email") & (present["profile_count"] > 1) & (not rules.deletion_prioritization)
     out = []
     amb = present[ambiguous]
@@ -107,9 +107,18 @@ def _deletions(d: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
+def _not_blocklisted(base: pd.DataFrame, doomed: pd.Series) -> pd.Series:
+    """Known not to be on the blocklist; when the hard-bounce list cannot be read, taken as
+    not blocklisted while the address can still be mailed (a profile is subscribed) or its
+    profile is about to be deleted (the last chance to suppress it)."""
+    known = base["blocklisted"]
+    mailable = base["email_subscribe"].isin(SUBSCRIBED).fillna(False) | (doomed & base["exists"])
+    return (known == False).fillna(False) | (known.isna() & mailable)  # noqa: E712
+
+
 def _blocklist(base: pd.DataFrame, doomed: pd.Series, rules: Rules) -> pd.DataFrame:
     should = (doomed & rules.suppress_deleted_emails) | (base["has_record"] & base["blocklist_engaged"])
-    miss = base[should & ~base["blocklisted"] & base["email"].notna()]
+    miss = base[should & _not_blocklisted(base, doomed) & base["email"].notna()]
     if not len(miss):
         return pd.DataFrame()
     why = miss["blocklist_engaged"].map({True: "Ketch do-not-contact control is active",
@@ -149,7 +158,7 @@ def _optin_conflict(rows: pd.DataFrame, field: str | pd.Series, rules: Rules, su
 def _global(b: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     b = b.assign(_collected=b["consent_collected_at"], _exp=_expected_global(b))
     out = []
-    opt = b[(b["_exp"] == "unsubscribed").fillna(False) & b["email_subscribe"].isin(SUBSCRIBED)]
+    opt = b[(b["_exp"] == "unsubscribed").fillna(False) & b["email_subscribe"].isin(SUBSCRIBED).fillna(False)]
     if len(opt):
         why = pd.Series("Ketch email purpose is not allowed", index=opt.index)
         why = why.mask(opt["blocklist_engaged"], "Ketch do-not-contact control is active")
@@ -157,7 +166,7 @@ def _global(b: pd.DataFrame, rules: Rules) -> pd.DataFrame:
         out.append(_rows(opt, "missed_optout", "email_subscribe", "unsubscribed", opt["email_subscribe"],
                          why + "; Braze email_subscribe is " + opt["email_subscribe"].astype(str),
                          "global_unsubscribe"))
-    conflict = b[(b["_exp"] == "subscribed").fillna(False) & (b["email_subscribe"] == "unsubscribed").fillna(False)]
+    conflict = b[(b["_exp"] == "subscribed").fillna(False) & (b["email_subscribe_min"] == "unsubscribed").fillna(False)]
     out += _optin_conflict(conflict, "email_subscribe", rules, "global_subscribe")
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
@@ -180,7 +189,8 @@ def _expected_groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame
     for m in rules.topics:
         status = rec["subject_key"].map(_topic_status(o.ketch_topics, m)).astype("string")
         exp = pd.Series(pd.NA, index=rec.index, dtype="string")
-        exp = exp.mask(status == "granted", "subscribed").mask(status == "denied", "unsubscribed")
+        exp = exp.mask((status == "granted").fillna(False), "subscribed")  # no topic state: no opinion
+        exp = exp.mask((status == "denied").fillna(False), "unsubscribed")
         exp = exp.mask(rec["global_engaged"] | rec["blocklist_engaged"], "unsubscribed")
         label = f"{m.topic}/{m.channel}" if m.channel else m.topic
         frames.append(rec.assign(group_id=m.subscription_group_id, _exp=exp, _topic=label, _status=status))
@@ -197,24 +207,24 @@ def _groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
     e = e.merge(o.braze_groups.rename(columns={"status": "_actual"}), on=["subject_key", "group_id"], how="left")
     e["_actual"] = e["_actual"].astype("string")
     e["_collected"] = e["subs_collected_at"]
-    field = "group:" + e["group_id"].astype(str)
+    field = pd.Series("group", index=e.index)
     out = []
-    opt = (e["_exp"] == "unsubscribed") & (e["_actual"] == "subscribed").fillna(False)
+    opt = (e["_exp"] == "unsubscribed").fillna(False) & (e["_actual"] == "subscribed").fillna(False)
     if opt.any():
         r = e[opt]
         why = pd.Series("Ketch " + r["_topic"] + " is " + r["_status"].fillna("absent").astype(str), index=r.index)
         why = why.mask(r["global_engaged"] | r["blocklist_engaged"], "Ketch global unsubscribe or do-not-contact control is active")
         out.append(_rows(r, "missed_optout", field[opt], "unsubscribed", "subscribed",
                          why + "; Braze group " + r["group_id"] + " is subscribed", "group_unsubscribe"))
-    con = (e["_exp"] == "subscribed") & (e["_actual"] == "unsubscribed").fillna(False)
+    con = (e["_exp"] == "subscribed").fillna(False) & (e["_actual"] == "unsubscribed").fillna(False)
     out += _optin_conflict(e[con], field[con], rules, "group_subscribe")
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 def _no_record(b: pd.DataFrame, o: Observed) -> pd.DataFrame:
     groups_on = o.braze_groups[o.braze_groups["status"].astype(str) == "subscribed"]["subject_key"]
-    on = b["email_subscribe"].isin(SUBSCRIBED) | isin(b["subject_key"], groups_on)
-    r = b[~b["has_record"] & on & b["exists"].fillna(True).astype(bool)]
+    on = b["email_subscribe"].isin(SUBSCRIBED).fillna(False) | isin(b["subject_key"], groups_on)
+    r = b[~b["has_record"] & on & b["exists"]]
     if not len(r):
         return pd.DataFrame()
     return _rows(r, "no_consent_record", "consent", "no opinion", "subscribed",

@@ -1,43 +1,69 @@
 """Extract: read Ketch and Braze for the universe into the frames of frames.py.
 
-Braze reads are chosen by identity type (issue: cheapest reads):
-* email keys: group states from `subscription/status/get` (50 emails a request), global
-  state from the unsubscribe list, and `users/export/ids` (one email a request) only where
-  existence must be proven (deletions, tombstones, subjects unknown to every group);
+Braze state is read per profile (see profiles.py for how an address's profiles are
+found). Per key type:
+* email keys: every profile of each address with its own `email_subscribe`; group states
+  from `subscription/status/get` by email (50 a request), and by external_id for the
+  profiles of addresses shared by several profiles, so one subscribed profile is seen;
 * external_id keys: `users/export/ids` 50 a request, then group states by external_id.
+The unsubscribe list gives each address's opt-out time and the hard-bounce list (when the
+key may read it) whether it is suppressed; neither is taken as any profile's state.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
 
 import pandas as pd
 
 from reconcile.config import Config
-from reconcile.engine.frames import conform, isin
+from reconcile.engine.capabilities import Capabilities
+from reconcile.engine.frames import conform, empty, isin
 from reconcile.engine.identity import email_key
-from reconcile.errors import FatalApiError, TransientApiError
+from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
+from reconcile.errors import DataError, FatalApiError, TransientApiError
 
-EXPORT_FIELDS = ["external_id", "braze_id", "email", "email_subscribe", "created_at"]
 Progress = Callable[[str, int, int], None]
 
 
-def braze_lists(braze: Any, start: date, end: date, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(unsubscribed, bounced) frames from Braze's email lists in [start, end]."""
-    unsub = pd.DataFrame(list(braze.email_unsubscribes(start, end)) if cfg.universe.braze_unsubscribes else [],
-                         columns=["email", "unsubscribed_at"])
-    bounced = pd.DataFrame(list(braze.email_hard_bounces(start, end)) if cfg.universe.braze_hard_bounces else [],
-                           columns=["email", "hard_bounced_at"])
-    for df, col in ((unsub, "unsubscribed_at"), (bounced, "hard_bounced_at")):
-        df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="mixed")
-        df["email"] = df["email"].astype("string")
-    return unsub, bounced
+@dataclass(frozen=True)
+class BrazeLists:
+    """Braze's address lists for a window: unsubscribes, and hard bounces when readable."""
+
+    unsubscribed: pd.DataFrame  # email, unsubscribed_at
+    bounced: pd.DataFrame  # email, hard_bounced_at
+    bounces_known: bool  # False: the key may not read /email/hard_bounces (or the list is off)
+
+
+def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["email", col])
+    df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="mixed")
+    df["email"] = df["email"].astype("string")
+    return df
+
+
+def braze_lists(braze: Any, start: date, end: date, cfg: Config, caps: Capabilities) -> BrazeLists:
+    """Braze's email lists in [start, end]."""
+    unsub = list(braze.email_unsubscribes(start, end)) if cfg.universe.braze_unsubscribes else []
+    bounced = caps.call("email.hard_bounces", lambda: list(braze.email_hard_bounces(start, end))) \
+        if cfg.universe.braze_hard_bounces else None
+    return BrazeLists(_list_frame(unsub, "unsubscribed_at"), _list_frame(bounced or [], "hard_bounced_at"),
+                      bounced is not None)
+
+
+def _times_for(keys: pd.Series, latest: pd.Series) -> pd.Series:
+    """The time per key (NaT where none), also when `latest` is empty."""
+    found = latest.reindex(pd.Index(keys.astype(object).to_numpy()))
+    return pd.Series(pd.to_datetime(found.to_numpy(), utc=True), index=keys.index)
 
 
 def _latest_by_key(df: pd.DataFrame, col: str) -> pd.Series:
+    """address key -> latest time; an empty list gives an empty series of the right dtype."""
     if not len(df):
-        return pd.Series(dtype="datetime64[ns, UTC]")
+        return pd.Series(dtype="datetime64[ns, UTC]", index=pd.Index([], dtype="string"))
     keys = df["email"].str.strip().str.casefold()
     return df.assign(_k=keys).groupby("_k")[col].max()
 
@@ -93,76 +119,123 @@ def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Pro
 
 # ----------------------------------------------------------------------------- Braze
 
+EMAIL_RANK = {"unsubscribed": 0, "subscribed": 1, "opted_in": 2}
+_BY_RANK = {v: k for k, v in EMAIL_RANK.items()}
 
-def _groups(braze: Any, universe: pd.DataFrame, cfg: Config, id_col: str) -> pd.DataFrame:
-    """Group state per subject and mapped group; identifiers Braze does not know are `unknown`."""
-    by_email = cfg.identity.braze_key == "email"
-    ids = universe[id_col].astype(str)
+
+@dataclass(frozen=True)
+class BrazeRead:
+    """What a Braze read needs besides the universe: the client, the key's known
+    capabilities, the address -> profiles cache, the time, and whether this is a full sweep."""
+
+    braze: Any
+    cfg: Config
+    caps: Capabilities
+    cache: ProfileCache
+    now: datetime
+    full_sweep: bool = False
+
+
+def extract_braze(ctx: BrazeRead, universe: pd.DataFrame, lists: BrazeLists,
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(braze, braze_groups, braze_profiles) for the universe."""
+    if ctx.cfg.identity.braze_key == "email":
+        profiles = _profiles_by_email(ctx, universe)
+        groups = _groups_email(ctx, universe, profiles)
+    else:
+        profiles = _profiles_by_external_id(ctx, universe)
+        found = isin(universe["subject_key"], profiles["subject_key"])
+        groups = _groups(ctx, universe[found.to_numpy()], "external_id", "identity")
+    return summarize(universe, profiles, lists), groups, profiles
+
+
+def _check_states(profiles: pd.DataFrame) -> pd.DataFrame:
+    """A missing email_subscribe is Braze's default (`subscribed`); an undocumented value is a
+    malformed answer, never a guess."""
+    state = profiles["email_subscribe"].astype("string").str.strip().str.lower()
+    bad = state.notna() & ~state.isin(list(EMAIL_RANK)).fillna(False)
+    if bad.any():
+        raise DataError(f"braze /users/export/ids: email_subscribe {state[bad].iloc[0]!r} is not one of "
+                        "opted_in, subscribed, unsubscribed; refusing to guess a profile's global state")
+    return profiles.assign(email_subscribe=state.fillna("subscribed"))
+
+
+def _profiles_by_email(ctx: BrazeRead, universe: pd.DataFrame) -> pd.DataFrame:
+    reader = ProfileReader(ctx.braze, ctx.caps, ctx.cache, now=ctx.now, cache_days=ctx.cfg.braze.profile_cache_days,
+                           segment_id=ctx.cfg.braze.segment_id)
+    addresses = universe[["subject_key", "identity"]].rename(columns={"identity": "email"})
+    return _check_states(reader.read(addresses, full_sweep=ctx.full_sweep))
+
+
+def _profiles_by_external_id(ctx: BrazeRead, universe: pd.DataFrame) -> pd.DataFrame:
+    ids = universe["identity"].astype(str).tolist()
+    result = ctx.braze.export_ids(ids, PROFILE_FIELDS)
+    users = pd.DataFrame(result.users, columns=PROFILE_FIELDS)
+    users = users[users["external_id"].notna()].drop_duplicates("external_id")
+    key_of = universe.set_index("identity")["subject_key"]
+    users = users[isin(users["external_id"], key_of.index)]
+    out = users.assign(subject_key=users["external_id"].map(key_of))
+    return _check_states(conform(out[["subject_key", *PROFILE_FIELDS]], "braze_profiles"))
+
+
+def summarize(universe: pd.DataFrame, profiles: pd.DataFrame, lists: BrazeLists) -> pd.DataFrame:
+    """One row per subject from its profiles and the address lists."""
+    b = universe[["subject_key", "email"]].copy()
+    if len(profiles):
+        rank = profiles["email_subscribe"].map(EMAIL_RANK).astype("Int8")
+        agg = profiles.assign(_r=rank).groupby("subject_key").agg(
+            _n=("braze_id", "size"), _max=("_r", "max"), _min=("_r", "min"), _email=("email", "first"))
+        b = b.merge(agg, left_on="subject_key", right_index=True, how="left")
+    else:
+        b = b.assign(_n=0, _max=pd.NA, _min=pd.NA, _email=pd.NA)
+    b["profile_count"] = b["_n"].fillna(0).astype("int32")
+    b["exists"] = b["profile_count"] > 0
+    b["email_subscribe"] = b["_max"].map(_BY_RANK, na_action="ignore")
+    b["email_subscribe_min"] = b["_min"].map(_BY_RANK, na_action="ignore")
+    b["email"] = b["_email"].astype("string").fillna(b["email"].astype("string"))
+    ekeys = b["email"].map(email_key, na_action="ignore")
+    b["unsubscribed_at"] = _times_for(ekeys, _latest_by_key(lists.unsubscribed, "unsubscribed_at"))
+    listed = isin(ekeys, _latest_by_key(lists.bounced, "hard_bounced_at").index)
+    b["blocklisted"] = pd.array(listed.to_numpy(), dtype="boolean") if lists.bounces_known \
+        else pd.array([pd.NA] * len(b), dtype="boolean")
+    return conform(b[["subject_key", "exists", "profile_count", "email_subscribe", "email_subscribe_min",
+                      "unsubscribed_at", "blocklisted", "email"]], "braze")
+
+
+def _groups(ctx: BrazeRead, rows: pd.DataFrame, id_type: str, id_col: str) -> pd.DataFrame:
+    """Group state per (subject, mapped group) read by `id_type`; identifiers Braze does not
+    know are `unknown`. An answer naming none of the identifiers asked about is malformed."""
+    by_email = id_type == "email"
+    ids = rows[id_col].astype(str)
     look = ids.str.strip().str.casefold() if by_email else ids
     frames = []
-    for m in cfg.mapping.topics:
+    for m in ctx.cfg.mapping.topics:
         if not len(ids):
             break
-        kw = {"emails" if by_email else "external_ids": ids.tolist()}
-        answer = braze.subscription_status_get(m.subscription_group_id, **kw)
+        answer = ctx.braze.subscription_status_get(m.subscription_group_id, **{"emails" if by_email else
+                                                                              "external_ids": ids.tolist()})
         status = pd.Series({(email_key(k) if by_email else k): v for k, v in answer.items()}, dtype=object)
-        frames.append(pd.DataFrame({"subject_key": universe["subject_key"].to_numpy(),
+        frames.append(pd.DataFrame({"subject_key": rows["subject_key"].to_numpy(),
                                     "group_id": m.subscription_group_id,
                                     "status": look.map(status).fillna("unknown").to_numpy()}))
     return conform(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), "braze_groups")
 
 
-def _export_emails(braze: Any, emails: Iterable[tuple[str, str]]) -> dict[str, list[dict]]:
-    """subject_key -> profiles, one users/export/ids request per email."""
-    return {key: braze.export_email(email, EXPORT_FIELDS) for key, email in emails}
+def _groups_email(ctx: BrazeRead, universe: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame:
+    """By address for everyone; for addresses several profiles share, also by each profile's
+    external_id, and a subject is subscribed to a group if any of its profiles is."""
+    by_address = _groups(ctx, universe, "email", "identity")
+    counts = profiles.groupby("subject_key")["braze_id"].size()
+    shared = profiles[profiles["subject_key"].map(counts).fillna(0).gt(1).to_numpy()
+                      & profiles["external_id"].notna().to_numpy()]
+    if not len(shared):
+        return by_address
+    per_profile = _groups(ctx, shared, "external_id", "external_id")
+    both = pd.concat([by_address, per_profile], ignore_index=True)
+    rank = both["status"].astype(str).map({"subscribed": 2, "unsubscribed": 1}).fillna(0)
+    best = both.assign(_r=rank).sort_values("_r", ascending=False, kind="stable")
+    return conform(best.drop_duplicates(["subject_key", "group_id"]).drop(columns="_r"), "braze_groups")
 
 
-def extract_braze_email(braze: Any, universe: pd.DataFrame, unsub: pd.DataFrame, bounced: pd.DataFrame,
-                        ketch: pd.DataFrame, cfg: Config, full_window: bool, today: date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    groups = _groups(braze, universe, cfg, "identity")
-    b = universe[["subject_key", "identity"]].copy()
-    b["unsubscribed_at"] = b["subject_key"].map(_latest_by_key(unsub, "unsubscribed_at"))
-    if not full_window:
-        b = _confirm_old_unsubscribes(braze, b, ketch, cfg, today)
-    b["email_subscribe"] = b["unsubscribed_at"].notna().map({True: "unsubscribed", False: "subscribed"})
-    b["blocklisted"] = isin(b["subject_key"], _latest_by_key(bounced, "hard_bounced_at").index)
-    b["email"] = b["identity"]
-    all_unknown = groups.assign(_u=groups["status"].astype(str) == "unknown").groupby("subject_key")["_u"].all()
-    prove = universe["deletion_requested"] | universe["tombstoned"] | universe["subject_key"].map(all_unknown).fillna(True).astype(bool)
-    proven = _export_emails(braze, zip(universe.loc[prove, "subject_key"], universe.loc[prove, "identity"]))
-    b["profile_count"] = b["subject_key"].map(lambda k: len(proven[k]) if k in proven else 1)
-    b["exists"] = b["subject_key"].map(lambda k: len(proven[k]) > 0 if k in proven else pd.NA)
-    b.loc[b["exists"] == False, "email_subscribe"] = pd.NA  # noqa: E712
-    return conform(b.drop(columns=["identity"]), "braze"), groups
-
-
-def _confirm_old_unsubscribes(braze: Any, b: pd.DataFrame, ketch: pd.DataFrame, cfg: Config, today: date) -> pd.DataFrame:
-    """An incremental window misses older unsubscribes: look those up per email before calling them drift."""
-    stop = ketch["global_engaged"] | ketch["blocklist_engaged"] | (ketch["email_allowed"] == False).fillna(False)  # noqa: E712
-    expect_unsub = ketch[stop]["subject_key"]
-    todo = b[isin(b["subject_key"], expect_unsub) & b["unsubscribed_at"].isna()]
-    since = date.fromisoformat(cfg.universe.full_since)
-    for idx, email in zip(todo.index, todo["identity"]):
-        found = [r["unsubscribed_at"] for r in braze.email_unsubscribes(since, today, email=email)]
-        if found:
-            b.loc[idx, "unsubscribed_at"] = pd.Timestamp(max(found))
-    return b
-
-
-def extract_braze_external(braze: Any, universe: pd.DataFrame, unsub: pd.DataFrame, bounced: pd.DataFrame,
-                           cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ids = universe["identity"].astype(str).tolist()
-    result = braze.export_ids(ids, EXPORT_FIELDS)
-    users = pd.DataFrame(result.users, columns=EXPORT_FIELDS)
-    users = users[users["external_id"].notna()].drop_duplicates("external_id").set_index("external_id")
-    b = universe[["subject_key", "identity", "email"]].copy()
-    found = isin(b["identity"], users.index)
-    b["exists"] = found
-    b["profile_count"] = found.astype("int32")
-    b["email"] = b["identity"].map(users["email"]).fillna(b["email"])
-    b["email_subscribe"] = b["identity"].map(users["email_subscribe"])
-    ekeys = b["email"].map(email_key, na_action="ignore")
-    b["unsubscribed_at"] = ekeys.map(_latest_by_key(unsub, "unsubscribed_at"))
-    b["blocklisted"] = isin(ekeys, _latest_by_key(bounced, "hard_bounced_at").index)
-    groups = _groups(braze, universe[found.to_numpy()], cfg, "identity")
-    return conform(b.drop(columns=["identity"]), "braze"), groups
+def empty_braze() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return empty("braze"), empty("braze_groups"), empty("braze_profiles")

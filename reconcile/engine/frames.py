@@ -9,16 +9,23 @@ ketch         subject_key, has_record (bool), email_allowed (boolean, NA = no op
               global_engaged (bool), blocklist_engaged (bool),
               consent_collected_at, subs_collected_at (datetime64[UTC]|NaT)
 ketch_topics  subject_key, topic (str), channel (str|NA = no channel level), status ("granted"|"denied")
-braze         subject_key, exists (boolean, NA = not proven), profile_count (int),
-              email_subscribe ("opted_in"|"subscribed"|"unsubscribed"|NA),
-              unsubscribed_at (datetime64[UTC]|NaT), blocklisted (bool), email (str|NA)
+braze         subject_key, exists (bool), profile_count (int),
+              email_subscribe: the most permissive state of the subject's profiles
+              ("opted_in"|"subscribed"|"unsubscribed"|NA when no profile),
+              email_subscribe_min: the least permissive one (same values),
+              unsubscribed_at (datetime64[UTC]|NaT: the address's latest global unsubscribe),
+              blocklisted (boolean: on the hard-bounce list; NA = the list could not be read),
+              email (str|NA)
+braze_profiles subject_key, braze_id (str), external_id (str|NA), email (str|NA),
+              email_subscribe (str|NA): one row per Braze profile of a subject
 braze_groups  subject_key, group_id (str), status ("subscribed"|"unsubscribed"|"unknown")
 drift         see DRIFT_COLUMNS
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Iterable
 
 import pandas as pd
 
@@ -32,9 +39,11 @@ SCHEMAS: dict[str, dict[str, str]] = {
               "global_engaged": "bool", "blocklist_engaged": "bool",
               "consent_collected_at": UTC_TS, "subs_collected_at": UTC_TS},
     "ketch_topics": {"subject_key": "string", "topic": "string", "channel": "string", "status": "category"},
-    "braze": {"subject_key": "string", "exists": "boolean", "profile_count": "int32",
-              "email_subscribe": "string", "unsubscribed_at": UTC_TS, "blocklisted": "bool",
-              "email": "string"},
+    "braze": {"subject_key": "string", "exists": "bool", "profile_count": "int32",
+              "email_subscribe": "string", "email_subscribe_min": "string", "unsubscribed_at": UTC_TS,
+              "blocklisted": "boolean", "email": "string"},
+    "braze_profiles": {"subject_key": "string", "braze_id": "string", "external_id": "string",
+                       "email": "string", "email_subscribe": "string"},
     "braze_groups": {"subject_key": "string", "group_id": "string", "status": "category"},
 }
 
@@ -81,8 +90,16 @@ class Observed:
     ketch_topics: pd.DataFrame
     braze: pd.DataFrame
     braze_groups: pd.DataFrame
+    braze_profiles: pd.DataFrame = field(default_factory=lambda: empty("braze_profiles"))
 
-    def subset(self, subject_keys) -> "Observed":
+    def subset(self, subject_keys: Iterable[str]) -> "Observed":
         keys = set(subject_keys)
-        pick = lambda df: df[isin(df["subject_key"], keys)].reset_index(drop=True)  # noqa: E731
-        return Observed(*(pick(f) for f in (self.universe, self.ketch, self.ketch_topics, self.braze, self.braze_groups)))
+
+        def pick(df: pd.DataFrame) -> pd.DataFrame:
+            return df[isin(df["subject_key"], keys)].reset_index(drop=True)
+
+        return Observed(pick(self.universe), pick(self.ketch), pick(self.ketch_topics), pick(self.braze),
+                        pick(self.braze_groups), pick(self.braze_profiles))
+
+    def with_braze(self, braze: pd.DataFrame, groups: pd.DataFrame, profiles: pd.DataFrame) -> "Observed":
+        return Observed(self.universe, self.ketch, self.ketch_topics, braze, groups, profiles)

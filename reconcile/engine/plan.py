@@ -1,56 +1,28 @@
 """Pure planning: drift table in, batched actions out (semantics §5).
 
 Each action is one Braze request (or one Ketch write-back batch) at the endpoint's
-documented limit. Action ids are deterministic in the plan id and the batch's content,
-so a resumed apply can tell what it already sent. Plan ids are unique per run: the same
-world seen again (say, an import that reverted opt-outs) gets a new plan, never a
-"confirmed already" skip.
+documented limit (clients/limits.py). Targets are chosen per kind and key type: a global
+opt-out under `email` keys addresses each subscribed profile of the address by braze_id
+(`users/track` by email would reach only one of them), group writes go by the subject's
+key (by email they reach every profile sharing the address), deletions by the subject's
+key (by email with the configured prioritization). Action ids are deterministic in the plan
+id and the batch's content, so a resumed apply can tell what it already sent. Plan ids are
+unique per run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from reconcile.engine.diff import Rules
+from reconcile.clients.limits import ENDPOINT, batch_limit
+from reconcile.engine.diff import SUBSCRIBED, Rules
 from reconcile.errors import DataError
-
-# Phase order: stop unwanted mail first, then suppress, then erase, then the rest.
-PHASES: dict[str, tuple[int, str, int | None]] = {
-    # kind: (phase, endpoint, batch size; None = braze.track_batch_size)
-    "group_unsubscribe": (0, "/subscription/status/set", 50),
-    "global_unsubscribe": (0, "/users/track", None),
-    "global_unsubscribe_email": (0, "/email/status", 50),
-    "blocklist": (1, "/email/blocklist", 50),
-    "delete": (2, "/users/delete", 50),
-    "ketch_writeback": (3, "ketch:/subscriptions/update", 50),
-    "alias_optout": (4, "/users/alias/new", 50),
-    "group_subscribe": (5, "/subscription/status/set", 50),
-    "global_subscribe": (5, "/users/track", None),
-    "global_subscribe_email": (5, "/email/status", 50),
-}
-UNSUBSCRIBE_KINDS = {"group_unsubscribe", "global_unsubscribe", "global_unsubscribe_email"}
-
-
-@dataclass(frozen=True)
-class Plan:
-    plan_id: str
-    fingerprint: str
-    drift: pd.DataFrame
-    actions: list[dict[str, Any]]
-
-    @property
-    def deletion_subjects(self) -> set[str]:
-        return {s for a in self.actions if a["kind"] == "delete" for s in a["subject_keys"]}
-
-    @property
-    def unsubscribe_subjects(self) -> set[str]:
-        return {s for a in self.actions if a["kind"] in UNSUBSCRIBE_KINDS for s in a["subject_keys"]}
+from reconcile.models.plan import Action, ActionKind, DriftKey, Field, IdType, Plan, Target, WriteBack
 
 
 def fingerprint(*parts: Any) -> str:
@@ -69,105 +41,123 @@ def fingerprint(*parts: Any) -> str:
     return h.hexdigest()[:24]
 
 
-def _kind(row_action: str, key_type: str) -> str:
-    if key_type == "email" and row_action in ("global_unsubscribe", "global_subscribe"):
-        return row_action + "_email"
-    return row_action
+def drift_keys(drift: pd.DataFrame) -> list[DriftKey]:
+    """The DriftKey of every drift row, in row order."""
+    groups = drift["group_id"].astype(object).where(drift["group_id"].notna(), None)
+    return [DriftKey(s, c, Field(f), g if f == Field.GROUP else None)
+            for s, c, f, g in zip(drift["subject_key"], drift["drift_class"], drift["field"], groups)]
 
 
-def _target(kind: str) -> str:
-    """Which identifier a kind sends: the subject's identity, or its email."""
-    return "email" if kind in ("blocklist", "alias_optout") or kind.endswith("_email") else "identity"
+def _profile_targets(profiles: pd.DataFrame, kind: ActionKind) -> pd.DataFrame:
+    """subject_key, value: the profiles a global write must reach, by braze_id."""
+    state = profiles["email_subscribe"].astype("string")
+    want = state.isin(SUBSCRIBED).fillna(False) if kind is ActionKind.GLOBAL_UNSUBSCRIBE \
+        else (state == "unsubscribed").fillna(False)
+    hit = profiles[want.to_numpy() & profiles["braze_id"].notna().to_numpy()]
+    return pd.DataFrame({"subject_key": hit["subject_key"].astype(str), "value": hit["braze_id"].astype(str)})
 
 
-def build_plan(drift: pd.DataFrame, emails: pd.Series, rules: Rules, *, plan_fp: str, plan_id: str | None = None,
-               track_batch_size: int = 75) -> Plan:
-    """Batch the actionable drift rows. `emails` maps subject_key -> email (for blocklist/alias)."""
-    todo = drift[drift["action"].fillna("") != ""].copy()
-    todo["kind"] = [_kind(a, rules.key_type) for a in todo["action"]]
-    todo["email"] = todo["subject_key"].map(emails)
-    todo["group_id"] = todo["group_id"].astype(object).where(todo["group_id"].notna(), "")
-    actions: list[dict[str, Any]] = []
-    ordered = sorted(todo.groupby(["kind", "group_id"], sort=True), key=lambda kv: (PHASES[kv[0][0]][0], kv[0]))
-    for (kind, group_id), rows in ordered:
-        _, endpoint, size = PHASES[kind]
-        col = "email" if _target(kind) == "email" else "identity"
-        rows = rows[rows[col].notna()].sort_values(["subject_key", "field"], kind="stable")
-        for batch in _batches(rows, col, size or track_batch_size):
-            actions.append(_action(kind, endpoint, group_id or None, batch, plan_id or plan_fp, rules))
-    for seq, action in enumerate(actions):
-        action["seq"] = seq
-    return Plan(plan_id=plan_id or f"plan-{plan_fp[:12]}", fingerprint=plan_fp, drift=drift, actions=actions)
+def _targets(rows: pd.DataFrame, kind: ActionKind, rules: Rules, emails: pd.Series,
+             profiles: pd.DataFrame) -> tuple[IdType, pd.DataFrame]:
+    """(id type, frame of subject_key + value) for the drift rows of one kind."""
+    subjects = rows.drop_duplicates("subject_key")
+    by_key = IdType.EMAIL if rules.key_type == "email" else IdType.EXTERNAL_ID
+    if kind in (ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE) and rules.key_type == "email":
+        picked = _profile_targets(profiles[profiles["subject_key"].isin(subjects["subject_key"])], kind)
+        return IdType.BRAZE_ID, picked
+    if kind in (ActionKind.BLOCKLIST, ActionKind.ALIAS_OPTOUT):
+        values = subjects["subject_key"].map(emails)
+        return IdType.EMAIL, pd.DataFrame({"subject_key": subjects["subject_key"], "value": values}).dropna()
+    id_type = IdType.KETCH if kind is ActionKind.KETCH_WRITEBACK else by_key
+    return id_type, pd.DataFrame({"subject_key": subjects["subject_key"], "value": subjects["identity"]}).dropna()
 
 
-def _batches(rows: pd.DataFrame, col: str, size: int) -> list[list[tuple]]:
-    """Split rows (sorted by subject) into batches of at most `size` distinct subjects."""
-    records = zip(rows["subject_key"].astype(str), rows[col].astype(str), rows["drift_class"].astype(str),
-                  rows["field"].astype(str), rows["braze_unsubscribed_at"])
-    batches: list[list[tuple]] = []
-    current: list[tuple] = []
-    subjects = 0
-    last = None
-    for rec in records:
-        if rec[0] != last:
-            if subjects == size:
-                batches.append(current)
-                current, subjects = [], 0
-            subjects += 1
-            last = rec[0]
-        current.append(rec)
+def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, rules: Rules, *, plan_fp: str,
+               plan_id: str, track_batch_size: int = 75) -> Plan:
+    """Batch the actionable drift rows. `emails` maps subject_key -> email (blocklist, alias);
+    `profiles` is the braze_profiles frame (which profiles a global write reaches)."""
+    todo = drift[drift["action"].fillna("").astype(str) != ""]
+    todo = todo.assign(_key=drift_keys(todo) if len(todo) else [])
+    actions: list[Action] = []
+    kinds = sorted({ActionKind(a) for a in todo["action"]}, key=lambda k: (k.phase, k.value))
+    for kind in kinds:
+        rows = todo[todo["action"] == kind.value]
+        for group_id, part in (rows.groupby(rows["group_id"].astype(str)) if kind in
+                               (ActionKind.GROUP_UNSUBSCRIBE, ActionKind.GROUP_SUBSCRIBE) else [(None, rows)]):
+            part = part.sort_values(["subject_key", "field"], kind="stable")
+            id_type, targets = _targets(part, kind, rules, emails, profiles)
+            keys_of = part.groupby("subject_key")["_key"].apply(tuple).to_dict()
+            for batch in _batches(targets, batch_limit(kind, track_batch_size)):
+                actions.append(_action(kind, id_type, group_id, batch, keys_of, part, rules, plan_id, len(actions)))
+    return Plan(plan_id=plan_id, fingerprint=plan_fp, actions=tuple(actions))
+
+
+def _batches(targets: pd.DataFrame, size: int) -> list[list[tuple[str, str]]]:
+    """Split (subject, value) pairs into batches of at most `size` values, keeping one
+    subject's values together unless they alone exceed `size`."""
+    batches: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    by_subject = targets.groupby("subject_key", sort=True)["value"].apply(lambda v: list(dict.fromkeys(v)))
+    for subject, values in by_subject.items():
+        pairs = [(str(subject), str(v)) for v in values]
+        if current and len(current) + len(pairs) > size:
+            batches.append(current)
+            current = []
+        while len(pairs) > size:
+            batches.append(pairs[:size])
+            pairs = pairs[size:]
+        current += pairs
     if current:
         batches.append(current)
     return batches
 
 
-def _action(kind: str, endpoint: str, group_id: str | None, batch: list[tuple], salt: str,
-            rules: Rules) -> dict[str, Any]:
-    """One request; `batch` holds (subject, identity, class, field, unsubscribed_at) per drift row."""
-    first = {rec[0]: rec[1] for rec in batch}
-    subjects, ids = list(first), list(first.values())
-    body = {"kind": kind, "group_id": group_id, "ids": ids}
-    action_id = hashlib.sha256(json.dumps([salt, body], sort_keys=True).encode()).hexdigest()[:20]
-    params: dict[str, Any] = {"key_type": rules.key_type}
-    if group_id:
-        params["group_id"] = group_id
-    if kind == "delete" and rules.key_type == "email":
-        params["prioritization"] = list(rules.deletion_prioritization) or ["most_recently_updated"]
-    if kind == "ketch_writeback":
-        params["fields"] = [[r[3] for r in batch if r[0] == s] for s in subjects]
-        params["at"] = [_iso(max((pd.Timestamp(r[4]) for r in batch if r[0] == s and not pd.isna(r[4])),
-                                 default=pd.NaT)) for s in subjects]
-    return {"action_id": action_id, "kind": kind, "endpoint": endpoint, "params": params,
-            "identities": ids, "subject_keys": subjects, "drift_keys": [[r[0], r[2], r[3]] for r in batch],
-            "payload": {"identities": ids, "params": params}}
+def _action(kind: ActionKind, id_type: IdType, group_id: str | None, batch: list[tuple[str, str]],
+            keys_of: dict[str, tuple[DriftKey, ...]], rows: pd.DataFrame, rules: Rules, plan_id: str,
+            seq: int) -> Action:
+    targets = tuple(Target(s, id_type, v) for s, v in batch)
+    subjects = list(dict.fromkeys(s for s, _ in batch))
+    keys = tuple(k for s in subjects for k in keys_of.get(s, ()))
+    prioritization: tuple[str, ...] = ()
+    if kind is ActionKind.DELETE and id_type is IdType.EMAIL:
+        prioritization = tuple(rules.deletion_prioritization) or ("most_recently_updated",)
+    writeback = _writeback(rows, subjects) if kind is ActionKind.KETCH_WRITEBACK else ()
+    draft = Action("", plan_id, seq, kind, targets, keys, ENDPOINT[kind], group_id, prioritization, writeback)
+    action_id = hashlib.sha256(f"{plan_id}\x1e{draft.content_hash()}".encode()).hexdigest()[:20]
+    return Action(action_id, plan_id, seq, kind, targets, keys, ENDPOINT[kind], group_id, prioritization, writeback)
 
 
-def _iso(value: Any) -> str:
-    ts = pd.Timestamp(value)
-    return ts.isoformat() if not pd.isna(ts) else pd.Timestamp(0, tz="UTC").isoformat()
+def _writeback(rows: pd.DataFrame, subjects: list[str]) -> tuple[WriteBack, ...]:
+    out = []
+    for s in subjects:
+        mine = rows[rows["subject_key"] == s]
+        groups = tuple(str(g) for f, g in zip(mine["field"], mine["group_id"]) if f == Field.GROUP and pd.notna(g))
+        at = pd.to_datetime(mine["braze_unsubscribed_at"], utc=True, errors="coerce").max()
+        when = at.isoformat() if not pd.isna(at) else pd.Timestamp(0, tz="UTC").isoformat()
+        out.append(WriteBack(s, groups, bool((mine["field"] == Field.EMAIL_SUBSCRIBE).any()), when))
+    return tuple(out)
 
 
-def plan_to_dict(plan: Plan, **extra: Any) -> dict[str, Any]:
-    drift = plan.drift.astype(object).where(plan.drift.notna(), None)
+# ----------------------------------------------------------------------------- plan documents
+
+
+def plan_document(plan: Plan, drift: pd.DataFrame, **extra: Any) -> dict[str, Any]:
+    """The JSON form saved in the state store and written by `plan --out`."""
+    rows = drift.astype(object).where(drift.notna(), None)
     return {"plan_id": plan.plan_id, "fingerprint": plan.fingerprint, **extra,
-            "drift": json.loads(drift.to_json(orient="records", date_format="iso")),
-            "actions": plan.actions}
+            "actions_hash": plan.actions_hash(),
+            "drift": json.loads(rows.to_json(orient="records", date_format="iso")),
+            "actions": [a.to_json() for a in plan.actions]}
 
 
-ACTION_KEYS = ("action_id", "kind", "endpoint", "params", "identities", "subject_keys", "drift_keys")
-
-
-def plan_from_dict(d: Any) -> Plan:
+def plan_from_document(d: Any) -> Plan:
     """A saved plan, checked: DataError names what is missing instead of failing mid-apply."""
     if not isinstance(d, dict):
         raise DataError("not a plan: expected a JSON object written by `reconcile plan --out`")
     missing = [k for k in ("plan_id", "fingerprint", "config_hash", "drift", "actions") if k not in d]
     if missing:
         raise DataError(f"plan file lacks {', '.join(missing)}; write it again with `reconcile plan --out`")
-    for i, a in enumerate(d["actions"]):
-        lacking = [k for k in ACTION_KEYS if not isinstance(a, dict) or k not in a]
-        if lacking or a["kind"] not in PHASES:
-            raise DataError(f"plan action {i} is malformed ({', '.join(lacking) or 'unknown kind ' + repr(a['kind'])}); "
-                            "write the plan again with `reconcile plan --out`")
-    drift = pd.DataFrame(d.get("drift", []))
-    return Plan(d["plan_id"], d["fingerprint"], drift, list(d.get("actions", [])))
+    if not isinstance(d["actions"], list):
+        raise DataError("plan file: `actions` is not a list; write it again with `reconcile plan --out`")
+    actions = tuple(Action.from_json(a, i) for i, a in enumerate(d["actions"]))
+    return Plan(str(d["plan_id"]), str(d["fingerprint"]), actions)

@@ -116,7 +116,10 @@ def _normalized(df: pd.DataFrame, source: str, key_type: str, exc: list[pd.DataF
     if len(invalid):
         exc.append(invalid.assign(source=source)[EXCEPTION_COLUMNS])
     extra = df.loc[valid.index].drop(columns=["identity"])
-    return pd.concat([valid, extra], axis=1).assign(source=source)
+    out = pd.concat([valid, extra], axis=1)
+    if "_source" in out.columns:  # rows that name their own source (lists resolved to external ids)
+        return out.assign(source=out.pop("_source").fillna(source))
+    return out.assign(source=source)
 
 
 def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -248,7 +248,8 @@ def test_apply_of_a_stale_plan_exits_5_and_sends_nothing(job, tmp_path):
     assert job.cli("plan", "--out", str(plan_file)).exit_code == ExitCode.DRIFT
     body = json.loads(plan_file.read_text(encoding="utf-8"))
     # one person the plan unsubscribes from the newsletter group re-grants it in Ketch
-    target = next(d for d in body["drift"] if d["drift_class"] == "missed_optout" and d["field"] == "group:sg-news")
+    target = next(d for d in body["drift"] if d["drift_class"] == "missed_optout" and d["field"] == "group"
+                  and d["group_id"] == "sg-news")
     email = target["subject_key"]
     assert email in truth.injected["missed_optout_group"] + truth.injected["missed_optout_global"]
     regrant_everything(w, email)

@@ -44,7 +44,8 @@ class World:
                       "environment": "production", "jurisdiction": "default", "concurrency": 16,
                       "requests_per_second": 0},
             "identity": {"ketch_space": "email" if key_type == "email" else "account_id", "braze_key": key_type},
-            "mapping": {"email_purpose": "email_marketing", "blocklist_control": "do_not_contact", "topics": TOPICS},
+            "mapping": {"email_purpose": "email_marketing", "blocklist_control": "do_not_contact",
+                        "global_control_engaged": "granted", "topics": TOPICS},
             "universe": {"csv": "universe.csv", "deletions_csv": "deletions.csv", "full_since": "2015-01-01"},
             "apply": {"consistency_delay_seconds": 0},
             "state": {"url": self.state_url},
@@ -84,6 +85,7 @@ braze_key = "email"
 [mapping]
 email_purpose = "email_marketing"
 blocklist_control = "do_not_contact"
+global_control_engaged = "granted"
 {topics}
 [universe]
 csv = "universe.csv"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.pipeline import make_plan
+from reconcile.pipeline import plan_only
 from reconcile.store.store import Store
 
 WRITES = {"/subscription/status/set", "/email/status", "/users/delete", "/email/blocklist", "/users/track"}
@@ -27,6 +27,7 @@ def _ids(call: dict) -> tuple[str, tuple[str, ...]]:
     body = call["body"] or {}
     ids = body.get("email") or body.get("external_id") or [
         e["email"] if isinstance(e, dict) else e for e in body.get("email_addresses", [])] or body.get("external_ids", [])
+    ids = ids or [a.get("braze_id") or a.get("external_id") for a in body.get("attributes", [])]
     ids = [ids] if isinstance(ids, str) else ids
     return call["path"], tuple(sorted(ids))
 
@@ -60,7 +61,7 @@ def test_sigkill_mid_apply_then_resume_sends_no_confirmed_batch_twice(world, tmp
     cfg = load_config(cfg_path)
     world.seed(cfg, subjects=1200, drift=0.35)
     with world.runtime(cfg) as rt:
-        result = make_plan(rt)
+        result = plan_only(rt)[1]
         plan_body = rt.store.get_plan(result.plan.plan_id)["body"]
     planned = len(result.plan.actions)
     assert planned >= 6
@@ -91,7 +92,7 @@ def test_sigkill_mid_apply_then_resume_sends_no_confirmed_batch_twice(world, tmp
         after = {a["action_id"]: a for a in store.actions(plan_id=result.plan.plan_id)}
     assert {a["status"] for a in after.values()} == {"confirmed"}
     sent = [_ids(c) for c in world.braze.calls if c["path"] in WRITES]
-    by_action = {k: (a["endpoint"], tuple(sorted(a["payload"]["identities"]))) for k, a in after.items()}
+    by_action = {k: (a["endpoint"], tuple(sorted(t[2] for t in a["payload"]["targets"]))) for k, a in after.items()}
     for action_id in confirmed_before:
         assert sent.count(by_action[action_id]) == 1, f"confirmed batch {action_id} was sent again"
         assert after[action_id]["attempts"] == 1
@@ -99,4 +100,4 @@ def test_sigkill_mid_apply_then_resume_sends_no_confirmed_batch_twice(world, tmp
         assert sent.count(key) >= 1, f"batch {action_id} never reached Braze"
 
     with world.runtime(cfg) as rt:
-        assert make_plan(rt).plan.actions == [], "Braze is correct after the resume"
+        assert plan_only(rt)[1].plan.actions == (), "Braze is correct after the resume"

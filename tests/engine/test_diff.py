@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from reconcile.config import TopicMapping
 from reconcile.engine.diff import Rules, diff
+from reconcile.engine.extract import BrazeLists, summarize
 from reconcile.engine.frames import Observed, conform
-from reconcile.engine.plan import build_plan
+from reconcile.engine.plan import build_plan, drift_keys
+from reconcile.models.plan import ActionKind
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 NEWS = TopicMapping("newsletter", "email", "g-news")
@@ -26,7 +28,10 @@ def subject(key, *, ketch=None, braze=None, topics=(), groups=(), deletion=False
 
 
 def observe(*subjects) -> Observed:
-    u, k, kt, b, bg = [], [], [], [], []
+    """Frames for the subjects; a Braze side is given per subject (`email_subscribe` for its
+    one profile) or per profile (`profiles`: a list of email_subscribe values)."""
+    u, k, kt, p, bg = [], [], [], [], []
+    braze_extra = {}
     for s in subjects:
         key = s["key"]
         u.append({"subject_key": key, "identity": key, "email": key, "deletion_requested": s["deletion"],
@@ -34,17 +39,28 @@ def observe(*subjects) -> Observed:
         if s["ketch"] is not None:
             k.append({"subject_key": key, "has_record": True, **s["ketch"]})
         kt += [{"subject_key": key, "topic": t, "channel": c, "status": st_} for t, c, st_ in s["topics"]]
-        if s["braze"] is not None:
-            b.append({"subject_key": key, "exists": True, "profile_count": 1, "email": key, **s["braze"]})
+        b = dict(s["braze"] or {"exists": False})
+        if b.get("exists", True):
+            states = b.pop("profiles", None) or [b.get("email_subscribe", "subscribed")] * b.get("profile_count", 1)
+            p += [{"subject_key": key, "braze_id": f"{key}#{i}", "external_id": None, "email": key,
+                   "email_subscribe": state} for i, state in enumerate(states)]
+        braze_extra[key] = b
         bg += [{"subject_key": key, "group_id": g, "status": st_} for g, st_ in s["groups"]]
-    return Observed(conform(pd.DataFrame(u), "universe"), conform(pd.DataFrame(k), "ketch"),
-                    conform(pd.DataFrame(kt), "ketch_topics"), conform(pd.DataFrame(b), "braze"),
-                    conform(pd.DataFrame(bg), "braze_groups"))
+    universe = conform(pd.DataFrame(u), "universe")
+    profiles = conform(pd.DataFrame(p), "braze_profiles")
+    unsub = pd.DataFrame([{"email": key, "unsubscribed_at": b["unsubscribed_at"]} for key, b in braze_extra.items()
+                          if b.get("unsubscribed_at") is not None], columns=["email", "unsubscribed_at"])
+    bounced = pd.DataFrame([{"email": key, "hard_bounced_at": T0} for key, b in braze_extra.items()
+                            if b.get("blocklisted")], columns=["email", "hard_bounced_at"])
+    lists = BrazeLists(unsub.astype({"unsubscribed_at": "datetime64[ns, UTC]"}),
+                       bounced.astype({"hard_bounced_at": "datetime64[ns, UTC]"}), True)
+    return Observed(universe, conform(pd.DataFrame(k), "ketch"), conform(pd.DataFrame(kt), "ketch_topics"),
+                    summarize(universe, profiles, lists), conform(pd.DataFrame(bg), "braze_groups"), profiles)
 
 
 def classes(drift: pd.DataFrame, key: str) -> set[tuple[str, str]]:
-    rows = drift[drift["subject_key"] == key]
-    return set(zip(rows["drift_class"], rows["field"]))
+    keys = [d for d in drift_keys(drift) if d.subject_key == key]
+    return {(d.drift_class, d.stored_field) for d in keys}
 
 
 def test_in_sync_subject_has_no_drift():
@@ -142,18 +158,52 @@ def test_blocklist_for_deleted_emails_when_configured():
 
 
 def test_unmatched_with_optional_alias():
-    o = observe(subject("nobody@x.io", ketch={"email_allowed": False}, braze={"exists": False, "profile_count": 0}))
+    o = observe(subject("nobody@x.io", ketch={"email_allowed": False}, braze={"exists": False}))
     assert classes(diff(o, RULES), "nobody@x.io") == {("unmatched", "profile")}
     d = diff(o, Rules(topics=RULES.topics, alias_unmatched=True))
     assert d["action"].tolist() == ["alias_optout"]
 
 
+# ----------------------------------------------------------------------------- per profile
+
+
+def test_one_subscribed_profile_of_a_shared_address_is_a_missed_optout_and_targets_only_it():
+    o = observe(subject("two@x.io", ketch={"email_allowed": False},
+                        braze={"profiles": ["unsubscribed", "subscribed"], "unsubscribed_at": T0}))
+    d = diff(o, RULES)
+    assert classes(d, "two@x.io") == {("missed_optout", "email_subscribe")}
+    plan = build_plan(d, o.universe.set_index("subject_key")["email"], o.braze_profiles, RULES, plan_fp="fp",
+                      plan_id="p")
+    (action,) = plan.actions
+    assert action.kind is ActionKind.GLOBAL_UNSUBSCRIBE
+    assert action.values == ["two@x.io#1"] and action.id_type == "braze_id"
+
+
+def test_missing_topic_state_is_no_opinion_even_beside_granted_topics():
+    o = observe(subject("a@x.io", ketch={"email_allowed": True}, braze={"email_subscribe": "subscribed"},
+                        topics=[("newsletter", "email", "granted")],
+                        groups=[("g-news", "subscribed"), ("g-promo", "subscribed")]))
+    assert diff(o, RULES).empty
+
+
+def test_blocklist_unknown_without_the_bounce_list_is_planned_only_while_mailable():
+    from dataclasses import replace
+
+    o = observe(subject("dnc@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "subscribed"}),
+                subject("done@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "unsubscribed"}))
+    unknown = replace(o, braze=o.braze.assign(blocklisted=pd.array([pd.NA] * 2, dtype="boolean")))
+    d = diff(unknown, RULES)
+    assert ("missed_blocklist", "blocklist") in classes(d, "dnc@x.io")
+    assert ("missed_blocklist", "blocklist") not in classes(d, "done@x.io")
+
+
 # ----------------------------------------------------------------------------- invariant
 
-STATUS = st.sampled_from(["granted", "denied", None])
+STATUS = st.sampled_from(["granted", "denied", None])  # None: Ketch has no state for that topic
 BRAZE = st.sampled_from(["subscribed", "opted_in", "unsubscribed"])
 GROUP = st.sampled_from(["subscribed", "unsubscribed", "unknown", None])
 WHEN = st.sampled_from([None, T0 - timedelta(days=2), T0, T0 + timedelta(days=2)])
+MAYBE = st.sampled_from([True, False, None])  # None: the purpose or control is missing
 
 
 @st.composite
@@ -161,12 +211,15 @@ def random_subject(draw, i):
     has_record = draw(st.booleans())
     ketch = None
     if has_record:
-        ketch = {"email_allowed": draw(st.sampled_from([True, False, None])), "global_engaged": draw(st.booleans()),
+        ketch = {"email_allowed": draw(MAYBE), "global_engaged": draw(MAYBE), "blocklist_engaged": draw(MAYBE),
                  "consent_collected_at": draw(WHEN), "subs_collected_at": draw(WHEN)}
+        ketch = {k: v for k, v in ketch.items() if v is not None}
     topics = [(m.topic, m.channel, s) for m in RULES.topics if (s := draw(STATUS))]
     groups = [(m.subscription_group_id, s) for m in RULES.topics if (s := draw(GROUP))]
-    braze = {"email_subscribe": draw(BRAZE), "unsubscribed_at": draw(WHEN),
-             "profile_count": draw(st.sampled_from([1, 1, 2]))} if draw(st.booleans()) or not has_record else None
+    braze = None
+    if draw(st.booleans()) or not has_record:
+        braze = {"profiles": draw(st.lists(BRAZE, min_size=1, max_size=3)), "unsubscribed_at": draw(WHEN),
+                 "blocklisted": draw(st.booleans())}
     flags = draw(st.sampled_from(["none", "none", "deletion", "tombstone"]))
     return subject(f"s{i}@x.io", ketch=ketch, braze=braze, topics=topics, groups=groups,
                    deletion=flags == "deletion", tombstone=flags == "tombstone")
@@ -174,42 +227,63 @@ def random_subject(draw, i):
 
 def apply_model(o: Observed, plan) -> Observed:
     """What Braze holds after every planned action succeeded (a pure model of the API)."""
-    braze, groups = o.braze.copy(), o.braze_groups.astype({"status": "string"})
+    profiles, groups = o.braze_profiles.copy(), o.braze_groups.astype({"status": "string"})
     for a in plan.actions:
-        keys = set(a["subject_keys"])
-        hit = braze["subject_key"].isin(keys)
-        if a["kind"].startswith("global_unsubscribe"):
-            braze.loc[hit, "email_subscribe"] = "unsubscribed"
-        elif a["kind"] == "group_unsubscribe":
-            g = groups["subject_key"].isin(keys) & (groups["group_id"] == a["params"]["group_id"])
+        keys = set(a.subject_keys)
+        if a.kind is ActionKind.GLOBAL_UNSUBSCRIBE:
+            profiles.loc[profiles["braze_id"].isin(a.values), "email_subscribe"] = "unsubscribed"
+        elif a.kind is ActionKind.GROUP_UNSUBSCRIBE:
+            g = groups["subject_key"].isin(keys) & (groups["group_id"] == a.group_id)
             groups.loc[g, "status"] = "unsubscribed"
-        elif a["kind"] == "delete":
-            braze.loc[hit, "exists"] = False
-    return Observed(o.universe, o.ketch, o.ketch_topics, braze, groups)
+        elif a.kind is ActionKind.DELETE:
+            profiles = profiles[~profiles["subject_key"].isin(keys)]
+    braze = summarize(o.universe, profiles, BrazeLists(pd.DataFrame(columns=["email", "unsubscribed_at"]),
+                                                       pd.DataFrame(columns=["email", "hard_bounced_at"]), True))
+    braze["unsubscribed_at"] = o.braze["unsubscribed_at"].array
+    braze["blocklisted"] = o.braze["blocklisted"].array
+    return Observed(o.universe, o.ketch, o.ketch_topics, braze, groups, profiles)
 
 
 def more_permissive(o: Observed) -> list[str]:
     """Subjects where Braze is more permissive than Ketch after apply (must be none)."""
-    bad = []
     drift = diff(o, RULES)
-    for cls in ("missed_optout", "missed_deletion", "resurrected"):
-        bad += drift[drift["drift_class"] == cls]["subject_key"].tolist()
-    return bad
+    return drift[drift["drift_class"].isin(["missed_optout", "missed_deletion", "resurrected"])]["subject_key"].tolist()
 
 
-@settings(max_examples=80, deadline=None)
+def no_opinion_groups(o: Observed) -> set[tuple[str, str]]:
+    """(subject, group) pairs on which Ketch has no opinion: no topic state and no global or
+    do-not-contact control engaged."""
+    k = o.ketch.set_index("subject_key")
+    out = set()
+    for m in RULES.topics:
+        stated = set(o.ketch_topics[o.ketch_topics["topic"] == m.topic]["subject_key"])
+        for key in o.universe["subject_key"]:
+            engaged = key in k.index and bool(k.loc[key, "global_engaged"] or k.loc[key, "blocklist_engaged"])
+            if key not in stated and not engaged:
+                out.add((key, m.subscription_group_id))
+    return out
+
+
+@settings(max_examples=120, deadline=None)
 @given(st.lists(st.integers(0, 10_000), min_size=1, max_size=12, unique=True).flatmap(
     lambda ids: st.tuples(*(random_subject(i) for i in ids))))
 def test_invariant_after_apply_braze_is_never_more_permissive(subjects):
     o = observe(*subjects)
     drift = diff(o, RULES)
     assert not (drift[drift["drift_class"] == "missed_optout"]["action"] == "").any()
-    plan = build_plan(drift, o.universe.set_index("subject_key")["email"], RULES, plan_fp="fp")
+    plan = build_plan(drift, o.universe.set_index("subject_key")["email"], o.braze_profiles, RULES, plan_fp="fp",
+                      plan_id="p")
     after = apply_model(o, plan)
     ambiguous = set(drift[drift["drift_class"] == "ambiguous_identity"]["subject_key"])
     assert set(more_permissive(after)) <= ambiguous
     # never resubscribe, never unsubscribe a subject Ketch has no record of
     no_record = set(o.universe["subject_key"]) - set(o.ketch["subject_key"])
-    touched = {s for a in plan.actions for s in a["subject_keys"]}
-    assert not (touched & no_record - set(o.universe[o.universe["deletion_requested"] | o.universe["tombstoned"]]["subject_key"]))
-    assert not any(a["kind"].endswith("subscribe") and "unsubscribe" not in a["kind"] for a in plan.actions)
+    doomed = set(o.universe[o.universe["deletion_requested"] | o.universe["tombstoned"]]["subject_key"])
+    touched = {s for a in plan.actions for s in a.subject_keys}
+    assert not (touched & no_record - doomed)
+    assert not any(a.kind.subscribes for a in plan.actions)
+    # no overreach: a group on which Ketch has no opinion is never written
+    quiet = no_opinion_groups(o)
+    for a in plan.actions:
+        if a.kind is ActionKind.GROUP_UNSUBSCRIBE:
+            assert not {(s, a.group_id) for s in a.subject_keys} & quiet

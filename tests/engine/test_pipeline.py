@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from reconcile.errors import ExitCode, GuardRefused
-from reconcile.pipeline import make_plan, run_once
+from reconcile.errors import ExitCode
+from reconcile.models.plan import ActionKind
+from reconcile.pipeline import plan_only, run_job
 
 
 def test_every_seeded_class_is_found_corrected_and_converges(pg_world):
@@ -13,7 +16,7 @@ def test_every_seeded_class_is_found_corrected_and_converges(pg_world):
     cfg = w.config()
     truth = w.seed(cfg, subjects=240, drift=0.2)
     with w.runtime(cfg) as rt:
-        first = run_once(rt)
+        first = run_job(rt)
         exceptions = rt.store.exceptions(first.run_id)
     c = first.counts
     assert first.exit_code == ExitCode.OK, first.messages
@@ -30,7 +33,7 @@ def test_every_seeded_class_is_found_corrected_and_converges(pg_world):
     assert first.verified > 0 and first.unverified == 0
 
     with w.runtime(cfg) as rt:
-        second = run_once(rt)
+        second = run_job(rt)
     assert second.actions_planned == 0 and second.status == "in_sync"
     for cls in ("missed_optout", "missed_deletion", "missed_blocklist"):
         assert second.counts[cls] == 0, cls
@@ -42,7 +45,7 @@ def test_traps_are_handled(world):
     truth = w.seed(cfg, subjects=200, drift=0.25)
     untouched = {e: w.braze.profiles_by_email(e)[0] for e in truth.injected["no_consent_record"]}
     with w.runtime(cfg) as rt:
-        run_once(rt)
+        run_job(rt)
     # a Ketch "no record" is reported, never unsubscribed
     for email, before in untouched.items():
         (p,) = w.braze.profiles_by_email(email)
@@ -72,12 +75,12 @@ def test_deleted_profile_that_comes_back_is_resurrected_and_deleted_again(world)
     cfg = w.config()
     truth = w.seed(cfg, subjects=60, drift=0.2)
     with w.runtime(cfg) as rt:
-        run_once(rt)
+        run_job(rt)
     gone = truth.injected["missed_deletion"][0]
     w.braze.add_profile(email=gone, email_subscribe="subscribed")
     (cfg.universe.deletions_csv).write_text("identity,requested_at\n")  # the request itself is closed
     with w.runtime(cfg) as rt:
-        again = run_once(rt)
+        again = run_job(rt)
     assert again.counts["resurrected"] == 1
     assert w.braze.profiles_by_email(gone) == []
 
@@ -87,7 +90,7 @@ def test_external_id_keys(world):
     cfg = w.config("external_id")
     truth = w.seed(cfg, subjects=150, drift=0.2)
     with w.runtime(cfg) as rt:
-        first = run_once(rt)
+        first = run_job(rt)
     assert first.exit_code == ExitCode.OK, first.messages
     # external ids are unique: a deletion is never ambiguous, even when the email is shared
     assert first.counts["ambiguous_identity"] == 0
@@ -95,7 +98,7 @@ def test_external_id_keys(world):
     sets = [c for c in w.braze.calls if c["path"] == "/subscription/status/set"]
     assert sets and all("external_id" in c["body"] and "email" not in c["body"] for c in sets)
     with w.runtime(cfg) as rt:
-        assert run_once(rt).actions_planned == 0
+        assert run_job(rt).actions_planned == 0
 
 
 def test_empty_ketch_extract_is_refused_and_nothing_is_written(world):
@@ -105,12 +108,13 @@ def test_empty_ketch_extract_is_refused_and_nothing_is_written(world):
     w.ketch.from_dict({"records": []})  # Ketch now answers "no record" for everyone
     w.braze.calls.clear()
     with w.runtime(cfg) as rt:
-        with pytest.raises(GuardRefused) as err:
-            run_once(rt)
+        result = run_job(rt)
         run = rt.store.list_runs(1)[0]
-    assert err.value.exit_code == 10 and err.value.guard == "empty_extract"
-    assert "Ketch extract is empty" in str(err.value)
-    assert run["status"] == "refused"
+    assert result.exit_code == 10 and result.status == "refused"
+    assert "guard empty_extract refused apply" in result.messages[0]
+    assert "Ketch extract is empty" in result.messages[0]
+    assert run["status"] == "refused" and run["exit_code"] == 10 and "empty_extract" in run["error"]
+    assert result.report_path and "refused" in Path(result.report_path).read_text(encoding="utf-8")
     assert w.writes() == []
 
 
@@ -121,15 +125,19 @@ def test_deletions_over_the_limit_are_refused_then_allowed_with_override(world):
     assert len(truth.injected["missed_deletion"]) > 2
     w.braze.calls.clear()
     with w.runtime(cfg) as rt:
-        with pytest.raises(GuardRefused) as err:
-            run_once(rt)
-    assert err.value.guard == "max_deletions" and err.value.exit_code == 12
-    assert "cannot be undone" in str(err.value)
+        refused = run_job(rt)
+    assert refused.exit_code == 12 and "max_deletions" in refused.messages[0]
+    assert "cannot be undone" in refused.messages[0]
     assert w.writes() == []
     with w.runtime(cfg) as rt:
-        done = run_once(rt, overrides={"max_deletions"})
+        only_optouts = run_job(rt, only=frozenset({ActionKind.GROUP_UNSUBSCRIBE, ActionKind.GLOBAL_UNSUBSCRIBE}))
+    assert only_optouts.status == "applied", only_optouts.messages
+    assert not any(c["path"] == "/users/delete" for c in w.writes())
+    assert any(c["path"] in ("/subscription/status/set", "/users/track") for c in w.writes())
+    with w.runtime(cfg) as rt:
+        done = run_job(rt, overrides={"max_deletions"})
         run = rt.store.get_run(done.run_id)
-    assert done.overrides == ["max_deletions"] and run["guard_overrides"] == ["max_deletions"]
+    assert done.overrides == ("max_deletions",) and run["guard_overrides"] == ["max_deletions"]
     assert any(c["path"] == "/users/delete" for c in w.writes())
 
 
@@ -139,7 +147,7 @@ def test_plan_writes_nothing_to_braze(world):
     w.seed(cfg, subjects=100, drift=0.2)
     w.braze.calls.clear()
     with w.runtime(cfg) as rt:
-        result = make_plan(rt)
+        result = plan_only(rt)[1]
     assert result.plan.actions
     assert w.writes() == []
 
@@ -150,11 +158,12 @@ def test_policy_switches_write_back_optin_alias_and_suppression(world):
                            "suppress_deleted_emails": True}, guards={"max_unsubscribe_fraction": 1.0})
     truth = w.seed(cfg, subjects=200, drift=0.25)
     with w.runtime(cfg) as rt:
-        first = run_once(rt)
+        first = run_job(rt)
     assert first.exit_code == ExitCode.OK, first.messages
     for email in truth.injected["braze_newer_optout"]:  # written back to Ketch, never resubscribed
         subs = w.ketch.subscriptions_of("email", email)
-        assert {s for chans in subs["topics"].values() for s in chans.values()} == {"denied"}
+        # every topic now carries a denied channel (written in the channel shape, never flat)
+        assert all("denied" in chans.values() for chans in subs["topics"].values()), subs
         assert w.ketch.consent_of("email", email)["purposes"]["email_marketing"] is False
         assert w.braze.profiles_by_email(email)[0].email_subscribe == "unsubscribed"
     for email in truth.injected["missed_optin"]:  # the seeded group opt-in is applied
@@ -167,7 +176,7 @@ def test_policy_switches_write_back_optin_alias_and_suppression(world):
     for email in truth.injected["missed_deletion"]:  # deleted and suppressed
         assert w.braze.profiles_by_email(email) == [] and email.casefold() in bounced
     with w.runtime(cfg) as rt:
-        again = run_once(rt)
+        again = run_job(rt)
     assert again.actions_planned == 0, again.counts
 
 
@@ -182,7 +191,7 @@ def test_api_key_never_reaches_logs_reports_or_the_state_database(world, caplog)
     w.braze.faults.fail_next("/subscription/status/set", 500, times=1)
     caplog.set_level(logging.DEBUG)
     with w.runtime(cfg) as rt:
-        summary = run_once(rt)
+        summary = run_job(rt)
         report = write_report(rt.store, summary.run_id, cfg)
     KEY = w.key
     assert KEY not in caplog.text
@@ -199,7 +208,7 @@ def test_incremental_run_checks_what_changed_since_the_last_success(world):
     cfg = w.config(guards={"max_unsubscribe_fraction": 1.0})
     w.seed(cfg, subjects=120, drift=0.1)
     with w.runtime(cfg) as rt:
-        assert run_once(rt).exit_code == ExitCode.OK
+        assert run_job(rt).exit_code == ExitCode.OK
     listed = pd.read_csv(cfg.universe.csv, dtype=str)
     # An import overwrites two opted-out people back to subscribed; only one row says it changed.
     out = [e for e in listed["identity"] if w.ketch.consent_of("email", e) and w.braze.profiles_by_email(e)
@@ -211,13 +220,13 @@ def test_incremental_run_checks_what_changed_since_the_last_success(world):
     listed.loc[listed["identity"] == out[0], "updated_at"] = (NOW + pd.Timedelta(minutes=5)).isoformat()
     listed.to_csv(cfg.universe.csv, index=False)
     with w.runtime(cfg) as rt:
-        inc = run_once(rt, mode="incremental")
+        inc = run_job(rt, mode="incremental")
         checked = rt.store.get_run(inc.run_id)["universe_count"]
     assert inc.counts["missed_optout"] == 1 and checked < len(listed)
     assert w.braze.profiles_by_email(out[0])[0].email_subscribe == "unsubscribed"
     assert w.braze.profiles_by_email(out[1])[0].email_subscribe == "subscribed"
     with w.runtime(cfg) as rt:
-        assert run_once(rt, mode="full").counts["missed_optout"] == 1  # the full sweep catches the other
+        assert run_job(rt, mode="full").counts["missed_optout"] == 1  # the full sweep catches the other
 
 
 def test_sliced_full_sweeps_cover_every_subject_every_k_runs(world):
@@ -231,7 +240,7 @@ def test_sliced_full_sweeps_cover_every_subject_every_k_runs(world):
     for _ in range(3):
         w.ketch.calls.clear()
         with w.runtime(cfg) as rt:
-            run_once(rt)
+            run_job(rt)
         asked = {c["body"]["identities"]["email"].casefold() for c in w.ketch.calls if c["path"].endswith("/consent/acme/get")}
         assert 0 < len(asked & listed) < len(listed) * 0.6, "each run checks about a third"
         covered |= asked
@@ -271,12 +280,12 @@ def test_converges_through_server_errors_on_both_apis(world):
     truth = w.seed(cfg, subjects=120, drift=0.2)
     w.braze.faults.error_rate = w.ketch.faults.error_rate = 0.2
     with w.runtime(cfg) as rt:
-        first = run_once(rt)
+        first = run_job(rt)
     assert first.exit_code == ExitCode.OK and first.actions_failed == 0, first.messages
     assert sum(1 for c in w.braze.calls if c["status"] >= 500) > 0, "faults were injected"
     w.braze.faults.error_rate = w.ketch.faults.error_rate = 0.0
     with w.runtime(cfg) as rt:
-        assert run_once(rt).actions_planned == 0
+        assert run_job(rt).actions_planned == 0
     for email in truth.injected["missed_deletion"]:
         assert w.braze.profiles_by_email(email) == []
 
@@ -287,7 +296,7 @@ def test_a_failed_ketch_lookup_skips_that_subject_never_reads_it_as_no_record(wo
     w.seed(cfg, subjects=60, drift=0.2)
     w.ketch.faults.fail_next(r"/consent/acme/get", 503, times=1)  # one lookup fails for good
     with w.runtime(cfg) as rt:
-        s = run_once(rt)
+        s = run_job(rt)
         exc = rt.store.exceptions(s.run_id)
         items = rt.store.drift_items(run_id=s.run_id)
     failed = [e for e in exc if e["source"] == "ketch"]
@@ -296,7 +305,7 @@ def test_a_failed_ketch_lookup_skips_that_subject_never_reads_it_as_no_record(wo
     assert failed[0]["identity"].casefold() not in {d["subject_key"] for d in items}
     w.braze.calls.clear()
     with w.runtime(cfg) as rt:  # checked again on the next run
-        again = run_once(rt)
+        again = run_job(rt)
         assert not [e for e in rt.store.exceptions(again.run_id) if e["source"] == "ketch"]
 
 
@@ -309,5 +318,5 @@ def test_a_wrong_ketch_organization_fails_the_run_before_any_write(world):
     w.braze.calls.clear()
     with w.runtime(cfg) as rt:
         with pytest.raises(NotFound):
-            run_once(rt)
+            run_job(rt)
     assert w.writes() == []

@@ -1,0 +1,161 @@
+"""Observe: build the universe and read both sides into the frames of engine/frames.py.
+
+`observe` is what planning and re-checking a saved plan share; `reobserve` is what verify
+reads after the consistency delay (the same Braze read path, plus a fresh Ketch read for
+write-backs). Both take their time, capabilities and caches from the `Context`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable
+
+import pandas as pd
+
+from reconcile.engine import extract as ex
+from reconcile.engine.capabilities import Capabilities
+from reconcile.engine.frames import Observed, isin
+from reconcile.engine.profiles import ProfileReader
+from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice
+from reconcile.runtime import Runtime
+
+log = logging.getLogger(__name__)
+WATERMARK = "last_success_started_at"
+SLICE_COUNTER = "full_sweep_slice"
+EXCEPTION_COLUMNS = ["identity", "source", "reason"]
+
+
+class StoreCache:
+    """The address -> profiles mapping, kept in the state store."""
+
+    def __init__(self, store: Any, clock: Any, run_id: str):
+        self.store, self.clock, self.run_id = store, clock, run_id
+
+    def lookup(self, email_keys: Iterable[str]) -> pd.DataFrame:
+        return self.store.braze_profiles(list(email_keys))
+
+    def replace(self, email_keys: Iterable[str], rows: pd.DataFrame) -> None:
+        self.store.replace_braze_profiles_for(list(email_keys), rows, self.clock(), self.run_id)
+
+    def forget(self, braze_ids: Iterable[str]) -> None:
+        self.store.forget_braze_profiles(list(braze_ids))
+
+
+@dataclass
+class Observation:
+    observed: Observed
+    exceptions: pd.DataFrame
+    lists: ex.BrazeLists
+    extracted_at: datetime
+    caps: Capabilities = field(default_factory=Capabilities)
+
+
+def since_watermark(rt: Runtime) -> datetime | None:
+    value = rt.store.get_watermark(WATERMARK)
+    return datetime.fromisoformat(value) if value else None
+
+
+def list_window(rt: Runtime, mode: str, since: datetime | None) -> tuple[date, date]:
+    """Braze list window: everything since `full_since` for full runs; for incremental runs
+    the last `window_days`, widened back to the last successful run when that is older."""
+    today = rt.clock().date()
+    if mode == "full":
+        return date.fromisoformat(rt.cfg.universe.full_since), today + timedelta(days=1)
+    start = today - timedelta(days=rt.cfg.universe.window_days)
+    if since is not None:
+        start = min(start, since.date() - timedelta(days=1))
+    return start, today + timedelta(days=1)
+
+
+def _keys_frame(df: pd.DataFrame, ident: str) -> pd.DataFrame:
+    if not len(df):
+        return pd.DataFrame({"subject_key": pd.Series(dtype="string"), "identity": pd.Series(dtype="string")})
+    return df[["subject_key", ident]].drop_duplicates("subject_key").rename(columns={ident: "identity"})
+
+
+def _open_drift(rt: Runtime) -> pd.DataFrame:
+    rows = [{"subject_key": d["subject_key"], "identity": (d.get("detail") or {}).get("identity") or d["subject_key"]}
+            for d in rt.store.open_drift()]
+    return _keys_frame(pd.DataFrame(rows), "identity")
+
+
+def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, lists: ex.BrazeLists,
+                           full: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Under external_id keys, the addresses on Braze's lists resolved to their profiles'
+    external_ids: (identity rows with email and source, exceptions for addresses with none)."""
+    parts = [df[["email"]].assign(source=name) for df, name in
+             ((lists.unsubscribed, "braze_unsubscribes"), (lists.bounced, "braze_hard_bounces")) if len(df)]
+    empty = pd.DataFrame({"identity": pd.Series(dtype="string"), "email": pd.Series(dtype="string"),
+                          "_source": pd.Series(dtype="string")})
+    if not parts:
+        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    listed = pd.concat(parts, ignore_index=True).dropna(subset=["email"])
+    listed = listed.assign(subject_key=listed["email"].str.strip().str.casefold())
+    addresses = listed.drop_duplicates("subject_key")
+    reader = ProfileReader(rt.braze, caps, cache, now=rt.clock(), cache_days=rt.cfg.braze.profile_cache_days,
+                           segment_id=rt.cfg.braze.segment_id)
+    profiles = reader.read(addresses[["subject_key", "email"]], full_sweep=full)
+    with_id = profiles[profiles["external_id"].notna()]
+    rows = with_id.merge(listed[["subject_key", "source"]], on="subject_key", how="left")
+    found = pd.DataFrame({"identity": rows["external_id"].astype("string"), "email": rows["email"].astype("string"),
+                          "_source": rows["source"].astype("string")})
+    missing = addresses[~isin(addresses["subject_key"], with_id["subject_key"])]
+    reasons = missing["subject_key"].map(lambda k: "no Braze profile holds this address" if not
+                                         (profiles["subject_key"] == k).any() else
+                                         "the address's Braze profiles have no external_id")
+    exc = pd.DataFrame({"identity": missing["email"].astype(str), "source": missing["source"],
+                        "reason": "listed by Braze but not checked under external_id keys: " + reasons})
+    return found, exc
+
+
+def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:
+    """Build the universe and extract both sides; `subjects` restricts to those keys."""
+    cfg = rt.cfg
+    caps = Capabilities()
+    cache = StoreCache(rt.store, rt.clock, run_id)
+    since = since_watermark(rt) if mode == "incremental" else None
+    start, end = list_window(rt, mode, since)
+    full = mode == "full" and subjects is None
+    lists = ex.braze_lists(rt.braze, start, end, cfg, caps)
+    listed = load_listed(cfg.universe, since)
+    extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    if cfg.identity.braze_key == "external_id" and subjects is None:
+        resolved, extra_exc = _listed_by_external_id(rt, caps, cache, lists, full)
+        listed = pd.concat([listed, resolved], ignore_index=True) if len(resolved) else listed
+    tomb = pd.DataFrame(rt.store.tombstones())
+    src = Sources(listed=listed, deletions=load_deletions(cfg.universe), unsubscribed=lists.unsubscribed,
+                  bounced=lists.bounced, open_drift=_open_drift(rt), tombstones=_keys_frame(tomb, "identity"))
+    universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
+    if full and cfg.universe.slices > 1:
+        universe = pick_slice(universe, cfg.universe.slices, int(rt.store.get_watermark(SLICE_COUNTER) or 0))
+    if subjects is not None:
+        universe = universe[isin(universe["subject_key"], subjects)].reset_index(drop=True)
+    ketch, topics, failed = ex.extract_ketch(rt.ketch, universe, cfg, rt.progress)
+    if len(failed):  # unknown is not "no record": leave them out of this run, report them
+        log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
+        universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)
+        exceptions = pd.concat([exceptions, failed.assign(source="ketch")], ignore_index=True)
+    read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
+    braze, groups, profiles = ex.extract_braze(read, universe, lists)
+    observed = Observed(universe, ketch, topics, braze, groups, profiles)
+    return Observation(observed, exceptions, lists, rt.clock(), caps)
+
+
+def reobserve(rt: Runtime, obs: Observation, subjects: set[str], *, ketch_too: bool, run_id: str) -> Observed:
+    """Read the given subjects again (verify). The address lists are re-read for the last
+    day and merged with the run's own, so an older opt-out time is not forgotten."""
+    o = obs.observed.subset(subjects)
+    today = rt.clock().date()
+    fresh = ex.braze_lists(rt.braze, today - timedelta(days=1), today + timedelta(days=1), rt.cfg, obs.caps)
+    lists = ex.BrazeLists(pd.concat([obs.lists.unsubscribed, fresh.unsubscribed], ignore_index=True),
+                          pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
+                          obs.lists.bounces_known and fresh.bounces_known)
+    ketch, topics = o.ketch, o.ketch_topics
+    if ketch_too and len(o.universe):
+        ketch, topics, _failed = ex.extract_ketch(rt.ketch, o.universe, rt.cfg, None)
+    read = ex.BrazeRead(rt.braze, rt.cfg, obs.caps, StoreCache(rt.store, rt.clock, run_id), rt.clock())
+    braze, groups, profiles = ex.extract_braze(read, o.universe, lists)
+    return Observed(o.universe, ketch, topics, braze, groups, profiles)
