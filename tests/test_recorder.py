@@ -3,6 +3,7 @@ the order it enforces, and what leaving `with recorder:` records for each way a 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ import pytest
 
 from reconcile.errors import AuthError, DataError, GuardRefused, StalePlan, StoreError
 from reconcile.interrupts import Interrupted, handle_signals
-from reconcile.models.run import RunStatus
+from reconcile.models.run import RunResult, RunStatus
 from reconcile.recorder import ERROR_LIMIT, RecorderError, RunRecorder, recording
 from reconcile.store.store import Store
 
@@ -214,3 +215,29 @@ def test_store_refuses_bare_strings_outside_run_status(store: Store) -> None:
     recorder(store).start()
     with pytest.raises(ValueError, match="not one of"):
         store.update_run("run-1", status="ok")
+
+
+def test_run_result_round_trips_through_json() -> None:
+    result = RunResult(
+        "run-1", RunStatus.PARTIAL, 4, {"missed_optout": 3}, actions_planned=2, actions_sent=2, actions_failed=1,
+        overrides=["max_deletions"], messages=["batch 2: HTTP 500"], report_path="reports/run-1.md",
+    )
+    text = result.to_json()
+    assert json.loads(text)["status"] == "partial" and json.loads(text)["overrides"] == ["max_deletions"]
+    again = RunResult.from_json(text)
+    assert again == result and again.status is RunStatus.PARTIAL and again.overrides == ("max_deletions",)
+    assert RunResult.from_json(result.to_dict()) == result
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ('{"run_id": "r", "status": "ok", "exit_code": 0}', "'ok' is not a valid RunStatus"),
+        ('{"run_id": "r", "exit_code": 0}', "missing field"),
+        ('{"run_id": "r", "status": "failed", "exit_code": 1, "colour": 1}', "unknown field"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_run_result_from_json_refuses_bad_input(data: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RunResult.from_json(data)
