@@ -39,9 +39,12 @@ def diff(observed: Observed, rules: Rules) -> pd.DataFrame:
     """The drift table for every subject in the universe."""
     base = _base(observed)
     doomed = base["deletion_requested"] | base["tombstoned"]
+    deletions = _deletions(base[doomed], rules)
+    deleting = isin(base["subject_key"], deletions[deletions["action"] == "delete"]["subject_key"]) \
+        if len(deletions) else pd.Series(False, index=base.index)
     parts = [
-        _deletions(base[doomed], rules),
-        _blocklist(base, doomed, rules),
+        deletions,
+        _blocklist(base, doomed, deleting, rules),
         _global(base[~doomed], rules),
         _groups(base[~doomed], observed, rules),
         _no_record(base[~doomed], observed),
@@ -107,18 +110,18 @@ def _deletions(d: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def _not_blocklisted(base: pd.DataFrame, doomed: pd.Series) -> pd.Series:
+def _not_blocklisted(base: pd.DataFrame, deleting: pd.Series) -> pd.Series:
     """Known not to be on the blocklist; when the hard-bounce list cannot be read, taken as
     not blocklisted while the address can still be mailed (a profile is subscribed) or its
-    profile is about to be deleted (the last chance to suppress it)."""
+    profile is being deleted in this plan (the last chance to suppress it)."""
     known = base["blocklisted"]
-    mailable = base["email_subscribe"].isin(SUBSCRIBED).fillna(False) | (doomed & base["exists"])
+    mailable = base["email_subscribe"].isin(SUBSCRIBED).fillna(False) | deleting
     return (known == False).fillna(False) | (known.isna() & mailable)  # noqa: E712
 
 
-def _blocklist(base: pd.DataFrame, doomed: pd.Series, rules: Rules) -> pd.DataFrame:
+def _blocklist(base: pd.DataFrame, doomed: pd.Series, deleting: pd.Series, rules: Rules) -> pd.DataFrame:
     should = (doomed & rules.suppress_deleted_emails) | (base["has_record"] & base["blocklist_engaged"])
-    miss = base[should & _not_blocklisted(base, doomed) & base["email"].notna()]
+    miss = base[should & _not_blocklisted(base, deleting) & base["email"].notna()]
     if not len(miss):
         return pd.DataFrame()
     why = miss["blocklist_engaged"].map({True: "Ketch do-not-contact control is active",

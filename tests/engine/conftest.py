@@ -29,6 +29,7 @@ TOPICS = [
 class World:
     key: ClassVar[str] = KEY  # the Braze REST key the simulator accepts
     now: ClassVar[datetime] = NOW  # the runs' clock
+    topics: ClassVar[list[dict[str, str]]] = TOPICS  # the mapped topics of config()
     braze: BrazeSim
     ketch: KetchSim
     braze_url: str
