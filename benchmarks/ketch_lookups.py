@@ -7,15 +7,16 @@ RSS and the load average. Talks to 127.0.0.1 only; request counts are bounded (2
 per run) and it stops by itself.
 
 Run:
-    python benchmarks/ketch_lookups.py                      # N=5000,20000 x c=16,64,128
+    python benchmarks/ketch_lookups.py                      # N=5000,20000 x c=16,64,128, aiohttp and httpx
     python benchmarks/ketch_lookups.py --server process     # the sim in its own process (own GIL)
-    python benchmarks/ketch_lookups.py --sizes 5000 --concurrency 64 --http h11 --loop asyncio
+    python benchmarks/ketch_lookups.py --sizes 5000 --concurrency 64 --client aiohttp --http h11
 
 `--server thread` (default) runs uvicorn in a thread of this process, as `serve()` does
 in the tests: client and server then share one interpreter lock. `--server process` runs
 the same `serve()` in a child process (as `reconcile sandbox serve` and a job do).
 `--http/--loop` pick uvicorn's parser and loop (default "auto": httptools; uvloop if installed),
-`--client` the KetchClient backend (default auto: native on the real network).
+`--client` the KetchClient backends to run side by side against the same server (default
+aiohttp and httpx).
 
 Columns: lookups/s and req/s (wall clock); p50/p99 of one lookup's latency; cpu = this
 process's CPU seconds per wall second; us/req = this process's CPU per request (client
@@ -179,7 +180,7 @@ def run_one(url: str, n: int, concurrency: int, server: _Server, backend: str = 
 
 def _versions() -> str:
     out = [f"python {platform.python_version()}"]
-    for mod in ("uvicorn", "httpx", "httpcore", "h11", "httptools", "uvloop"):
+    for mod in ("aiohttp", "uvicorn", "httpx", "httpcore", "h11", "httptools", "uvloop"):
         try:
             out.append(f"{mod} {__import__(mod).__version__}")
         except (ImportError, AttributeError):
@@ -194,29 +195,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--server", choices=("thread", "process"), default="thread")
     p.add_argument("--http", default=None, help="uvicorn http implementation (auto, h11, httptools)")
     p.add_argument("--loop", default=None, help="uvicorn event loop (auto, asyncio, uvloop)")
-    p.add_argument("--client", choices=("auto", "native", "httpx"), default="auto",
-                   help="KetchClient http_backend")
+    p.add_argument("--client", choices=("auto", "aiohttp", "httpx"), nargs="+", default=["aiohttp", "httpx"],
+                   help="KetchClient http_backend(s), run side by side")
     args = p.parse_args(argv)
     if any(n <= 0 or n > 200_000 for n in args.sizes) or any(c <= 0 or c > 1024 for c in args.concurrency):
         p.error("sizes must be 1..200000 and concurrency 1..1024")
 
     print(f"# {platform.machine()} {os.cpu_count()} cpu, {_versions()}")
     print(f"# server={args.server} http={args.http or 'default'} loop={args.loop or 'default'} "
-          f"client={args.client}")
+          f"clients={','.join(args.client)}")
     print(f"# load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'N':>6} {'conc':>5} {'sec':>6} {'lookups/s':>10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+    print(f"{'client':>7} {'N':>6} {'conc':>5} {'sec':>6} {'lookups/s':>10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'cpu':>5} {'us/req':>6} {'srv us/req':>10} {'load1':>5}")
     rows = []
     for n in args.sizes:
         server = _Server(n, args)
         try:
             for c in args.concurrency:
-                row = run_one(server.url, n, c, server, args.client)
-                rows.append(row)
-                print(f"{row['n']:>6} {row['c']:>5} {row['s']:>6.2f} {row['lookups']:>10,.0f} {row['requests']:>8,.0f} "
-                      f"{row['p50']:>7.2f} {row['p99']:>7.2f} {row['cpu']:>5.2f} {row['us_req']:>6.0f} "
-                      f"{'-' if row['srv_us_req'] is None else format(row['srv_us_req'], '.0f'):>10} {row['load']:>5.2f}",
-                      flush=True)
+                for backend in args.client:
+                    row = run_one(server.url, n, c, server, backend)
+                    row["client"] = backend
+                    rows.append(row)
+                    print(f"{backend:>7} {row['n']:>6} {row['c']:>5} {row['s']:>6.2f} {row['lookups']:>10,.0f} {row['requests']:>8,.0f} "
+                          f"{row['p50']:>7.2f} {row['p99']:>7.2f} {row['cpu']:>5.2f} {row['us_req']:>6.0f} "
+                          f"{'-' if row['srv_us_req'] is None else format(row['srv_us_req'], '.0f'):>10} {row['load']:>5.2f}",
+                          flush=True)
         finally:
             child_rss = server.stop()
         if child_rss is not None:
@@ -225,9 +228,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# peak RSS (this process{', client only' if args.server == 'process' else ', client + server'}): "
           f"{rss:.0f} MiB")
     print(f"# load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    if rows:
-        print(f"# best: {max(r['lookups'] for r in rows):,.0f} lookups/s, "
-              f"median: {statistics.median(r['lookups'] for r in rows):,.0f} lookups/s")
+    for backend in args.client:
+        mine = [r for r in rows if r["client"] == backend]
+        if mine:
+            print(f"# {backend}: best {max(r['lookups'] for r in mine):,.0f} lookups/s, "
+                  f"median {statistics.median(r['lookups'] for r in mine):,.0f} lookups/s, "
+                  f"median {statistics.median(r['us_req'] for r in mine):,.0f} us of CPU per request")
 
 
 if __name__ == "__main__":
