@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from reconcile.errors import FatalApiError
+from reconcile.errors import DataError, FatalApiError
 
 STATES = ("subscribed", "unsubscribed")
 EMAIL_STATES = ("subscribed", "unsubscribed", "opted_in")
@@ -156,10 +156,25 @@ def status_map(body: Any, endpoint: str, submitted: list[str], caseless: bool) -
     answered = need(body, "status", endpoint, Mapping)
     keys = CaselessKeys(submitted, caseless)
     out = {ident: "unknown" for ident in submitted}
+    named = 0
     for key, value in answered.items():
         for ident in keys.lookup(key):
-            out[ident] = normalize_state(value)
+            out[ident] = _group_state(value, endpoint)
+            named += 1
+    if submitted and not named:
+        raise DataError(f"braze {endpoint}: the answer names none of the {len(submitted)} identifier(s) asked "
+                        "about; a malformed answer is not read as 'unknown' (it would hide group drift)")
     return out
+
+
+def _group_state(value: Any, endpoint: str) -> str:
+    text = str(value or "").strip().lower()
+    if text in STATES or text == "unknown":
+        return text
+    if is_user_not_found(text):
+        return "unknown"
+    raise DataError(f"braze {endpoint}: group status {str(value)[:40]!r} is not Subscribed, Unsubscribed or "
+                    "Unknown; refusing to guess")
 
 
 def group_records(groups: Any, identifier: str | None, endpoint: str) -> list[dict[str, str]]:

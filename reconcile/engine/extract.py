@@ -222,9 +222,11 @@ def _groups(ctx: BrazeRead, rows: pd.DataFrame, id_type: str, id_col: str) -> pd
 
 
 def _groups_email(ctx: BrazeRead, universe: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame:
-    """By address for everyone; for addresses several profiles share, also by each profile's
-    external_id, and a subject is subscribed to a group if any of its profiles is."""
-    by_address = _groups(ctx, universe, "email", "identity")
+    """By address for every address that has a profile; for addresses several profiles share,
+    also by each profile's external_id, and a subject is subscribed to a group if any of its
+    profiles is."""
+    present = universe[isin(universe["subject_key"], profiles["subject_key"]).to_numpy()]
+    by_address = _groups(ctx, present, "email", "identity")
     counts = profiles.groupby("subject_key")["braze_id"].size()
     shared = profiles[profiles["subject_key"].map(counts).fillna(0).gt(1).to_numpy()
                       & profiles["external_id"].notna().to_numpy()]

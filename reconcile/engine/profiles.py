@@ -27,6 +27,7 @@ import pandas as pd
 
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, isin
+from reconcile.errors import DataError
 
 PROFILE_FIELDS = ["external_id", "braze_id", "email", "email_subscribe"]
 CACHE_COLUMNS = ["email_key", "braze_id", "external_id"]
@@ -136,6 +137,10 @@ class ProfileReader:
         if not len(good):
             return _users_frame([]), todo
         result = self.braze.export_ids(good["external_id"].astype(str).tolist(), PROFILE_FIELDS)
+        if not result.users and not result.invalid_user_ids:
+            raise DataError(f"braze /users/export/ids answered no user and no invalid_user_ids for "
+                            f"{len(good)} external id(s) known to exist; a malformed answer is not read as "
+                            "'deleted' (it would hide missed opt-outs and deletions)")
         users = _users_frame(result.users)
         users = users[users["external_id"].notna()].drop_duplicates("external_id")
         by_xid = good.merge(users, on="external_id", how="left", suffixes=("_cached", ""))

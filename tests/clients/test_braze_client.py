@@ -486,3 +486,18 @@ def test_rate_wait_bound_comes_from_the_retry_policy():
     with pytest.raises(RateLimited):
         client(api, retry_policy=policy).email_blocklist(["a@x.com"])
     assert len(api.requests) == 3
+
+
+@pytest.mark.parametrize("answer", [{"status": {}, "message": "success"},
+                                    {"status": {"a@x.com": "Pending"}, "message": "success"}])
+def test_a_status_answer_naming_nobody_or_an_unknown_state_is_malformed(answer):
+    from reconcile.errors import DataError
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    with BrazeClient(BrazeConfig(rest_endpoint="https://rest.iad-01.braze.com"), "k",
+                     transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(DataError) as err:
+            client.subscription_status_get("g", emails=["a@x.com", "b@x.com"])
+    assert "a@x.com" not in str(err.value)

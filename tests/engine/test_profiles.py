@@ -1,0 +1,116 @@
+"""ProfileReader: which read finds each address's profiles, and what it trusts (no HTTP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from reconcile.engine.capabilities import Capabilities
+from reconcile.engine.profiles import MemoryCache, ProfileReader
+from reconcile.errors import DataError, PermissionDenied
+
+NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class Ref:
+    email: str
+    external_id: str | None
+
+
+@dataclass
+class Export:
+    users: list
+    invalid_user_ids: list = field(default_factory=list)
+
+
+class FakeBraze:
+    """Profiles by address; counts each read."""
+
+    def __init__(self, profiles: list[dict], *, user_status: bool = True, empty_exports: bool = False):
+        self.profiles, self.user_status, self.empty_exports = profiles, user_status, empty_exports
+        self.calls: list[tuple[str, int]] = []
+
+    def export_email(self, email, fields):
+        self.calls.append(("export_email", 1))
+        return [p for p in self.profiles if p["email"].casefold() == email.casefold()]
+
+    def export_ids(self, ids, fields):
+        self.calls.append(("export_ids", len(ids)))
+        if self.empty_exports:
+            return Export([])
+        found = [p for p in self.profiles if p["external_id"] in ids]
+        return Export(found, [i for i in ids if i not in {p["external_id"] for p in found}])
+
+    def user_profiles_by_email(self, emails):
+        self.calls.append(("user_status", len(emails)))
+        if not self.user_status:
+            raise PermissionDenied("Access Denied", service="braze")
+        wanted = {e.casefold() for e in emails}
+        return [Ref(p["email"], p["external_id"]) for p in self.profiles if p["email"].casefold() in wanted]
+
+
+def profile(n: int, email: str, xid: str | None = "auto", state: str = "subscribed") -> dict:
+    return {"braze_id": f"b{n}", "external_id": f"x{n}" if xid == "auto" else xid, "email": email,
+            "email_subscribe": state}
+
+
+def addresses(*emails: str) -> pd.DataFrame:
+    return pd.DataFrame({"subject_key": [e.casefold() for e in emails], "email": list(emails)})
+
+
+def reader(braze, cache, caps=None, now=NOW) -> ProfileReader:
+    return ProfileReader(braze, caps or Capabilities(), cache, now=now, cache_days=7)
+
+
+def test_without_the_optional_permission_each_address_is_enumerated_once_then_read_in_batches():
+    braze = FakeBraze([profile(1, "a@x.io"), profile(2, "a@x.io", state="unsubscribed"), profile(3, "b@x.io")],
+                      user_status=False)
+    cache = MemoryCache(lambda: NOW)
+    caps = Capabilities()
+    first = reader(braze, cache, caps).read(addresses("a@x.io", "b@x.io"), full_sweep=True)
+    assert sorted(first["braze_id"]) == ["b1", "b2", "b3"]
+    assert caps.granted["subscription.groups.get"] is False
+    assert [c for c, _ in braze.calls] == ["user_status", "export_email", "export_email"]
+    braze.calls.clear()
+    second = reader(braze, cache, caps).read(addresses("a@x.io", "b@x.io"), full_sweep=False)
+    assert sorted(second["braze_id"]) == ["b1", "b2", "b3"]
+    assert braze.calls == [("export_ids", 3)]  # one batched read, no enumeration, no 403 asked again
+
+
+def test_user_status_finds_shared_profiles_fifty_addresses_a_request():
+    braze = FakeBraze([profile(1, "a@x.io"), profile(2, "A@x.io"), profile(3, "b@x.io")])
+    got = reader(braze, MemoryCache(lambda: NOW)).read(addresses("a@x.io", "b@x.io"), full_sweep=False)
+    assert sorted(got["braze_id"]) == ["b1", "b2", "b3"]
+    assert braze.calls == [("user_status", 2), ("export_ids", 3)]
+
+
+def test_an_address_with_a_profile_lacking_an_external_id_is_enumerated_by_email():
+    braze = FakeBraze([profile(1, "a@x.io"), profile(2, "a@x.io", xid=None)])
+    got = reader(braze, MemoryCache(lambda: NOW)).read(addresses("a@x.io"), full_sweep=False)
+    assert sorted(got["braze_id"]) == ["b1", "b2"]
+    assert ("export_email", 1) in braze.calls
+
+
+def test_a_stale_cache_or_a_moved_profile_sends_the_address_back_to_enumeration():
+    braze = FakeBraze([profile(1, "a@x.io"), profile(2, "b@x.io")], user_status=False)
+    cache = MemoryCache(lambda: NOW - timedelta(days=30))
+    reader(braze, cache).read(addresses("a@x.io", "b@x.io"), full_sweep=False)
+    braze.calls.clear()
+    braze.profiles[1]["email"] = "moved@x.io"
+    got = reader(braze, cache).read(addresses("a@x.io", "b@x.io"), full_sweep=False)
+    assert sorted(got["braze_id"]) == ["b1"]
+    assert [c for c, _ in braze.calls].count("export_email") == 2  # stale (30 days) addresses enumerated again
+
+
+def test_an_empty_export_for_profiles_known_to_exist_is_malformed_not_deleted():
+    braze = FakeBraze([profile(1, "a@x.io")], user_status=False)
+    cache = MemoryCache(lambda: NOW)
+    reader(braze, cache).read(addresses("a@x.io"), full_sweep=False)
+    braze.empty_exports = True
+    with pytest.raises(DataError) as err:
+        reader(braze, cache).read(addresses("a@x.io"), full_sweep=False)
+    assert "malformed" in str(err.value) and "a@x.io" not in str(err.value)
