@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,7 @@ def test_a_signalled_run_closes_interrupted_then_the_next_run_resumes(world, tmp
         world.braze.faults.latency_seconds = 0.3  # slow the writes so the signal lands mid-apply
         _wait_for(lambda: len(writes()) >= 3 or proc.poll() is not None, 60, "three writes")
         assert proc.poll() is None, "the run finished before it could be interrupted"
+        signalled_at = datetime.now(timezone.utc)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -83,6 +85,10 @@ def test_a_signalled_run_closes_interrupted_then_the_next_run_resumes(world, tmp
     by_action = {a["action_id"]: (a["endpoint"], tuple(sorted(t[2] for t in a["payload"]["targets"])))
                  for a in actions}
     assert sorted(sent_while_running) == sorted(by_action[i] for i in confirmed_before)
+    # the writes are slow (0.3 s each), so the signal found a batch in flight: that batch was
+    # finished and journaled after the signal instead of being abandoned
+    last_finished = max(a["finished_at"] for a in actions if a["status"] == "confirmed")
+    assert last_finished >= signalled_at.replace(microsecond=0), (last_finished, signalled_at)
 
     report = tmp_path / "reports" / f"{run['run_id']}.json"
     assert report.exists(), f"no report for the interrupted run in {sorted(p.name for p in report.parent.glob('*'))}"
