@@ -21,7 +21,7 @@ from reconcile.engine.diff import Rules, diff
 from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, check_guards, refused
 from reconcile.engine.plan import build_plan, drift_keys, fingerprint, plan_document, plan_from_document
 from reconcile.errors import DataError, ExitCode, GuardRefused, StalePlan
-from reconcile.models.plan import ActionKind, DriftKey, Plan
+from reconcile.models.plan import ActionKind, ActionStatus, DriftKey, Plan, PlanStatus
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.observe import SLICE_COUNTER, WATERMARK, Observation, observe, reobserve
 from reconcile.recorder import RunRecorder, recording
@@ -169,7 +169,7 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     blocking = refused(planned.tripped, overrides, only)
     if blocking:
         err = _refusal(planned, blocking)
-        store.set_plan_status(planned.plan.plan_id, "refused")
+        store.set_plan_status(planned.plan.plan_id, PlanStatus.REFUSED)
         rec.refused(str(err), err.exit_code)
         return _result(rec, planned, RunStatus.REFUSED, err.exit_code, messages=(str(err),))
     used = tuple(sorted({t.guard for t in planned.tripped} & overrides))
@@ -178,12 +178,12 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
         rec.update(guard_overrides=list(used))
     plan = planned.plan.only(set(only))
     if not plan.actions:
-        store.set_plan_status(plan.plan_id, "applied")
+        store.set_plan_status(plan.plan_id, PlanStatus.APPLIED)
         rec.in_sync()
         return _result(rec, planned, RunStatus.IN_SYNC, ExitCode.OK, overrides=used)
     store.journal_plan(plan.plan_id, planned.run_id, [_journal_row(a, planned.drift_ids) for a in plan.actions],
                        rt.clock())
-    store.set_plan_status(plan.plan_id, "applying")
+    store.set_plan_status(plan.plan_id, PlanStatus.APPLYING)
     rec.applying()
     kwargs = {"batch_guard": batch_guard} if batch_guard is not None else {}
     outcome = apply_actions(plan.actions, planned.run_id, store, Executor(rt.cfg, rt.braze, rt.ketch), rt.clock,
@@ -195,7 +195,7 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     _tombstone(rt, planned, outcome.deleted_subjects)
     verified, unverified = verify(rt, planned, plan, items)
     partial = bool(outcome.failed or outcome.rejected_items)
-    store.set_plan_status(plan.plan_id, "applying" if partial else "applied")
+    store.set_plan_status(plan.plan_id, PlanStatus.APPLYING if partial else PlanStatus.APPLIED)
     store.add_exceptions(planned.run_id, [{"identity": s, "source": "braze_rejected", "reason": why}
                                           for s, why in outcome.rejected_items])
     fields = dict(actions_sent=outcome.sent, actions_confirmed=outcome.confirmed, actions_failed=outcome.failed,
@@ -317,11 +317,11 @@ def check_stale(doc: dict[str, Any], plan: Plan, drift_now: pd.DataFrame, done: 
     planned = dict(zip(drift_keys(planned_rows), planned_rows["expected"])) if len(planned_rows) else {}
     changed = []
     for a in plan.actions:
-        status = done.get(a.action_id, "pending")
-        if status in ("confirmed", "rejected", "skipped"):
+        status = ActionStatus(done.get(a.action_id, ActionStatus.PENDING))
+        if status.done:
             continue
         for key in a.drift_keys:
-            if key not in now and status != "sending" or key in now and now[key] != planned.get(key):
+            if key not in now and status is not ActionStatus.SENDING or key in now and now[key] != planned.get(key):
                 changed.append(key)
     if changed:
         raise StalePlan(f"plan {plan.plan_id} is stale: {len(changed)} planned correction(s) no longer match "
@@ -348,7 +348,7 @@ def apply_saved(rt: Runtime, doc: dict[str, Any], overrides: Iterable[str] = (),
     """`reconcile apply PLAN`: re-check the planned subjects, refuse a stale plan, apply the rest."""
     plan, body = _trusted(rt, doc)
     done = {a["action_id"]: a["status"] for a in rt.store.actions(plan_id=plan.plan_id)}
-    subjects = {s for a in plan.actions if done.get(a.action_id) not in ("confirmed", "rejected", "skipped")
+    subjects = {s for a in plan.actions if not ActionStatus(done.get(a.action_id, ActionStatus.PENDING)).done
                 for s in a.subject_keys}
     rec = recorder(rt, "apply")
     with _run(rt, rec):
@@ -358,7 +358,7 @@ def apply_saved(rt: Runtime, doc: dict[str, Any], overrides: Iterable[str] = (),
         try:
             check_stale(body, plan, drift_now, done, rt.cfg.hash())
         except StalePlan as exc:
-            rt.store.set_plan_status(plan.plan_id, "stale")
+            rt.store.set_plan_status(plan.plan_id, PlanStatus.STALE)
             rec.stale(str(exc))
             return _reported(rt, _result(rec, None, RunStatus.STALE, ExitCode.STALE_PLAN, messages=(str(exc),)))
         ids = _record_drift(rt, rec.run_id, drift_now, obs.observed.universe["subject_key"])
@@ -379,13 +379,14 @@ def resume_unfinished(rt: Runtime, overrides: Iterable[str] = (), **kwargs: Any)
     out = []
     for plan_id in rt.store.unfinished_plans():
         saved = rt.store.get_plan(plan_id)
-        if not saved or saved["status"] != "applying":  # planned-only or refused plans are never auto-applied
+        if not saved or saved["status"] != PlanStatus.APPLYING:  # planned-only or refused plans are never auto-applied
             continue
         log.warning("resuming plan %s left unfinished by an earlier run", plan_id)
         result = apply_saved(rt, saved["body"], overrides, **kwargs)
         out.append(result)
         if result.status is RunStatus.STALE:
             for a in rt.store.actions(plan_id=plan_id):
-                if a["status"] in ("pending", "sending"):
-                    rt.store.journal_result(a["action_id"], "skipped", error="plan stale at resume", at=rt.clock())
+                if a["status"] in (ActionStatus.PENDING, ActionStatus.SENDING):
+                    rt.store.journal_result(a["action_id"], ActionStatus.SKIPPED, error="plan stale at resume",
+                                            at=rt.clock())
     return out

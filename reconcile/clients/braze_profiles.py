@@ -23,6 +23,9 @@ from reconcile.clients import braze_results as br
 from reconcile.errors import AuthError, FatalApiError, PermissionDenied
 
 USER_STATUS_PATH = "/subscription/user/status"
+# What the job reads of each profile (`/users/export/ids`, `/users/export/segment`); the fast
+# export class applies because neither campaigns_received nor canvases_received is asked for.
+PROFILE_FIELDS = ("external_id", "braze_id", "email", "email_subscribe")
 MAX_EMAILS = 50
 USER_PAGE_LIMIT = 100
 

@@ -19,10 +19,10 @@ from typing import Any, Callable, Protocol
 
 from reconcile.config import Config
 from reconcile.errors import ApiError, AuthError, PermissionDenied
-from reconcile.models.plan import Action, ActionKind, Target
+from reconcile.models.plan import Action, ActionKind, ActionStatus, Target
 
 log = logging.getLogger(__name__)
-DONE = {"confirmed", "rejected", "skipped"}
+DONE = {s.value for s in ActionStatus if s.done}
 ALIAS_LABEL = "ketch_email"
 
 
@@ -138,19 +138,20 @@ def _apply_one(action: Action, store: Journal, executor: Executor, clock: Callab
     try:
         result = executor.run(action)
     except (AuthError, PermissionDenied):
-        store.journal_result(action.action_id, "failed", error="authentication/permission refused", at=clock())
+        store.journal_result(action.action_id, ActionStatus.FAILED, error="authentication/permission refused",
+                             at=clock())
         raise
     except ApiError as exc:
         log.warning("action %s (%s, batch %d) failed: %s", action.action_id, action.kind, action.seq, exc)
-        store.journal_result(action.action_id, "failed", error=str(exc)[:1000], at=clock())
+        store.journal_result(action.action_id, ActionStatus.FAILED, error=str(exc)[:1000], at=clock())
         out.failed += 1
         out.errors.append(f"{action.kind} batch {action.seq}: {exc}")
         return
-    status = "confirmed" if result.accepted or not result.rejected else "rejected"
+    status = ActionStatus.CONFIRMED if result.accepted or not result.rejected else ActionStatus.REJECTED
     store.journal_result(action.action_id, status, at=clock(),
                          response_summary={"responses": list(result.summaries), "accepted": len(result.accepted),
                                            "rejected": len(result.rejected)})
-    out.confirmed += status == "confirmed"
+    out.confirmed += status is ActionStatus.CONFIRMED
     refused_subjects = {t.subject_key for t, _ in result.rejected}
     ok = [s for s in action.subject_keys if s not in refused_subjects]
     out.corrected[action.action_id] = ok

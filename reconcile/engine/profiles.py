@@ -25,11 +25,12 @@ from typing import Any, Iterable, Protocol
 
 import pandas as pd
 
+from reconcile.clients.braze_profiles import PROFILE_FIELDS as BRAZE_PROFILE_FIELDS
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, isin
 from reconcile.errors import DataError
 
-PROFILE_FIELDS = ["external_id", "braze_id", "email", "email_subscribe"]
+PROFILE_FIELDS = list(BRAZE_PROFILE_FIELDS)  # also the braze_profiles frame's columns (frames.py)
 CACHE_COLUMNS = ["email_key", "braze_id", "external_id"]
 
 

@@ -50,6 +50,32 @@ _PHASE = {ActionKind.GROUP_UNSUBSCRIBE: 0, ActionKind.GLOBAL_UNSUBSCRIBE: 0, Act
           ActionKind.GROUP_SUBSCRIBE: 5, ActionKind.GLOBAL_SUBSCRIBE: 5}
 
 
+class PlanStatus(StrEnum):
+    """A saved plan's status (a CHECK constraint in the store enforces the same set)."""
+
+    PLANNED = "planned"
+    APPLYING = "applying"
+    APPLIED = "applied"
+    STALE = "stale"
+    REFUSED = "refused"
+
+
+class ActionStatus(StrEnum):
+    """A journaled batch's status."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+
+    @property
+    def done(self) -> bool:
+        """Never sent again."""
+        return self in (ActionStatus.CONFIRMED, ActionStatus.REJECTED, ActionStatus.SKIPPED)
+
+
 class IdType(StrEnum):
     """Which identifier a target sends."""
 
