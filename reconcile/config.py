@@ -128,6 +128,7 @@ def _braze(data: Any, problems: list[ConfigProblem]) -> BrazeConfig:
         timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, lo=0.1),
         max_retries=r.number("max_retries", d.max_retries, lo=0, hi=20, integer=True),
         backoff_cap_seconds=r.number("backoff_cap_seconds", d.backoff_cap_seconds, lo=0.0),
+        max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=1 << 31, integer=True),
         export_fast_mode=r.get("export_fast_mode", bool, d.export_fast_mode, "true"),
         track_batch_size=r.number("track_batch_size", d.track_batch_size, lo=1, hi=75, integer=True),
         profile_cache_days=r.number("profile_cache_days", d.profile_cache_days, lo=0.0, hi=366.0),

@@ -39,9 +39,10 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
 class BrazeConfig:
     rest_endpoint: str = "https://rest.iad-01.braze.com"
     api_key_env: str = "BRAZE_API_KEY"
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = 30.0  # per try: connecting, sending and reading the whole answer
     max_retries: int = 5
     backoff_cap_seconds: float = 60.0
+    max_body_bytes: int = 16 * 1024 * 1024  # largest answer accepted, as sent or decompressed
     export_fast_mode: bool = False
     track_batch_size: int = 75
     profile_cache_days: float = 7.0

@@ -9,6 +9,12 @@ objects, 500 rows per email page). Errors map as:
     429 / 5xx / timeout / connection error, retries spent -> TransientApiError (RateLimited)
     2xx body without a documented field -> FatalApiError naming endpoint and field
     2xx to a write without Braze's success marker (HTML, not JSON) -> UnconfirmedWrite
+    an answer over braze.max_body_bytes (as sent or decompressed), a certificate that
+    fails verification -> FatalApiError with the reason, never retried
+
+Every try is bounded (`resilience.send_bounded`): the body is read at most
+`max_body_bytes` as sent and after gzip/deflate, and the whole try (connect, send, read
+every byte) ends at `timeout_seconds`, so a trickling answer is cut off and retried.
 
 A write batch refused as a whole with a 400 (not a limit error) is split in halves until
 the bad items are isolated; they come back in `WriteResult.rejected` while the good ones
@@ -46,6 +52,7 @@ from reconcile.clients.braze_results import BatchRefused, ExportResult, LimitExc
 from reconcile.clients.braze_segment import SegmentExports
 from reconcile.clients.braze_writes import IntentWrites
 from reconcile.clients.pacing import Clock, Pacer, RequestLabel, RetryPolicy, Sleep
+from reconcile.clients.resilience import send_bounded
 from reconcile.config import BrazeConfig
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied, UnconfirmedWrite
 from reconcile.redact import redact_text, sanitize_url
@@ -116,7 +123,8 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         policy = retry_policy or RetryPolicy(max_retries=cfg.max_retries, backoff_cap_seconds=cfg.backoff_cap_seconds)
         self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=sleep, rng=rng, scrub=self._scrub)
         self._http = httpx.Client(base_url=cfg.rest_endpoint, transport=transport, timeout=cfg.timeout_seconds,
-                                  headers={"Authorization": f"Bearer {key}", "Accept": "application/json"})
+                                  headers={"Authorization": f"Bearer {key}", "Accept": "application/json",
+                                           "Accept-Encoding": "gzip, deflate"})
         self._transport, self._sleep, self._clock = transport, sleep, clock
         self._flat_user_status = False
         self._track_cap: int | None = None
@@ -139,12 +147,18 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
               params: list[tuple[str, Any]] | None = None) -> br.Answer:
         request = self._http.build_request(method, path, json=body, params=params)
         label = RequestLabel("braze", method, message_url(request.url))
-        response = self._pacer.send(klass, lambda: self._http.send(request), label)
+        response = self._pacer.send(klass, lambda: self._send(request), label)
         decoded = _decode(response)
         message = br.mask_emails(self._scrub(br.body_message(decoded, response.text)))
         if 200 <= response.status_code < 300:
             return br.Answer(response.status_code, decoded, message, label.url)
         raise self._error(response.status_code, decoded, message, label)
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """One try: the answer read whole, at most `max_body_bytes` as sent and decompressed,
+        within `timeout_seconds` overall."""
+        return send_bounded(self._http, request, limit=self.cfg.max_body_bytes,
+                            deadline_seconds=self.cfg.timeout_seconds)
 
     def _error(self, status: int, body: Any, message: str, label: RequestLabel) -> FatalApiError:
         where = {"service": label.service, "method": label.method, "url": label.url,

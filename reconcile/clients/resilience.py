@@ -466,7 +466,7 @@ def send_bounded(client: httpx.Client, request: httpx.Request, *, limit: int = D
         if loaded is not None:
             return response
         check_declared_length(response.headers, limit)
-        raw = read_capped(response.iter_raw(_CHUNK), limit, deadline)
+        raw = read_capped(response.iter_raw(), limit, deadline)  # each read as it arrives
     finally:
         response.close()
     content = decode_body(raw, response.headers.get("content-encoding"), limit)

@@ -1,0 +1,126 @@
+"""Loopback HTTP servers for the reliability tests: canned raw answers, a trickling
+answer, and a self-signed TLS context. All bind 127.0.0.1 on a free port."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def http_answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None, *,
+                length: bool = True) -> bytes:
+    lines = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if length and "Transfer-Encoding" not in (headers or {}):
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def chunked(body: bytes, size: int = 1000) -> bytes:
+    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+class Server:
+    """Answers each connection's one request with the next canned answer: raw bytes, None
+    (close without answering), or a callable given the socket (it writes what it likes)."""
+
+    def __init__(self, answers: list[Any], *, tls: ssl.SSLContext | None = None):
+        self.answers, self.requests, self.tls = list(answers), [], tls
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            with conn:
+                conn.settimeout(5)
+                request = _read_request(conn)
+                if not request:
+                    return
+                self.requests.append(request)
+                answer = self.answers.pop(0) if self.answers else None
+                if callable(answer):
+                    answer(conn, self)
+                elif answer is not None:
+                    conn.sendall(answer)
+        except OSError:
+            return
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stopped = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def trickle(size: int = 200, gap: float = 0.05):
+    """An answer promising `size` bytes, then sending one byte per `gap` seconds."""
+    def send(conn: socket.socket, server: Server) -> None:
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n".encode())
+        for _ in range(size):
+            if server.stopped:
+                return
+            conn.sendall(b" ")
+            time.sleep(gap)
+    return send
+
+
+def endless_chunks(piece: bytes = b" " * 4096):
+    """A chunked answer that never ends (until the client goes away)."""
+    def send(conn: socket.socket, server: Server) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while not server.stopped:
+            conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+    return send
+
+
+def self_signed(tmp_path: Path) -> ssl.SSLContext | None:
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    return tls
