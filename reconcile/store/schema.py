@@ -9,7 +9,8 @@
     actions          the apply journal: one row per batch, written before and after sending
     tombstones       subjects deleted from Braze (checked for reappearance)
     watermarks       named incremental-extract positions
-    locks            named leases for single-writer scheduling
+    locks            run leases per job (holder, identity, heartbeat renewal, expiry)
+    lock_events      forced releases and takeovers of a lock: who, when, which holder
     braze_profiles   address -> Braze profiles (braze_id, external_id) as last read, so later
                      runs can read profiles by external_id in batches
 
@@ -185,6 +186,7 @@ actions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
+    Column("holder", String),
     CheckConstraint(_in("status", ACTION_STATUSES), name="status"),
     Index(None, "plan_id", "seq"),
     Index(None, "run_id"),
@@ -216,6 +218,21 @@ locks = Table(
     Column("holder", String, nullable=False),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+    Column("renewed_at", UTCDateTime),
+    Column("identity", SafeJSON),
+)
+
+lock_events = Table(
+    "lock_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String, nullable=False),
+    Column("event", String, nullable=False),
+    Column("holder", String),
+    Column("by", String, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("detail", SafeJSON),
+    Index(None, "name"),
 )
 
 braze_profiles = Table(
