@@ -307,6 +307,12 @@ def _simple(data: Any, name: str, cls: type, base: Path, problems: list[ConfigPr
             kwargs[fname] = r.get(fname, bool, default, "true")
         elif isinstance(default, (int, float)):
             kwargs[fname] = r.number(fname, default, lo=0, integer=isinstance(default, int))
+        elif isinstance(default, tuple):
+            values = r.get(fname, list, list(default), '["..."]')
+            if not all(isinstance(v, str) for v in values):
+                r.fail(fname, f"must be a list of strings, got {values!r}", f'set {r.key(fname)} = ["..."]')
+                values = list(default)
+            kwargs[fname] = tuple(values)
         else:
             kwargs[fname] = r.get(fname, str, default, '"..."')
     r.unknown()
@@ -318,6 +324,12 @@ def _sandbox_problems(sb: SandboxConfig) -> list[ConfigProblem]:
               ("track_object_limit", sb.track_object_limit >= 1, "use 75 (most contracts) or 50 (MAU CY 24-25)"),
               ("user_status_shape", sb.user_status_shape in ("users", "documented"), 'use "users" or "documented"')]
     return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix) for key, ok, fix in checks if not ok]
+
+
+def _report_problems(rc: ReportConfig, explicit: Mapping[str, Any]) -> list[ConfigProblem]:
+    from reconcile.reports.settings import report_problems
+
+    return report_problems(rc, check_countries="holiday_countries" in explicit)
 
 
 def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) -> Config:
@@ -348,6 +360,7 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         path=path,
     )
     problems.extend(_sandbox_problems(cfg.sandbox))
+    problems.extend(_report_problems(cfg.report, explicit=data.get("report") if isinstance(data.get("report"), Mapping) else {}))
     if cfg.identity.braze_key == "email" and cfg.identity.ketch_space != "email":
         problems.append(ConfigProblem("identity.ketch_space", "Braze key is email but the Ketch space is not",
                                       'use ketch_space = "email" with braze_key = "email"'))

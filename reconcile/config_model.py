@@ -146,6 +146,12 @@ class ReportConfig:
     dir: Path = Path("reports")
     mask_key_env: str = "RECONCILE_MASK_KEY"
     reveal: bool = False
+    regulations: tuple[str, ...] = ("can_spam", "ccpa")  # deadlines: can_spam, tcpa, ccpa, gdpr
+    holiday_countries: tuple[str, ...] = ("US",)  # ISO codes, "US-CA" for a subdivision
+    extra_holidays: tuple[str, ...] = ()  # ISO dates that are not business days
+    timezone: str = "UTC"  # where business days are counted
+    near_deadline_days: int = 2  # open items this many business days from their deadline are flagged
+    retention_months: int = 24
 
 
 @dataclass(frozen=True)

@@ -247,13 +247,24 @@ def _cell(value: Any) -> str:
 
 
 def write_report(store: Any, run_id: str, cfg: Config, environ: Mapping[str, str] | None = None) -> Path:
-    """Write `<report.dir>/<run_id>.json` and `.md` (mode 0600); returns the Markdown path."""
-    doc = run_document(store, run_id)
-    if not cfg.report.reveal:
-        doc = masked(doc, mask_key(cfg, environ))
-    out = Path(cfg.report.dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_private(out / f"{run_id}.json", json.dumps(doc, indent=2, default=str))
-    md = out / f"{run_id}.md"
-    _write_private(md, markdown(doc))
-    return md
+    """Write `<report.dir>/<run_id>.json`, `.md` and `.html` (mode 0600); returns the Markdown path.
+
+    The content is `reconcile.reports`' compliance report for this run, as of the moment it
+    finished (now, for a run without an outcome).
+    """
+    from datetime import datetime, timezone
+
+    from reconcile.reports.build import os_user, record_reveal, record_version, report_doc, write
+    from reconcile.reports.history import Selection
+
+    run = store.get_run(run_id)
+    if run is None:
+        raise KeyError(run_id)
+    record_version(store, run_id)
+    now = run.get("finished_at") or datetime.now(timezone.utc)
+    if cfg.report.reveal:
+        record_reveal(store, [run_id], os_user(), datetime.now(timezone.utc), "report.reveal = true")
+    key = None if cfg.report.reveal else mask_key(cfg, environ)
+    doc = report_doc(store, cfg, Selection(run_id=run_id), now, key)
+    written = write(doc, Path(cfg.report.dir), run_id, ("json", "md", "html"))
+    return next(p for p in written if p.suffix == ".md")

@@ -1,0 +1,77 @@
+"""Building a report end to end: gather, mask (unless revealed), render, write privately.
+
+A reveal is explicit (`report.reveal = true`, or `reconcile report --reveal`) and is
+recorded in each run it shows, under `runs.summary.reveals` as {actor, at, via}; the tool
+version that wrote a run's report is recorded as `runs.summary.tool_version`.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconcile.reports import render
+from reconcile.reports.history import Selection, collect, tool_version
+from reconcile.reports.scrub import prepared
+
+FORMATS = ("html", "json", "md", "csv")
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def note_run(store: Any, run_id: str, **fields: Any) -> None:
+    """Merge `fields` into the run's `summary` JSON."""
+    run = store.get_run(run_id)
+    if run is None:
+        return
+    store.update_run(run_id, summary={**(run.get("summary") or {}), **fields})
+
+
+def record_version(store: Any, run_id: str) -> None:
+    run = store.get_run(run_id)
+    if run is not None and not (run.get("summary") or {}).get("tool_version"):
+        note_run(store, run_id, tool_version=tool_version())
+
+
+def record_reveal(store: Any, run_ids: Iterable[str], actor: str, at: datetime, via: str) -> None:
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        if run is None:
+            continue
+        reveals = list((run.get("summary") or {}).get("reveals") or [])
+        reveals.append({"actor": actor, "at": at.isoformat(), "via": via})
+        note_run(store, run_id, reveals=reveals)
+
+
+def report_doc(store: Any, cfg: Any, sel: Selection, now: datetime, key: bytes | None) -> dict[str, Any]:
+    """The report for `sel` as of `now`, masked with `key` (None: revealed)."""
+    return prepared(collect(store, cfg, sel, now), key)
+
+
+def write(doc: Mapping[str, Any], folder: Path, stem: str, formats: Iterable[str]) -> list[Path]:
+    """Write the report in each format as `<folder>/<stem>.<ext>` (CSV: one file per table)."""
+    from reconcile.report import _write_private
+    from reconcile.reports.tables import csv_tables
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        if fmt == "csv":
+            for name, text in csv_tables(doc).items():
+                path = folder / f"{stem}.{name}.csv"
+                _write_private(path, text)
+                written.append(path)
+            continue
+        text = {"html": render.html, "json": render.as_json, "md": render.markdown}[fmt](dict(doc))
+        path = folder / f"{stem}.{fmt}"
+        _write_private(path, text)
+        written.append(path)
+    return written
