@@ -20,6 +20,7 @@ from reconcile.config_model import (  # noqa: F401  (re-exported: the model live
     IdentityConfig, KetchConfig, MappingConfig, PolicyConfig, RateLimit, ReportConfig, SandboxConfig, SqlSource,
     StateConfig, TopicMapping, UniverseConfig, braze_api_key, secret, state_url)
 from reconcile.errors import ConfigError, ConfigProblem
+from reconcile.observability.settings import parse_metrics, parse_notify
 
 
 # --------------------------------------------------------------------------- loading
@@ -335,7 +336,7 @@ def _report_problems(rc: ReportConfig, explicit: Mapping[str, Any]) -> list[Conf
 def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) -> Config:
     problems: list[ConfigProblem] = []
     sections = {"braze", "ketch", "identity", "mapping", "universe", "guards", "policy",
-                "apply", "state", "report", "sandbox"}
+                "apply", "state", "report", "sandbox", "notify", "metrics"}
     for name in data:
         if name not in sections:
             problems.append(ConfigProblem(name, "unknown section", f"use one of {', '.join(sorted(sections))}"))
@@ -357,6 +358,8 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         state=state,
         report=_simple(data.get("report", {}), "report", ReportConfig, base, problems),
         sandbox=_simple(data.get("sandbox", {}), "sandbox", SandboxConfig, base, problems),
+        notify=parse_notify(data.get("notify", {}), problems),
+        metrics=parse_metrics(data.get("metrics", {}), base, problems),
         path=path,
     )
     problems.extend(_sandbox_problems(cfg.sandbox))

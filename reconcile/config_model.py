@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from reconcile.errors import ConfigError, ConfigProblem
+from reconcile.observability.settings import MetricsConfig, NotifyConfig
 
 CONFIG_ENV = "RECONCILE_CONFIG"
 SANDBOX_BRAZE_KEY = "sandbox-rest-key"
@@ -179,6 +180,8 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     path: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -188,11 +191,14 @@ class Config:
 
     def hash(self) -> str:
         """Stable hash of the resolved config (no secrets are ever in it)."""
-        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        d = self.as_dict()
+        d.pop("notify", None), d.pop("metrics", None)  # what is said about a run is not what it does
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def secret_names(self) -> list[str]:
-        names = [self.braze.api_key_env, self.report.mask_key_env]
+        names = [self.braze.api_key_env, self.report.mask_key_env, *self.notify.secret_names(),
+                 *self.metrics.secret_names()]
         for src in (self.state.url_env, self.universe.sql and self.universe.sql.url_env,
                     self.universe.deletions_sql and self.universe.deletions_sql.url_env):
             if src:

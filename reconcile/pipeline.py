@@ -23,6 +23,7 @@ from reconcile.engine.plan import build_plan, drift_keys, fingerprint, plan_docu
 from reconcile.errors import DataError, ExitCode, GuardRefused, StalePlan
 from reconcile.models.plan import ActionKind, ActionStatus, DriftKey, Plan, PlanStatus
 from reconcile.models.run import RunResult, RunStatus
+from reconcile.observability.events import counting, run_started, stage
 from reconcile.observe import SLICE_COUNTER, WATERMARK, Observation, observe, reobserve
 from reconcile.recorder import RunRecorder, recording
 from reconcile.runtime import Runtime
@@ -52,12 +53,15 @@ def new_run_id(rt: Runtime) -> str:
 
 
 def recorder(rt: Runtime, mode: str, run_id: str | None = None) -> RunRecorder:
+    run_id = run_id or new_run_id(rt)
+    run_started(rt.progress, run_id, mode)
     return RunRecorder(rt.store, rt.clock, run_id or new_run_id(rt), mode, rt.cfg.hash())
 
 
 def _report(rt: Runtime, run_id: str) -> str | None:
     from reconcile.report import write_report
 
+    stage(rt.progress, "report")
     try:
         return str(write_report(rt.store, run_id, rt.cfg))
     except Exception:  # noqa: BLE001 - a report failure must not hide the run's own outcome
@@ -73,6 +77,7 @@ def _run(rt: Runtime, rec: RunRecorder) -> Iterator[None]:
         with recording(rec):
             yield
     except BaseException as exc:
+        exc.run_id = rec.run_id  # type: ignore[attr-defined]
         exc.report_path = _report(rt, rec.run_id)  # type: ignore[attr-defined]
         raise
 
@@ -127,10 +132,13 @@ def _stats(obs: Observation, plan: Plan, workspace: int) -> PlanStats:
 def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | None = None) -> Planned:
     """Observe, diff, plan and judge the guards; saves the plan (not journaled yet)."""
     cfg, run_id = rt.cfg, rec.run_id
+    stage(rt.progress, "extract")
     obs = observe(rt, mode, run_id, subjects)
     o = obs.observed
     rules = Rules.from_config(cfg)
+    stage(rt.progress, "diff", subjects=len(o.universe))
     drift = diff(o, rules)
+    stage(rt.progress, "plan", drift=len(drift))
     fp = fingerprint(cfg.hash(), o.universe, o.ketch, o.ketch_topics, o.braze, o.braze_groups, o.braze_profiles)
     emails = o.universe.set_index("subject_key")["email"].fillna(o.braze.set_index("subject_key")["email"])
     plan = build_plan(drift, emails, o.braze_profiles, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
@@ -139,6 +147,7 @@ def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | Non
     rt.store.add_exceptions(run_id, obs.exceptions.astype(object).where(obs.exceptions.notna(), "").to_dict("records"))
     rt.store.save_plan(plan.plan_id, run_id, fp, plan_document(plan, drift, run_id=run_id, config_hash=cfg.hash()),
                        rt.clock())
+    stage(rt.progress, "guards", actions=len(plan.actions))
     previous, workspace = _previous(rt, run_id, mode)
     tripped = check_guards(_stats(obs, plan, workspace), previous, cfg.guards)
     planned = Planned(run_id, obs, drift, plan, drift_ids, tripped)
@@ -186,8 +195,9 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     store.set_plan_status(plan.plan_id, PlanStatus.APPLYING)
     rec.applying()
     kwargs = {"batch_guard": batch_guard} if batch_guard is not None else {}
+    stage(rt.progress, "apply", actions=len(plan.actions))
     outcome = apply_actions(plan.actions, planned.run_id, store, Executor(rt.cfg, rt.braze, rt.ketch), rt.clock,
-                            before_batch=before_batch, **kwargs)
+                            before_batch=counting(rt.progress, "apply", len(plan.actions), before_batch), **kwargs)
     items = _corrected_items(planned, plan, outcome)
     for action_id, ids in items.items():
         if ids:
@@ -240,6 +250,7 @@ def verify(rt: Runtime, planned: Planned, plan: Plan, items: dict[str, list[int]
     corrected = {i: id_to_key[i] for ids in items.values() for i in ids if i in id_to_key}
     if not corrected or not rt.cfg.apply.verify:
         return 0, 0
+    stage(rt.progress, "verify", items=len(corrected))
     if rt.cfg.apply.consistency_delay_seconds:
         rt.sleep(rt.cfg.apply.consistency_delay_seconds)
     subjects = {k.subject_key for k in corrected.values()}

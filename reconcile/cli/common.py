@@ -1,8 +1,11 @@
-"""Helpers shared by the commands: loading the config, opening a runtime, printing."""
+"""Helpers shared by the commands: loading the config, opening an observed runtime, printing."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 import click
 
@@ -10,17 +13,100 @@ from reconcile.config import Config, config_path, load_config
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 
 DEFAULT_CONFIG = "jobs/sandbox.toml"
+PACKAGED_JOB = "sandbox.toml"  # reconcile/jobs/: the sandbox job for a folder without jobs/sandbox.toml
 
 
 def get_config(ctx: click.Context, default: str | None = None) -> Config:
+    """The job config: --config or $RECONCILE_CONFIG, else `default`. When `default` is the
+    sandbox job and the working folder has none, the packaged copy is used, with its paths
+    (state, seeded files, reports) under the working folder."""
     raw = ctx.find_root().obj.get("config_path") or default
+    if raw == DEFAULT_CONFIG and not ctx.find_root().obj.get("config_path") and not Path(raw).exists():
+        return packaged_job()
     return load_config(config_path(raw))
 
 
-def runtime(ctx: click.Context, default: str | None = None) -> Any:
+def packaged_job(base: Path | None = None) -> Config:
+    import tomllib
+    from importlib.resources import files
+
+    from reconcile.config import parse_config
+
+    resource = files("reconcile.jobs").joinpath(PACKAGED_JOB)
+    data = tomllib.loads(resource.read_text(encoding="utf-8"))
+    return parse_config(data, (base or Path.cwd()).resolve(), Path(str(resource)))
+
+
+def is_packaged(cfg: Config) -> bool:
+    from importlib.resources import files
+
+    return cfg.path is not None and str(cfg.path) == str(files("reconcile.jobs").joinpath(PACKAGED_JOB))
+
+
+def runtime(ctx: click.Context, default: str | None = None, cfg: Config | None = None) -> Any:
     from reconcile.runtime import open_runtime  # heavy (pandas, httpx, SQLAlchemy): only when a command runs
 
-    return open_runtime(get_config(ctx, default))
+    progress = (ctx.find_root().obj or {}).get("telemetry")
+    return open_runtime(cfg or get_config(ctx, default), progress=progress)
+
+
+@contextmanager
+def observed(ctx: click.Context, cfg: Config, metrics_file: str | None = None) -> Iterator[Any]:
+    """Around a command that runs the job: progress on stderr, log context, HTTP counters;
+    once the run has closed (whatever its outcome), its metrics and notifications."""
+    from reconcile.observability.display import display_for
+    from reconcile.observability.events import Telemetry, observing
+    from reconcile.observability.logs import ContextListener
+    from reconcile.observability.postrun import job_name
+
+    root = ctx.find_root().obj
+    telemetry = Telemetry()
+    telemetry.listeners.append(ContextListener(job_name(cfg)))
+    display = display_for(telemetry, quiet=bool(root.get("quiet")))
+    root["telemetry"] = telemetry
+    report_path: str | None = None
+    try:
+        with observing(telemetry):
+            yield telemetry
+    except BaseException as exc:
+        report_path = getattr(exc, "report_path", None)
+        raise
+    finally:
+        telemetry.finish()
+        root.pop("telemetry", None)
+        if display is not None:
+            display.stop()
+        _after(cfg, telemetry, Path(metrics_file) if metrics_file else None, report_path)
+
+
+def _after(cfg: Config, telemetry: Any, metrics_file: Path | None, report_path: str | None) -> None:
+    import logging
+
+    from reconcile.config import state_url
+    from reconcile.observability.postrun import after_run
+    from reconcile.store.store import Store
+
+    if not telemetry.run_ids:
+        return
+    try:
+        with Store.open(state_url(cfg)) as store:
+            for i, run_id in enumerate(telemetry.run_ids):
+                last = i == len(telemetry.run_ids) - 1
+                after_run(cfg, store, run_id, telemetry if last else None, metrics_file=metrics_file,
+                          report_path=report_path if last else None, write_metrics=last)
+    except Exception:  # noqa: BLE001 - what is said after a run must not change its outcome
+        logging.getLogger(__name__).warning("post-run metrics and notifications failed", exc_info=True)
+
+
+format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                             help="text for people; json: one JSON document on stdout (progress and logs stay on stderr).")
+
+metrics_option = click.option("--metrics-file", type=click.Path(dir_okay=False), default=None,
+                              help="Write the run's Prometheus metrics to this file (default: metrics.textfile).")
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
 
 
 allow_option = click.option(
@@ -63,10 +149,10 @@ def population_options(fn):
     return click.option("--subjects", type=int, default=None, help="Population size (default: sandbox.subjects).")(fn)
 
 
-def print_counts(counts: dict[str, int]) -> None:
-    click.echo("drift by class:")
+def print_counts(counts: dict[str, int], err: bool = False) -> None:
+    click.echo("drift by class:", err=err)
     for c in DRIFT_CLASSES:
-        click.echo(f"  {c:<20} {SEVERITY[c]:<9} {counts.get(c, 0)}")
+        click.echo(f"  {c:<20} {SEVERITY[c]:<9} {counts.get(c, 0)}", err=err)
 
 
 def print_summary(s: Any) -> None:

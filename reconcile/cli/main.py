@@ -1,26 +1,50 @@
-"""The `reconcile` command line. Errors become exit codes in one place (`Cli.invoke`).
-
-Exit codes: 0 in sync / nothing to do / success, 1 error, 2 drift found (plan, dry run),
-4 partial failure, 5 stale plan, 6 another run holds the lock, 10-14 a guard refused apply.
-"""
+"""The `reconcile` command line. Errors become exit codes in one place (`Cli.invoke`);
+the table of them (`EXIT_CODES`) closes every command's `--help`."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Any
 
 import click
 
-from reconcile.errors import ReconcileError
+from reconcile.errors import ExitCode, ReconcileError
+
+USAGE = 64  # EX_USAGE: a bad option or argument (never 2, which means drift found)
+
+_GUARDS = ", ".join(f"{code} {name}" for name, code in sorted(ExitCode.GUARDS.items(), key=lambda kv: kv[1]))
+_LO, _HI = min(ExitCode.GUARDS.values()), max(ExitCode.GUARDS.values())
+EXIT_CODES = f"""\b
+Exit codes:
+  0      in sync, nothing to do, or applied successfully
+  1      error (bad config, API failure, bad input)
+  2      drift found (plan, run --dry-run): corrections are pending
+  4      partial failure: some batches failed or items were rejected
+  5      stale plan: the planned subjects changed; nothing was sent
+  6      another run holds the run lock
+  {_LO}-{_HI}  a guard refused apply; nothing was written to Braze:
+         {_GUARDS}
+  64     usage error (unknown option, bad argument)
+  130    interrupted by SIGINT (Ctrl-C)
+  143    stopped by SIGTERM"""
 
 
 class Cli(click.Group):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            exc.exit_code = USAGE
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         from reconcile.interrupts import Interrupted
 
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.exit_code = USAGE
+            raise
         except ReconcileError as exc:
             click.echo(f"error: {exc}", err=True)
             _report_line(exc)
@@ -42,24 +66,36 @@ def _report_line(exc: BaseException) -> None:
         click.echo(f"report: {path}", err=True)
 
 
-@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.option("--config", "config_path", envvar="RECONCILE_CONFIG", type=click.Path(dir_okay=False),
               help="Job config TOML (default: $RECONCILE_CONFIG).")
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-@click.version_option(package_name="reconcile")
+@click.option("-v", "--verbose", count=True,
+              help="More logging: -v the pipeline's messages (stages, waits), -vv debug, HTTP libraries included.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display on stderr (warnings and errors still show).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="RECONCILE_LOG_FORMAT",
+              help="json: one object a line (time, level, run_id, job, stage, event, counts).")
+@click.version_option(package_name="ketch-braze-reconcile")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str) -> None:
     """Keep Braze honest about what people told Ketch.
 
     Example:
 
         reconcile demo
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if verbose < 2:  # httpx logs full request URLs at INFO, and Braze query strings carry emails
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-    ctx.obj = {"config_path": config_path}
+    from reconcile.observability.logs import configure_logging
+
+    configure_logging(verbose, log_format)
+    ctx.obj = {"config_path": config_path, "verbose": verbose, "quiet": quiet, "log_format": log_format}
+
+
+def _with_epilog(command: click.Command) -> None:
+    if not command.epilog:
+        command.epilog = EXIT_CODES
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _with_epilog(sub)
 
 
 def _register() -> None:
@@ -68,6 +104,7 @@ def _register() -> None:
     for module in (config_cmds, doctor_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
+            _with_epilog(command)
 
 
 _register()

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from reconcile.cli.common import (
-    DEFAULT_CONFIG, allow_option, get_config, mode_option, only_kinds, only_option, population_options, print_counts,
-    print_summary, runtime,
+    DEFAULT_CONFIG, allow_option, echo_json, format_option, get_config, is_packaged, metrics_option, mode_option,
+    observed, only_kinds, only_option, population_options, print_counts, print_summary, runtime,
 )
 from reconcile.errors import DataError, ExitCode
 
@@ -24,46 +24,69 @@ def _execute(rt, fn, *args, **kwargs):
         return fn(rt, *args, batch_guard=deferred, **kwargs)
 
 
-def _finish(ctx: click.Context, rt, result) -> None:
-    print_summary(result)
-    if result.report_path:
-        click.echo(f"report: {result.report_path}")
+def _finish(ctx: click.Context, rt, result, fmt: str = "text") -> None:
+    if fmt == "json":
+        echo_json(result.to_dict())
+    else:
+        print_summary(result)
+        if result.report_path:
+            click.echo(f"report: {result.report_path}")
     ctx.exit(result.exit_code)
 
 
 @click.command("plan")
 @mode_option
-@click.option("--out", type=click.Path(dir_okay=False), help="Also write the plan as JSON to this file.")
+@click.option("--out", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write the plan as JSON to this file; `-` writes it to stdout (the summary goes to stderr).")
+@format_option
+@metrics_option
 @click.pass_context
-def plan_cmd(ctx: click.Context, mode: str, out: str | None) -> None:
+def plan_cmd(ctx: click.Context, mode: str, out: str | None, fmt: str, metrics_file: str | None) -> None:
     """Extract both sides, diff, and store the plan; writes nothing to Braze.
 
-    Exit 0 when nothing needs correcting, 2 when the plan has corrections.
+    Prints what would change, Terraform style: per drift class and endpoint, the drift
+    items, subjects and batches, with a few masked examples. Exit 0 when nothing needs
+    correcting, 2 when the plan has corrections.
 
     Example:
 
         reconcile --config jobs/sandbox.toml plan --out plan.json
     """
+    from reconcile.cli.plan_summary import plan_rows, plan_text
     from reconcile.pipeline import plan_only
+    from reconcile.report import mask, mask_key
 
+    if out == "-" and fmt == "json":
+        raise click.UsageError("--out - and --format json both write to stdout; pick one")
     out_path = _writable(out)
-    with runtime(ctx) as rt:
+    cfg = get_config(ctx)
+    with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt:
         result, planned = plan_only(rt, mode)
-        if out_path:
-            body = rt.store.get_plan(planned.plan.plan_id)["body"]
+        body = rt.store.get_plan(planned.plan.plan_id)["body"]
+        if out == "-":
+            click.echo(json.dumps(body, indent=2, default=str))
+        elif out_path:
             write_private(out_path, json.dumps(body, indent=2, default=str))
-        print_counts(result.counts)
-        for t in planned.tripped:
-            click.echo(f"  guard {t.guard} would refuse apply: {t.message}", err=True)
-        click.echo(f"run {result.run_id}: plan {planned.plan.plan_id} with {len(planned.plan.actions)} action(s)"
-                   + (f", written to {out}" if out else ""))
-        click.echo(f"report: {result.report_path}")
+        key = mask_key(cfg)
+        rows = plan_rows(planned.plan.actions, lambda s: mask(s, key) if not cfg.report.reveal else s)
+        if fmt == "json":
+            echo_json({**result.to_dict(), "plan_id": planned.plan.plan_id, "changes": rows,
+                       "guards": [t.to_json() for t in planned.tripped], "plan_file": out})
+        else:
+            err = out == "-"
+            print_counts(result.counts, err=err)
+            click.echo("", err=err)
+            for line in plan_text(planned.plan.plan_id, rows, planned.tripped):
+                click.echo(line, err=err)
+            click.echo(f"run {result.run_id}: plan {planned.plan.plan_id} with {len(planned.plan.actions)} action(s)"
+                       + (f", written to {out}" if out_path else ""), err=err)
+            click.echo(f"report: {result.report_path}", err=err)
     ctx.exit(result.exit_code)
 
 
 def _writable(out: str | None) -> Path | None:
-    """Fail before any extract when the plan file cannot be written."""
-    if not out:
+    """Fail before any extract when the plan file cannot be written (`-` is stdout)."""
+    if not out or out == "-":
         return None
     path = Path(out)
     if not path.parent.exists() or path.is_dir():
@@ -82,8 +105,10 @@ def write_private(path: Path, text: str) -> None:
 @click.command("apply")
 @click.argument("plan")
 @allow_option
+@format_option
+@metrics_option
 @click.pass_context
-def apply_cmd(ctx: click.Context, plan: str, allow: tuple[str, ...]) -> None:
+def apply_cmd(ctx: click.Context, plan: str, allow: tuple[str, ...], fmt: str, metrics_file: str | None) -> None:
     """Apply a saved plan (a file from `plan --out`, or a plan id from the state store).
 
     The file must match the plan the state store saved; the planned subjects are
@@ -97,11 +122,12 @@ def apply_cmd(ctx: click.Context, plan: str, allow: tuple[str, ...]) -> None:
     from reconcile.pipeline import apply_saved
     from reconcile.runlock import run_lock
 
-    with runtime(ctx) as rt:
+    cfg = get_config(ctx)
+    with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt:
         body = _load_plan(rt, plan)
         with run_lock(rt):
             result = _execute(rt, apply_saved, body, set(allow))
-        _finish(ctx, rt, result)
+        _finish(ctx, rt, result, fmt)
 
 
 def _load_plan(rt, ref: str) -> dict:
@@ -122,8 +148,11 @@ def _load_plan(rt, ref: str) -> dict:
 @click.option("--dry-run", is_flag=True, help="Plan only: report drift, write nothing to Braze (exit 2 if drift).")
 @allow_option
 @only_option
+@format_option
+@metrics_option
 @click.pass_context
-def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...], only: tuple[str, ...]) -> None:
+def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...], only: tuple[str, ...], fmt: str,
+            metrics_file: str | None) -> None:
     """Plan and apply in one go: resume any interrupted apply, plan, guard, apply, verify.
 
     Example:
@@ -133,23 +162,30 @@ def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]
     from reconcile.pipeline import run_job
     from reconcile.runlock import run_lock
 
-    with runtime(ctx) as rt:
+    cfg = get_config(ctx)
+    with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt:
         if dry_run:
             result = run_job(rt, mode=mode, dry_run=True)
         else:
             with run_lock(rt):
                 result = _execute(rt, run_job, mode=mode, overrides=set(allow), only=only_kinds(only))
-        _finish(ctx, rt, result)
+        _finish(ctx, rt, result, fmt)
 
 
 @click.command("demo")
 @population_options
+@click.option("--fresh", is_flag=True,
+              help="Delete the demo's own SQLite state (run history, journal, tombstones) first.")
+@metrics_option
 @click.pass_context
-def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed: int | None) -> None:
-    """Seed a fresh sandbox, run a full reconciliation into SQLite, print the summary.
+def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed: int | None, fresh: bool,
+             metrics_file: str | None) -> None:
+    """Seed the sandbox, run a full reconciliation into SQLite, print the summary.
 
-    Uses jobs/sandbox.toml unless --config says otherwise. A `reconcile run` right after
-    finds no correctable drift left.
+    Uses jobs/sandbox.toml unless --config says otherwise; in a folder without one, the
+    sandbox job shipped with the package, with state in ./.reconcile/ and reports in
+    ./reports/. The run history is kept between demos; --fresh starts it over. A
+    `reconcile run` right after finds no correctable drift left.
 
     Example:
 
@@ -158,26 +194,29 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
     from reconcile.cli.sandbox_cmds import seed_sandbox
     from reconcile.pipeline import run_job
     from reconcile.runlock import run_lock
-    from reconcile.runtime import open_runtime
 
     cfg = get_config(ctx, DEFAULT_CONFIG)
     if not cfg.sandbox.enabled:
         raise DataError(f"{cfg.path}: demo needs [sandbox] enabled = true")
-    _fresh_state(cfg)
+    if fresh:
+        _fresh_state(cfg)
     truth = seed_sandbox(cfg, subjects, drift, seed)
     click.echo(f"sandbox seeded: {truth.subjects} subjects, drift injected: "
                + ", ".join(f"{k} {v}" for k, v in sorted(truth.counts().items())))
-    with open_runtime(cfg) as rt, run_lock(rt):
+    with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt, run_lock(rt):
         result = _execute(rt, run_job, mode="full")
         print_summary(result)
     click.echo(f"state database: {cfg.state.url}")
     click.echo(f"report: {result.report_path}")
-    click.echo(f"next: reconcile --config {cfg.path} run   (finds no correctable drift left)")
+    if is_packaged(cfg):
+        click.echo("next: reconcile demo   (again: the history is kept; --fresh starts it over)")
+    else:
+        click.echo(f"next: reconcile --config {cfg.path} run   (finds no correctable drift left)")
     ctx.exit(result.exit_code)
 
 
 def _fresh_state(cfg) -> None:
-    """The demo starts from nothing: remove its own SQLite state file (never a server DB)."""
+    """`demo --fresh`: remove the demo's own SQLite state file (never a server DB)."""
     url = cfg.state.url
     if cfg.state.url_env is None and url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///"):])

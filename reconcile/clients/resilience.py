@@ -184,6 +184,26 @@ class RequestLabel:
         return {"service": self.service, "method": self.method, "url": self.url}
 
 
+# -- who is told ------------------------------------------------------------------------
+_observers: list[Any] = []
+
+
+def add_observer(observer: Any) -> Callable[[], None]:
+    """Tell `observer` of every answer, `request(service, url, status)` (status None for a
+    transport failure), and every rate-limit wait, `rate_wait(service, url, seconds)`.
+    URLs are the requests' sanitized labels. Returns a function that removes the observer."""
+    _observers.append(observer)
+    return lambda: _observers.remove(observer) if observer in _observers else None
+
+
+def _tell(method: str, *args: Any) -> None:
+    for observer in list(_observers):
+        try:
+            getattr(observer, method)(*args)
+        except Exception:  # noqa: BLE001 - an observer must never change a request's outcome
+            log.debug("observer %r failed on %s", observer, method, exc_info=True)
+
+
 # -- who waits --------------------------------------------------------------------------
 class RateGate(Protocol):
     """A shared send allowance: what a service's rate policy plugs into the retry loop."""
@@ -254,18 +274,21 @@ class Attempts:
                 reset_at=self._wall() + wait, status_code=429 if self.rate_limited else None, **self.label.where())
         log.debug("%s rate gate: waiting %.3fs", self.label.service, wait)
         self.rate_waited += wait
+        _tell("rate_wait", self.label.service, self.label.url, wait)
         return wait
 
     def judge(self, result: Any) -> float | None:
         """None: `result` is the final answer. A number: sleep that long, then try again.
         Raises the error that ends the call."""
         if isinstance(result, BaseException):
+            _tell("request", self.label.service, self.label.url, None)
             retryable, reason = classify_failure(result, self._scrub)
             if not retryable:
                 raise FatalApiError(reason, **self.label.where()) from None
             return self._failed(reason, None)
         self.gate.observe(result.headers)
         status = result.status_code
+        _tell("request", self.label.service, self.label.url, status)
         log.debug("%s %s %s -> %d", self.label.service, self.label.method, self.label.url, status)
         if status == 429:
             return self._rate_limited(result)

@@ -1,0 +1,162 @@
+"""Showing a run's progress on stderr.
+
+On a terminal, `RichDisplay` draws one live line with rich: the stage, subjects done of
+total, requests sent, and any rate-limit wait with its endpoint and the seconds left.
+Elsewhere (cron, CI, a pipe), `HeartbeatDisplay` prints one plain line every
+`interval` seconds and one per stage change. `--quiet` shows neither (`display_for`).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Callable, TextIO
+
+from reconcile.observability.events import Telemetry
+
+
+class _State:
+    """What both displays show, updated from the telemetry's events."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self.run_id = ""
+        self.stage = "starting"
+        self.done = 0
+        self.total = 0
+        self.count_stage = ""
+        self.requests = 0
+        self.wait_endpoint = ""
+        self.wait_until = 0.0
+
+    def on_run(self, run_id: str, mode: str) -> None:
+        self.run_id = run_id
+
+    def on_stage(self, name: str, counts: dict[str, int]) -> None:
+        self.stage = name
+        self.done, self.total, self.count_stage = 0, 0, ""
+
+    def on_count(self, stage: str, done: int, total: int) -> None:
+        self.count_stage, self.done, self.total = stage, done, total
+
+    def on_request(self, endpoint: str, status: str) -> None:
+        self.requests += 1
+
+    def on_wait(self, endpoint: str, seconds: float) -> None:
+        self.wait_endpoint = endpoint
+        self.wait_until = max(self.wait_until, self.clock() + seconds)
+
+    def waiting(self) -> float:
+        return max(0.0, self.wait_until - self.clock())
+
+    def line(self) -> str:
+        parts = [f"run {self.run_id}" if self.run_id else "run", f"stage {self.stage}"]
+        if self.total:
+            parts.append(f"{self.count_stage} {self.done}/{self.total}")
+        parts.append(f"requests {self.requests}")
+        left = self.waiting()
+        if left > 0:
+            parts.append(f"rate-limit wait {self.wait_endpoint} {left:.0f}s left")
+        return "; ".join(parts)
+
+
+class HeartbeatDisplay(_State):
+    """One line per stage change and one every `interval` seconds, for logs and pipes."""
+
+    def __init__(self, stream: TextIO, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__(clock)
+        self.stream, self.interval = stream, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def on_stage(self, name: str, counts: dict[str, int]) -> None:
+        super().on_stage(name, counts)
+        self._print()
+
+    def _print(self) -> None:
+        try:
+            self.stream.write(f"progress: {self.line()}\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def start(self) -> None:
+        def beat() -> None:
+            while not self._stop.wait(self.interval):
+                self._print()
+
+        self._thread = threading.Thread(target=beat, name="reconcile-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+
+class RichDisplay(_State):
+    """A live rich progress bar on a terminal."""
+
+    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        super().__init__(clock)
+        self.console = Console(file=stream, force_terminal=True)
+        self.progress = Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                 console=self.console, transient=False, refresh_per_second=8)
+        self.task = self.progress.add_task("run", total=None, stage="starting", info="")
+        self._lock = threading.Lock()
+
+    def _refresh(self) -> None:
+        info = f"requests {self.requests}"
+        left = self.waiting()
+        if left > 0:
+            info += f"  rate-limit wait {self.wait_endpoint} {left:.0f}s left"
+        label = self.stage if not self.count_stage or self.count_stage == self.stage else f"{self.stage}: {self.count_stage}"
+        with self._lock:
+            self.progress.update(self.task, stage=label, info=info, completed=self.done,
+                                 total=self.total or None)
+
+    def on_run(self, run_id: str, mode: str) -> None:
+        super().on_run(run_id, mode)
+        self.console.print(f"run {run_id} ({mode})")
+
+    def on_stage(self, name: str, counts: dict[str, int]) -> None:
+        super().on_stage(name, counts)
+        self._refresh()
+
+    def on_count(self, stage: str, done: int, total: int) -> None:
+        super().on_count(stage, done, total)
+        self._refresh()
+
+    def on_request(self, endpoint: str, status: str) -> None:
+        super().on_request(endpoint, status)
+        if self.requests % 25 == 0:
+            self._refresh()
+
+    def on_wait(self, endpoint: str, seconds: float) -> None:
+        super().on_wait(endpoint, seconds)
+        self._refresh()
+
+    def start(self) -> None:
+        self.progress.start()
+
+    def stop(self) -> None:
+        self._refresh()
+        self.progress.stop()
+
+
+def display_for(telemetry: Telemetry, *, quiet: bool, stream: TextIO | None = None,
+                interval: float = 10.0) -> Any:
+    """Attach the right display to `telemetry` and start it; returns it (None when quiet)."""
+    if quiet:
+        return None
+    out = stream if stream is not None else sys.stderr
+    isatty = getattr(out, "isatty", None)
+    display: Any = RichDisplay(out) if isatty is not None and isatty() else HeartbeatDisplay(out, interval)
+    telemetry.listeners.append(display)
+    display.start()
+    return display
