@@ -1,8 +1,9 @@
 """Plans and the action journal.
 
 Every batch is journaled before and after it is sent: `journal_plan` writes all actions
-as `pending`, `journal_sending` commits `sending` (attempts + 1) before the request goes
-out, and `journal_result` commits the outcome. Each call is its own committed transaction,
+as `pending`, `journal_sending` commits `sending` (attempts + 1, the lock holder) before
+the request goes out, as a compare-and-set so no two processes send one batch, and
+`journal_result` commits the outcome. Each call is its own committed transaction,
 so a killed process leaves an exact record of what may have reached Braze. A confirmed
 action is never marked as sending again.
 """
@@ -15,10 +16,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from reconcile.errors import StoreError
+from reconcile.errors import RunLocked, StoreError
 from reconcile.store.base import Row, StoreBase, as_tuple
 from reconcile.store.schema import ACTION_RESULTS, ACTION_UNFINISHED, PLAN_STATUSES
 from reconcile.store.schema import actions as action_table
+from reconcile.store.schema import locks as lock_table
 from reconcile.store.schema import plans as plan_table
 
 ACTION_FIELDS = ("seq", "endpoint", "kind", "payload", "subject_keys", "drift_ids", "request_summary")
@@ -61,17 +63,29 @@ class JournalMixin(StoreBase):
         with self._write("journal_plan") as conn:
             conn.execute(stmt, rows)
 
-    def journal_sending(self, action_id: str, at: datetime) -> None:
-        """Commit `sending` (attempts + 1, sent_at) before the batch goes out."""
+    def journal_sending(self, action_id: str, at: datetime, holder: str | None = None) -> None:
+        """Commit `sending` (attempts + 1, sent_at, holder) before the batch goes out.
+
+        A compare-and-set on the batch: it moves to `sending` only from `pending` or `failed`,
+        or from `sending` when the holder that marked it no longer has a live lease (it died
+        mid-send). `holder` defaults to the store's `lock_owner`; a holder must itself still
+        have a live lease. Otherwise nothing changes and `RunLocked` (another live holder is
+        sending it, or this process lost its lease) or `StoreError` (already finished) is raised.
+        """
         c = action_table.c
-        stmt = (
-            update(action_table)
-            .where((c.action_id == action_id) & (c.status != "confirmed"))
-            .values(status="sending", attempts=c.attempts + 1, sent_at=at)
-        )
+        holder = holder if holder is not None else self.lock_owner  # type: ignore[attr-defined]
+        live = select(lock_table.c.holder).where((lock_table.c.holder == c.holder) & (lock_table.c.expires_at > at))
+        takeable = c.status.in_(("pending", "failed")) | (
+            (c.status == "sending") & (c.holder.is_(None) | (c.holder == holder) | ~live.exists()))
+        cond = (c.action_id == action_id) & takeable
+        if holder is not None:
+            mine = select(lock_table.c.holder).where((lock_table.c.holder == holder) & (lock_table.c.expires_at > at))
+            cond = cond & mine.exists()
+        stmt = update(action_table).where(cond).values(status="sending", attempts=c.attempts + 1, sent_at=at,
+                                                       holder=holder)
         with self._write("journal_sending") as conn:
             if not conn.execute(stmt).rowcount:
-                _explain_missing(conn, action_id)
+                _explain_refused(conn, action_id, holder, at)
 
     def journal_result(
         self,
@@ -136,8 +150,15 @@ def _pending_row(plan_id: str, run_id: str, action: Row, created_at: datetime) -
     return row
 
 
-def _explain_missing(conn: Connection, action_id: str) -> None:
-    status = conn.scalar(select(action_table.c.status).where(action_table.c.action_id == action_id))
-    if status is None:
+def _explain_refused(conn: Connection, action_id: str, holder: str | None, at: datetime) -> None:
+    row = conn.execute(select(action_table.c.status, action_table.c.holder)
+                       .where(action_table.c.action_id == action_id)).first()
+    if row is None:
         raise StoreError(f"no action {action_id!r} in the journal")
+    status, other = row
+    if status == "sending" and other != holder:
+        raise RunLocked(f"action {action_id!r} is being sent by {other}, which still holds its run lease; "
+                        "it was not sent again")
+    if status in ("pending", "failed", "sending"):
+        raise RunLocked(f"this process ({holder}) no longer holds its run lease; action {action_id!r} was not sent")
     raise StoreError(f"action {action_id!r} is already {status}; it must not be sent again")

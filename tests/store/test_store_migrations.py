@@ -28,6 +28,7 @@ TABLES = {
     "tombstones",
     "watermarks",
     "locks",
+    "lock_events",
     "braze_profiles",
 }
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
