@@ -1,7 +1,9 @@
-"""Benchmark: the pure diff + plan over synthetic frames of N subjects.
+"""Benchmark: the pure diff + plan over synthetic frames of N subjects, against a plain
+pandas outer merge of the same frames measured in the same process.
 
-Run: python benchmarks/diff_scale.py [N ...]   (default 10000 100000 500000)
-Prints seconds and peak RSS per size; results are recorded in benchmarks/RESULTS.md.
+Run: python benchmarks/diff_scale.py [N ...]   (default 10000 100000 1000000)
+Prints seconds, the diff ÷ merge ratio and peak RSS per size; results are recorded in
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -36,29 +38,46 @@ def frames(n: int, seed: int = 1) -> Observed:
     topics = pd.concat([pd.DataFrame({"subject_key": keys[has], "topic": m.topic, "channel": "email",
                                       "status": np.where(rng.random(has.sum()) < 0.7, "granted", "denied")})
                         for m in TOPICS], ignore_index=True)
+    state = np.where(rng.random(n) < 0.8, "subscribed", "unsubscribed")
     braze = conform(pd.DataFrame({"subject_key": keys, "exists": True, "profile_count": 1,
-                                  "email_subscribe": np.where(rng.random(n) < 0.8, "subscribed", "unsubscribed"),
+                                  "email_subscribe": state, "email_subscribe_min": state,
                                   "unsubscribed_at": t0 + pd.Timedelta(days=1), "blocklisted": False,
                                   "email": keys}), "braze")
+    profiles = conform(pd.DataFrame({"subject_key": keys, "braze_id": "b" + pd.Series(np.arange(n)).astype(str),
+                                     "email": keys, "email_subscribe": state}), "braze_profiles")
     groups = pd.concat([pd.DataFrame({"subject_key": keys, "group_id": m.subscription_group_id,
                                       "status": np.where(rng.random(n) < 0.7, "subscribed", "unsubscribed")})
                         for m in TOPICS], ignore_index=True)
-    return Observed(universe, ketch, conform(topics, "ketch_topics"), braze, conform(groups, "braze_groups"))
+    return Observed(universe, ketch, conform(topics, "ketch_topics"), braze, conform(groups, "braze_groups"),
+                    profiles)
+
+
+def plain_merge(o: Observed) -> pd.DataFrame:
+    """The floor: one outer merge of the same frames (subjects x groups), nothing else."""
+    base = o.universe.merge(o.ketch, on="subject_key", how="outer").merge(o.braze, on="subject_key", how="outer")
+    topics = o.ketch_topics.assign(group_id="g" + o.ketch_topics["topic"].str[1:])
+    per_group = o.braze_groups.merge(topics, on=["subject_key", "group_id"], how="outer")
+    return per_group.merge(base, on="subject_key", how="outer")
 
 
 def main(sizes: list[int]) -> None:
     rules = Rules(key_type="email", topics=TOPICS)
     for n in sizes:
         o = frames(n)
-        start = time.perf_counter()
+        t0 = time.perf_counter()
+        merged = plain_merge(o)
+        t1 = time.perf_counter()
+        del merged
         d = diff(o, rules)
-        mid = time.perf_counter()
-        plan = build_plan(d, o.universe.set_index("subject_key")["email"], rules, plan_fp="bench")
-        end = time.perf_counter()
+        t2 = time.perf_counter()
+        plan = build_plan(d, o.universe.set_index("subject_key")["email"], o.braze_profiles, rules,
+                          plan_fp="bench", plan_id="bench")
+        t3 = time.perf_counter()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"n={n:>8}  drift rows={len(d):>8}  actions={len(plan.actions):>6}  "
-              f"diff={mid - start:6.2f}s  plan={end - mid:6.2f}s  peak RSS={rss:7.0f} MiB", flush=True)
+        print(f"n={n:>8}  drift rows={len(d):>8}  actions={len(plan.actions):>6}  merge={t1 - t0:6.2f}s  "
+              f"diff={t2 - t1:6.2f}s ({(t2 - t1) / (t1 - t0):4.2f}x merge)  plan={t3 - t2:6.2f}s  "
+              f"diff+plan={(t3 - t1) / (t1 - t0):4.2f}x merge  peak RSS={rss:7.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [10_000, 100_000, 500_000])
+    main([int(a) for a in sys.argv[1:]] or [10_000, 100_000, 1_000_000])

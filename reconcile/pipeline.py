@@ -172,7 +172,7 @@ def _refusal(planned: Planned, blocking: list[Tripped]) -> GuardRefused:
 
 def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: Iterable[str] = (),
                   only: frozenset[ActionKind] = ALL_KINDS, *, batch_guard: Any = None,
-                  before_batch: Callable[[], None] | None = None) -> RunResult:
+                  before_batch: Callable[[], None] | None = None, actor: str | None = None) -> RunResult:
     """Guards, then journal, apply and verify the kinds in `only`."""
     store, overrides = rt.store, set(overrides)
     blocking = refused(planned.tripped, overrides, only)
@@ -184,7 +184,7 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     used = tuple(sorted({t.guard for t in planned.tripped} & overrides))
     if used:
         log.warning("guards overridden by explicit flag: %s", ", ".join(used))
-        rec.update(guard_overrides=list(used))
+        rec.update(guard_overrides=_overrides(rt, used, actor))
     plan = planned.plan.only(set(only))
     if not plan.actions:
         store.set_plan_status(plan.plan_id, PlanStatus.APPLIED)
@@ -214,6 +214,13 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     status, code = (RunStatus.PARTIAL, ExitCode.PARTIAL) if partial else (RunStatus.APPLIED, ExitCode.OK)
     return _result(rec, planned, status, code, outcome=outcome, verified=verified, unverified=unverified,
                    overrides=used, planned_actions=len(plan.actions))
+
+
+def _overrides(rt: Runtime, used: tuple[str, ...], actor: str | None) -> list[dict[str, Any]]:
+    """Each override with who made it (`--actor`, else the OS user) and when."""
+    from reconcile.reports.build import os_user
+
+    return [{"guard": g, "actor": actor or os_user(), "at": rt.clock().isoformat()} for g in used]
 
 
 def _journal_row(action: Any, drift_ids: dict[DriftKey, int]) -> dict[str, Any]:
@@ -295,16 +302,17 @@ def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False) -> tupl
 
 def run_job(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides: Iterable[str] = (),
             only: frozenset[ActionKind] = ALL_KINDS, batch_guard: Any = None,
-            before_batch: Callable[[], None] | None = None) -> RunResult:
+            before_batch: Callable[[], None] | None = None, actor: str | None = None) -> RunResult:
     """`reconcile run`: resume anything a crash left behind, then plan, guard, apply, verify."""
     if dry_run:
         return plan_only(rt, mode, dry_run=True)[0]
-    resume_unfinished(rt, overrides, batch_guard=batch_guard, before_batch=before_batch)
+    resume_unfinished(rt, overrides, batch_guard=batch_guard, before_batch=before_batch, actor=actor)
     rec = recorder(rt, mode)
     started = rt.clock()
     with _run(rt, rec):
         planned = make_plan(rt, rec, mode)
-        result = apply_planned(rt, rec, planned, overrides, only, batch_guard=batch_guard, before_batch=before_batch)
+        result = apply_planned(rt, rec, planned, overrides, only, batch_guard=batch_guard, before_batch=before_batch,
+                               actor=actor)
     result = _reported(rt, result)
     if result.status in (RunStatus.APPLIED, RunStatus.IN_SYNC) and only == ALL_KINDS:
         rt.store.set_watermark(WATERMARK, started.isoformat(), rt.clock())
@@ -355,7 +363,7 @@ def _trusted(rt: Runtime, doc: dict[str, Any]) -> tuple[Plan, dict[str, Any]]:
 
 
 def apply_saved(rt: Runtime, doc: dict[str, Any], overrides: Iterable[str] = (), *, batch_guard: Any = None,
-                before_batch: Callable[[], None] | None = None) -> RunResult:
+                before_batch: Callable[[], None] | None = None, actor: str | None = None) -> RunResult:
     """`reconcile apply PLAN`: re-check the planned subjects, refuse a stale plan, apply the rest."""
     plan, body = _trusted(rt, doc)
     done = {a["action_id"]: a["status"] for a in rt.store.actions(plan_id=plan.plan_id)}
@@ -375,7 +383,8 @@ def apply_saved(rt: Runtime, doc: dict[str, Any], overrides: Iterable[str] = (),
         ids = _record_drift(rt, rec.run_id, drift_now, obs.observed.universe["subject_key"])
         planned = Planned(rec.run_id, obs, drift_now, plan, ids, _planned_guards(rt, body))
         rec.update(drift_counts=planned.counts, actions_planned=len(plan.actions))
-        result = apply_planned(rt, rec, planned, overrides, batch_guard=batch_guard, before_batch=before_batch)
+        result = apply_planned(rt, rec, planned, overrides, batch_guard=batch_guard, before_batch=before_batch,
+                               actor=actor)
     return _reported(rt, result)
 
 

@@ -105,6 +105,11 @@ def _register() -> None:
         for command in module.COMMANDS:
             cli.add_command(command)
             _with_epilog(command)
+    from reconcile.cli import report_cmds
+
+    for command in report_cmds.COMMANDS:
+        cli.add_command(command)
+        _with_epilog(command)
 
 
 _register()

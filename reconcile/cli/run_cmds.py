@@ -15,13 +15,24 @@ from reconcile.cli.common import (
 from reconcile.errors import DataError, ExitCode
 
 
+def _remember_actor(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta["reconcile.actor"] = value
+
+
+actor_option = click.option(
+    "--actor", expose_value=False, callback=_remember_actor, metavar="NAME",
+    help="Who is running this, recorded with every --allow override (default: the OS user).")
+
+
 def _execute(rt, fn, *args, **kwargs):
     """Run one pipeline entry point with signal handling: an interrupt lets the batch in
     flight finish and be journaled (the run closes as interrupted, exit 130/143)."""
     from reconcile.interrupts import deferred, handle_signals
 
+    ctx = click.get_current_context(silent=True)
+    actor = ctx.meta.get("reconcile.actor") if ctx is not None else None
     with handle_signals():
-        return fn(rt, *args, batch_guard=deferred, **kwargs)
+        return fn(rt, *args, batch_guard=deferred, **({"actor": actor} if actor else {}), **kwargs)
 
 
 def _finish(ctx: click.Context, rt, result, fmt: str = "text") -> None:
@@ -105,6 +116,7 @@ def write_private(path: Path, text: str) -> None:
 @click.command("apply")
 @click.argument("plan")
 @allow_option
+@actor_option
 @format_option
 @metrics_option
 @click.pass_context
@@ -147,6 +159,7 @@ def _load_plan(rt, ref: str) -> dict:
 @mode_option
 @click.option("--dry-run", is_flag=True, help="Plan only: report drift, write nothing to Braze (exit 2 if drift).")
 @allow_option
+@actor_option
 @only_option
 @format_option
 @metrics_option

@@ -8,6 +8,7 @@ kind ("" when the item is report-only under the configured policy).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -75,18 +76,27 @@ def _base(o: Observed) -> pd.DataFrame:
     return base
 
 
-def _rows(df: pd.DataFrame, drift_class: str, field: str | pd.Series, expected, actual, reason, action) -> pd.DataFrame:
-    return pd.DataFrame({
-        "subject_key": df["subject_key"].to_numpy(), "identity": df["identity"].to_numpy(),
-        "drift_class": drift_class, "field": field if isinstance(field, str) else field.to_numpy(),
-        "expected": expected if isinstance(expected, str) else expected.to_numpy(),
-        "actual": actual if isinstance(actual, str) else pd.Series(actual).astype("string").to_numpy(),
-        "reason": reason if isinstance(reason, str) else reason.to_numpy(),
-        "action": action if isinstance(action, str) else action.to_numpy(),
-        "group_id": df["group_id"].to_numpy() if "group_id" in df.columns else pd.NA,
-        "ketch_collected_at": df["_collected"].to_numpy() if "_collected" in df.columns else pd.NaT,
-        "braze_unsubscribed_at": df["unsubscribed_at"].to_numpy() if "unsubscribed_at" in df.columns else pd.NaT,
-    })
+def _col(value: Any, n: int) -> Any:
+    """A column for `_rows`: a scalar stays a scalar; a Series gives its array (no
+    conversion: Arrow strings and tz-aware times are kept as they are)."""
+    if isinstance(value, pd.Series):
+        return value.array
+    return value
+
+
+def _rows(df: pd.DataFrame, drift_class: str, field: str | pd.Series, expected: Any, actual: Any, reason: Any,
+          action: Any) -> pd.DataFrame:
+    n = len(df)
+    cols = {
+        "subject_key": _col(df["subject_key"], n), "identity": _col(df["identity"], n),
+        "drift_class": drift_class, "field": _col(field, n), "expected": _col(expected, n),
+        "actual": actual if isinstance(actual, str) else actual.astype("string").array,
+        "reason": _col(reason, n), "action": _col(action, n),
+        "group_id": _col(df["group_id"], n) if "group_id" in df.columns else pd.NA,
+        "ketch_collected_at": _col(df["_collected"], n) if "_collected" in df.columns else pd.NaT,
+        "braze_unsubscribed_at": _col(df["unsubscribed_at"], n) if "unsubscribed_at" in df.columns else pd.NaT,
+    }
+    return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
 def _deletions(d: pd.DataFrame, rules: Rules) -> pd.DataFrame:
@@ -147,8 +157,8 @@ def _optin_conflict(rows: pd.DataFrame, field: str | pd.Series, rules: Rules, su
     n = rows[newer]
     if len(n):
         out.append(_rows(n, "braze_newer_optout", field if isinstance(field, str) else field[newer], "subscribed",
-                         "unsubscribed", "Braze opt-out at " + n["unsubscribed_at"].astype(str)
-                         + " is newer than Ketch's grant; never resubscribed",
+                         "unsubscribed", "Braze opt-out (braze_unsubscribed_at) is not older than Ketch's "
+                         "grant; never resubscribed",
                          "ketch_writeback" if rules.write_back_optouts else ""))
     m = rows[~newer]
     if len(m):
@@ -181,13 +191,17 @@ def _topic_status(topics: pd.DataFrame, m: TopicMapping) -> pd.Series:
         exact = t[t["channel"] == m.channel]
         flat = t[t["channel"].isna()]
         t = pd.concat([exact, flat[~isin(flat["subject_key"], exact["subject_key"])]])
-    rank = t["status"].astype(str).map({"denied": 0, "granted": 1})
-    t = t.assign(_rank=rank).sort_values("_rank", kind="stable").drop_duplicates("subject_key")
-    return t.set_index("subject_key")["status"].astype(str)
+    denied_first = t.assign(_rank=(t["status"] != "denied").to_numpy()).sort_values("_rank", kind="stable")
+    t = denied_first.drop_duplicates("subject_key")
+    return pd.Series(t["status"].astype("string").array, index=t["subject_key"].array)
+
+
+GROUP_COLUMNS = ["subject_key", "identity", "global_engaged", "blocklist_engaged", "subs_collected_at",
+                 "unsubscribed_at"]
 
 
 def _expected_groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
-    rec = b[b["has_record"]]
+    rec = b.loc[b["has_record"], GROUP_COLUMNS]
     frames = []
     for m in rules.topics:
         status = rec["subject_key"].map(_topic_status(o.ketch_topics, m)).astype("string")

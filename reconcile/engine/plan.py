@@ -41,11 +41,20 @@ def fingerprint(*parts: Any) -> str:
     return h.hexdigest()[:24]
 
 
+_FIELDS = {f.value: f for f in Field}
+
+
 def drift_keys(drift: pd.DataFrame) -> list[DriftKey]:
     """The DriftKey of every drift row, in row order."""
-    groups = drift["group_id"].astype(object).where(drift["group_id"].notna(), None)
-    return [DriftKey(s, c, Field(f), g if f == Field.GROUP else None)
-            for s, c, f, g in zip(drift["subject_key"], drift["drift_class"], drift["field"], groups)]
+    def column(name: str) -> Any:
+        return drift[name].astype(object).where(drift[name].notna(), None).to_numpy(dtype=object)
+
+    try:
+        return [DriftKey(s, c, _FIELDS[f], g if f == "group" else None)
+                for s, c, f, g in zip(column("subject_key"), column("drift_class"), column("field"),
+                                      column("group_id"))]
+    except KeyError as exc:
+        raise DataError(f"drift field {exc.args[0]!r} is not one of {', '.join(_FIELDS)}") from None
 
 
 def _profile_targets(profiles: pd.DataFrame, kind: ActionKind) -> pd.DataFrame:
@@ -79,14 +88,16 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
     todo = drift[drift["action"].fillna("").astype(str) != ""]
     todo = todo.assign(_key=drift_keys(todo) if len(todo) else [])
     actions: list[Action] = []
-    kinds = sorted({ActionKind(a) for a in todo["action"]}, key=lambda k: (k.phase, k.value))
+    kinds = sorted({ActionKind(a) for a in todo["action"].unique()}, key=lambda k: (k.phase, k.value))
     for kind in kinds:
         rows = todo[todo["action"] == kind.value]
         for group_id, part in (rows.groupby(rows["group_id"].astype(str)) if kind in
                                (ActionKind.GROUP_UNSUBSCRIBE, ActionKind.GROUP_SUBSCRIBE) else [(None, rows)]):
             part = part.sort_values(["subject_key", "field"], kind="stable")
             id_type, targets = _targets(part, kind, rules, emails, profiles)
-            keys_of = part.groupby("subject_key")["_key"].apply(tuple).to_dict()
+            keys_of: dict[str, list[DriftKey]] = {}
+            for subject, key in zip(part["subject_key"].to_numpy(dtype=object), part["_key"]):
+                keys_of.setdefault(subject, []).append(key)
             for batch in _batches(targets, batch_limit(kind, track_batch_size)):
                 actions.append(_action(kind, id_type, group_id, batch, keys_of, part, rules, plan_id, len(actions)))
     return Plan(plan_id=plan_id, fingerprint=plan_fp, actions=tuple(actions))
@@ -95,29 +106,36 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
 def _batches(targets: pd.DataFrame, size: int) -> list[list[tuple[str, str]]]:
     """Split (subject, value) pairs into batches of at most `size` values, keeping one
     subject's values together unless they alone exceed `size`."""
-    batches: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    by_subject = targets.groupby("subject_key", sort=True)["value"].apply(lambda v: list(dict.fromkeys(v)))
-    for subject, values in by_subject.items():
-        pairs = [(str(subject), str(v)) for v in values]
-        if current and len(current) + len(pairs) > size:
-            batches.append(current)
-            current = []
-        while len(pairs) > size:
-            batches.append(pairs[:size])
-            pairs = pairs[size:]
-        current += pairs
-    if current:
-        batches.append(current)
-    return batches
+    t = targets.drop_duplicates(["subject_key", "value"]).sort_values("subject_key", kind="stable")
+    subjects = t["subject_key"].astype(str).to_numpy(dtype=object)
+    values = t["value"].astype(str).to_numpy(dtype=object)
+    if not len(subjects):
+        return []
+    starts = np.flatnonzero(np.r_[True, subjects[1:] != subjects[:-1]])
+    counts = np.diff(np.r_[starts, len(subjects)])
+    bounds: list[tuple[int, int]] = []
+    begin, filled = 0, 0
+    for start, count in zip(starts.tolist(), counts.tolist()):
+        if filled and filled + count > size:
+            bounds.append((begin, start))
+            begin, filled = start, 0
+        if count > size:  # one subject alone fills whole batches; its remainder opens the next one
+            full = count // size * size
+            bounds += [(i, i + size) for i in range(start, start + full, size)]
+            begin, filled = start + full, count - full
+            continue
+        filled += count
+    if filled:
+        bounds.append((begin, len(subjects)))
+    return [list(zip(subjects[a:b], values[a:b])) for a, b in bounds]
 
 
 def _action(kind: ActionKind, id_type: IdType, group_id: str | None, batch: list[tuple[str, str]],
-            keys_of: dict[str, tuple[DriftKey, ...]], rows: pd.DataFrame, rules: Rules, plan_id: str,
+            keys_of: dict[str, list[DriftKey]], rows: pd.DataFrame, rules: Rules, plan_id: str,
             seq: int) -> Action:
     targets = tuple(Target(s, id_type, v) for s, v in batch)
     subjects = list(dict.fromkeys(s for s, _ in batch))
-    keys = tuple(k for s in subjects for k in keys_of.get(s, ()))
+    keys = tuple(k for s in subjects for k in keys_of.get(s, []))
     prioritization: tuple[str, ...] = ()
     if kind is ActionKind.DELETE and id_type is IdType.EMAIL:
         prioritization = tuple(rules.deletion_prioritization) or ("most_recently_updated",)

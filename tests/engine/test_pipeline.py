@@ -137,7 +137,8 @@ def test_deletions_over_the_limit_are_refused_then_allowed_with_override(world):
     with w.runtime(cfg) as rt:
         done = run_job(rt, overrides={"max_deletions"})
         run = rt.store.get_run(done.run_id)
-    assert done.overrides == ("max_deletions",) and run["guard_overrides"] == ["max_deletions"]
+    assert done.overrides == ("max_deletions",) and [o["guard"] for o in run["guard_overrides"]] == ["max_deletions"]
+    assert run["guard_overrides"][0]["actor"] and run["guard_overrides"][0]["at"]
     assert any(c["path"] == "/users/delete" for c in w.writes())
 
 

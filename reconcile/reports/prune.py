@@ -1,0 +1,133 @@
+"""Retention: remove history older than `report.retention_months` (default 24, CCPA §7101).
+
+What goes, when older than the cutoff:
+- drift items that are history (verified or resolved) and were last touched before it;
+- finished runs started before it, with their exceptions, plans and actions, unless
+  something kept still points at them: live drift (open, corrected, reported: never
+  touched, whatever its age), tombstones, the Braze profile cache, an unfinished plan;
+- the report files of those runs in `report.dir`.
+
+`prune_counts` only counts; `prune` deletes in one transaction. Either is recorded as a run
+of mode `prune` whose `summary` holds the cutoff and the counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, or_, select
+
+from reconcile.reports.calendar import add_months
+from reconcile.store.bulk import where_in
+from reconcile.store.schema import (
+    ACTION_UNFINISHED, DRIFT_LIVE, actions, braze_profiles, drift_items, plans, run_exceptions, runs, tombstones,
+)
+
+OPEN_RUNS = ("running", "planned", "applying")
+
+
+@dataclass
+class Pruning:
+    cutoff: datetime
+    drift_ids: list[int] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    plan_ids: list[str] = field(default_factory=list)
+    action_ids: list[str] = field(default_factory=list)
+    exceptions: int = 0
+    report_files: list[Path] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        return {"cutoff": self.cutoff.isoformat(), "drift_items": len(self.drift_ids), "runs": len(self.run_ids),
+                "plans": len(self.plan_ids), "actions": len(self.action_ids), "exceptions": self.exceptions,
+                "report_files": len(self.report_files)}
+
+
+def cutoff_for(now: datetime, months: int) -> datetime:
+    return datetime.combine(add_months(now.astimezone(timezone.utc).date(), -months), time(0), tzinfo=timezone.utc)
+
+
+def _ids(conn: Connection, query: Any) -> set[Any]:
+    return {row[0] for row in conn.execute(query)}
+
+
+def plan_pruning(conn: Connection, cutoff: datetime, report_dir: Path | None) -> Pruning:
+    d, r, a, p = drift_items.c, runs.c, actions.c, plans.c
+    touched = func.coalesce(d.verified_at, d.resolved_at, d.last_seen_at)
+    old_items = _ids(conn, select(d.id).where(d.status.not_in(DRIFT_LIVE)).where(touched < cutoff))
+    kept_items = select(d.first_seen_run, d.last_seen_run, d.resolved_run, d.corrected_action, d.id)
+    keep_runs: set[str] = set()
+    keep_actions: set[str] = set()
+    for row in conn.execute(kept_items):
+        if row.id in old_items:
+            continue
+        keep_runs |= {x for x in (row.first_seen_run, row.last_seen_run, row.resolved_run) if x}
+        if row.corrected_action:
+            keep_actions.add(row.corrected_action)
+    keep_runs |= _ids(conn, select(tombstones.c.run_id).where(tombstones.c.run_id.is_not(None)))
+    keep_runs |= _ids(conn, select(braze_profiles.c.run_id))
+    keep_runs |= _ids(conn, select(p.run_id).join(actions, a.plan_id == p.plan_id).where(a.status.in_(ACTION_UNFINISHED)))
+    candidates = _ids(conn, select(r.run_id).where(r.started_at < cutoff).where(r.status.not_in(OPEN_RUNS))
+                      .where(r.finished_at.is_not(None)))
+    plan_run = {row.plan_id: row.run_id for row in conn.execute(select(p.plan_id, p.run_id))}
+    action_rows = {row.action_id: (row.run_id, row.plan_id) for row in conn.execute(select(a.action_id, a.run_id, a.plan_id))}
+    for action_id in keep_actions:
+        if action_id in action_rows:
+            run_id, plan_id = action_rows[action_id]
+            keep_runs |= {run_id, plan_run.get(plan_id)}
+    gone_runs = candidates - keep_runs
+    gone_plans = {pid for pid, rid in plan_run.items() if rid in gone_runs}
+    gone_actions = {aid for aid, (rid, pid) in action_rows.items() if rid in gone_runs or pid in gone_plans}
+    out = Pruning(cutoff, sorted(old_items), sorted(gone_runs), sorted(gone_plans), sorted(gone_actions))
+    if gone_runs:
+        out.exceptions = sum(conn.scalar(select(func.count()).select_from(run_exceptions).where(pred)) or 0
+                             for pred in where_in(conn, run_exceptions.c.run_id, out.run_ids))
+    if report_dir is not None and report_dir.is_dir():
+        out.report_files = sorted(f for f in report_dir.iterdir() if f.is_file() and f.name.split(".")[0] in gone_runs)
+    return out
+
+
+def _delete(conn: Connection, table: Any, column: Any, values: list[Any]) -> None:
+    for pred in where_in(conn, column, values):
+        conn.execute(delete(table).where(pred))
+
+
+def prune(store: Any, cutoff: datetime, report_dir: Path | None, *, apply: bool) -> Pruning:
+    """Count (and with `apply`, delete) what is older than `cutoff`."""
+    if not apply:
+        with store._read("prune_counts") as conn:
+            return plan_pruning(conn, cutoff, report_dir)
+    with store._write("prune") as conn:
+        plan = plan_pruning(conn, cutoff, report_dir)
+        _delete(conn, drift_items, drift_items.c.id, plan.drift_ids)
+        _delete(conn, run_exceptions, run_exceptions.c.run_id, plan.run_ids)
+        _delete(conn, actions, actions.c.action_id, plan.action_ids)
+        _delete(conn, plans, plans.c.plan_id, plan.plan_ids)
+        _delete(conn, runs, runs.c.run_id, plan.run_ids)
+    for path in plan.report_files:
+        path.unlink(missing_ok=True)
+    return plan
+
+
+def recorded_prune(store: Any, cfg: Any, clock: Callable[[], datetime], *, apply: bool,
+                   months: int | None = None) -> tuple[str, Pruning]:
+    """Prune (or count) and record it as a run of mode `prune`; returns (run id, what it did)."""
+    from reconcile.recorder import RunRecorder
+
+    now = clock()
+    run_id = now.strftime("%Y%m%dT%H%M%S") + "-prune"
+    rec = RunRecorder(store, clock, run_id, "prune", cfg.hash())
+    with rec:
+        result = prune(store, cutoff_for(now, months or cfg.report.retention_months), Path(cfg.report.dir),
+                       apply=apply)
+        summary = {"retention_months": months or cfg.report.retention_months, "applied": apply, **result.counts()}
+        rec.update(summary=summary)
+        if apply:
+            rec.applying()
+            rec.applied()
+        else:
+            rec.dry_run(0)
+    return run_id, result
