@@ -11,12 +11,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from reconcile.config_model import (  # noqa: F401  (re-exported: the model lives there)
-    CONFIG_ENV, DEFAULT_RATE_LIMITS, SANDBOX_BRAZE_KEY, ApplyConfig, BrazeConfig, Config, GuardConfig,
+    CONFIG_ENV, DEFAULT_RATE_LIMITS, SANDBOX_BRAZE_KEY, api_key_problem, has_control_chars, ApplyConfig, BrazeConfig, Config, GuardConfig,
     IdentityConfig, KetchConfig, MappingConfig, PolicyConfig, RateLimit, ReportConfig, SandboxConfig, SqlSource,
     StateConfig, TopicMapping, UniverseConfig, braze_api_key, secret, state_url)
 from reconcile.errors import ConfigError, ConfigProblem
@@ -86,6 +87,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check_url(r: _Reader, name: str, value: str, *, braze: bool) -> None:
+    if has_control_chars(value) or any(c.isspace() for c in value):
+        r.fail(name, f"contains a line break, control character or space: {value!r}",
+               f"set {r.key(name)} to the bare URL on one line")
+        return
     parts = urlsplit(value)
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https") or not host:
@@ -239,6 +244,16 @@ def _sql(data: Any, prefix: str, problems: list[ConfigProblem]) -> SqlSource | N
     return src
 
 
+def _iso_date(r: _Reader, name: str, default: str) -> str:
+    value = r.get(name, str, default, f'"{default}"')
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        r.fail(name, f"not a calendar date (YYYY-MM-DD): {value!r}", f'set {r.key(name)} = "{default}"')
+        return default
+    return value
+
+
 def _universe(data: Any, base: Path, problems: list[ConfigProblem], sandbox_seeds_files: bool = False) -> UniverseConfig:
     r = _Reader(data, "universe", problems)
     d = UniverseConfig()
@@ -249,7 +264,7 @@ def _universe(data: Any, base: Path, problems: list[ConfigProblem], sandbox_seed
         braze_unsubscribes=r.get("braze_unsubscribes", bool, True, "true"),
         braze_hard_bounces=r.get("braze_hard_bounces", bool, True, "true"),
         window_days=r.number("window_days", d.window_days, lo=1, integer=True),
-        full_since=r.get("full_since", str, d.full_since, '"2010-01-01"'),
+        full_since=_iso_date(r, "full_since", d.full_since),
         deletions_csv=r.path("deletions_csv", base),
         deletions_sql=_sql(r.get("deletions_sql", dict, None, "{...}"), "universe.deletions_sql", problems),
         slices=r.number("slices", 1, lo=1, hi=10000, integer=True),
@@ -392,10 +407,42 @@ def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = Non
     return parse_config(data, p.resolve().parent, p.resolve())
 
 
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+
+
+def proxy_problems(http_backend: str, environ: Mapping[str, str] | None = None) -> list[ConfigProblem]:
+    """Proxies from the environment the Ketch client's aiohttp path (http_backend "auto",
+    "aiohttp" or its old name "native") cannot use: it takes only http:// proxies, and would
+    ignore an https:// or socks one and connect directly."""
+    if http_backend not in ("auto", "aiohttp", "native"):
+        return []
+    env = os.environ if environ is None else environ
+    problems = []
+    for name in PROXY_VARS:
+        value = env.get(name)
+        if not value:
+            continue
+        try:
+            parts = urlsplit(value)
+            scheme, host = parts.scheme, parts.hostname
+        except ValueError:
+            scheme, host = "", None
+        if scheme != "http" or not host or has_control_chars(value):
+            shown = f"a {scheme}:// proxy" if scheme and host else "a value that is not a proxy URL"
+            problems.append(ConfigProblem(
+                "ketch.http_backend", f"environment variable {name} holds {shown}, which ketch.http_backend = "
+                f"{http_backend!r} (aiohttp) cannot use: it takes http://host:port proxies only",
+                f'set {name}=http://host:port, or ketch.http_backend = "httpx"'))
+    return problems
+
+
 def check_environment(cfg: Config, environ: Mapping[str, str] | None = None) -> list[ConfigProblem]:
     """Problems that depend on the environment rather than the file (missing secrets)."""
     env = os.environ if environ is None else environ
-    problems = []
+    problems = proxy_problems(cfg.ketch.http_backend, env)
+    key = env.get(cfg.braze.api_key_env)
+    if key and (problem := api_key_problem(cfg.braze.api_key_env, key)) is not None:
+        problems.append(problem)
     if not cfg.sandbox.enabled and not env.get(cfg.braze.api_key_env):
         problems.append(ConfigProblem("braze.api_key_env", f"environment variable {cfg.braze.api_key_env} is not set",
                                       f"export {cfg.braze.api_key_env}=<your Braze REST API key>"))
@@ -446,7 +493,12 @@ def check_file(path: str | os.PathLike, environ: Mapping[str, str] | None = None
     if "braze" not in data or "api_key_env" not in (data.get("braze") or {}):
         refs.append(("braze.api_key_env", BrazeConfig().api_key_env))
     for key, name in refs:
+        if key == "braze.api_key_env" and env.get(name) and (problem := api_key_problem(name, env[name])):
+            problems.append(problem)
         if env.get(name) or key in OPTIONAL_ENV or (sandbox and key == "braze.api_key_env"):
             continue
         problems.append(ConfigProblem(key, f"environment variable {name} is not set", f"export {name}=<value>"))
+    ketch = data.get("ketch") if isinstance(data.get("ketch"), Mapping) else {}
+    backend = ketch.get("http_backend", "auto")
+    problems += proxy_problems(backend if isinstance(backend, str) else "auto", env)
     return problems

@@ -215,9 +215,26 @@ def secret(name: str | None, environ: Mapping[str, str] | None = None) -> str | 
     return env.get(name) if name else None
 
 
+def has_control_chars(value: str) -> bool:
+    """True when `value` holds a control character (CR, LF, NUL, DEL, ...)."""
+    return any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in value)
+
+
+def api_key_problem(env_name: str, value: str) -> ConfigProblem | None:
+    """A problem when the key cannot be sent in a header; the value itself is never shown."""
+    if has_control_chars(value.strip()):
+        return ConfigProblem("braze.api_key_env", f"environment variable {env_name} holds a control character "
+                             "(a line break, tab or NUL inside the key), so it cannot be sent as a header",
+                             f"export {env_name} again with the key alone on one line (no quotes, no line breaks)")
+    return None
+
+
 def braze_api_key(cfg: Config, environ: Mapping[str, str] | None = None) -> str:
     value = secret(cfg.braze.api_key_env, environ)
     if value:
+        problem = api_key_problem(cfg.braze.api_key_env, value)
+        if problem is not None:
+            raise ConfigError(problem)
         return value
     if cfg.sandbox.enabled:
         return SANDBOX_BRAZE_KEY

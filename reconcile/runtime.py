@@ -16,9 +16,9 @@ from typing import Any, Callable, Mapping
 
 from reconcile.clients.braze import BrazeClient
 from reconcile.clients.ketch import KetchClient
-from reconcile.config import Config, braze_api_key, state_url
+from reconcile.config import Config, braze_api_key, proxy_problems, state_url
 from reconcile.errors import ConfigError, ConfigProblem
-from reconcile.redact import SecretFilter
+from reconcile.redact import SecretFilter, install_query_filter
 from reconcile.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -87,11 +87,14 @@ def install_secret_filter(cfg: Config, environ: Mapping[str, str] | None = None)
             h.addFilter(SecretFilter(secrets))
     if not any(isinstance(f, SecretFilter) for f in root.filters):
         root.addFilter(SecretFilter(secrets))
+    install_query_filter([h for h in root.handlers or [logging.lastResort] if h is not None])
 
 
 def open_runtime(cfg: Config, environ: Mapping[str, str] | None = None, *, clock: Callable[[], datetime] = utc_now,
                  sleep: Callable[[float], None] = time.sleep, progress=None) -> Runtime:
     install_secret_filter(cfg, environ)
+    if not cfg.sandbox.enabled and (problems := proxy_problems(cfg.ketch.http_backend, environ)):
+        raise ConfigError(problems)
     store = Store.open(state_url(cfg, environ))
     rt = Runtime(cfg, store, None, None, clock, sleep, progress)
     rt._closers.append(store.close)

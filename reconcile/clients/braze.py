@@ -53,7 +53,7 @@ from reconcile.clients.braze_segment import SegmentExports
 from reconcile.clients.braze_writes import IntentWrites
 from reconcile.clients.pacing import Clock, Pacer, RequestLabel, RetryPolicy, Sleep
 from reconcile.clients.resilience import send_bounded
-from reconcile.config import BrazeConfig
+from reconcile.config import BrazeConfig, has_control_chars
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied, UnconfirmedWrite
 from reconcile.redact import redact_text, sanitize_url
 
@@ -117,6 +117,9 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         key = api_key.strip().strip("\"'")
         if not key:
             raise ValueError("the Braze REST API key is empty")
+        if has_control_chars(key):
+            raise ValueError("the Braze REST API key holds a control character (a line break, tab or NUL); "
+                             "set it again with the key alone on one line")
         self.cfg = cfg
         self.max_pages = max_pages
         self._scrub = _Scrubber(key)

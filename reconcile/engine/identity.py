@@ -3,42 +3,91 @@
 A subject key is what matching uses: for emails the trimmed, case-folded address; for
 external ids the trimmed string. The trimmed original is kept for API calls. Invalid
 identities are never dropped silently: they come back with a reason.
+
+What an email address must look like (RFC 5321/5322 dot-atom, with RFC 6531's UTF-8):
+
+* no control or invisible formatting characters anywhere (NUL, CR/LF, tab, DEL, C1
+  controls, zero-width and bidi-override characters): they reach the APIs and the reports
+  as they are, and an address holding one is a corrupted or hostile value, not a person;
+* at most 254 characters, the local part at most 64;
+* local part: one or more atoms of letters, digits, non-ASCII letters and
+  ``!#$%&'*+-/=?^_`{|}~`` joined by single dots; no leading, trailing or doubled dot;
+  quoted local parts (``"a b"@x.com``) are valid RFC syntax but are refused here: no
+  consumer mailbox uses them and they carry characters the APIs treat specially;
+* domain: two or more labels of letters, digits and hyphens (no hyphen first or last);
+* **a local part starting with ``+`` is refused**. ``+`` is legal atext, but everywhere
+  it is used it separates a mailbox from a subaddress tag (``ann+news@x.com`` reaches
+  ``ann``); ``+1@evil.com`` names a tag and no mailbox. In an identity column it is a phone
+  number or a placeholder typed into the wrong field, and writing consent for it
+  (or deleting by it) acts on nobody the customer knows. ``ann+1@x.com`` is accepted.
+
+External ids: at most 987 bytes (Braze's limit), no whitespace or control characters.
+
+A rejected identity is kept for the exceptions list in a bounded, printable form
+(`shown`): control characters escaped, at most `SHOWN_CHARS` characters, so a 10 MB field
+or a NUL never reaches the state store or a report raw.
 """
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
 MAX_EMAIL_LENGTH = 254
+MAX_LOCAL_LENGTH = 64
 MAX_EXTERNAL_ID_BYTES = 987  # Braze EXTERNAL_USER_ID_TOO_LARGE
+SHOWN_CHARS = 256
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u00a0-\U0010ffff]"
+_LABEL = r"[A-Za-z0-9\u00a0-\U0010ffff](?:[A-Za-z0-9\u00a0-\U0010ffff\-]*[A-Za-z0-9\u00a0-\U0010ffff])?"
+EMAIL_PATTERN = rf"^{_ATEXT}+(?:\.{_ATEXT}+)*@{_LABEL}(?:\.{_LABEL})+$"
+CONTROL_PATTERN = r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]"
+_CONTROL = re.compile(CONTROL_PATTERN)
+
+
+def shown(value: str) -> str:
+    """A rejected value as it may be stored and printed: control characters escaped, bounded."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                        value[:SHOWN_CHARS * 2])
+    if len(value) > SHOWN_CHARS or len(text) > SHOWN_CHARS:
+        return f"{text[:SHOWN_CHARS]}... ({len(value)} characters)"
+    return text
 
 
 def normalize(raw: pd.Series, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw identities into (valid, invalid).
 
     valid: columns subject_key, identity (trimmed original), index aligned with `raw`.
-    invalid: columns identity (as given), reason.
+    invalid: columns identity (as given, in its `shown` form), reason.
     """
     text = raw.astype("string")
     trimmed = text.str.strip()
+    plain = trimmed.fillna("")
     reason = pd.Series(pd.NA, index=raw.index, dtype="string")
-    reason = reason.mask(text.isna() | (trimmed == ""), "empty identity")
+
+    def reject(mask: pd.Series, why: str) -> None:
+        nonlocal reason
+        reason = reason.mask(reason.isna() & mask, why)
+
+    reject(text.isna() | (plain == ""), "empty identity")
+    reject(plain.str.contains(CONTROL_PATTERN, regex=True), "contains a control or invisible character")
     if key_type == "email":
-        bad_shape = ~trimmed.fillna("").str.match(EMAIL_PATTERN)
-        reason = reason.mask(reason.isna() & bad_shape, "malformed email address")
-        too_long = trimmed.fillna("").str.len() > MAX_EMAIL_LENGTH
-        reason = reason.mask(reason.isna() & too_long, f"email longer than {MAX_EMAIL_LENGTH} characters")
+        reject(plain.str.len() > MAX_EMAIL_LENGTH, f"email longer than {MAX_EMAIL_LENGTH} characters")
+        reject(~plain.str.match(EMAIL_PATTERN), "malformed email address")
+        local = plain.str.rsplit("@", n=1).str[0]
+        reject(local.str.len() > MAX_LOCAL_LENGTH, f"email local part longer than {MAX_LOCAL_LENGTH} characters")
+        reject(local.str.startswith("+"), "email local part starts with '+' (a subaddress tag with no mailbox)")
         key = trimmed.str.casefold()
     else:
-        too_long = trimmed.fillna("").str.encode("utf-8").str.len() > MAX_EXTERNAL_ID_BYTES
-        reason = reason.mask(reason.isna() & too_long, f"external_id longer than {MAX_EXTERNAL_ID_BYTES} bytes")
-        has_space = trimmed.fillna("").str.contains(r"\s", regex=True)
-        reason = reason.mask(reason.isna() & has_space, "external_id contains whitespace")
+        reject(plain.str.encode("utf-8").str.len() > MAX_EXTERNAL_ID_BYTES,
+               f"external_id longer than {MAX_EXTERNAL_ID_BYTES} bytes")
+        reject(plain.str.contains(r"\s", regex=True), "external_id contains whitespace")
         key = trimmed
     ok = reason.isna()
     valid = pd.DataFrame({"subject_key": key[ok], "identity": trimmed[ok]})
-    invalid = pd.DataFrame({"identity": text[~ok].fillna(""), "reason": reason[~ok]})
+    bad = text[~ok].fillna("")
+    invalid = pd.DataFrame({"identity": bad.map(shown, na_action="ignore").astype("string"), "reason": reason[~ok]})
     return valid, invalid
 
 
