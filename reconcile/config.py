@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from reconcile.config_model import (  # noqa: F401  (re-exported: the model lives there)
     CONFIG_ENV, DEFAULT_RATE_LIMITS, SANDBOX_BRAZE_KEY, api_key_problem, has_control_chars, ApplyConfig, BrazeConfig, Config, GuardConfig,
-    IdentityConfig, KetchConfig, MappingConfig, PolicyConfig, RateLimit, ReportConfig, SandboxConfig, SqlSource,
+    IdentityConfig, KetchConfig, LedgerConfig, MappingConfig, PolicyConfig, RateLimit, ReportConfig, SandboxConfig, SqlSource,
     StateConfig, TopicMapping, UniverseConfig, braze_api_key, secret, state_url)
 from reconcile.errors import ConfigError, ConfigProblem
 from reconcile.observability.settings import parse_metrics, parse_notify
@@ -268,11 +268,77 @@ def _universe(data: Any, base: Path, problems: list[ConfigProblem], sandbox_seed
         deletions_csv=r.path("deletions_csv", base),
         deletions_sql=_sql(r.get("deletions_sql", dict, None, "{...}"), "universe.deletions_sql", problems),
         slices=r.number("slices", 1, lo=1, hi=10000, integer=True),
+        **_deletion_shape(r, d),
     )
     for name in ("csv", "parquet", "deletions_csv"):
         p = getattr(cfg, name)
         if p is not None and not p.exists() and not sandbox_seeds_files:
             r.fail(name, f"file not found: {p}", "create the file or fix the path (relative to the config file)")
+    r.unknown()
+    return cfg
+
+
+def _deletion_shape(r: _Reader, d: UniverseConfig) -> dict[str, Any]:
+    """How deletion files and queries are read: `identity, requested_at`, or Ketch's DSR
+    records (`request_id, subject, identity_space, email, right_code, canonical_right_code,
+    submitted_at`) filtered to the erasure rights."""
+    fmt = r.get("deletions_format", str, d.deletions_format, '"auto"')
+    if fmt not in ("auto", "identity", "ketch_dsr"):
+        r.fail("deletions_format", f"must be auto, identity or ketch_dsr, got {fmt!r}", 'set universe.deletions_format = "auto"')
+        fmt = d.deletions_format
+    rights = r.get("deletions_rights", list, list(d.deletions_rights), '["delete"]')
+    if not rights or not all(isinstance(x, str) and x for x in rights):
+        r.fail("deletions_rights", f"must be a non-empty list of right codes, got {rights!r}",
+               'set universe.deletions_rights = ["delete"]')
+        rights = list(d.deletions_rights)
+    return dict(
+        deletions_format=fmt,
+        deletions_right_column=r.get("deletions_right_column", str, d.deletions_right_column, '"canonical_right_code"'),
+        deletions_rights=tuple(rights),
+        deletions_identity_column=r.get("deletions_identity_column", str, d.deletions_identity_column, '"email"') or None,
+        deletions_email_column=r.get("deletions_email_column", str, d.deletions_email_column, '"email"'),
+        deletions_requested_at_column=r.get("deletions_requested_at_column", str, d.deletions_requested_at_column,
+                                            '"submitted_at"'),
+    )
+
+
+def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
+    r = _Reader(data, "ledger", problems)
+    d = LedgerConfig()
+    hosts = r.get("callback_hosts", list, [], '["dsr.ketch.com"]')
+    if not all(isinstance(h, str) and h.strip(".") for h in hosts):
+        r.fail("callback_hosts", f"must be a list of host names, got {hosts!r}", 'set ledger.callback_hosts = ["dsr.ketch.com"]')
+        hosts = []
+    path = r.get("path", str, d.path, '"/ketch/events"')
+    if not path.startswith("/"):
+        r.fail("path", f"must start with /, got {path!r}", 'set ledger.path = "/ketch/events"')
+        path = d.path
+    cfg = LedgerConfig(
+        enabled=r.get("enabled", bool, d.enabled, "true"),
+        host=r.get("host", str, d.host, '"127.0.0.1"'),
+        port=r.number("port", d.port, lo=1, hi=65535, integer=True),
+        path=path,
+        bearer_token_env=r.get("bearer_token_env", str, d.bearer_token_env, '"KETCH_WEBHOOK_TOKEN"') or None,
+        basic_user_env=r.get("basic_user_env", str, d.basic_user_env, '"KETCH_WEBHOOK_USER"') or None,
+        basic_password_env=r.get("basic_password_env", str, d.basic_password_env, '"KETCH_WEBHOOK_PASSWORD"') or None,
+        max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=16 * 1024 * 1024, integer=True),
+        expected_completion_hours=r.number("expected_completion_hours", d.expected_completion_hours, lo=0.0, hi=24.0 * 90),
+        callback_hosts=tuple(h.strip(".").lower() for h in hosts),
+        callback_timeout_seconds=r.number("callback_timeout_seconds", d.callback_timeout_seconds, lo=0.1, hi=300.0),
+        callback_max_body_bytes=r.number("callback_max_body_bytes", d.callback_max_body_bytes, lo=0, hi=16 * 1024 * 1024,
+                                         integer=True),
+        callback_tries_per_run=r.number("callback_tries_per_run", d.callback_tries_per_run, lo=1, hi=10, integer=True),
+        callback_backoff_seconds=r.number("callback_backoff_seconds", d.callback_backoff_seconds, lo=0.0, hi=60.0),
+        callback_retry_seconds=r.number("callback_retry_seconds", d.callback_retry_seconds, lo=0.0, hi=7 * 86400.0),
+        callback_max_attempts=r.number("callback_max_attempts", d.callback_max_attempts, lo=1, hi=1000, integer=True),
+    )
+    if (cfg.basic_user_env is None) != (cfg.basic_password_env is None):
+        r.fail("basic_user_env", "basic auth needs both basic_user_env and basic_password_env",
+               "set both, or use ledger.bearer_token_env")
+    if cfg.enabled and not (cfg.bearer_token_env or cfg.basic_user_env):
+        r.fail("bearer_token_env", "the ledger is enabled without authentication",
+               'set ledger.bearer_token_env = "KETCH_WEBHOOK_TOKEN" (or basic_user_env and basic_password_env) '
+               "to the variable holding the secret configured in Ketch's webhook")
     r.unknown()
     return cfg
 
@@ -351,7 +417,7 @@ def _report_problems(rc: ReportConfig, explicit: Mapping[str, Any]) -> list[Conf
 def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) -> Config:
     problems: list[ConfigProblem] = []
     sections = {"braze", "ketch", "identity", "mapping", "universe", "guards", "policy",
-                "apply", "state", "report", "sandbox", "notify", "metrics"}
+                "apply", "state", "report", "sandbox", "notify", "metrics", "ledger"}
     for name in data:
         if name not in sections:
             problems.append(ConfigProblem(name, "unknown section", f"use one of {', '.join(sorted(sections))}"))
@@ -375,6 +441,7 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         sandbox=_simple(data.get("sandbox", {}), "sandbox", SandboxConfig, base, problems),
         notify=parse_notify(data.get("notify", {}), problems),
         metrics=parse_metrics(data.get("metrics", {}), base, problems),
+        ledger=_ledger(data.get("ledger", {}), problems),
         path=path,
     )
     problems.extend(_sandbox_problems(cfg.sandbox))
@@ -454,7 +521,7 @@ def check_environment(cfg: Config, environ: Mapping[str, str] | None = None) -> 
     return problems
 
 
-OPTIONAL_ENV = {"report.mask_key_env"}
+OPTIONAL_ENV = {"report.mask_key_env", "ledger.bearer_token_env", "ledger.basic_user_env", "ledger.basic_password_env"}
 
 
 def _env_refs(data: Any, prefix: str = "") -> list[tuple[str, str]]:

@@ -110,6 +110,12 @@ class UniverseConfig:
     deletions_csv: Path | None = None
     deletions_sql: SqlSource | None = None
     slices: int = 1
+    deletions_format: str = "auto"  # "auto", "identity" (identity, requested_at) or "ketch_dsr"
+    deletions_right_column: str = "canonical_right_code"
+    deletions_rights: tuple[str, ...] = ("delete",)
+    deletions_identity_column: str | None = None  # ketch_dsr: "email" under email keys, else "subject"
+    deletions_email_column: str = "email"
+    deletions_requested_at_column: str = "submitted_at"
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,28 @@ class PolicyConfig:
 class ApplyConfig:
     consistency_delay_seconds: float = 300.0
     verify: bool = True
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """The Ketch webhook ledger (`reconcile ledger serve`) and the erasure callbacks."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8787
+    path: str = "/ketch/events"
+    bearer_token_env: str | None = None
+    basic_user_env: str | None = None
+    basic_password_env: str | None = None
+    max_body_bytes: int = 256 * 1024
+    expected_completion_hours: float = 48.0
+    callback_hosts: tuple[str, ...] = ()  # allowed callback host suffixes; empty: any https host
+    callback_timeout_seconds: float = 10.0
+    callback_max_body_bytes: int = 64 * 1024
+    callback_tries_per_run: int = 3
+    callback_backoff_seconds: float = 2.0
+    callback_retry_seconds: float = 900.0
+    callback_max_attempts: int = 30
 
 
 @dataclass(frozen=True)
@@ -182,6 +210,7 @@ class Config:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
     path: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -200,7 +229,8 @@ class Config:
         names = [self.braze.api_key_env, self.report.mask_key_env, *self.notify.secret_names(),
                  *self.metrics.secret_names()]
         for src in (self.state.url_env, self.universe.sql and self.universe.sql.url_env,
-                    self.universe.deletions_sql and self.universe.deletions_sql.url_env):
+                    self.universe.deletions_sql and self.universe.deletions_sql.url_env,
+                    self.ledger.bearer_token_env, self.ledger.basic_user_env, self.ledger.basic_password_env):
             if src:
                 names.append(src)
         return names

@@ -19,6 +19,7 @@ from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, isin
 from reconcile.engine.profiles import ProfileReader
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice
+from reconcile.ledger.sources import ledger_sources
 from reconcile.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -119,13 +120,16 @@ def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = Non
     start, end = list_window(rt, mode, since)
     full = mode == "full" and subjects is None
     lists = ex.braze_lists(rt.braze, start, end, cfg, caps)
-    listed = load_listed(cfg.universe, since)
+    listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
+    deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
+    if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
+        listed, deletions = ledger_sources(rt, since_watermark(rt), listed, deletions)
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     if cfg.identity.braze_key == "external_id" and subjects is None:
         resolved, extra_exc = _listed_by_external_id(rt, caps, cache, lists, full)
         listed = pd.concat([listed, resolved], ignore_index=True) if len(resolved) else listed
     tomb = pd.DataFrame(rt.store.tombstones())
-    src = Sources(listed=listed, deletions=load_deletions(cfg.universe), unsubscribed=lists.unsubscribed,
+    src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
                   bounced=lists.bounced, open_drift=_open_drift(rt), tombstones=_keys_frame(tomb, "identity"))
     universe, exceptions = build_universe(src, cfg.identity.braze_key)
     exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions

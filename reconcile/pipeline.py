@@ -21,6 +21,7 @@ from reconcile.engine.diff import Rules, diff
 from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, check_guards, refused
 from reconcile.engine.plan import build_plan, drift_keys, fingerprint, plan_document, plan_from_document
 from reconcile.errors import DataError, ExitCode, GuardRefused, StalePlan
+from reconcile.ledger.erasures import settle_erasures
 from reconcile.models.plan import ActionKind, ActionStatus, DriftKey, Plan, PlanStatus
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.observability.events import counting, run_started, stage
@@ -316,6 +317,7 @@ def run_job(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides
     result = _reported(rt, result)
     if result.status in (RunStatus.APPLIED, RunStatus.IN_SYNC) and only == ALL_KINDS:
         rt.store.set_watermark(WATERMARK, started.isoformat(), rt.clock())
+        settle_erasures(rt, planned, result)  # after verify: DeleteRequest outcomes and their Ketch callbacks
         if mode == "full" and rt.cfg.universe.slices > 1:
             counter = int(rt.store.get_watermark(SLICE_COUNTER) or 0) + 1
             rt.store.set_watermark(SLICE_COUNTER, str(counter % rt.cfg.universe.slices), rt.clock())

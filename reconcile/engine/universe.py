@@ -6,6 +6,7 @@ plus the exceptions frame (identity, source, reason) for every rejected identity
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from reconcile.config import SqlSource, UniverseConfig, secret
 from reconcile.engine.frames import conform, isin
 from reconcile.engine.identity import normalize
+from reconcile.engine.source_checks import checked
 from reconcile.errors import DataError
 
 EXCEPTION_COLUMNS = ["identity", "source", "reason"]
@@ -33,20 +35,22 @@ class Sources:
     tombstones: pd.DataFrame  # subject_key, identity
 
 
-def read_table(path: Path, column: str, what: str) -> pd.DataFrame:
-    """Read a CSV or Parquet file; the identity column is renamed to `identity`."""
+def read_table(path: Path, column: str | None, what: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file; the identity column is renamed to `identity` (`None`: as read)."""
     try:
         df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype="string",
                                                                                    keep_default_na=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"{what} {path}: cannot read ({exc}); fix the file or the path") from None
+    if column is None:
+        return df
     if column not in df.columns:
         raise DataError(f"{what} {path}: no column {column!r} (columns: {', '.join(map(str, df.columns))}); "
                         f"rename the column or set universe.identity_column")
     return df.rename(columns={column: "identity"})
 
 
-def read_sql(src: SqlSource, column: str, what: str, params: dict | None = None) -> pd.DataFrame:
+def read_sql(src: SqlSource, column: str | None, what: str, params: dict | None = None) -> pd.DataFrame:
     url = src.url or secret(src.url_env)
     if not url:
         raise DataError(f"{what}: environment variable {src.url_env} is not set; export it")
@@ -60,26 +64,32 @@ def read_sql(src: SqlSource, column: str, what: str, params: dict | None = None)
         raise DataError(f"{what}: query failed ({detail}); fix {what}.query") from None
     finally:
         engine.dispose()
+    if column is None:
+        return df
     if column not in df.columns:
         raise DataError(f"{what}: the query returns no column {column!r}; alias it: SELECT ... AS {column}")
     return df.rename(columns={column: "identity"})
 
 
-def load_listed(cfg: UniverseConfig, since: datetime | None = None) -> pd.DataFrame:
+def load_listed(cfg: UniverseConfig, since: datetime | None = None, key_type: str | None = None) -> pd.DataFrame:
     """The configured identity list; with `since` (incremental runs) only what changed after it.
 
     A SQL query that mentions `:since` gets it bound; a file or query with an `updated_at`
     column is filtered on it; a source with neither contributes nothing to an incremental
-    run (its subjects are swept by full runs)."""
+    run (its subjects are swept by full runs). Each source is refused whole when mostly
+    malformed under `key_type`, or holding an oversized field (engine/source_checks.py)."""
     frames = []
     if cfg.csv:
-        frames.append(_changed(read_table(cfg.csv, cfg.identity_column, "universe.csv"), since, False))
+        df = checked(read_table(cfg.csv, cfg.identity_column, "universe.csv"), key_type, f"universe.csv {cfg.csv}")
+        frames.append(_changed(df, since, False))
     if cfg.parquet:
-        frames.append(_changed(read_table(cfg.parquet, cfg.identity_column, "universe.parquet"), since, False))
+        df = checked(read_table(cfg.parquet, cfg.identity_column, "universe.parquet"), key_type,
+                     f"universe.parquet {cfg.parquet}")
+        frames.append(_changed(df, since, False))
     if cfg.sql:
         bound = since is not None and ":since" in cfg.sql.query
         df = read_sql(cfg.sql, cfg.identity_column, "universe.sql", {"since": since} if bound else None)
-        frames.append(_changed(df, since, bound))
+        frames.append(_changed(checked(df, key_type, "universe.sql"), since, bound))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"identity": pd.Series(dtype="string")})
 
 
@@ -100,15 +110,56 @@ def pick_slice(universe: pd.DataFrame, slices: int, index: int) -> pd.DataFrame:
     return universe[keep.to_numpy()].reset_index(drop=True)
 
 
-def load_deletions(cfg: UniverseConfig) -> pd.DataFrame:
-    frames = []
+def load_deletions(cfg: UniverseConfig, key_type: str = "email") -> pd.DataFrame:
+    """Deletion requests: `identity, requested_at`, or Ketch's DSR records filtered to the
+    erasure rights (`attrs["ignored_rights"]`: right -> count of the other rows, never deleted)."""
+    frames, ignored = [], Counter()
     if cfg.deletions_csv:
-        frames.append(read_table(cfg.deletions_csv, "identity", "universe.deletions_csv"))
+        raw = read_table(cfg.deletions_csv, None, "universe.deletions_csv")
+        frames.append(_deletion_rows(raw, cfg, key_type, f"universe.deletions_csv {cfg.deletions_csv}", ignored))
     if cfg.deletions_sql:
-        frames.append(read_sql(cfg.deletions_sql, "identity", "universe.deletions_sql"))
+        raw = read_sql(cfg.deletions_sql, None, "universe.deletions_sql")
+        frames.append(_deletion_rows(raw, cfg, key_type, "universe.deletions_sql", ignored))
     if not frames:
-        return pd.DataFrame({"identity": pd.Series(dtype="string"), "requested_at": pd.Series(dtype="string")})
-    return pd.concat(frames, ignore_index=True)
+        out = pd.DataFrame({"identity": pd.Series(dtype="string"), "requested_at": pd.Series(dtype="string")})
+    else:
+        out = pd.concat(frames, ignore_index=True)
+    out.attrs["ignored_rights"] = dict(ignored)
+    return out
+
+
+def _deletion_rows(df: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: str, ignored: Counter) -> pd.DataFrame:
+    right = cfg.deletions_right_column
+    dsr = cfg.deletions_format == "ketch_dsr" or (
+        cfg.deletions_format == "auto" and right in df.columns and "identity" not in df.columns)
+    if not dsr:
+        if "identity" not in df.columns:
+            raise DataError(f"{what}: no column 'identity' (columns: {', '.join(map(str, df.columns))}); name the "
+                            "column identity, or give Ketch DSR records with universe.deletions_format = \"ketch_dsr\"")
+        return df
+    ident = cfg.deletions_identity_column or ("email" if key_type == "email" else "subject")
+    missing = [c for c in (right, ident) if c not in df.columns]
+    if missing:
+        raise DataError(f"{what}: Ketch DSR records need the column(s) {', '.join(missing)} (columns: "
+                        f"{', '.join(map(str, df.columns))}); map them with universe.deletions_right_column and "
+                        "universe.deletions_identity_column")
+    rights = df[right].astype("string").str.strip().str.casefold()
+    keep = rights.isin({r.casefold() for r in cfg.deletions_rights}).fillna(False).astype(bool)
+    ignored.update({str(k): int(v) for k, v in rights[~keep].fillna("(none)").value_counts().items()})
+    names = {ident: "identity", cfg.deletions_requested_at_column: "requested_at"}
+    if ident != cfg.deletions_email_column:
+        names[cfg.deletions_email_column] = "email"
+    kept = df[keep.to_numpy()]
+    return kept[[c for c in names if c in kept.columns]].rename(columns=names)
+
+
+def ignored_rights(deletions: pd.DataFrame) -> pd.DataFrame:
+    """The exceptions reporting deletion-source rows of other rights, one per right, with their count."""
+    counts = deletions.attrs.get("ignored_rights") or {}
+    rows = [{"identity": "", "source": "deletions",
+             "reason": f"{n} request(s) with right {right!r} ignored: not an erasure right (universe.deletions_rights)"}
+            for right, n in sorted(counts.items())]
+    return pd.DataFrame(rows, columns=EXCEPTION_COLUMNS)
 
 
 def _normalized(df: pd.DataFrame, source: str, key_type: str, exc: list[pd.DataFrame]) -> pd.DataFrame:
@@ -146,6 +197,8 @@ def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFr
     req = dels.groupby("subject_key")["requested_at"].min() if "requested_at" in dels.columns and len(dels) else None
     uni["deletion_requested_at"] = uni["subject_key"].map(req) if req is not None else pd.NaT
     uni["tombstoned"] = isin(uni["subject_key"], src.tombstones["subject_key"])
+    if src.deletions.attrs.get("ignored_rights"):
+        exc.append(ignored_rights(src.deletions))
     exceptions = pd.concat(exc, ignore_index=True) if exc else pd.DataFrame(columns=EXCEPTION_COLUMNS)
     return conform(uni, "universe"), exceptions
 

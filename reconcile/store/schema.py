@@ -13,6 +13,12 @@
     lock_events      forced releases and takeovers of a lock: who, when, which holder
     braze_profiles   address -> Braze profiles (braze_id, external_id) as last read, so later
                      runs can read profiles by external_id in batches
+    ledger_events    every message the Ketch webhook ledger received (body size-bounded, secrets
+                     scrubbed), keyed by metadata.uid, with the answer given
+    ledger_changes   subjects whose consent or subscriptions changed, with Ketch's timestamp
+    ledger_requests  Ketch DeleteRequests: identity, regulation, due time, status and reason
+    ledger_request_history  every status change of a request
+    ledger_callbacks DeleteStatusEvents to send to a request's callbacks, with retry state
 
 Migrations live in `migrations/versions/`; a test checks they produce exactly this schema.
 """
@@ -246,6 +252,97 @@ braze_profiles = Table(
     _run_fk("run_id", nullable=False),
     Index(None, "email_key"),
     Index(None, "external_id"),
+)
+
+LEDGER_OUTCOMES = ("accepted", "unknown_kind", "invalid")
+LEDGER_REQUEST_STATUSES = ("in_progress", "completed")
+LEDGER_CALLBACK_STATUSES = ("waiting", "pending", "delivered", "failed", "refused")
+
+ledger_events = Table(
+    "ledger_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("uid", String),
+    Column("api_version", String),
+    Column("kind", String),
+    Column("tenant", String),
+    Column("outcome", String, nullable=False),
+    Column("reply_status", Integer, nullable=False),
+    Column("reply", SafeJSON),
+    Column("body", Text, nullable=False),
+    Column("body_bytes", Integer, nullable=False),
+    Column("error", Text),
+    Column("received_at", UTCDateTime, nullable=False),
+    CheckConstraint(_in("outcome", LEDGER_OUTCOMES), name="outcome"),
+    Index(None, "uid", unique=True),
+    Index(None, "received_at"),
+)
+
+ledger_changes = Table(
+    "ledger_changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", BigId, ForeignKey("ledger_events.id"), nullable=False),
+    Column("kind", String, nullable=False),
+    Column("identity", Text, nullable=False),
+    Column("changed_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index(None, "received_at"),
+)
+
+ledger_requests = Table(
+    "ledger_requests",
+    metadata,
+    Column("uid", String, primary_key=True),
+    Column("event_id", BigId, ForeignKey("ledger_events.id"), nullable=False),
+    Column("tenant", String),
+    Column("identity", Text),
+    Column("identities", SafeJSON),
+    Column("regulation", String),
+    Column("jurisdiction", String),
+    Column("submitted_at", UTCDateTime),
+    Column("due_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("status", String, nullable=False),
+    Column("reason", String),
+    Column("callback_count", Integer, nullable=False),
+    Column("completed_at", UTCDateTime),
+    _run_fk("completed_run"),
+    CheckConstraint(_in("status", LEDGER_REQUEST_STATUSES), name="status"),
+    Index(None, "status"),
+)
+
+ledger_request_history = Table(
+    "ledger_request_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("request_uid", String, ForeignKey("ledger_requests.uid"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", String, nullable=False),
+    Column("reason", String),
+    Column("message", Text),
+    _run_fk("run_id"),
+    Index(None, "request_uid"),
+)
+
+ledger_callbacks = Table(
+    "ledger_callbacks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("request_uid", String, ForeignKey("ledger_requests.uid"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("headers", Text),
+    Column("event", SafeJSON),
+    Column("status", String, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    CheckConstraint(_in("status", LEDGER_CALLBACK_STATUSES), name="status"),
+    Index(None, "request_uid", "position", unique=True),
+    Index(None, "status"),
 )
 
 RUN_FIELDS = frozenset(c.name for c in runs.columns) - {"run_id", "mode", "config_hash", "started_at"}

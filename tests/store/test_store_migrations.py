@@ -30,6 +30,11 @@ TABLES = {
     "locks",
     "lock_events",
     "braze_profiles",
+    "ledger_events",
+    "ledger_changes",
+    "ledger_requests",
+    "ledger_request_history",
+    "ledger_callbacks",
 }
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 INI = Path(migrate.__file__).with_name("alembic.ini")
