@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from reconcile.reports.charts import report_charts
 
@@ -53,7 +54,7 @@ _TEXT = _env(False)
 
 
 def html(doc: dict[str, Any]) -> str:
-    return _HTML.get_template("report.html.j2").render(doc=doc, charts=report_charts(doc["trends"]), csp=CSP)
+    return _HTML.get_template("report.html.j2").render(doc=doc, charts=report_charts(doc["trends"]), csp=Markup(CSP))
 
 
 def markdown(doc: dict[str, Any]) -> str:
