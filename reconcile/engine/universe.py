@@ -116,10 +116,12 @@ def load_deletions(cfg: UniverseConfig, key_type: str = "email") -> pd.DataFrame
     frames, ignored = [], Counter()
     if cfg.deletions_csv:
         raw = read_table(cfg.deletions_csv, None, "universe.deletions_csv")
-        frames.append(_deletion_rows(raw, cfg, key_type, f"universe.deletions_csv {cfg.deletions_csv}", ignored))
+        what = f"universe.deletions_csv {cfg.deletions_csv}"
+        frames.append(checked(_deletion_rows(checked(raw, None, what), cfg, key_type, what, ignored), key_type, what))
     if cfg.deletions_sql:
         raw = read_sql(cfg.deletions_sql, None, "universe.deletions_sql")
-        frames.append(_deletion_rows(raw, cfg, key_type, "universe.deletions_sql", ignored))
+        what = "universe.deletions_sql"
+        frames.append(checked(_deletion_rows(checked(raw, None, what), cfg, key_type, what, ignored), key_type, what))
     if not frames:
         out = pd.DataFrame({"identity": pd.Series(dtype="string"), "requested_at": pd.Series(dtype="string")})
     else:
