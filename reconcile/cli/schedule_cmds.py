@@ -1,4 +1,4 @@
-"""`reconcile schedule show`: validate schedules.toml and list the next runs."""
+"""`reconcile schedule show`: validate schedules.toml and list each job's next runs."""
 
 from __future__ import annotations
 
@@ -6,35 +6,62 @@ from datetime import datetime, timezone
 
 import click
 
+schedules_option = click.option(
+    "--schedules", "--file", "schedules", envvar="RECONCILE_SCHEDULES", type=click.Path(dir_okay=False),
+    help="The schedules file (default: $RECONCILE_SCHEDULES, else ./schedules.toml); "
+         "paths inside it are relative to it.")
+
 
 @click.group("schedule")
 def schedule_group() -> None:
-    """Inspect the job schedules in schedules.toml.
+    """Inspect the jobs in schedules.toml.
 
     Example:
 
-        reconcile schedule show --file schedules.toml
+        reconcile schedule show --schedules /srv/reconcile/schedules.toml
     """
 
 
 @schedule_group.command("show")
-@click.option("--file", "path", default="schedules.toml", show_default=True, type=click.Path(dir_okay=False),
-              help="The schedules file.")
-@click.option("--next", "count", default=3, show_default=True, type=click.IntRange(1, 50), help="Runs to list per schedule.")
-def show_cmd(path: str, count: int) -> None:
-    """Validate every schedule (cron, mode, config path) and print its next run times.
+@schedules_option
+@click.option("--next", "count", default=3, show_default=True, type=click.IntRange(1, 50), help="Runs to list per job.")
+def show_cmd(schedules: str | None, count: int) -> None:
+    """Validate every job (trigger, time zone, mode, scope, guards, notify, config path) and
+    print its next run times.
 
     Example:
 
         reconcile schedule show --next 5
     """
-    from reconcile.schedules import load_schedules
+    from reconcile.schedules import load_schedules, schedules_path
 
+    path = schedules_path(schedules)
     now = datetime.now(timezone.utc)
-    for s in load_schedules(path):
-        runs = ", ".join(t.isoformat(timespec="minutes") for t in s.next_runs(now, count))
-        click.echo(f"{s.name}: {s.mode} run of {s.config} on '{s.cron}' "
-                   f"(misfire grace {s.misfire_grace_seconds}s); next: {runs}")
+    click.echo(f"{path.resolve()}:")
+    for job in load_schedules(path):
+        runs = ", ".join(t.isoformat(timespec="minutes") for t in job.next_runs(now, count))
+        notify = ", ".join(f"{n.kind} (${n.url_env})" for n in job.notify) or "none"
+        click.echo(f"{job.name}: {job.describe()}; config {job.config}")
+        click.echo(f"  misfire grace {job.misfire_grace_time}s; allow {', '.join(job.allow) or 'none'}; "
+                   f"guards {', '.join(f'{k}={v}' for k, v in job.guards) or 'as configured'}; notify {notify}")
+        click.echo(f"  next: {runs}")
+
+
+
+def _remember(key: str):
+    def callback(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        ctx.meta[key] = value
+    return callback
+
+
+job_option = click.option(
+    "--job", expose_value=False, callback=_remember("reconcile.job"), metavar="NAME",
+    help="Run this schedules.toml job once, exactly as `reconcile scheduler` does at a fire "
+         "(its config, mode, scope, guard overrides and run lock).")
+schedules_meta_option = click.option(
+    "--schedules", expose_value=False, envvar="RECONCILE_SCHEDULES", callback=_remember("reconcile.schedules"),
+    type=click.Path(dir_okay=False), help="The schedules file for --job (default: $RECONCILE_SCHEDULES, "
+                                          "else ./schedules.toml).")
 
 
 COMMANDS = [schedule_group]

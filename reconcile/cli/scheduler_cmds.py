@@ -1,0 +1,59 @@
+"""`reconcile scheduler`: the foreground daemon that runs schedules.toml."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from reconcile.cli.schedule_cmds import schedules_option
+
+
+@click.command("scheduler")
+@schedules_option
+@click.option("--job", "only", multiple=True, metavar="NAME", help="Run only these jobs (repeatable).")
+@click.pass_context
+def scheduler_cmd(ctx: click.Context, schedules: str | None, only: tuple[str, ...]) -> None:
+    """Run the jobs of schedules.toml on their schedules, in the foreground, until SIGTERM.
+
+    Each fire runs exactly what `reconcile run --job NAME` runs. A fire is skipped while the
+    job's previous run is still going or another process holds the job's run lock, and is
+    missed when it could not start within the job's misfire_grace_time. SIGTERM or SIGINT
+    lets the batch in flight finish and be journaled, closes the run as interrupted (the next
+    fire resumes it) and exits 0; SIGHUP re-reads the schedules file.
+
+    Example:
+
+        reconcile scheduler --schedules /srv/reconcile/schedules.toml
+    """
+    from reconcile.schedules import schedules_path
+    from reconcile.scheduling.daemon import Daemon
+
+    logger = logging.getLogger("reconcile.scheduling")
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    ctx.exit(Daemon(schedules_path(schedules), only=only).serve())
+
+
+
+def run_named_job(ctx: click.Context) -> object:
+    """`reconcile run --job NAME`: the scheduler's job function, once; returns the run's result."""
+    from click.core import ParameterSource
+
+    from reconcile.errors import DataError
+    from reconcile.schedules import find_job, load_schedules, schedules_path
+    from reconcile.scheduling.jobs import run_scheduled
+
+    name = ctx.meta["reconcile.job"]
+    given = [p for p in ("mode", "dry_run", "allow", "only")
+             if ctx.get_parameter_source(p) not in (None, ParameterSource.DEFAULT)]
+    if given:
+        flags = ", ".join("--" + p.replace("_", "-") for p in given)
+        raise DataError(f"--job {name}: the job's entry in the schedules file sets its mode, scope and guard "
+                        f"overrides; drop {flags} (or run without --job)")
+    path = schedules_path(ctx.meta.get("reconcile.schedules"))
+    outcome = run_scheduled(find_job(load_schedules(path), name, str(path)))
+    return outcome.result
+
+
+COMMANDS = [scheduler_cmd]

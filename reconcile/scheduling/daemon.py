@@ -1,0 +1,226 @@
+"""`reconcile scheduler`: run schedules.toml in the foreground until SIGTERM or SIGINT.
+
+APScheduler 3's `BlockingScheduler` decides when jobs fire (`max_instances=1`,
+`coalesce=True`, each job's `misfire_grace_time`), in a thread of its own. Its executor does
+not run anything: it hands each fire to the main thread through a queue, and the main
+thread runs the job (`reconcile.scheduling.jobs.run_scheduled`), because only the main
+thread receives signals, so a SIGTERM mid-apply lets the batch in flight finish and be
+journaled and closes the run as `interrupted`. Then the daemon stops taking runs and
+exits 0. SIGHUP re-reads the schedules file; a file with problems is logged and the jobs
+already loaded keep running.
+
+Logged (logger `reconcile.scheduling`): each fire, each missed fire (later than its grace
+time), each skip (the previous run of the job still going, another run holding the job's
+lock, the fire already run by another scheduler replica), and each run's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from apscheduler.events import (
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from reconcile.errors import ConfigError, ReconcileError, RunLocked
+from reconcile.interrupts import Interrupted, signal_name
+from reconcile.schedules import Job, load_schedules
+
+log = logging.getLogger("reconcile.scheduling")
+
+POLL_SECONDS = 0.2
+
+
+class MainThreadExecutor(BaseExecutor):
+    """Queues each fire for the main thread; APScheduler still counts instances."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fires: queue.Queue[tuple[Any, list[datetime]]] = queue.Queue()
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        self.fires.put((job, list(run_times)))
+
+    def finished(self, job: Any, events: list[Any]) -> None:
+        self._run_job_success(job.id, events)
+
+
+def _not_called() -> None:
+    raise RuntimeError("scheduled jobs run in the daemon's main thread")
+
+
+class Daemon:
+    """The scheduler process (see the module docstring)."""
+
+    def __init__(self, path: str | Path, *, only: tuple[str, ...] = (), environ: Mapping[str, str] | None = None,
+                 lease_seconds: float | None = None):
+        self.path = Path(path)
+        self.only = only
+        self.environ = environ
+        self.lease_seconds = lease_seconds
+        self.jobs: dict[str, Job] = {}
+        self.executor = MainThreadExecutor()
+        self.scheduler = BlockingScheduler(executors={"default": self.executor}, timezone=timezone.utc,
+                                           job_defaults={"max_instances": 1, "coalesce": True})
+        self.scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+        self.stop_signal: int | None = None
+        self.reload_requested = False
+        self.busy = False
+        self._thread: threading.Thread | None = None
+
+    # jobs --------------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Job]:
+        jobs = {j.name: j for j in load_schedules(self.path)}
+        unknown = [n for n in self.only if n not in jobs]
+        if unknown:
+            from reconcile.errors import ConfigProblem
+
+            raise ConfigError(ConfigProblem("--job", f"no job named {', '.join(map(repr, unknown))} in {self.path}",
+                                            f"use one of: {', '.join(jobs) or 'none'}"))
+        return {n: j for n, j in jobs.items() if not self.only or n in self.only}
+
+    def _install(self, jobs: dict[str, Job]) -> None:
+        self.scheduler.remove_all_jobs()
+        for job in jobs.values():
+            self.scheduler.add_job(_not_called, trigger=job.trigger, id=job.name, name=job.name,
+                                   max_instances=1, coalesce=True, misfire_grace_time=job.misfire_grace_time,
+                                   replace_existing=True)
+        self.jobs = jobs
+        for job in jobs.values():
+            nxt = job.next_runs(datetime.now(timezone.utc), 1)
+            log.info("job %s: %s, misfire grace %ss; next fire %s", job.name, job.describe(),
+                     job.misfire_grace_time, nxt[0].isoformat() if nxt else "never")
+
+    def reload(self) -> None:
+        self.reload_requested = False
+        try:
+            jobs = self._load()
+        except ConfigError as exc:
+            log.error("reload of %s refused, the loaded jobs keep running: %s", self.path, exc)
+            return
+        self._install(jobs)
+        log.info("reloaded %s: %d job(s)", self.path, len(jobs))
+
+    # signals -----------------------------------------------------------------------------
+
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        first = self.stop_signal is None
+        self.stop_signal = self.stop_signal or signum
+        if first:
+            log.info("%s received: no new runs will start", signal_name(signum))
+        if self.busy:  # a job is being prepared (config, lock): stop it before its run starts
+            raise Interrupted(signum)
+
+    def _on_hup(self, _signum: int, _frame: Any) -> None:
+        self.reload_requested = True
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, JobSubmissionEvent) and event.code == EVENT_JOB_SUBMITTED:
+            times = ", ".join(t.isoformat() for t in event.scheduled_run_times)
+            log.info("fire: job %s scheduled at %s", event.job_id, times)
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            times = ", ".join(t.isoformat() for t in event.scheduled_run_times)
+            log.warning("skip: job %s fire at %s, its previous run is still going (max_instances=1)",
+                        event.job_id, times)
+
+    # the loop ----------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code (0)."""
+        self._install(self._load())
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self._thread = threading.Thread(target=self.scheduler.start, name="apscheduler", daemon=True)
+        self._thread.start()
+        log.info("scheduler started with %d job(s) from %s", len(self.jobs), self.path)
+        try:
+            while self.stop_signal is None:
+                if self.reload_requested:
+                    self.reload()
+                try:
+                    aps_job, run_times = self.executor.fires.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                self._fire(aps_job, run_times)
+        finally:
+            self._shutdown()
+            for s, handler in previous.items():
+                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        log.info("scheduler stopped (%s)", signal_name(self.stop_signal) if self.stop_signal else "no signal")
+        return 0
+
+    def _shutdown(self) -> None:
+        try:
+            self.scheduler.shutdown(wait=False)
+        except Exception:  # noqa: BLE001 - it may not have started yet
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        while not self.executor.fires.empty():
+            aps_job, run_times = self.executor.fires.get_nowait()
+            log.warning("skip: job %s fire at %s, the scheduler is stopping", aps_job.id, run_times[-1].isoformat())
+            self.executor.finished(aps_job, [])
+
+    def _fire(self, aps_job: Any, run_times: list[datetime]) -> None:
+        events: list[Any] = []
+        try:
+            for run_time in run_times:
+                if self.stop_signal is not None:
+                    log.warning("skip: job %s fire at %s, the scheduler is stopping", aps_job.id, run_time.isoformat())
+                    continue
+                late = datetime.now(timezone.utc) - run_time
+                if late > timedelta(seconds=aps_job.misfire_grace_time):
+                    log.warning("missed: job %s fire at %s started %.0fs late, over its misfire_grace_time of %ss",
+                                aps_job.id, run_time.isoformat(), late.total_seconds(), aps_job.misfire_grace_time)
+                    events.append(JobExecutionEvent(EVENT_JOB_MISSED, aps_job.id, "default", run_time))
+                    continue
+                self._run_one(self.jobs.get(aps_job.id), run_time)
+                events.append(JobExecutionEvent(EVENT_JOB_EXECUTED, aps_job.id, "default", run_time))
+        finally:
+            self.executor.finished(aps_job, events)
+
+    def _run_one(self, job: Job | None, run_time: datetime) -> None:
+        from reconcile.scheduling.jobs import run_scheduled
+
+        if job is None:  # removed by a reload after it fired
+            return
+        self.busy = True
+        try:
+            outcome = run_scheduled(job, fire_time=run_time, environ=self.environ, lease_seconds=self.lease_seconds)
+        except Interrupted as exc:
+            run_id = getattr(exc, "run_id", None)
+            log.warning("job %s stopped by %s%s; the next fire resumes it", job.name, signal_name(exc.signum),
+                        f": run {run_id} closed as interrupted" if run_id else " before its run started")
+            self.stop_signal = self.stop_signal or exc.signum
+            return
+        except RunLocked as exc:
+            log.warning("skip: job %s fire at %s: %s (exit %d)", job.name, run_time.isoformat(), exc, exc.exit_code)
+            return
+        except ReconcileError as exc:
+            log.error("job %s failed (exit %d): %s", job.name, exc.exit_code, exc)
+            return
+        except Exception:  # noqa: BLE001 - one job's bug must not stop the scheduler
+            log.exception("job %s failed with an unexpected error", job.name)
+            return
+        finally:
+            self.busy = False
+        if outcome.skipped:
+            log.info("skip: job %s: %s", job.name, outcome.skipped)
+        else:
+            log.info("job %s: run %s %s (exit %d)", job.name, outcome.run_id, outcome.status, outcome.exit_code)
