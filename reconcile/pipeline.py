@@ -53,10 +53,10 @@ def new_run_id(rt: Runtime) -> str:
     return rt.clock().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def recorder(rt: Runtime, mode: str, run_id: str | None = None) -> RunRecorder:
+def recorder(rt: Runtime, mode: str, run_id: str | None = None, job: str | None = None) -> RunRecorder:
     run_id = run_id or new_run_id(rt)
     run_started(rt.progress, run_id, mode)
-    return RunRecorder(rt.store, rt.clock, run_id or new_run_id(rt), mode, rt.cfg.hash())
+    return RunRecorder(rt.store, rt.clock, run_id or new_run_id(rt), mode, rt.cfg.hash(), job=job)
 
 
 def _report(rt: Runtime, run_id: str) -> str | None:
@@ -288,9 +288,10 @@ def _result(rec: RunRecorder, planned: Planned | None, status: RunStatus, code: 
 # ----------------------------------------------------------------------------- runs
 
 
-def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False) -> tuple[RunResult, Planned]:
+def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False,
+              job: str | None = None) -> tuple[RunResult, Planned]:
     """`reconcile plan` / `run --dry-run`: observe, diff, plan; nothing is sent."""
-    rec = recorder(rt, mode)
+    rec = recorder(rt, mode, job=job)
     with _run(rt, rec):
         planned = make_plan(rt, rec, mode)
         code = ExitCode.DRIFT if planned.plan.actions else ExitCode.OK
@@ -303,12 +304,14 @@ def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False) -> tupl
 
 def run_job(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides: Iterable[str] = (),
             only: frozenset[ActionKind] = ALL_KINDS, batch_guard: Any = None,
-            before_batch: Callable[[], None] | None = None, actor: str | None = None) -> RunResult:
-    """`reconcile run`: resume anything a crash left behind, then plan, guard, apply, verify."""
+            before_batch: Callable[[], None] | None = None, actor: str | None = None,
+            job: str | None = None) -> RunResult:
+    """`reconcile run`: resume anything a crash left behind, then plan, guard, apply, verify.
+    `job` names the schedules.toml job the run belongs to; only that job's plans are resumed."""
     if dry_run:
-        return plan_only(rt, mode, dry_run=True)[0]
-    resume_unfinished(rt, overrides, batch_guard=batch_guard, before_batch=before_batch, actor=actor)
-    rec = recorder(rt, mode)
+        return plan_only(rt, mode, dry_run=True, job=job)[0]
+    resume_unfinished(rt, overrides, job=job, batch_guard=batch_guard, before_batch=before_batch, actor=actor)
+    rec = recorder(rt, mode, job=job)
     started = rt.clock()
     with _run(rt, rec):
         planned = make_plan(rt, rec, mode)
@@ -365,13 +368,14 @@ def _trusted(rt: Runtime, doc: dict[str, Any]) -> tuple[Plan, dict[str, Any]]:
 
 
 def apply_saved(rt: Runtime, doc: dict[str, Any], overrides: Iterable[str] = (), *, batch_guard: Any = None,
-                before_batch: Callable[[], None] | None = None, actor: str | None = None) -> RunResult:
+                before_batch: Callable[[], None] | None = None, actor: str | None = None,
+                job: str | None = None) -> RunResult:
     """`reconcile apply PLAN`: re-check the planned subjects, refuse a stale plan, apply the rest."""
     plan, body = _trusted(rt, doc)
     done = {a["action_id"]: a["status"] for a in rt.store.actions(plan_id=plan.plan_id)}
     subjects = {s for a in plan.actions if not ActionStatus(done.get(a.action_id, ActionStatus.PENDING)).done
                 for s in a.subject_keys}
-    rec = recorder(rt, "apply")
+    rec = recorder(rt, "apply", job=job)
     with _run(rt, rec):
         rec.update(plan_id=plan.plan_id, plan_fingerprint=plan.fingerprint)
         obs = observe(rt, "full", rec.run_id, subjects)
@@ -396,15 +400,19 @@ def _planned_guards(rt: Runtime, body: dict[str, Any]) -> list[Tripped]:
     return [Tripped.from_json(t) for t in (run or {}).get("guard_result") or []]
 
 
-def resume_unfinished(rt: Runtime, overrides: Iterable[str] = (), **kwargs: Any) -> list[RunResult]:
-    """Finish plans a crash interrupted; a stale one has its remaining batches skipped."""
+def resume_unfinished(rt: Runtime, overrides: Iterable[str] = (), job: str | None = None,
+                      **kwargs: Any) -> list[RunResult]:
+    """Finish plans a crash interrupted (only `job`'s: another job's plan belongs to its own
+    lock, and maybe to another workspace); a stale one has its remaining batches skipped."""
     out = []
     for plan_id in rt.store.unfinished_plans():
         saved = rt.store.get_plan(plan_id)
         if not saved or saved["status"] != PlanStatus.APPLYING:  # planned-only or refused plans are never auto-applied
             continue
+        if (rt.store.get_run(saved["run_id"]) or {}).get("job") != job:
+            continue
         log.warning("resuming plan %s left unfinished by an earlier run", plan_id)
-        result = apply_saved(rt, saved["body"], overrides, **kwargs)
+        result = apply_saved(rt, saved["body"], overrides, job=job, **kwargs)
         out.append(result)
         if result.status is RunStatus.STALE:
             for a in rt.store.actions(plan_id=plan_id):

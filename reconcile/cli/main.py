@@ -110,6 +110,11 @@ def _register() -> None:
     for command in report_cmds.COMMANDS:
         cli.add_command(command)
         _with_epilog(command)
+    from reconcile.cli import lock_cmds, scheduler_cmds
+
+    for command in lock_cmds.COMMANDS + scheduler_cmds.COMMANDS:
+        cli.add_command(command)
+        _with_epilog(command)
 
 
 _register()

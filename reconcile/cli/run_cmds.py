@@ -12,6 +12,7 @@ from reconcile.cli.common import (
     DEFAULT_CONFIG, allow_option, echo_json, format_option, get_config, is_packaged, metrics_option, mode_option,
     observed, only_kinds, only_option, population_options, print_counts, print_summary, runtime,
 )
+from reconcile.cli.schedule_cmds import job_option, schedules_meta_option
 from reconcile.errors import DataError, ExitCode
 
 
@@ -137,8 +138,8 @@ def apply_cmd(ctx: click.Context, plan: str, allow: tuple[str, ...], fmt: str, m
     cfg = get_config(ctx)
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt:
         body = _load_plan(rt, plan)
-        with run_lock(rt):
-            result = _execute(rt, apply_saved, body, set(allow))
+        with run_lock(rt) as lock:
+            result = _execute(rt, apply_saved, body, set(allow), before_batch=lock.check)
         _finish(ctx, rt, result, fmt)
 
 
@@ -163,6 +164,8 @@ def _load_plan(rt, ref: str) -> dict:
 @only_option
 @format_option
 @metrics_option
+@job_option
+@schedules_meta_option
 @click.pass_context
 def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...], only: tuple[str, ...], fmt: str,
             metrics_file: str | None) -> None:
@@ -175,13 +178,18 @@ def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]
     from reconcile.pipeline import run_job
     from reconcile.runlock import run_lock
 
+    if ctx.meta.get("reconcile.job"):
+        from reconcile.cli.scheduler_cmds import run_named_job
+
+        _finish(ctx, None, run_named_job(ctx), fmt)
     cfg = get_config(ctx)
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt:
         if dry_run:
             result = run_job(rt, mode=mode, dry_run=True)
         else:
-            with run_lock(rt):
-                result = _execute(rt, run_job, mode=mode, overrides=set(allow), only=only_kinds(only))
+            with run_lock(rt) as lock:
+                result = _execute(rt, run_job, mode=mode, overrides=set(allow), only=only_kinds(only),
+                                  before_batch=lock.check)
         _finish(ctx, rt, result, fmt)
 
 
@@ -216,8 +224,8 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
     truth = seed_sandbox(cfg, subjects, drift, seed)
     click.echo(f"sandbox seeded: {truth.subjects} subjects, drift injected: "
                + ", ".join(f"{k} {v}" for k, v in sorted(truth.counts().items())))
-    with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt, run_lock(rt):
-        result = _execute(rt, run_job, mode="full")
+    with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt, run_lock(rt) as lock:
+        result = _execute(rt, run_job, mode="full", before_batch=lock.check)
         print_summary(result)
     click.echo(f"state database: {cfg.state.url}")
     click.echo(f"report: {result.report_path}")
