@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypedDict
 
 from reconcile.errors import DataError, FatalApiError
 
@@ -22,6 +22,15 @@ STATES = ("subscribed", "unsubscribed")
 EMAIL_STATES = ("subscribed", "unsubscribed", "opted_in")
 _EMAIL = re.compile(r"[^\s@<>\"'(),;:]+@([^\s@<>\"'(),;:]+\.[A-Za-z]{2,})")
 _USER_NOT_FOUND = re.compile(r"user[s]?\b.*\bnot\s+found|not\s+found.*\buser", re.IGNORECASE)
+
+
+class GroupRecord(TypedDict):
+    """One user's state in one subscription group; `identifier` is None when the answer does
+    not say whose state it is."""
+
+    identifier: str | None
+    group_id: str
+    status: str
 
 
 @dataclass(frozen=True)
@@ -177,9 +186,9 @@ def _group_state(value: Any, endpoint: str) -> str:
                     "Unknown; refusing to guess")
 
 
-def group_records(groups: Any, identifier: str | None, endpoint: str) -> list[dict[str, str]]:
+def group_records(groups: Any, identifier: str | None, endpoint: str) -> list[GroupRecord]:
     """Group entries of either documented shape -> {identifier, group_id, status}."""
-    out = []
+    out: list[GroupRecord] = []
     for g in groups if isinstance(groups, list) else []:
         if not isinstance(g, Mapping):
             raise FatalApiError("a subscription group entry is not an object", service="braze", url=endpoint)
@@ -192,7 +201,8 @@ def group_records(groups: Any, identifier: str | None, endpoint: str) -> list[di
     return out
 
 
-def user_status_page(body: Any, endpoint: str, id_field: str, submitted: list[str]) -> tuple[list[dict], int, bool]:
+def user_status_page(body: Any, endpoint: str, id_field: str,
+                     submitted: list[str]) -> tuple[list[GroupRecord], int, bool]:
     """Records, page size (for pagination) and whether records could be attributed.
 
     Shape A (Braze docs): {"subscription_groups": [{subscription_group_id, subscription_status}]}
@@ -200,10 +210,11 @@ def user_status_page(body: Any, endpoint: str, id_field: str, submitted: list[st
     """
     if isinstance(body, Mapping) and isinstance(body.get("users"), list):
         keys = CaselessKeys(submitted, caseless=id_field != "external_id")
-        records: list[dict] = []
+        records: list[GroupRecord] = []
         for user in body["users"]:
             user = user if isinstance(user, Mapping) else {}
-            idents = keys.lookup(user.get(id_field)) or (submitted if len(submitted) == 1 else [None])
+            idents: Sequence[str | None] = (keys.lookup(user.get(id_field))
+                                            or (submitted if len(submitted) == 1 else [None]))
             for ident in dict.fromkeys(idents):
                 records.extend(group_records(user.get("subscription_groups"), ident, endpoint))
         return records, len(body["users"]), all(r["identifier"] is not None for r in records)

@@ -74,7 +74,7 @@ def export_lines(spool: IO[bytes]) -> Iterator[dict[str, Any]]:
         spool.close()
 
 
-def _lines(raw: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
+def _lines(raw: IO[bytes] | gzip.GzipFile, name: str) -> Iterator[dict[str, Any]]:
     number = 0
     try:
         for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), 1):

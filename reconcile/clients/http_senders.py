@@ -64,13 +64,15 @@ class HttpxSender:
     def __init__(self, *, limit: int, timeout_seconds: float, headers: Mapping[str, str], max_body_bytes: int,
                  ssl_context: ssl.SSLContext | None, transport: httpx.AsyncBaseTransport | None = None):
         self._limit = max_body_bytes
-        common = dict(timeout=httpx.Timeout(timeout_seconds), follow_redirects=False,
-                      headers={**headers, "Accept-Encoding": ACCEPT_ENCODING})
+        timeout = httpx.Timeout(timeout_seconds)
+        sent_headers = {**headers, "Accept-Encoding": ACCEPT_ENCODING}
         if transport is not None:
-            self._http = httpx.AsyncClient(transport=transport, **common)
+            self._http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
+                                           headers=sent_headers)
         else:
             pool = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
-            self._http = httpx.AsyncClient(limits=pool, verify=ssl_context or True, trust_env=True, **common)
+            self._http = httpx.AsyncClient(limits=pool, verify=ssl_context or True, trust_env=True, timeout=timeout,
+                                           follow_redirects=False, headers=sent_headers)
 
     async def post(self, url: str, content: bytes) -> Reply:
         request = self._http.build_request("POST", url, content=content)

@@ -30,7 +30,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -320,12 +320,13 @@ class KetchClient:
         return state
 
     def _new_sender(self) -> AiohttpSender | HttpxSender:
-        common = dict(limit=self._concurrency, timeout_seconds=self.cfg.timeout_seconds, headers=_HEADERS,
-                      max_body_bytes=self._max_body)
+        limit, timeout = self._concurrency, self.cfg.timeout_seconds
         if self._backend == "httpx":
             tls = self._ssl_context() if self._transport is None and self._base.startswith("https:") else None
-            return HttpxSender(ssl_context=tls, transport=self._transport, **common)
-        return AiohttpSender(ssl_context=self._ssl_context() if self._base.startswith("https:") else None, **common)
+            return HttpxSender(ssl_context=tls, transport=self._transport, limit=limit, timeout_seconds=timeout,
+                               headers=_HEADERS, max_body_bytes=self._max_body)
+        return AiohttpSender(ssl_context=self._ssl_context() if self._base.startswith("https:") else None,
+                             limit=limit, timeout_seconds=timeout, headers=_HEADERS, max_body_bytes=self._max_body)
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -412,7 +413,7 @@ async def _all(awaitables: list[Awaitable[Any]]) -> list[Any]:
     return [task.result() for task in tasks]
 
 
-async def _join_all(tasks: list[asyncio.Future[Any]]) -> None:
+async def _join_all(tasks: Sequence[asyncio.Future[Any]]) -> None:
     """Wait for every task; on the first failure cancel the others and raise it."""
     if not tasks:
         return
@@ -484,9 +485,10 @@ def _optout_topics(current: SubscriptionState | None, changes: dict[tuple[str, s
 def _optout_purposes(current: ConsentState | None, changes: dict[str, str]) -> dict[str, dict[str, str]]:
     """Every purpose read with its value, the changed ones allowed "false"."""
     out: dict[str, dict[str, str]] = {}
+    bases = current.legal_bases if current else {}
     for code, allowed in (current.purposes.items() if current else ()):
         item = {"allowed": "true" if allowed else "false"}
-        basis = current.legal_bases.get(code) or changes.get(code)
+        basis = bases.get(code) or changes.get(code)
         if basis:
             item["legalBasisCode"] = basis
         out[code] = item

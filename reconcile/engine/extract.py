@@ -187,7 +187,8 @@ def summarize(universe: pd.DataFrame, profiles: pd.DataFrame, lists: BrazeLists)
             _n=("braze_id", "size"), _max=("_r", "max"), _min=("_r", "min"), _email=("email", "first"))
         b = b.merge(agg, left_on="subject_key", right_index=True, how="left")
     else:
-        b = b.assign(_n=0, _max=pd.NA, _min=pd.NA, _email=pd.NA)
+        na = pd.Series(pd.NA, index=b.index, dtype=object)
+        b = b.assign(_n=0, _max=na, _min=na, _email=na)
     b["profile_count"] = b["_n"].fillna(0).astype("int32")
     b["exists"] = b["profile_count"] > 0
     b["email_subscribe"] = b["_max"].map(_BY_RANK, na_action="ignore")

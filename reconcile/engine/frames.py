@@ -25,13 +25,14 @@ drift         see DRIFT_COLUMNS
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Final, Iterable, Literal
 
 import pandas as pd
 
-UTC_TS = "datetime64[ns, UTC]"
+UTC_TS: Final = "datetime64[ns, UTC]"
+ColumnDtype = Literal["string", "bool", "boolean", "category", "int32", "datetime64[ns, UTC]"]
 
-SCHEMAS: dict[str, dict[str, str]] = {
+SCHEMAS: dict[str, dict[str, ColumnDtype]] = {
     "universe": {"subject_key": "string", "identity": "string", "email": "string",
                  "deletion_requested": "bool", "deletion_requested_at": UTC_TS,
                  "tombstoned": "bool", "sources": "string"},
@@ -52,12 +53,13 @@ DRIFT_COLUMNS = ["subject_key", "identity", "drift_class", "field", "expected", 
 
 
 
-def isin(series: pd.Series, values) -> pd.Series:
+def isin(series: pd.Series, values: Iterable[Any]) -> pd.Series:
     """`series.isin(values)` through a hash index: pandas' Arrow-string `isin` converts every
     value to a scalar one by one, which dominates run time at 100k subjects."""
     lookup = pd.Index(pd.unique(pd.Series(list(values) if isinstance(values, (set, frozenset)) else values,
                                           dtype=object)))
-    return pd.Series(lookup.get_indexer(series.to_numpy(dtype=object, na_value=None)) >= 0, index=series.index)
+    keys = series.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # pandas takes any na_value
+    return pd.Series(lookup.get_indexer(keys) >= 0, index=series.index)
 
 
 def empty(name: str) -> pd.DataFrame:
