@@ -76,6 +76,17 @@ def _keys_frame(df: pd.DataFrame, ident: str) -> pd.DataFrame:
     return df[["subject_key", ident]].drop_duplicates("subject_key").rename(columns={ident: "identity"})
 
 
+def _last_capabilities(rt: Runtime) -> dict[str, bool | None] | None:
+    """The optional permissions the last run of this config recorded within a day (full
+    sweeps ask again, so a new key's permissions are learned at least daily)."""
+    day_ago = rt.clock() - timedelta(days=1)
+    for run in rt.store.list_runs(20):
+        started = run.get("started_at")
+        if run.get("config_hash") == rt.cfg.hash() and run.get("capabilities") and started and started >= day_ago:
+            return dict(run["capabilities"])
+    return None
+
+
 def _open_drift(rt: Runtime) -> pd.DataFrame:
     rows = [{"subject_key": d["subject_key"], "identity": (d.get("detail") or {}).get("identity") or d["subject_key"]}
             for d in rt.store.open_drift()]
@@ -83,17 +94,23 @@ def _open_drift(rt: Runtime) -> pd.DataFrame:
 
 
 def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, lists: ex.BrazeLists,
-                           full: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+                           full: bool, known: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Under external_id keys, the addresses on Braze's lists resolved to their profiles'
-    external_ids: (identity rows with email and source, exceptions for addresses with none)."""
+    external_ids: (identity rows with email and source, exceptions for addresses with none,
+    the profiles read). Addresses held by a profile in `known` (already read by external id)
+    are not looked up again."""
     parts = [df[["email"]].assign(source=name) for df, name in
              ((lists.unsubscribed, "braze_unsubscribes"), (lists.bounced, "braze_hard_bounces")) if len(df)]
     empty = pd.DataFrame({"identity": pd.Series(dtype="string"), "email": pd.Series(dtype="string"),
                           "_source": pd.Series(dtype="string")})
     if not parts:
-        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS)
+        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
     listed = pd.concat(parts, ignore_index=True).dropna(subset=["email"])
     listed = listed.assign(subject_key=listed["email"].str.strip().str.casefold())
+    held = known["email"].astype("string").str.strip().str.casefold()
+    listed = listed[~isin(listed["subject_key"], held.dropna())]
+    if not len(listed):
+        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
     addresses = listed.drop_duplicates("subject_key")
     reader = ProfileReader(rt.braze, caps, cache, now=rt.clock(), cache_days=rt.cfg.braze.profile_cache_days,
                            segment_id=rt.cfg.braze.segment_id)
@@ -108,13 +125,13 @@ def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, l
                                          "the address's Braze profiles have no external_id")
     exc = pd.DataFrame({"identity": missing["email"].astype(str), "source": missing["source"],
                         "reason": "listed by Braze but not checked under external_id keys: " + reasons})
-    return found, exc
+    return found, exc, with_id.drop_duplicates("external_id")
 
 
 def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:
     """Build the universe and extract both sides; `subjects` restricts to those keys."""
     cfg = rt.cfg
-    caps = Capabilities()
+    caps = Capabilities() if mode == "full" else Capabilities.remembered(_last_capabilities(rt))
     cache = StoreCache(rt.store, rt.clock, run_id)
     since = since_watermark(rt) if mode == "incremental" else None
     start, end = list_window(rt, mode, since)
@@ -125,12 +142,21 @@ def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = Non
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
         listed, deletions = ledger_sources(rt, since_watermark(rt), listed, deletions)
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
+    read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
+    prefetched = None
     if cfg.identity.braze_key == "external_id" and subjects is None:
-        resolved, extra_exc = _listed_by_external_id(rt, caps, cache, lists, full)
+        # read the known subjects' profiles first: their addresses need no look-up on the lists
+        none = lists.unsubscribed.iloc[0:0]
+        base, _ = build_universe(Sources(listed, deletions, none, lists.bounced.iloc[0:0], open_drift, tombstones),
+                                 "external_id")
+        known = ex.profiles_by_external_id(read, base["identity"])
+        resolved, extra_exc, found = _listed_by_external_id(rt, caps, cache, lists, full, known)
         listed = pd.concat([listed, resolved], ignore_index=True) if len(resolved) else listed
-    tomb = pd.DataFrame(rt.store.tombstones())
+        prefetched = ex.Prefetched(set(base["identity"].astype(str)) | set(found["external_id"].astype(str)),
+                                   pd.concat([known, found], ignore_index=True))
     src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
-                  bounced=lists.bounced, open_drift=_open_drift(rt), tombstones=_keys_frame(tomb, "identity"))
+                  bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
     universe, exceptions = build_universe(src, cfg.identity.braze_key)
     exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
     if full and cfg.universe.slices > 1:
@@ -142,8 +168,7 @@ def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = Non
         log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
         universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)
         exceptions = pd.concat([exceptions, failed.assign(source="ketch")], ignore_index=True)
-    read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
-    braze, groups, profiles = ex.extract_braze(read, universe, lists)
+    braze, groups, profiles = ex.extract_braze(read, universe, lists, prefetched)
     observed = Observed(universe, ketch, topics, braze, groups, profiles)
     return Observation(observed, exceptions, lists, rt.clock(), caps)
 

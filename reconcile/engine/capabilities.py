@@ -51,3 +51,14 @@ class Capabilities:
 
     def as_record(self) -> dict[str, bool | None]:
         return dict(self.granted)
+
+    @classmethod
+    def remembered(cls, record: dict[str, bool | None] | None) -> "Capabilities":
+        """Start from an earlier run's record: a permission it found missing is not asked
+        again (keys cannot gain permissions; a new key is a new config), anything else is
+        learned afresh."""
+        caps = cls()
+        for permission, granted in (record or {}).items():
+            if permission in caps.granted and granted is False:
+                caps.granted[permission] = False
+        return caps

@@ -136,14 +136,23 @@ class BrazeRead:
     full_sweep: bool = False
 
 
-def extract_braze(ctx: BrazeRead, universe: pd.DataFrame, lists: BrazeLists,
+@dataclass(frozen=True)
+class Prefetched:
+    """Profiles already read by external id this run: the ids looked up (found or not) and
+    the profile rows found (external_id, braze_id, email, email_subscribe)."""
+
+    ids: set[str]
+    profiles: pd.DataFrame
+
+
+def extract_braze(ctx: BrazeRead, universe: pd.DataFrame, lists: BrazeLists, prefetched: Prefetched | None = None,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(braze, braze_groups, braze_profiles) for the universe."""
     if ctx.cfg.identity.braze_key == "email":
         profiles = _profiles_by_email(ctx, universe)
         groups = _groups_email(ctx, universe, profiles)
     else:
-        profiles = _profiles_by_external_id(ctx, universe)
+        profiles = _profiles_by_external_id(ctx, universe, prefetched)
         found = isin(universe["subject_key"], profiles["subject_key"])
         groups = _groups(ctx, universe[found.to_numpy()], "external_id", "identity")
     return summarize(universe, profiles, lists), groups, profiles
@@ -167,11 +176,20 @@ def _profiles_by_email(ctx: BrazeRead, universe: pd.DataFrame) -> pd.DataFrame:
     return _check_states(reader.read(addresses, full_sweep=ctx.full_sweep))
 
 
-def _profiles_by_external_id(ctx: BrazeRead, universe: pd.DataFrame) -> pd.DataFrame:
-    ids = universe["identity"].astype(str).tolist()
-    result = ctx.braze.export_ids(ids, PROFILE_FIELDS)
+def profiles_by_external_id(ctx: BrazeRead, ids: pd.Series) -> pd.DataFrame:
+    """Profile rows (external_id, braze_id, email, email_subscribe) for external ids, 50 a request."""
+    result = ctx.braze.export_ids(ids.astype(str).tolist(), PROFILE_FIELDS)
     users = pd.DataFrame(result.users, columns=PROFILE_FIELDS)
-    users = users[users["external_id"].notna()].drop_duplicates("external_id")
+    return users[users["external_id"].notna()].drop_duplicates("external_id")
+
+
+def _profiles_by_external_id(ctx: BrazeRead, universe: pd.DataFrame, prefetched: Prefetched | None) -> pd.DataFrame:
+    ids = universe["identity"].astype(str)
+    if prefetched is not None:
+        fresh = profiles_by_external_id(ctx, ids[~isin(ids, prefetched.ids)])
+        users = pd.concat([prefetched.profiles[PROFILE_FIELDS], fresh], ignore_index=True).drop_duplicates("external_id")
+    else:
+        users = profiles_by_external_id(ctx, ids)
     key_of = universe.set_index("identity")["subject_key"]
     users = users[isin(users["external_id"], key_of.index)]
     out = users.assign(subject_key=users["external_id"].map(key_of))
