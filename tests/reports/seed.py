@@ -99,7 +99,7 @@ def seed_history(store: Store) -> dict[str, str]:
                                                    "at": (day + timedelta(minutes=11)).isoformat()}])
     store.save_plan("plan-3", rec.run_id, "fp3", {}, day)
     store.journal_plan("plan-3", rec.run_id, [{"action_id": "a3", "seq": 0, "endpoint": "/users/delete",
-                                               "kind": "delete", "subject_keys": [EXT]}], day)
+                                               "kind": "delete", "subject_keys": [EXT, EXT_ECHO]}], day)
     rec.applying()
     store.journal_sending("a3", day + timedelta(minutes=12))
     store.journal_result("a3", "confirmed", at=day + timedelta(minutes=12),
