@@ -38,7 +38,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Protocol, TypedDict, TypeVar, cast
 
 import aiohttp
 import httpx
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 AsyncSleep = Callable[[float], Awaitable[Any]]
+T = TypeVar("T")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
@@ -172,6 +173,14 @@ class RetryPolicy:
         return rng.uniform(0.0, max(0.0, ceiling))
 
 
+class Where(TypedDict):
+    """The keyword arguments an `ApiError` takes to say which request failed."""
+
+    service: str
+    method: str
+    url: str
+
+
 @dataclass(frozen=True)
 class RequestLabel:
     """What a request is called in logs and errors (sanitized URL, no secrets)."""
@@ -180,7 +189,7 @@ class RequestLabel:
     method: str
     url: str
 
-    def where(self) -> dict[str, str]:
+    def where(self) -> Where:
         return {"service": self.service, "method": self.method, "url": self.url}
 
 
@@ -330,40 +339,42 @@ class Attempts:
         return 0.0  # the wait happens at the gate, shared with every other request
 
 
-def send_with_retries(send: Callable[[], Any], attempts: Attempts, sleep: Sleep) -> Any:
+def send_with_retries(send: Callable[[], T], attempts: Attempts, sleep: Sleep) -> T:
     """Send until a final answer (sync driver)."""
+    wait: float | None
     while True:
         while (wait := attempts.gate_wait()) > 0:
             sleep(wait)
         try:
-            result: Any = send()
+            result: T | Exception = send()
         except Exception as exc:  # judged below: retried, or mapped to a FatalApiError
             result = exc
         wait = attempts.judge(result)
-        if wait is None:
-            return result
+        if wait is None:  # a final answer: `judge` raises for every failure it does not retry
+            return cast(T, result)
         if wait > 0:
             sleep(wait)
 
 
-async def asend_with_retries(send: Callable[[], Awaitable[Any]], attempts: Attempts, sleep: AsyncSleep,
-                             before_send: Callable[[], Awaitable[Any]] | None = None) -> Any:
+async def asend_with_retries(send: Callable[[], Awaitable[T]], attempts: Attempts, sleep: AsyncSleep,
+                             before_send: Callable[[], Awaitable[Any]] | None = None) -> T:
     """Send until a final answer (async driver); `before_send` runs before every try
     (e.g. a token bucket's acquire)."""
+    wait: float | None
     while True:
         while (wait := attempts.gate_wait()) > 0:
             await sleep(wait)
         if before_send is not None:
             await before_send()
         try:
-            result: Any = await send()
+            result: T | Exception = await send()
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as exc:
             result = exc
         wait = attempts.judge(result)
         if wait is None:
-            return result
+            return cast(T, result)
         if wait > 0:
             await sleep(wait)
 
@@ -424,7 +435,7 @@ async def aread_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def with_deadline(awaitable: Awaitable[Any], seconds: float) -> Any:
+async def with_deadline(awaitable: Awaitable[T], seconds: float) -> T:
     """Await `awaitable`, raising DeadlineExceeded once `seconds` have passed."""
     try:
         async with asyncio.timeout(seconds):
