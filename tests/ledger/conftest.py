@@ -57,9 +57,11 @@ def delete(email: str, callbacks: list[dict[str, Any]] | None = None, uid: str |
 
 @dataclass
 class Receiver:
-    """A callback receiver on loopback: records every POST, answers `fail_first` of them 500."""
+    """A callback receiver on loopback: records every POST, answers the first `fail_first`
+    of them 500 and the others `answer` (a 3xx points elsewhere)."""
 
     fail_first: int = 0
+    answer: int = 200
     received: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     running: Running | None = None
@@ -74,8 +76,9 @@ class Receiver:
         with self.lock:
             self.received.append({"path": scope["path"], "body": json.loads(body or b"null"),
                                   "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]}})
-            status = 500 if len(self.received) <= self.fail_first else 200
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+            status = 500 if len(self.received) <= self.fail_first else self.answer
+        headers = [(b"content-length", b"0"), (b"location", b"http://127.0.0.1:9/elsewhere")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
     @property
@@ -108,8 +111,8 @@ class LedgerWorld:
     def ledger(self) -> LedgerStore:
         return LedgerStore.of(self.store)
 
-    def receiver(self, fail_first: int = 0) -> Receiver:
-        r = Receiver(fail_first)
+    def receiver(self, fail_first: int = 0, answer: int = 200) -> Receiver:
+        r = Receiver(fail_first, answer)
         r.running = start_in_thread(r)
         self.receivers.append(r)
         return r

@@ -137,3 +137,16 @@ def test_callback_urls_are_untrusted(lw):
     assert lw.ledger.requests()[0]["status"] == "completed"
     assert [c["status"] for c in lw.ledger.callbacks()] == ["refused", "delivered"]
     assert len(receiver.received) == 1
+
+
+def test_a_redirecting_callback_is_not_followed(lw):
+    email = seeded(lw)[7]
+    receiver = lw.receiver(answer=302)
+    lw.post(delete(email, [{"url": receiver.url, "headers": HEADERS}]))
+    with lw.runtime() as rt:
+        result = run_job(rt)
+        failed = [e for e in rt.store.exceptions(result.run_id) if e["source"] == "ketch_callback"]
+    assert len(receiver.received) == lw.cfg.ledger.callback_tries_per_run
+    (cb,) = lw.ledger.callbacks()
+    assert cb["status"] == "pending" and "redirects are not followed" in cb["last_error"]
+    assert len(failed) == 1 and email not in failed[0]["reason"]
