@@ -52,7 +52,7 @@ from reconcile.clients.braze_results import BatchRefused, ExportResult, LimitExc
 from reconcile.clients.braze_segment import SegmentExports
 from reconcile.clients.braze_writes import IntentWrites
 from reconcile.clients.pacing import Clock, Pacer, RequestLabel, RetryPolicy, Sleep
-from reconcile.clients.resilience import send_bounded
+from reconcile.clients.resilience import Answered, send_bounded
 from reconcile.config import BrazeConfig, has_control_chars
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied, UnconfirmedWrite
 from reconcile.redact import redact_text, sanitize_url
@@ -164,8 +164,8 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
                             deadline_seconds=self.cfg.timeout_seconds)
 
     def _error(self, status: int, body: Any, message: str, label: RequestLabel) -> FatalApiError:
-        where = {"service": label.service, "method": label.method, "url": label.url,
-                 "status_code": status, "body": message}
+        where: Answered = {"service": label.service, "method": label.method, "url": label.url,
+                           "status_code": status, "body": message}
         if status == 400 and not _LIMIT_ERROR.search(message):
             return BatchRefused("request refused", errors=br.answer_errors(body), **where)
         if status == 400:
@@ -181,13 +181,13 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
 
     # -- batched writes ---------------------------------------------------------------
     def _write(self, result: WriteResult, klass: str, items: Sequence[Any], size: int,
-               build: Callable[[list[Any]], dict]) -> WriteResult:
+               build: Callable[[list[Any]], dict[str, Any]]) -> WriteResult:
         for chunk in chunked(items, size):
             self._send_batch(result, klass, chunk, build)
         return result
 
     def _send_batch(self, result: WriteResult, klass: str, chunk: list[Any],
-                    build: Callable[[list[Any]], dict]) -> None:
+                    build: Callable[[list[Any]], dict[str, Any]]) -> None:
         try:
             answer = self._call(klass, "POST", result.endpoint, body=build(chunk))
         except BatchRefused as exc:
@@ -292,18 +292,18 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         return br.status_map(body, url, chunk, caseless=id_field == "email")
 
     def subscription_user_status(self, *, external_ids: Iterable[str] | None = None,
-                                 emails: Iterable[str] | None = None) -> list[dict[str, str]]:
+                                 emails: Iterable[str] | None = None) -> list[br.GroupRecord]:
         """Every recorded group state of the given users: {identifier, group_id, status}."""
-        records: list[dict[str, str]] = []
+        records: list[br.GroupRecord] = []
         for id_field, idents in _id_sets(external_id=external_ids, email=emails):
             for chunk in chunked(idents, MAX_IDS):
                 records.extend(self._user_status_chunk(id_field, chunk))
         return records
 
-    def _user_status_chunk(self, id_field: str, chunk: list[str]) -> list[dict[str, str]]:
+    def _user_status_chunk(self, id_field: str, chunk: list[str]) -> list[br.GroupRecord]:
         if self._flat_user_status and len(chunk) > 1:
             return [r for ident in chunk for r in self._user_status_chunk(id_field, [ident])]
-        records: list[dict[str, str]] = []
+        records: list[br.GroupRecord] = []
         attributable = True
         params = [(f"{id_field}[]", i) for i in chunk]
         for answer in self._pages("/subscription/user/status", params, USER_STATUS_LIMIT):
@@ -322,7 +322,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         br.check_state(state, br.STATES)
         result = WriteResult("/subscription/status/set")
         for id_field, idents in _id_sets(external_id=external_ids, email=emails):
-            def build(chunk: list[str], id_field: str = id_field) -> dict:
+            def build(chunk: list[str], id_field: str = id_field) -> dict[str, Any]:
                 return {"subscription_group_id": group_id, "subscription_state": state, id_field: chunk}
             self._write(result, "subscription_set", idents, MAX_IDS, build)
         return result
@@ -353,7 +353,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
             _check_prioritization(prioritization)
         prio = list(prioritization)
         result = WriteResult("/users/delete")
-        builders: list[tuple[list[str], Callable[[list[str]], dict]]] = [
+        builders: list[tuple[list[str], Callable[[list[str]], dict[str, Any]]]] = [
             (unique(external_ids), lambda c: {"external_ids": c}),
             (unique(braze_ids), lambda c: {"braze_ids": c}),
             (emails_list, lambda c: {"email_addresses": [{"email": e, "prioritization": prio} for e in c]}),
@@ -368,15 +368,18 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
                            lambda chunk: {"user_aliases": chunk})
 
     # -- email ------------------------------------------------------------------------
-    def email_unsubscribes(self, start_date: date, end_date: date, *, email: str | None = None) -> Iterator[dict]:
+    def email_unsubscribes(self, start_date: date, end_date: date, *,
+                           email: str | None = None) -> Iterator[dict[str, Any]]:
         """Globally unsubscribed emails in the window: {"email", "unsubscribed_at"}."""
         return self._email_rows("/email/unsubscribes", "unsubscribed_at", start_date, end_date, email)
 
-    def email_hard_bounces(self, start_date: date, end_date: date, *, email: str | None = None) -> Iterator[dict]:
+    def email_hard_bounces(self, start_date: date, end_date: date, *,
+                           email: str | None = None) -> Iterator[dict[str, Any]]:
         """Hard-bounced emails in the window: {"email", "hard_bounced_at"}."""
         return self._email_rows("/email/hard_bounces", "hard_bounced_at", start_date, end_date, email)
 
-    def _email_rows(self, path: str, time_key: str, start: date, end: date, email: str | None) -> Iterator[dict]:
+    def _email_rows(self, path: str, time_key: str, start: date, end: date,
+                    email: str | None) -> Iterator[dict[str, Any]]:
         if start >= end:
             raise ValueError(f"start_date {start} must be before end_date {end}")
         params: list[tuple[str, Any]] = [("start_date", start.isoformat()), ("end_date", end.isoformat())]

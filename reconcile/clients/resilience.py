@@ -181,6 +181,13 @@ class Where(TypedDict):
     url: str
 
 
+class Answered(Where):
+    """`Where`, with the status and the (scrubbed) text of the answer."""
+
+    status_code: int
+    body: str
+
+
 @dataclass(frozen=True)
 class RequestLabel:
     """What a request is called in logs and errors (sanitized URL, no secrets)."""
