@@ -268,3 +268,13 @@ def write_report(store: Any, run_id: str, cfg: Config, environ: Mapping[str, str
     doc = report_doc(store, cfg, Selection(run_id=run_id), now, key)
     written = write(doc, Path(cfg.report.dir), run_id, ("json", "md", "html"))
     return next(p for p in written if p.suffix == ".md")
+
+
+def mask_key_notes(cfg: Config, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What `config check` says about the masking key outside the sandbox."""
+    env = os.environ if environ is None else environ
+    if cfg.sandbox.enabled or env.get(cfg.report.mask_key_env):
+        return []
+    return [f"report.mask_key_env: {cfg.report.mask_key_env} is not set, so report pseudonyms use a random key "
+            f"generated once and kept in {mask_key_path(cfg, environ)} (mode 0600), never with the reports; "
+            f"back that file up (a new key changes every token) or set {cfg.report.mask_key_env}"]
