@@ -187,8 +187,13 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
         log.warning("guards overridden by explicit flag: %s", ", ".join(used))
         rec.update(guard_overrides=_overrides(rt, used, actor))
     plan = planned.plan.only(set(only))
+    rejected = rejected_deletions(planned.obs.exceptions)
     if not plan.actions:
         store.set_plan_status(plan.plan_id, PlanStatus.APPLIED)
+        if rejected:
+            rec.applying()
+            rec.partial(error=rejected, actions_sent=0, actions_confirmed=0, actions_failed=0)
+            return _result(rec, planned, RunStatus.PARTIAL, ExitCode.PARTIAL, overrides=used, messages=(rejected,))
         rec.in_sync()
         return _result(rec, planned, RunStatus.IN_SYNC, ExitCode.OK, overrides=used)
     store.journal_plan(plan.plan_id, planned.run_id, [_journal_row(a, planned.drift_ids) for a in plan.actions],
@@ -207,14 +212,31 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     verified, unverified = verify(rt, planned, plan, items)
     partial = bool(outcome.failed or outcome.rejected_items)
     store.set_plan_status(plan.plan_id, PlanStatus.APPLYING if partial else PlanStatus.APPLIED)
+    partial = partial or bool(rejected)
     store.add_exceptions(planned.run_id, [{"identity": s, "source": "braze_rejected", "reason": why}
                                           for s, why in outcome.rejected_items])
     fields = dict(actions_sent=outcome.sent, actions_confirmed=outcome.confirmed, actions_failed=outcome.failed,
-                  verified_count=verified, unverified_count=unverified, error="; ".join(outcome.errors)[:2000] or None)
+                  verified_count=verified, unverified_count=unverified,
+                  error="; ".join([*outcome.errors, *([rejected] if rejected else [])])[:2000] or None)
     (rec.partial if partial else rec.applied)(**fields)
     status, code = (RunStatus.PARTIAL, ExitCode.PARTIAL) if partial else (RunStatus.APPLIED, ExitCode.OK)
     return _result(rec, planned, status, code, outcome=outcome, verified=verified, unverified=unverified,
-                   overrides=used, planned_actions=len(plan.actions))
+                   overrides=used, planned_actions=len(plan.actions), messages=(rejected,) if rejected else ())
+
+
+def rejected_deletions(exceptions: pd.DataFrame) -> str | None:
+    """What to say when deletion requests were rejected (malformed identities): the run is
+    partial (exit 4), never a clean success, while an erasure someone asked for was not done."""
+    if not len(exceptions) or "source" not in exceptions.columns:
+        return None
+    ignored = exceptions["reason"].fillna("").str.contains("not an erasure right", regex=False)  # other DSR rights
+    rows = exceptions[(exceptions["source"] == "deletions") & ~ignored]
+    if not len(rows):
+        return None
+    reasons = rows["reason"].value_counts()
+    top = ", ".join(f"{n} {reason}" for reason, n in reasons.head(3).items())
+    return (f"{len(rows)} deletion request(s) rejected and not executed ({top}); they are listed in the run's "
+            "exceptions. Fix the deletion source and run again")
 
 
 def _overrides(rt: Runtime, used: tuple[str, ...], actor: str | None) -> list[dict[str, Any]]:
