@@ -142,8 +142,9 @@ class RunLock:
 
     def _refused(self, why: str) -> RunLocked:
         current = self.store.lock_holder(self.name)
+        who = describe_holder(current) if current else "a process whose lease was released but which is still connected"
         return RunLocked(
-            f"another run of job {self.job!r} holds the run lock {self.name}: {describe_holder(current)} ({why}). "
+            f"another run of job {self.job!r} holds the run lock {self.name}: {who} ({why}). "
             "Wait for it to finish; if that process is gone, the lock frees itself when the lease ends "
             f"(at most {self.lease_seconds:.0f}s), or run `reconcile lock release --force` for this job")
 
@@ -219,12 +220,24 @@ class RunLock:
 def run_lock(rt: Any, job: str | None = None, *, api_key: str | None = None,
              lease_seconds: float = LEASE_SECONDS) -> Iterator[RunLock]:
     """Hold `job`'s run lock for the block, or raise RunLocked (exit 6)."""
-    from reconcile.config import braze_api_key
-
-    key = api_key if api_key is not None else braze_api_key(rt.cfg)
+    key = api_key if api_key is not None else _api_key(rt)
     lock = RunLock(rt.store, lock_name(rt.cfg.braze.rest_endpoint, key, job), job=job,
                    lease_seconds=lease_seconds).acquire()
     try:
         yield lock
     finally:
         lock.release()
+
+
+def _api_key(rt: Any) -> str:
+    """The Braze key the runtime's client uses (from the environment, else from the client)."""
+    from reconcile.config import braze_api_key
+    from reconcile.errors import ConfigError
+
+    try:
+        return braze_api_key(rt.cfg)
+    except ConfigError:
+        auth = str(getattr(getattr(rt.braze, "_http", None), "headers", {}).get("Authorization", ""))
+        if not auth.startswith("Bearer "):
+            raise
+        return auth[len("Bearer "):]

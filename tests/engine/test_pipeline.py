@@ -253,7 +253,8 @@ def test_run_lock_refuses_a_second_applier_and_takes_over_a_dead_one(world):
     import sys
 
     from reconcile.errors import RunLocked
-    from reconcile.runlock import LOCK_NAME, run_lock
+    from reconcile.runlock import lock_name, run_lock
+    from reconcile.scheduling.holder import holder_name, identity
 
     w = world
     cfg = w.config()
@@ -262,16 +263,15 @@ def test_run_lock_refuses_a_second_applier_and_takes_over_a_dead_one(world):
             with pytest.raises(RunLocked) as err:
                 with run_lock(other):
                     pass
-        assert err.value.exit_code == ExitCode.LOCKED and holder in str(err.value)
+        assert err.value.exit_code == ExitCode.LOCKED and holder.holder in str(err.value)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    import socket
-
+    name = lock_name(cfg.braze.rest_endpoint, w.key, None)
     with w.runtime(cfg) as rt:
-        stale = f"{socket.gethostname()}:{dead.stdout.strip()}:deadbeef"
-        assert rt.store.acquire_lock(LOCK_NAME, stale, rt.clock(), 3600)
+        ghost = {**identity(), "pid": int(dead.stdout.strip()), "start": 1}
+        assert rt.store.acquire_lock(name, holder_name(ghost), rt.clock(), 3600, ghost)
         with run_lock(rt) as mine:
-            assert rt.store.lock_holder(LOCK_NAME)["holder"] == mine
-        assert rt.store.lock_holder(LOCK_NAME) is None
+            assert rt.store.lock_holder(name)["holder"] == mine.holder
+        assert rt.store.lock_holder(name) is None
 
 
 def test_converges_through_server_errors_on_both_apis(world):
