@@ -90,12 +90,18 @@ def _reported(rt: Runtime, result: RunResult) -> RunResult:
 # ----------------------------------------------------------------------------- plan
 
 
-def _drift_records(drift: pd.DataFrame) -> list[dict[str, Any]]:
+def _drift_records(drift: pd.DataFrame, universe: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """Store rows; `detail` keeps the identity, the action, the group and, for deletions, the
+    time the deletion was requested (the source time its deadline is aged from)."""
     cols = ["subject_key", "drift_class", "expected", "actual", "severity", "reason", "ketch_collected_at"]
     d = drift[cols].copy()
     d["ketch_collected_at"] = pd.to_datetime(d["ketch_collected_at"], utc=True)
     recs = d.astype(object).where(d.notna(), None).to_dict("records")
-    extra = drift[["identity", "action", "group_id"]]
+    extra = drift[["identity", "action", "group_id"]].copy()
+    if universe is not None and "deletion_requested_at" in universe.columns:
+        asked = universe.set_index("subject_key")["deletion_requested_at"]
+        when = pd.to_datetime(drift["subject_key"].map(asked), utc=True)
+        extra["requested_at"] = when.map(lambda t: t.isoformat(), na_action="ignore")
     extra = extra.astype(object).where(extra.notna(), None).to_dict("records")
     for rec, key, x in zip(recs, drift_keys(drift), extra):
         rec["field"] = key.stored_field
@@ -103,8 +109,9 @@ def _drift_records(drift: pd.DataFrame) -> list[dict[str, Any]]:
     return recs
 
 
-def _record_drift(rt: Runtime, run_id: str, drift: pd.DataFrame, checked: pd.Series) -> dict[DriftKey, int]:
-    ids = rt.store.record_drift(run_id, _drift_records(drift), checked, rt.clock())
+def _record_drift(rt: Runtime, run_id: str, drift: pd.DataFrame, checked: pd.Series,
+                  universe: pd.DataFrame | None = None) -> dict[DriftKey, int]:
+    ids = rt.store.record_drift(run_id, _drift_records(drift, universe), checked, rt.clock())
     return {DriftKey.from_stored(s, c, f or ""): i for (s, c, f), i in ids.items()}
 
 
@@ -144,7 +151,7 @@ def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | Non
     emails = o.universe.set_index("subject_key")["email"].fillna(o.braze.set_index("subject_key")["email"])
     plan = build_plan(drift, emails, o.braze_profiles, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
                       track_batch_size=cfg.braze.track_batch_size)
-    drift_ids = _record_drift(rt, run_id, drift, o.universe["subject_key"])
+    drift_ids = _record_drift(rt, run_id, drift, o.universe["subject_key"], o.universe)
     rt.store.add_exceptions(run_id, obs.exceptions.astype(object).where(obs.exceptions.notna(), "").to_dict("records"))
     rt.store.save_plan(plan.plan_id, run_id, fp, plan_document(plan, drift, run_id=run_id, config_hash=cfg.hash()),
                        rt.clock())
@@ -339,10 +346,10 @@ def run_job(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides
         planned = make_plan(rt, rec, mode)
         result = apply_planned(rt, rec, planned, overrides, only, batch_guard=batch_guard, before_batch=before_batch,
                                actor=actor)
+        settle_erasures(rt, planned, result)  # after verify: DeleteRequest outcomes and their Ketch callbacks
     result = _reported(rt, result)
     if result.status in (RunStatus.APPLIED, RunStatus.IN_SYNC) and only == ALL_KINDS:
         rt.store.set_watermark(WATERMARK, started.isoformat(), rt.clock())
-        settle_erasures(rt, planned, result)  # after verify: DeleteRequest outcomes and their Ketch callbacks
         if mode == "full" and rt.cfg.universe.slices > 1:
             counter = int(rt.store.get_watermark(SLICE_COUNTER) or 0) + 1
             rt.store.set_watermark(SLICE_COUNTER, str(counter % rt.cfg.universe.slices), rt.clock())
@@ -408,7 +415,7 @@ def apply_saved(rt: Runtime, doc: dict[str, Any], overrides: Iterable[str] = (),
             rt.store.set_plan_status(plan.plan_id, PlanStatus.STALE)
             rec.stale(str(exc))
             return _reported(rt, _result(rec, None, RunStatus.STALE, ExitCode.STALE_PLAN, messages=(str(exc),)))
-        ids = _record_drift(rt, rec.run_id, drift_now, obs.observed.universe["subject_key"])
+        ids = _record_drift(rt, rec.run_id, drift_now, obs.observed.universe["subject_key"], obs.observed.universe)
         planned = Planned(rec.run_id, obs, drift_now, plan, ids, _planned_guards(rt, body))
         rec.update(drift_counts=planned.counts, actions_planned=len(plan.actions))
         result = apply_planned(rt, rec, planned, overrides, batch_guard=batch_guard, before_batch=before_batch,
