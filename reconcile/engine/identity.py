@@ -80,8 +80,8 @@ def normalize(raw: pd.Series, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame
         reject(local.str.startswith("+"), "email local part starts with '+' (a subaddress tag with no mailbox)")
         key = trimmed.str.casefold()
     else:
-        reject(plain.str.encode("utf-8").str.len() > MAX_EXTERNAL_ID_BYTES,
-               f"external_id longer than {MAX_EXTERNAL_ID_BYTES} bytes")
+        byte_length = plain.str.encode("utf-8").str.len()  # type: ignore[misc]  # pandas-stubs: .str.len() of str only
+        reject(byte_length > MAX_EXTERNAL_ID_BYTES, f"external_id longer than {MAX_EXTERNAL_ID_BYTES} bytes")
         reject(plain.str.contains(r"\s", regex=True), "external_id contains whitespace")
         key = trimmed
     ok = reason.isna()

@@ -86,7 +86,7 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
     """Batch the actionable drift rows. `emails` maps subject_key -> email (blocklist, alias);
     `profiles` is the braze_profiles frame (which profiles a global write reaches)."""
     todo = drift[drift["action"].fillna("").astype(str) != ""]
-    todo = todo.assign(_key=drift_keys(todo) if len(todo) else [])
+    todo = todo.assign(_key=pd.Series(drift_keys(todo), index=todo.index, dtype=object) if len(todo) else [])
     actions: list[Action] = []
     kinds = sorted({ActionKind(a) for a in todo["action"].unique()}, key=lambda k: (k.phase, k.value))
     for kind in kinds:

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -50,7 +51,7 @@ def read_table(path: Path, column: str | None, what: str) -> pd.DataFrame:
     return df.rename(columns={column: "identity"})
 
 
-def read_sql(src: SqlSource, column: str | None, what: str, params: dict | None = None) -> pd.DataFrame:
+def read_sql(src: SqlSource, column: str | None, what: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
     url = src.url or secret(src.url_env)
     if not url:
         raise DataError(f"{what}: environment variable {src.url_env} is not set; export it")
@@ -113,7 +114,8 @@ def pick_slice(universe: pd.DataFrame, slices: int, index: int) -> pd.DataFrame:
 def load_deletions(cfg: UniverseConfig, key_type: str = "email") -> pd.DataFrame:
     """Deletion requests: `identity, requested_at`, or Ketch's DSR records filtered to the
     erasure rights (`attrs["ignored_rights"]`: right -> count of the other rows, never deleted)."""
-    frames, ignored = [], Counter()
+    frames: list[pd.DataFrame] = []
+    ignored: Counter[str] = Counter()
     if cfg.deletions_csv:
         raw = read_table(cfg.deletions_csv, None, "universe.deletions_csv")
         what = f"universe.deletions_csv {cfg.deletions_csv}"
@@ -130,7 +132,8 @@ def load_deletions(cfg: UniverseConfig, key_type: str = "email") -> pd.DataFrame
     return out
 
 
-def _deletion_rows(df: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: str, ignored: Counter) -> pd.DataFrame:
+def _deletion_rows(df: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: str,
+                   ignored: Counter[str]) -> pd.DataFrame:
     right = cfg.deletions_right_column
     dsr = cfg.deletions_format == "ketch_dsr" or (
         cfg.deletions_format == "auto" and right in df.columns and "identity" not in df.columns)
