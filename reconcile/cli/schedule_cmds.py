@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 
 import click
 
+from reconcile.cli.common import echo_json, format_option
+
 schedules_option = click.option(
     "--schedules", "--file", "schedules", envvar="RECONCILE_SCHEDULES", type=click.Path(dir_okay=False),
     help="The schedules file (default: $RECONCILE_SCHEDULES, else ./schedules.toml); "
@@ -25,7 +27,8 @@ def schedule_group() -> None:
 @schedule_group.command("show")
 @schedules_option
 @click.option("--next", "count", default=3, show_default=True, type=click.IntRange(1, 50), help="Runs to list per job.")
-def show_cmd(schedules: str | None, count: int) -> None:
+@format_option
+def show_cmd(schedules: str | None, count: int, fmt: str) -> None:
     """Validate every job (trigger, time zone, mode, scope, guards, notify, config path) and
     print its next run times.
 
@@ -37,8 +40,17 @@ def show_cmd(schedules: str | None, count: int) -> None:
 
     path = schedules_path(schedules)
     now = datetime.now(timezone.utc)
+    jobs = load_schedules(path)
+    if fmt == "json":
+        echo_json({"schedules": str(path.resolve()), "jobs": [{
+            "name": j.name, "config": str(j.config), "when": j.when, "timezone": j.timezone, "mode": j.mode,
+            "scope": j.scope, "slices": j.slices, "allow": list(j.allow), "guards": dict(j.guards),
+            "misfire_grace_time": j.misfire_grace_time,
+            "notify": [{"kind": n.kind, "url_env": n.url_env} for n in j.notify],
+            "next": [t.isoformat() for t in j.next_runs(now, count)]} for j in jobs]})
+        return
     click.echo(f"{path.resolve()}:")
-    for job in load_schedules(path):
+    for job in jobs:
         runs = ", ".join(t.isoformat(timespec="minutes") for t in job.next_runs(now, count))
         notify = ", ".join(f"{n.kind} (${n.url_env})" for n in job.notify) or "none"
         click.echo(f"{job.name}: {job.describe()}; config {job.config}")

@@ -205,7 +205,8 @@ class Daemon:
             outcome = run_scheduled(job, fire_time=run_time, environ=self.environ, lease_seconds=self.lease_seconds)
         except Interrupted as exc:
             run_id = getattr(exc, "run_id", None)
-            log.warning("job %s stopped by %s%s; the next fire resumes it", job.name, signal_name(exc.signum),
+            log.warning("job %s stopped by %s%s; no new runs will start; the next fire resumes it", job.name,
+                        signal_name(exc.signum),
                         f": run {run_id} closed as interrupted" if run_id else " before its run started")
             self.stop_signal = self.stop_signal or exc.signum
             return
