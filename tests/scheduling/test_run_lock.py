@@ -206,3 +206,31 @@ def test_journal_sending_is_a_compare_and_set_no_two_holders_send_one_batch(stor
         finally:
             a.release()
             b.release()
+
+
+def test_a_run_whose_lease_is_lost_mid_apply_stops_before_its_next_batch(pg_world):
+    from reconcile.pipeline import run_job
+    from reconcile.runlock import run_lock
+
+    w = pg_world
+    cfg = w.config(guards={"max_unsubscribe_fraction": 1.0, "max_deletion_fraction": 1.0, "max_deletions": 10000})
+    w.seed(cfg, subjects=600, drift=0.3)
+    with w.runtime(cfg) as rt:
+        with pytest.raises(LockLost) as err:
+            with run_lock(rt, "nightly") as lock:
+                checks = []
+
+                def before_batch() -> None:
+                    checks.append(1)
+                    if len(checks) == 3:  # two batches sent: an operator force-releases the lock
+                        rt.store.force_release_lock(lock.name, "ops", datetime.now(timezone.utc), "test")
+                    lock.check()
+
+                run_job(rt, before_batch=before_batch, job="nightly")
+        (run,) = rt.store.list_runs(5)
+        actions = rt.store.actions(plan_id=run["plan_id"])
+    assert err.value.exit_code == 6
+    assert (run["status"], run["exit_code"], run["job"]) == ("failed", 6, "nightly")
+    assert "lost" in run["error"] and "stopped before the next batch" in run["error"]
+    statuses = [a["status"] for a in actions]
+    assert statuses.count("confirmed") == 2 and "sending" not in statuses and statuses.count("pending") >= 1
