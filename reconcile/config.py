@@ -379,7 +379,7 @@ def _policy(data: Any, problems: list[ConfigProblem]) -> PolicyConfig:
 def _simple(data: Any, name: str, cls: type, base: Path, problems: list[ConfigProblem]) -> Any:
     r = _Reader(data, name, problems)
     d = cls()
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for fname, fdef in d.__dataclass_fields__.items():
         default = getattr(d, fname)
         if isinstance(default, Path) or fname in ("state_file",):
@@ -445,7 +445,8 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         path=path,
     )
     problems.extend(_sandbox_problems(cfg.sandbox))
-    problems.extend(_report_problems(cfg.report, explicit=data.get("report") if isinstance(data.get("report"), Mapping) else {}))
+    report = data.get("report")
+    problems.extend(_report_problems(cfg.report, explicit=report if isinstance(report, Mapping) else {}))
     if cfg.identity.braze_key == "email" and cfg.identity.ketch_space != "email":
         problems.append(ConfigProblem("identity.ketch_space", "Braze key is email but the Ketch space is not",
                                       'use ketch_space = "email" with braze_key = "email"'))
@@ -565,7 +566,8 @@ def check_file(path: str | os.PathLike, environ: Mapping[str, str] | None = None
         if env.get(name) or key in OPTIONAL_ENV or (sandbox and key == "braze.api_key_env"):
             continue
         problems.append(ConfigProblem(key, f"environment variable {name} is not set", f"export {name}=<value>"))
-    ketch = data.get("ketch") if isinstance(data.get("ketch"), Mapping) else {}
+    ketch_data = data.get("ketch")
+    ketch = ketch_data if isinstance(ketch_data, Mapping) else {}
     backend = ketch.get("http_backend", "auto")
     problems += proxy_problems(backend if isinstance(backend, str) else "auto", env)
     return problems

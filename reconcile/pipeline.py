@@ -96,14 +96,14 @@ def _drift_records(drift: pd.DataFrame, universe: pd.DataFrame | None = None) ->
     cols = ["subject_key", "drift_class", "expected", "actual", "severity", "reason", "ketch_collected_at"]
     d = drift[cols].copy()
     d["ketch_collected_at"] = pd.to_datetime(d["ketch_collected_at"], utc=True)
-    recs = d.astype(object).where(d.notna(), None).to_dict("records")
+    recs = d.astype(object).where(d.notna(), None).to_dict("records", into=dict[str, Any]())
     extra = drift[["identity", "action", "group_id"]].copy()
     if universe is not None and "deletion_requested_at" in universe.columns:
         asked = universe.set_index("subject_key")["deletion_requested_at"]
         when = pd.to_datetime(drift["subject_key"].map(asked), utc=True)
         extra["requested_at"] = when.map(lambda t: t.isoformat(), na_action="ignore")
-    extra = extra.astype(object).where(extra.notna(), None).to_dict("records")
-    for rec, key, x in zip(recs, drift_keys(drift), extra):
+    details = extra.astype(object).where(extra.notna(), None).to_dict("records")
+    for rec, key, x in zip(recs, drift_keys(drift), details):
         rec["field"] = key.stored_field
         rec["detail"] = x
     return recs

@@ -42,7 +42,7 @@ import signal
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from reconcile.errors import ExitCode, GuardRefused, ReconcileError, StalePlan
 from reconcile.interrupts import Interrupted, deferred
@@ -195,7 +195,7 @@ class RunRecorder:
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> Literal[False]:
         if self.closed or self.status is None:
             return False
         try:

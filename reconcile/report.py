@@ -179,12 +179,12 @@ def _write_private(path: Path, text: str) -> None:
 def outcome(run: Mapping[str, Any]) -> dict[str, Any]:
     """Status, exit code, what the status means and the recorded error, for any run."""
     status = run.get("status")
-    known = status in RUN_STATUSES
+    known = RunStatus(status) if status in RUN_STATUSES else None
     return {
         "status": status,
         "exit_code": run.get("exit_code"),
-        "finished": bool(run.get("finished_at")) and known and RunStatus(status).finished,
-        "meaning": MEANING[RunStatus(status)] if known else f"unknown status {status!r}",
+        "finished": bool(run.get("finished_at")) and known is not None and known.finished,
+        "meaning": MEANING[known] if known is not None else f"unknown status {status!r}",
         "error": run.get("error"),
     }
 

@@ -20,10 +20,15 @@ def get_config(ctx: click.Context, default: str | None = None) -> Config:
     """The job config: --config or $RECONCILE_CONFIG, else `default`. When `default` is the
     sandbox job and the working folder has none, the packaged copy is used, with its paths
     (state, seeded files, reports) under the working folder."""
+    from reconcile.extras import check_config
+
     raw = ctx.find_root().obj.get("config_path") or default
     if raw == DEFAULT_CONFIG and not ctx.find_root().obj.get("config_path") and not Path(raw).exists():
-        return packaged_job()
-    return load_config(config_path(raw))
+        cfg = packaged_job()
+    else:
+        cfg = load_config(config_path(raw))
+    check_config(cfg)
+    return cfg
 
 
 def packaged_job(base: Path | None = None) -> Config:
@@ -164,3 +169,14 @@ def print_summary(s: Any) -> None:
         click.echo(f"guards overridden: {', '.join(s.overrides)}")
     for m in s.messages[:10]:
         click.echo(f"  ! {m}", err=True)
+
+
+def schedule_json(schedule: Any, next_runs: list[Any]) -> dict[str, Any]:
+    """A schedule as JSON: its public fields (not the trigger object) and its next runs."""
+    from dataclasses import fields, is_dataclass
+
+    data = {f.name: getattr(schedule, f.name) for f in fields(schedule)} if is_dataclass(schedule) else dict(vars(schedule))
+    data = {k: v for k, v in data.items() if not k.startswith("_") and k != "trigger"}
+    data["next_runs"] = [t.isoformat() for t in next_runs]
+    return json.loads(json.dumps(data, default=lambda v: str(v) if not is_dataclass(v) else
+                                 {f.name: getattr(v, f.name) for f in fields(v)}))

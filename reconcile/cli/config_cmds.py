@@ -6,7 +6,7 @@ import json
 
 import click
 
-from reconcile.cli.common import get_config
+from reconcile.cli.common import echo_json, format_option, get_config
 from reconcile.config import check_file, config_path, load_config
 from reconcile.errors import ConfigError
 from reconcile.redact import REDACTED, is_secret_name
@@ -23,16 +23,24 @@ def config_group() -> None:
 
 
 @config_group.command("check")
+@format_option
 @click.pass_context
-def check(ctx: click.Context) -> None:
+def check(ctx: click.Context, fmt: str) -> None:
     """Report every problem in the config at once, with its key and the fix.
+
+    With --format json: `{"path", "ok", "config_hash", "problems": [{"key", "problem", "fix"}]}`
+    on stdout (exit 1 when there are problems).
 
     Example:
 
-        reconcile --config jobs/production.example.toml config check
+        reconcile --config jobs/production.example.toml config check --format json
     """
     path = config_path(ctx.find_root().obj.get("config_path"))
     problems = check_file(path)
+    if fmt == "json":
+        echo_json({"path": str(path), "ok": not problems, "config_hash": None if problems else load_config(path).hash(),
+                   "problems": [{"key": p.key, "problem": p.problem, "fix": p.fix} for p in problems]})
+        ctx.exit(ConfigError.exit_code if problems else 0)
     if problems:
         raise ConfigError(problems, source=str(path))
     click.echo(f"{path}: ok (config hash {load_config(path).hash()})")

@@ -11,7 +11,8 @@ from reconcile.errors import ExitCode, ReconcileError
 
 USAGE = 64  # EX_USAGE: a bad option or argument (never 2, which means drift found)
 
-_GUARDS = ", ".join(f"{code} {name}" for name, code in sorted(ExitCode.GUARDS.items(), key=lambda kv: kv[1]))
+_PAIRS = [f"{code} {name}" for name, code in sorted(ExitCode.GUARDS.items(), key=lambda kv: kv[1])]
+_GUARDS = ",\n         ".join(", ".join(_PAIRS[i:i + 3]) for i in range(0, len(_PAIRS), 3))
 _LO, _HI = min(ExitCode.GUARDS.values()), max(ExitCode.GUARDS.values())
 EXIT_CODES = f"""\b
 Exit codes:

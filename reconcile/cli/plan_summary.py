@@ -42,7 +42,7 @@ def plan_text(plan_id: str, rows: list[dict[str, Any]], tripped: Any) -> list[st
         if r["examples"]:
             lines.append(f"      e.g. {', '.join(r['examples'])}")
     total = {k: sum(r[k] for r in rows) for k in ("items",)}
-    kinds = defaultdict(int)
+    kinds: defaultdict[str, int] = defaultdict(int)
     for r in rows:
         kinds[r["kind"]] += r["items"]
     lines += ["", f"Plan {plan_id}: {total['items']} correction(s): "

@@ -25,7 +25,8 @@ RESPONSE = {"missed_optout": "complied: unsubscribed in Braze", "missed_blocklis
             "missed_deletion": "complied: Braze profile deleted", "resurrected": "complied: reappeared profile deleted"}
 
 
-def request_log(aged: Iterable[Mapping[str, Any]], reasons: Mapping[Any, str] | None = None) -> list[dict[str, Any]]:
+def request_log(aged: Iterable[Mapping[str, Any]],
+                reasons: Mapping[Any, str | None] | None = None) -> list[dict[str, Any]]:
     """One row per request the job acted on or could not; `reasons` maps drift ids to reasons."""
     reasons = reasons or {}
     rows = []

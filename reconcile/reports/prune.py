@@ -59,7 +59,7 @@ def plan_pruning(conn: Connection, cutoff: datetime, report_dir: Path | None) ->
     touched = func.coalesce(d.verified_at, d.resolved_at, d.last_seen_at)
     old_items = _ids(conn, select(d.id).where(d.status.not_in(DRIFT_LIVE)).where(touched < cutoff))
     kept_items = select(d.first_seen_run, d.last_seen_run, d.resolved_run, d.corrected_action, d.id)
-    keep_runs: set[str] = set()
+    keep_runs: set[str | None] = set()
     keep_actions: set[str] = set()
     for row in conn.execute(kept_items):
         if row.id in old_items:

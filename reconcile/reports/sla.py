@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, overload
 
 from reconcile.reports.calendar import BusinessCalendar, add_months
 
@@ -157,6 +157,10 @@ def sla_section(items: Iterable[Mapping[str, Any]], policy: SlaPolicy, now: date
     }
 
 
+@overload
+def _parse(value: None) -> None: ...
+@overload
+def _parse(value: datetime | str) -> datetime: ...
 def _parse(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value

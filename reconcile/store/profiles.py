@@ -12,7 +12,7 @@ then one UPDATE ... FROM refreshes known profiles and one INSERT ... SELECT adds
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -111,13 +111,13 @@ def _staged(rows: ProfileRows) -> list[Row]:
     return list(out.values())
 
 
-def _records(rows: ProfileRows) -> list[Mapping[str, Any]]:
+def _records(rows: ProfileRows) -> Sequence[Mapping[str, Any]]:
     if isinstance(rows, pd.DataFrame):
         missing = [c for c in PROFILE_COLUMNS if c not in rows.columns]
         if missing:
             raise ValueError(f"braze profiles: frame lacks column(s) {', '.join(missing)}")
         frame = rows[list(PROFILE_COLUMNS)].astype(object)
-        return frame.where(frame.notna(), None).to_dict("records")
+        return frame.where(frame.notna(), None).to_dict("records", into=dict[str, Any]())
     return list(rows)
 
 
