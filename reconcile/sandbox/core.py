@@ -9,7 +9,8 @@ A simulator is a `Simulator` subclass whose routes take a `SimRequest` and retur
 
 Every simulator keeps a call log, answers admin routes under `/_admin/`, applies
 fault injection (5xx rate, latency, timeouts, scripted failures, HTML pages instead of
-JSON) and fixed-window rate
+JSON, handled requests whose answers are spoiled: truncated JSON, a wrong content type,
+an empty body, unknown or missing fields) and fixed-window rate
 limits per endpoint class with `X-RateLimit-*` headers. The clock is injected.
 """
 
@@ -86,6 +87,7 @@ class Faults:
     latency_seconds: float = 0.0  # added to every answer
     scripted: list[tuple[str, int, int]] = field(default_factory=list)  # (path regex, status, times)
     html: list[tuple[str, int, int]] = field(default_factory=list)  # (path regex, status, times)
+    answers: list[tuple[str, str, int]] = field(default_factory=list)  # (path regex, ANSWER_FAULTS kind, times)
 
     def fail_next(self, path_regex: str, status: int, times: int = 1) -> None:
         self.scripted.append((path_regex, status, times))
@@ -95,11 +97,39 @@ class Faults:
         instead of the API's JSON, without handling them."""
         self.html.append((path_regex, status, times))
 
+    def answer_next(self, path_regex: str, kind: str, times: int = 1) -> None:
+        """Handle the next matching requests, then spoil their answers (`ANSWER_FAULTS`)."""
+        if kind not in ANSWER_FAULTS:
+            raise ValueError(f"unknown answer fault {kind!r}; use one of {', '.join(ANSWER_FAULTS)}")
+        self.answers.append((path_regex, kind, times))
+
+    def take_answer(self, path: str) -> str | None:
+        return _take(self.answers, path)  # type: ignore[arg-type]
+
     def take_html(self, path: str) -> int | None:
         return _take(self.html, path)
 
     def take_scripted(self, path: str) -> int | None:
         return _take(self.scripted, path)
+
+
+# How `Faults.answer_next` spoils an answer the simulator did handle (the write happened).
+ANSWER_FAULTS = ("truncated_json", "text_plain", "empty", "unknown_fields", "missing_fields")
+
+
+def spoil(resp: SimResponse, kind: str) -> SimResponse:
+    raw = resp.content()
+    if kind == "truncated_json":
+        return SimResponse(resp.status, raw[: max(1, len(raw) // 2)], {**resp.headers, "Content-Type": "application/json"})
+    if kind == "text_plain":
+        return SimResponse(resp.status, raw, {**resp.headers, "Content-Type": "text/plain"})
+    if kind == "empty":
+        return SimResponse(resp.status, None, resp.headers)
+    body = resp.body if isinstance(resp.body, dict) else {}
+    if kind == "unknown_fields":
+        return SimResponse(resp.status, {**body, "x_new_field": {"nested": [1, 2]}, "schema_version": 99}, resp.headers)
+    documented = [k for k in body if k != "message"] or list(body)
+    return SimResponse(resp.status, {k: v for k, v in body.items() if k not in documented}, resp.headers)
 
 
 def _take(table: list[tuple[str, int, int]], path: str) -> int | None:
@@ -236,7 +266,8 @@ class Simulator:
         except ValueError as exc:  # bad JSON or bad parameter types
             resp = SimResponse(400, self.error_body(400, f"Bad Request: {exc}"))
         resp.headers = {**headers, **resp.headers}
-        return resp
+        spoiled = self.faults.take_answer(req.path)
+        return spoil(resp, spoiled) if spoiled else resp
 
     def _admin(self, req: SimRequest) -> SimResponse:
         op = req.path[len("/_admin/"):]
@@ -256,6 +287,8 @@ class Simulator:
                 self.faults.fail_next(item["path"], int(item["status"]), int(item.get("times", 1)))
             for item in spec.get("html_next", []):
                 self.faults.html_next(item["path"], int(item.get("status", 200)), int(item.get("times", 1)))
+            for item in spec.get("answer_next", []):
+                self.faults.answer_next(item["path"], str(item["kind"]), int(item.get("times", 1)))
             for name, lim in spec.get("rate_limits", {}).items():
                 self.limiter.set_limit(name, int(lim["requests"]), float(lim["per_seconds"]))
             return SimResponse(200, {"faults": self.faults.__dict__})

@@ -124,3 +124,87 @@ def self_signed(tmp_path: Path) -> ssl.SSLContext | None:
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     return tls
+
+
+def _read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:
+    """One whole HTTP/1.1 answer with a Content-Length (the sandbox always sends one), and
+    whatever came after it."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("upstream closed")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("upstream closed")
+        rest += chunk
+    return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+class ResetProxy:
+    """A loopback HTTP proxy in front of `upstream` (http://127.0.0.1:port). The next
+    `resets` requests whose path matches `path_regex` are forwarded and answered upstream
+    (the request is handled), then the client's connection is reset instead of answered."""
+
+    def __init__(self, upstream: str, path_regex: str = r".", resets: int = 0):
+        import re
+
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream = (host, int(port))
+        self.pattern, self.resets, self.reset_paths = re.compile(path_regex), resets, []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.lock, self.stopped = threading.Lock(), False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        import struct
+
+        upstream = socket.create_connection(self.upstream, timeout=60)
+        buffered = b""
+        try:
+            conn.settimeout(60)
+            while not self.stopped:
+                request = _read_request(conn)
+                if not request:
+                    return
+                path = request.split(b" ", 2)[1].decode("latin-1") if b" " in request else ""
+                upstream.sendall(request)
+                answer, buffered = _read_response(upstream, buffered)
+                with self.lock:
+                    reset = self.resets > 0 and bool(self.pattern.search(path))
+                    if reset:
+                        self.resets -= 1
+                        self.reset_paths.append(path)
+                if reset:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                conn.sendall(answer)
+        except OSError:
+            return
+        finally:
+            conn.close()
+            upstream.close()
+
+    def __enter__(self) -> "ResetProxy":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stopped = True
+        self.thread.join(timeout=5)
+        self.sock.close()
