@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
+from reconcile.crashpoints import crash_point, crash_wrapped
 from reconcile.engine.apply import ApplyOutcome, Executor, apply_actions
 from reconcile.engine.classes import DRIFT_CLASSES
 from reconcile.engine.diff import Rules, diff
@@ -63,6 +64,7 @@ def _report(rt: Runtime, run_id: str) -> str | None:
     from reconcile.report import write_report
 
     stage(rt.progress, "report")
+    crash_point("report")
     try:
         return str(write_report(rt.store, run_id, rt.cfg))
     except Exception:  # noqa: BLE001 - a report failure must not hide the run's own outcome
@@ -155,6 +157,7 @@ def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | Non
     rt.store.add_exceptions(run_id, obs.exceptions.astype(object).where(obs.exceptions.notna(), "").to_dict("records"))
     rt.store.save_plan(plan.plan_id, run_id, fp, plan_document(plan, drift, run_id=run_id, config_hash=cfg.hash()),
                        rt.clock())
+    crash_point("plan")
     stage(rt.progress, "guards", actions=len(plan.actions))
     previous, workspace = _previous(rt, run_id, mode)
     tripped = check_guards(_stats(obs, plan, workspace), previous, cfg.guards)
@@ -205,11 +208,12 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
         return _result(rec, planned, RunStatus.IN_SYNC, ExitCode.OK, overrides=used)
     store.journal_plan(plan.plan_id, planned.run_id, [_journal_row(a, planned.drift_ids) for a in plan.actions],
                        rt.clock())
+    crash_point("journal")
     store.set_plan_status(plan.plan_id, PlanStatus.APPLYING)
     rec.applying()
     kwargs = {"batch_guard": batch_guard} if batch_guard is not None else {}
     stage(rt.progress, "apply", actions=len(plan.actions))
-    outcome = apply_actions(plan.actions, planned.run_id, store, Executor(rt.cfg, rt.braze, rt.ketch), rt.clock,
+    outcome = apply_actions(plan.actions, planned.run_id, store, crash_wrapped(Executor(rt.cfg, rt.braze, rt.ketch)), rt.clock,
                             before_batch=counting(rt.progress, "apply", len(plan.actions), before_batch), **kwargs)
     items = _corrected_items(planned, plan, outcome)
     for action_id, ids in items.items():
@@ -283,6 +287,7 @@ def _tombstone(rt: Runtime, planned: Planned, subjects: list[str]) -> None:
 
 def verify(rt: Runtime, planned: Planned, plan: Plan, items: dict[str, list[int]]) -> tuple[int, int]:
     """Re-read corrected subjects after the consistency delay; mark what is fixed `verified`."""
+    crash_point("verify")
     id_to_key = {i: k for k, i in planned.drift_ids.items()}
     corrected = {i: id_to_key[i] for ids in items.values() for i in ids if i in id_to_key}
     if not corrected or not rt.cfg.apply.verify:
