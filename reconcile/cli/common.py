@@ -170,13 +170,3 @@ def print_summary(s: Any) -> None:
     for m in s.messages[:10]:
         click.echo(f"  ! {m}", err=True)
 
-
-def schedule_json(schedule: Any, next_runs: list[Any]) -> dict[str, Any]:
-    """A schedule as JSON: its public fields (not the trigger object) and its next runs."""
-    from dataclasses import fields, is_dataclass
-
-    data = {f.name: getattr(schedule, f.name) for f in fields(schedule)} if is_dataclass(schedule) else dict(vars(schedule))
-    data = {k: v for k, v in data.items() if not k.startswith("_") and k != "trigger"}
-    data["next_runs"] = [t.isoformat() for t in next_runs]
-    return json.loads(json.dumps(data, default=lambda v: str(v) if not is_dataclass(v) else
-                                 {f.name: getattr(v, f.name) for f in fields(v)}))

@@ -99,7 +99,10 @@ def serve_cmd(ctx: click.Context, braze_port: int, ketch_port: int, error_rate: 
 
         reconcile sandbox serve --braze-port 9101 --ketch-port 9102 --error-rate 0.05 --permissions partner
     """
+    from reconcile.extras import require
     from reconcile.runtime import load_sandbox
+
+    require("server", "reconcile sandbox serve")
     from reconcile.sandbox.server import serve
 
     cfg = get_config(ctx, DEFAULT_CONFIG)

@@ -141,12 +141,3 @@ def test_config_check_json(job, tmp_path):
     doc = json.loads(result.stdout)
     assert doc["ok"] is False and {p["key"] for p in doc["problems"]} >= {"nonsense", "braze.api_key"}
 
-
-def test_schedule_show_json(tmp_path):
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    result = CliRunner().invoke(cli, ["schedule", "show", "--file", str(root / "schedules.toml"), "--format", "json"])
-    assert result.exit_code == 0, result.output
-    schedules = json.loads(result.stdout)
-    assert schedules and all(s["name"] and len(s["next_runs"]) == 3 for s in schedules)
