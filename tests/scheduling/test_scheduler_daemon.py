@@ -184,13 +184,13 @@ def test_two_scheduler_replicas_on_one_postgresql_apply_each_fire_once(world, tm
     both_fired = None
     for i, (_, err) in enumerate(results):
         fired = re.findall(r"fire: job sweep scheduled at (\S+)", err)
-        locked = set(re.findall(r"skip: job sweep fire at (\S+): another run", err))
+        locked = set(re.findall(r"(?:skip|missed): job sweep fire at (\S+?\+\d\d:\d\d)", err))
         claimed = set(re.findall(r"the fire at (\S+) was already run by another scheduler", err))
         for t in fired:
             if t not in locked and t not in claimed:
                 ran.setdefault(t, []).append(i)
         both_fired = set(fired) if both_fired is None else both_fired & set(fired)
-    assert len(both_fired) >= 3, "both replicas saw the same fires"
+    assert len(both_fired) >= 2, "both replicas saw the same fires"
     assert {t: who for t, who in ran.items() if len(who) > 1} == {}, "a fire ran on both replicas"
     assert all(len(ran.get(t, [])) == 1 for t in both_fired if t in ran)
     with Store.open(pg_database) as store:
