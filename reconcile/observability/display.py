@@ -122,7 +122,7 @@ class RichDisplay(_State):
 
     def on_run(self, run_id: str, mode: str) -> None:
         super().on_run(run_id, mode)
-        self.console.print(f"run {run_id} ({mode})")
+        self.console.print(f"run {run_id} ({mode})", highlight=False, markup=False)
 
     def on_stage(self, name: str, counts: dict[str, int]) -> None:
         super().on_stage(name, counts)
