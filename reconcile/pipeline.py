@@ -101,9 +101,10 @@ def _drift_records(drift: pd.DataFrame, universe: pd.DataFrame | None = None) ->
     recs = d.astype(object).where(d.notna(), None).to_dict("records", into=dict[str, Any]())
     extra = drift[["identity", "action", "group_id"]].copy()
     if universe is not None and "deletion_requested_at" in universe.columns:
-        asked = universe.set_index("subject_key")["deletion_requested_at"]
-        when = pd.to_datetime(drift["subject_key"].map(asked), utc=True)
-        extra["requested_at"] = when.map(lambda t: t.isoformat(), na_action="ignore")
+        asked = universe.drop_duplicates("subject_key").set_index("subject_key")["deletion_requested_at"]
+        found = asked.reindex(pd.Index(drift["subject_key"].astype(object).to_numpy()))
+        when = pd.Series(pd.to_datetime(found.to_numpy(), utc=True), index=drift.index)
+        extra["requested_at"] = [t.isoformat() if not pd.isna(t) else None for t in when]
     details = extra.astype(object).where(extra.notna(), None).to_dict("records")
     for rec, key, x in zip(recs, drift_keys(drift), details):
         rec["field"] = key.stored_field
