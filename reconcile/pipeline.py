@@ -118,26 +118,27 @@ def _record_drift(rt: Runtime, run_id: str, drift: pd.DataFrame, checked: pd.Ser
     return {DriftKey.from_stored(s, c, f or ""): i for (s, c, f), i in ids.items()}
 
 
-def _previous(rt: Runtime, run_id: str, mode: str) -> tuple[dict[str, Any] | None, int]:
-    """(the last successful run of the same mode, the last successful full run's profile count):
-    an incremental run is never compared with a full sweep (it is smaller by design)."""
-    same, workspace = None, 0
+def _previous(rt: Runtime, run_id: str, mode: str) -> tuple[dict[str, Any] | None, tuple[int, int]]:
+    """(the last successful run of the same mode, the last successful full run's profile and
+    universe counts): an incremental run is never compared with a full sweep (it is smaller
+    by design), but its fractions are taken against the workspace."""
+    same, workspace = None, (0, 0)
     for run in rt.store.list_runs(100):
         if run["run_id"] == run_id or run.get("status") not in {s.value for s in RunStatus if s.succeeded}:
             continue
         if same is None and run.get("mode") == mode:
             same = run
-        if not workspace and run.get("mode") == "full":
-            workspace = int(run.get("braze_count") or 0)
+        if not any(workspace) and run.get("mode") == "full":
+            workspace = (int(run.get("braze_count") or 0), int(run.get("universe_count") or 0))
     return same, workspace
 
 
-def _stats(obs: Observation, plan: Plan, workspace: int) -> PlanStats:
+def _stats(obs: Observation, plan: Plan, workspace: tuple[int, int]) -> PlanStats:
     o = obs.observed
     return PlanStats(universe=len(o.universe), ketch_records=int(o.ketch["has_record"].sum()),
                      braze_profiles=int(o.braze["exists"].sum()), deletions=len(plan.deletion_subjects),
                      unsubscribes=len(plan.unsubscribe_subjects), subscribes=len(plan.subscribe_subjects),
-                     workspace_profiles=workspace)
+                     workspace_profiles=workspace[0], workspace_universe=workspace[1])
 
 
 def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | None = None) -> Planned:

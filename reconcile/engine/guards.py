@@ -2,9 +2,10 @@
 
 `check_guards` returns every tripped guard; the caller refuses unless each one is
 explicitly overridden, and records the overrides in the run. Extract guards run whether
-or not corrections are planned: a universe that collapsed looks "in sync". Fractions of
-deletions are taken against the workspace (the larger of this run's profiles and the last
-full run's), so a small incremental window does not trip them. Each guard names the
+or not corrections are planned: a universe that collapsed looks "in sync". Fractions are
+taken against the workspace (the larger of this run's count and the last full run's:
+profiles for deletions, the checked universe for unsubscribes and resubscribes), so a
+small incremental window does not trip them. Each guard names the
 action kinds it holds, so an operator may apply the other kinds (`--only`) while one
 class waits for review.
 """
@@ -59,6 +60,7 @@ class PlanStats:
     unsubscribes: int
     subscribes: int = 0
     workspace_profiles: int = 0  # the last full run's profile count (0 = unknown)
+    workspace_universe: int = 0  # the last full run's checked universe (0 = unknown)
 
 
 def check_guards(stats: PlanStats, previous: Mapping[str, Any] | None, cfg: GuardConfig) -> list[Tripped]:
@@ -78,7 +80,7 @@ def check_guards(stats: PlanStats, previous: Mapping[str, Any] | None, cfg: Guar
         out.append(Tripped("max_deletion_fraction", f"{stats.deletions} deletions are {stats.deletions / base:.1%} of "
                            f"{base} Braze profiles, above guards.max_deletion_fraction = "
                            f"{cfg.max_deletion_fraction:.1%}"))
-    ubase = max(stats.universe, 1)
+    ubase = max(stats.universe, stats.workspace_universe, 1)
     for guard, n, what, limit in (
             ("max_unsubscribe_fraction", stats.unsubscribes, "to unsubscribe", cfg.max_unsubscribe_fraction),
             ("max_subscribe_fraction", stats.subscribes, "to resubscribe", cfg.max_subscribe_fraction)):

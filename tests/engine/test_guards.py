@@ -228,3 +228,12 @@ def test_tripped_round_trips_through_json():
     t = Tripped("max_deletions", "101 deletions planned")
     assert Tripped.from_json(t.to_json()) == t
     assert t.holds == DELETIONS
+
+
+def test_an_incremental_runs_unsubscribe_fraction_is_taken_against_the_workspace():
+    cfg = GuardConfig(max_unsubscribe_fraction=0.25)
+    small = PlanStats(universe=40, ketch_records=40, braze_profiles=40, deletions=0, unsubscribes=30)
+    assert [t.guard for t in check_guards(small, None, cfg)] == ["max_unsubscribe_fraction"]
+    window = PlanStats(universe=40, ketch_records=40, braze_profiles=40, deletions=0, unsubscribes=30,
+                       workspace_profiles=10_000, workspace_universe=10_000)
+    assert check_guards(window, None, cfg) == []
