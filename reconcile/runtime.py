@@ -82,12 +82,13 @@ def load_sandbox(cfg: Config) -> SandboxPair:
 def install_secret_filter(cfg: Config, environ: Mapping[str, str] | None = None) -> None:
     secrets = cfg.secret_values(environ)
     root = logging.getLogger()
-    for h in root.handlers or [logging.lastResort]:
+    last_resort: list[logging.Handler | None] = [logging.lastResort]
+    for h in root.handlers or last_resort:
         if h is not None and not any(isinstance(f, SecretFilter) for f in h.filters):
             h.addFilter(SecretFilter(secrets))
     if not any(isinstance(f, SecretFilter) for f in root.filters):
         root.addFilter(SecretFilter(secrets))
-    install_query_filter([h for h in root.handlers or [logging.lastResort] if h is not None])
+    install_query_filter([h for h in root.handlers or last_resort if h is not None])
 
 
 def open_runtime(cfg: Config, environ: Mapping[str, str] | None = None, *, clock: Callable[[], datetime] = utc_now,

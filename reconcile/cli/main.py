@@ -35,7 +35,7 @@ class Cli(click.Group):
         try:
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
-            exc.exit_code = USAGE
+            exc.exit_code = USAGE  # type: ignore[misc]  # click declares a ClassVar; main() reads exc.exit_code
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -44,7 +44,7 @@ class Cli(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            exc.exit_code = USAGE
+            exc.exit_code = USAGE  # type: ignore[misc]  # click declares a ClassVar; main() reads exc.exit_code
             raise
         except ReconcileError as exc:
             click.echo(f"error: {exc}", err=True)

@@ -68,7 +68,8 @@ def _decide(rt: Any, ledger: LedgerStore, planned: Any) -> dict[str, int]:
     live = {(k, c) for k, c in zip(drift["subject_key"], drift["drift_class"])} if len(drift) else set()
     keys = _keys(requests, rt.cfg.identity.braze_key)
     verified = ledger.verified_deletions(k for k in keys.values() if k)
-    now, counts = rt.clock(), {}
+    now = rt.clock()
+    counts: dict[str, int] = {}
     for req in requests:
         key = keys[req["uid"]]
         if key is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -99,8 +99,9 @@ class Telemetry:
     listeners: list[Any] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
     stages: list[StageTime] = field(default_factory=list)
-    requests: Counter = field(default_factory=Counter)  # (service, endpoint, status) -> n
-    waits: Counter = field(default_factory=Counter)  # (service, endpoint) -> seconds
+    requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (service, endpoint, status) -> n
+    waits: defaultdict[tuple[str, str], float] = field(
+        default_factory=lambda: defaultdict(float))  # (service, endpoint) -> seconds
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

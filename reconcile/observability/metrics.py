@@ -39,9 +39,9 @@ def _utc(value: Any) -> datetime | None:
 
 def oldest_critical_days(open_drift: Iterable[Mapping[str, Any]], now: datetime) -> tuple[int, int]:
     """(open critical drift items, business days since the oldest was first seen)."""
-    firsts = [_utc(d.get("first_seen_at")) for d in open_drift if d.get("severity") == "critical"
-              or SEVERITY.get(d.get("drift_class", "")) == "critical"]
-    firsts = [f for f in firsts if f is not None]
+    seen = [_utc(d.get("first_seen_at")) for d in open_drift if d.get("severity") == "critical"
+            or SEVERITY.get(d.get("drift_class", "")) == "critical"]
+    firsts = [f for f in seen if f is not None]
     return len(firsts), (business_days(min(firsts), now) if firsts else 0)
 
 

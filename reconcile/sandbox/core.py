@@ -22,10 +22,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs
 
 import httpx
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -104,7 +106,7 @@ class Faults:
         self.answers.append((path_regex, kind, times))
 
     def take_answer(self, path: str) -> str | None:
-        return _take(self.answers, path)  # type: ignore[arg-type]
+        return _take(self.answers, path)
 
     def take_html(self, path: str) -> int | None:
         return _take(self.html, path)
@@ -132,7 +134,7 @@ def spoil(resp: SimResponse, kind: str) -> SimResponse:
     return SimResponse(resp.status, {k: v for k, v in body.items() if k not in documented}, resp.headers)
 
 
-def _take(table: list[tuple[str, int, int]], path: str) -> int | None:
+def _take(table: list[tuple[str, T, int]], path: str) -> T | None:
     for i, (rx, status, times) in enumerate(table):
         if re.search(rx, path):
             if times <= 1:

@@ -379,7 +379,7 @@ class KetchSim(Simulator):
             }
 
     @_hybrid
-    def from_dict(cls, self: "KetchSim | None", data: dict[str, Any], **kwargs: Any) -> "KetchSim":
+    def from_dict(cls: "type[KetchSim]", self: "KetchSim | None", data: dict[str, Any], **kwargs: Any) -> "KetchSim":
         """On the class: a new simulator from `data` (kwargs override its options).
         On an instance: replace this simulator's records and rights with `data`'s."""
         if self is None:
