@@ -135,7 +135,9 @@ def _braze(data: Any, problems: list[ConfigProblem]) -> BrazeConfig:
         max_retries=r.number("max_retries", d.max_retries, lo=0, hi=20, integer=True),
         backoff_cap_seconds=r.number("backoff_cap_seconds", d.backoff_cap_seconds, lo=0.0),
         max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=1 << 31, integer=True),
-        export_fast_mode=r.get("export_fast_mode", bool, d.export_fast_mode, "true"),
+        export_fast_mode=_fast_mode(r, d.export_fast_mode),
+        read_concurrency=r.number("read_concurrency", d.read_concurrency, lo=1, hi=32, integer=True),
+        budget_share=_share(r, d.budget_share),
         track_batch_size=r.number("track_batch_size", d.track_batch_size, lo=1, hi=75, integer=True),
         profile_cache_days=r.number("profile_cache_days", d.profile_cache_days, lo=0.0, hi=366.0),
         segment_id=r.get("segment_id", str, d.segment_id, '"<id of a segment of all users>"') or None,
@@ -143,6 +145,22 @@ def _braze(data: Any, problems: list[ConfigProblem]) -> BrazeConfig:
     )
     r.unknown()
     return cfg
+
+
+def _fast_mode(r: _Reader, default: bool | str) -> bool | str:
+    value = r.get("export_fast_mode", (bool, str), default, '"auto"')
+    if isinstance(value, str) and value != "auto":
+        r.fail("export_fast_mode", f"must be \"auto\", true or false, got {value!r}", 'set braze.export_fast_mode = "auto"')
+        return default
+    return value
+
+
+def _share(r: _Reader, default: float) -> float:
+    value = r.get("budget_share", float, default, str(default))
+    if not 0 < value <= 1:
+        r.fail("budget_share", f"must be more than 0 and at most 1, got {value}", f"set braze.budget_share = {default}")
+        return default
+    return float(value)
 
 
 def _ketch(data: Any, problems: list[ConfigProblem]) -> KetchConfig:
@@ -159,6 +177,7 @@ def _ketch(data: Any, problems: list[ConfigProblem]) -> KetchConfig:
         base_url=base, **codes,
         concurrency=r.number("concurrency", d.concurrency, lo=1, hi=1024, integer=True),
         requests_per_second=r.number("requests_per_second", d.requests_per_second, lo=0.0),
+        max_requests_per_second=r.number("max_requests_per_second", d.max_requests_per_second, lo=0.0),
         timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, lo=0.1),
         max_retries=r.number("max_retries", d.max_retries, lo=0, hi=20, integer=True),
         http_backend=r.get("http_backend", str, d.http_backend, '"auto"'),

@@ -44,7 +44,9 @@ class BrazeConfig:
     max_retries: int = 5
     backoff_cap_seconds: float = 60.0
     max_body_bytes: int = 16 * 1024 * 1024  # largest answer accepted, as sent or decompressed
-    export_fast_mode: bool = False
+    export_fast_mode: bool | str = "auto"  # "auto": the 40/s option when the workspace's answers show it applies
+    read_concurrency: int = 4  # Braze read requests in flight at once per read call
+    budget_share: float = 0.5  # share of each shared rate class (the 250,000/h one) this job may use
     track_batch_size: int = 75
     profile_cache_days: float = 7.0
     segment_id: str | None = None
@@ -59,7 +61,8 @@ class KetchConfig:
     environment: str = "production"
     jurisdiction: str = ""
     concurrency: int = 32
-    requests_per_second: float = 200.0
+    requests_per_second: float = 200.0  # the starting rate; adapted between it and max_requests_per_second
+    max_requests_per_second: float = 500.0
     timeout_seconds: float = 10.0
     max_retries: int = 5
     http_backend: str = "auto"  # "auto" (aiohttp unless a transport is injected), "aiohttp" or "httpx"

@@ -40,8 +40,10 @@ import random
 import re
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import date
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -52,6 +54,7 @@ from reconcile.clients.braze_results import BatchRefused, ExportResult, LimitExc
 from reconcile.clients.braze_segment import SegmentExports
 from reconcile.clients.braze_writes import IntentWrites
 from reconcile.clients.pacing import Clock, Pacer, RequestLabel, RetryPolicy, Sleep
+from reconcile.config import RateLimit
 from reconcile.clients.resilience import Answered, send_bounded
 from reconcile.config import BrazeConfig, has_control_chars
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied, UnconfirmedWrite
@@ -68,6 +71,11 @@ SLOW_EXPORT_FIELDS = frozenset({"campaigns_received", "canvases_received"})
 PRIORITIES = frozenset({"identified", "unidentified", "most_recently_updated"})
 _LIMIT_ERROR = re.compile(r"exceed|max(imum)?\s+(input|number)", re.IGNORECASE)
 _IDENTIFIER_PARAM = re.compile(r"^(email|external_id|phone|braze_id)", re.IGNORECASE)
+# Classes whose budget the workspace's other integrations share: `braze.budget_share` caps the job there.
+SHARED_CLASSES = frozenset({"shared"})
+EXPORT_PATH = "/users/export/ids"
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class _Scrubber:
@@ -124,7 +132,8 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         self.max_pages = max_pages
         self._scrub = _Scrubber(key)
         policy = retry_policy or RetryPolicy(max_retries=cfg.max_retries, backoff_cap_seconds=cfg.backoff_cap_seconds)
-        self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=sleep, rng=rng, scrub=self._scrub)
+        self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=sleep, rng=rng, scrub=self._scrub,
+                            shares={name: cfg.budget_share for name in SHARED_CLASSES})
         self._http = httpx.Client(base_url=cfg.rest_endpoint, transport=transport, timeout=cfg.timeout_seconds,
                                   headers={"Authorization": f"Bearer {key}", "Accept": "application/json",
                                            "Accept-Encoding": "gzip, deflate"})
@@ -132,12 +141,28 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         self._flat_user_status = False
         self._track_cap: int | None = None
         self._lock = threading.Lock()
+        self._base_label = sanitize_url(str(self._http.base_url)).rstrip("/")
+        self._export_class: str | None = None  # learned from the first export answer when export_fast_mode = "auto"
+        self._export_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"BrazeClient(endpoint={sanitize_url(self.cfg.rest_endpoint)!r})"
 
     def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         self._http.close()
+
+    def usage(self) -> dict[str, Any]:
+        """Requests per rate class and endpoint, 429 answers, wait seconds (wall time a send
+        was held back; `cap_wait_seconds` by the class's own window cap), the limits in force
+        (`window_cap` is the job's share of the reported or configured limit), and the
+        `/users/export/ids` class in use."""
+        return {"classes": self._pacer.usage(), "export_class": self._export_class}
 
     def __enter__(self) -> "BrazeClient":
         return self
@@ -147,15 +172,25 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
 
     # -- one request ------------------------------------------------------------------
     def _call(self, klass: str, method: str, path: str, *, body: Any = None,
-              params: list[tuple[str, Any]] | None = None) -> br.Answer:
+              params: list[tuple[str, Any]] | None = None,
+              seen: Callable[[httpx.Response], None] | None = None) -> br.Answer:
         request = self._http.build_request(method, path, json=body, params=params)
-        label = RequestLabel("braze", method, message_url(request.url))
-        response = self._pacer.send(klass, lambda: self._send(request), label)
+        label = RequestLabel("braze", method, self._label_url(path, params))
+        response = self._pacer.send(klass, lambda: self._send(request), label, path)
+        if seen is not None:
+            seen(response)
         decoded = _decode(response)
         message = br.mask_emails(self._scrub(br.body_message(decoded, response.text)))
         if 200 <= response.status_code < 300:
             return br.Answer(response.status_code, decoded, message, label.url)
         raise self._error(response.status_code, decoded, message, label)
+
+    def _label_url(self, path: str, params: list[tuple[str, Any]] | None) -> str:
+        """`message_url` of the request, from its path and its few non-identifier parameters
+        (the identifiers, up to 50 of them, are never encoded twice or parsed back)."""
+        kept = [(k, v) for k, v in params or () if not _IDENTIFIER_PARAM.match(k)]
+        url = f"{self._base_label}{path}"
+        return sanitize_url(f"{url}?{urlencode(kept)}") if kept else url
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         """One try: the answer read whole, at most `max_body_bytes` as sent and decompressed,
@@ -239,11 +274,11 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
     # -- exports ----------------------------------------------------------------------
     def export_ids(self, external_ids: Iterable[str], fields: Sequence[str]) -> ExportResult:
         """Profiles for any number of external ids (50 per request)."""
-        fields_list, klass = self._export_fields(fields)
+        fields_list, fast = self._export_fields(fields)
         result = ExportResult()
-        for chunk in chunked(unique(external_ids), MAX_IDS):
-            answer = self._call(klass, "POST", "/users/export/ids",
-                                body={"external_ids": chunk, "fields_to_export": fields_list})
+        answers = self._in_order(lambda chunk: self._export({"external_ids": chunk, "fields_to_export": fields_list},
+                                                            fast), list(chunked(unique(external_ids), MAX_IDS)))
+        for answer in answers:
             result.requests_sent += 1
             result.users.extend(br.export_users(answer))
             invalid = answer.body.get("invalid_user_ids")
@@ -252,26 +287,106 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
 
     def export_email(self, email: str, fields: Sequence[str]) -> list[dict[str, Any]]:
         """Every profile carrying `email` (one email per request)."""
-        fields_list, klass = self._export_fields(fields)
-        answer = self._call(klass, "POST", "/users/export/ids",
-                            body={"email_address": email, "fields_to_export": fields_list})
-        return br.export_users(answer)
+        fields_list, fast = self._export_fields(fields)
+        return br.export_users(self._export({"email_address": email, "fields_to_export": fields_list}, fast))
 
-    def _export_fields(self, fields: Sequence[str]) -> tuple[list[str], str]:
+    def export_emails(self, emails: Iterable[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        """`export_email` of each distinct address, `read_concurrency` requests in flight;
+        the profiles in the order of the addresses."""
+        fields_list, fast = self._export_fields(fields)
+        answers = self._in_order(lambda email: self._export({"email_address": email, "fields_to_export": fields_list},
+                                                            fast), unique(emails))
+        return [user for answer in answers for user in br.export_users(answer)]
+
+    def _export_fields(self, fields: Sequence[str]) -> tuple[list[str], bool]:
+        """The fields, and whether the request qualifies for the 40/s option."""
         fields_list = list(dict.fromkeys(fields))
         if not fields_list:
             raise ValueError("fields_to_export must name at least one field")
-        fast = self.cfg.export_fast_mode and not SLOW_EXPORT_FIELDS & set(fields_list)
-        return fields_list, "users_export_ids_fast" if fast else "users_export_ids"
+        return fields_list, not SLOW_EXPORT_FIELDS & set(fields_list)
+
+    def _export(self, body: dict[str, Any], qualifies: bool) -> br.Answer:
+        """One `/users/export/ids` request in the class it is paced in.
+
+        export_fast_mode true: the 40/s class whenever the request qualifies; false: never.
+        "auto": the first qualifying request goes alone in the 250/min class and its
+        `X-RateLimit-Limit` decides for the rest: at most the 40/s class's limit means the
+        option applies; up to the 250/min class's limit, that class; above it, a raised
+        limit, paced at the reported number per the class's period."""
+        mode = self.cfg.export_fast_mode
+        if not qualifies or mode is False:
+            return self._call("users_export_ids", "POST", EXPORT_PATH, body=body)
+        if mode is True:
+            return self._call("users_export_ids_fast", "POST", EXPORT_PATH, body=body)
+        if self._export_class is None:
+            with self._export_lock:
+                if self._export_class is None:
+                    return self._call("users_export_ids", "POST", EXPORT_PATH, body=body, seen=self._learn_export_class)
+        return self._call(self._export_class, "POST", EXPORT_PATH, body=body)
+
+    def _learn_export_class(self, response: httpx.Response) -> None:
+        reported = _int_header(response.headers.get("x-ratelimit-limit"))
+        limits = self.cfg.rate_limits
+        fast, slow = limits.get("users_export_ids_fast"), limits.get("users_export_ids")
+        if reported is None or fast is None or reported <= fast.requests:
+            klass = "users_export_ids_fast"
+        else:
+            klass = "users_export_ids"
+            if slow is not None and reported > slow.requests:
+                self._pacer.set_limit(klass, RateLimit(reported, slow.per_seconds))
+        log.info("braze %s: the workspace reports a limit of %s; exports paced in class %s", EXPORT_PATH,
+                 reported if reported is not None else "(none)", klass)
+        self._export_class = klass
+
+    # -- concurrent reads -------------------------------------------------------------
+    def _in_order(self, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """`work(item)` for every item, `read_concurrency` at once on the client's threads;
+        results in the items' order. The first failure in that order stops what has not
+        started, waits for what is in flight and is raised."""
+        workers = max(1, int(self.cfg.read_concurrency))
+        if workers == 1 or len(items) <= 1 or getattr(self._local, "worker", False):
+            return [work(item) for item in items]
+        pool = self._executor(workers)
+        pending: deque[Future[R]] = deque()
+        upcoming = iter(items)
+        results: list[R] = []
+
+        def submit() -> None:
+            for item in upcoming:
+                pending.append(pool.submit(self._as_worker, work, item))
+                return
+
+        for _ in range(2 * workers):
+            submit()
+        try:
+            while pending:
+                results.append(pending.popleft().result())
+                submit()
+        finally:
+            for future in pending:
+                future.cancel()
+            wait(pending)
+        return results
+
+    def _as_worker(self, work: Callable[[T], R], item: T) -> R:
+        self._local.worker = True
+        return work(item)
+
+    def _executor(self, workers: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="braze-read")
+            return self._pool
 
     # -- subscription groups: read ----------------------------------------------------
     def subscription_status_get(self, group_id: str, *, external_ids: Iterable[str] | None = None,
                                 emails: Iterable[str] | None = None) -> dict[str, str]:
         """identifier -> "subscribed" | "unsubscribed" | "unknown" for one group."""
         out: dict[str, str] = {}
-        for id_field, idents in _id_sets(external_id=external_ids, email=emails):
-            for chunk in chunked(idents, MAX_IDS):
-                out.update(self._status_chunk(group_id, id_field, chunk))
+        chunks = [(id_field, chunk) for id_field, idents in _id_sets(external_id=external_ids, email=emails)
+                  for chunk in chunked(idents, MAX_IDS)]
+        for found in self._in_order(lambda c: self._status_chunk(group_id, *c), chunks):
+            out.update(found)
         return out
 
     def _status_chunk(self, group_id: str, id_field: str, chunk: list[str]) -> dict[str, str]:
@@ -295,9 +410,10 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
                                  emails: Iterable[str] | None = None) -> list[br.GroupRecord]:
         """Every recorded group state of the given users: {identifier, group_id, status}."""
         records: list[br.GroupRecord] = []
-        for id_field, idents in _id_sets(external_id=external_ids, email=emails):
-            for chunk in chunked(idents, MAX_IDS):
-                records.extend(self._user_status_chunk(id_field, chunk))
+        chunks = [(id_field, chunk) for id_field, idents in _id_sets(external_id=external_ids, email=emails)
+                  for chunk in chunked(idents, MAX_IDS)]
+        for found in self._in_order(lambda c: self._user_status_chunk(*c), chunks):
+            records.extend(found)
         return records
 
     def _user_status_chunk(self, id_field: str, chunk: list[str]) -> list[br.GroupRecord]:
@@ -422,6 +538,14 @@ def _id_sets(**kinds: Iterable[str] | None) -> Iterator[tuple[str, list[str]]]:
         idents = unique(values)
         if idents:
             yield id_field, idents
+
+
+def _int_header(value: str | None) -> int | None:
+    try:
+        number = int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and number > 0 else None
 
 
 def _check_prioritization(prioritization: Sequence[str]) -> None:

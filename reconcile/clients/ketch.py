@@ -10,7 +10,10 @@ verified (certifi, or `SSL_CERT_FILE`), no redirects followed. With an injected 
 transport (tests, the in-process sandbox) or `http_backend="httpx"`: httpx.
 
 Every request goes through `resilience`: at most `concurrency` in flight, paced by a
-token bucket (`requests_per_second`, bursts of a tenth of a second's worth, aiolimiter),
+token bucket (bursts of a tenth of a second's worth, aiolimiter) whose rate adapts
+(`resilience.AdaptiveRate`, AIMD): it starts at `requests_per_second`, rises while
+answers stay fast and clean, halves on 429, 5xx, failed tries or latency growth, and
+never exceeds `max_requests_per_second` (`usage()` reports the rate reached);
 retried on 429, 408, 5xx, timeouts and connection errors with full-jitter backoff under
 a cap; a `Retry-After` (clamped to `max_retry_after_seconds`) pauses every request of
 the client. Each try has an overall deadline of `timeout_seconds` (connect, send, and
@@ -39,8 +42,8 @@ from aiolimiter import AsyncLimiter
 from reconcile.clients.http_senders import AiohttpSender, HttpxSender
 from reconcile.clients.ketch_parse import (ConsentState, KetchRecord, SubscriptionState, error_in_body, load_body,
                                            mask_identities, parse_consent, parse_subscriptions)
-from reconcile.clients.resilience import (Attempts, PauseGate, Reply, RequestLabel, RetryPolicy, asend_with_retries,
-                                          with_deadline)
+from reconcile.clients.resilience import (AdaptiveRate, Attempts, PauseGate, Reply, RequestLabel, RetryPolicy,
+                                          asend_with_retries, with_deadline)
 from reconcile.config import KetchConfig
 from reconcile.errors import ApiError, AuthError, DataError, FatalApiError, NotFound, PermissionDenied
 from reconcile.redact import sanitize_url
@@ -79,13 +82,24 @@ def _epoch(when: datetime) -> int:
 
 
 class _LoopState:
-    """What belongs to one event loop: the sender, the in-flight limit, the token bucket."""
+    """What belongs to one event loop: the sender, the in-flight limit, the token bucket
+    (rebuilt at the adaptive rate's current value whenever it moved)."""
 
-    def __init__(self, sender: AiohttpSender | HttpxSender, concurrency: int, rps: float):
+    def __init__(self, sender: AiohttpSender | HttpxSender, concurrency: int, rate: AdaptiveRate):
         self.sender = sender
         self.slots = asyncio.Semaphore(concurrency)
-        burst = max(1.0, rps / 10.0)
-        self.limiter = AsyncLimiter(burst, burst / rps) if rps > 0 else None
+        self._rate = rate
+        self._rps = 0.0
+        self.limiter: AsyncLimiter | None = None
+
+    async def pace(self) -> None:
+        rps = self._rate.rate
+        if rps <= 0:
+            return
+        if self.limiter is None or rps != self._rps:
+            burst = max(1.0, rps / 10.0)
+            self.limiter, self._rps = AsyncLimiter(burst, burst / rps), rps
+        await self.limiter.acquire()
 
     async def aclose(self) -> None:
         await self.sender.aclose()
@@ -115,7 +129,8 @@ class KetchClient:
         self._base = normalize_base_url(cfg.base_url)
         self._org_path = quote(cfg.organization, safe="")
         self._concurrency = max(1, int(cfg.concurrency))
-        self._rps = float(cfg.requests_per_second or 0.0)
+        self._rate = AdaptiveRate(float(cfg.requests_per_second or 0.0),
+                                  float(getattr(cfg, "max_requests_per_second", 0.0) or 0.0), clock)
         self._max_body = int(cfg.max_body_bytes)
         cap = float(cfg.max_retry_after_seconds)
         self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_base_seconds=_BACKOFF_BASE,
@@ -128,6 +143,11 @@ class KetchClient:
         self._targets: dict[str, tuple[str, RequestLabel]] = {}
         self._runner: asyncio.Runner | None = None
         self._runner_lock = threading.Lock()
+
+    def usage(self) -> dict[str, Any]:
+        """Tries sent, 429 and failed answers, and the pace: the starting rate, where the
+        adaptive rate is now, the highest it reached and its ceiling (requests per second)."""
+        return self._rate.usage()
 
     @property
     def http_backend(self) -> str:
@@ -316,7 +336,7 @@ class KetchClient:
         state = self._loops.get(loop)
         if state is None:
             self._loops = {lp: st for lp, st in self._loops.items() if not lp.is_closed()}
-            state = self._loops[loop] = _LoopState(self._new_sender(), self._concurrency, self._rps)
+            state = self._loops[loop] = _LoopState(self._new_sender(), self._concurrency, self._rate)
         return state
 
     def _new_sender(self) -> AiohttpSender | HttpxSender:
@@ -347,15 +367,27 @@ class KetchClient:
         state = self._state()
         deadline = self.cfg.timeout_seconds
 
+        rate = self._rate
+
         async def send() -> Reply:
             async with state.slots:
-                return await with_deadline(state.sender.post(url, content), deadline)
+                started = self._clock()
+                try:
+                    answer = await with_deadline(state.sender.post(url, content), deadline)
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception:
+                    rate.record(self._clock() - started, "error")
+                    raise
+                status = answer.status_code
+                rate.record(self._clock() - started,
+                            "throttled" if status == 429 else "error" if status >= 500 else "ok")
+                return answer
 
         attempts = Attempts(self._policy, label, self._gate, clock=self._clock, rng=self._rng,
                             scrub=mask_identities, describe=error_text)
-        limiter = state.limiter
         reply = await asend_with_retries(send, attempts, self._sleep,
-                                         before_send=limiter.acquire if limiter is not None else None)
+                                         before_send=state.pace if rate.start > 0 else None)
         if reply.status_code >= 300:
             cls = _FATAL_BY_STATUS.get(reply.status_code, FatalApiError)
             raise cls(f"{op} refused", status_code=reply.status_code, body=error_text(reply), **label.where())

@@ -15,6 +15,9 @@ One place decides, for Braze and Ketch alike:
 * **Who waits** (`RateGate`): a 429 blocks the gate, so every request sharing it waits
   the pause out. `PauseGate` does only that; Braze plugs in its clock-window budgets
   (`pacing.RateBudget`), which also read `X-RateLimit-*`.
+* **How fast, where no limit is documented** (`AdaptiveRate`): additive increase while
+  answers stay fast and clean, halving on 429, 5xx, failed tries or latency growth,
+  under a ceiling (Ketch's pace).
 
 `Attempts` holds one call's bookkeeping and makes those decisions; `send_with_retries`
 (sync) and `asend_with_retries` (async) are the two drivers. Clock, sleep and random
@@ -258,6 +261,89 @@ class PauseGate:
 
     def rate_limited_until(self, headers: Any, now: float) -> float | None:
         return None
+
+
+class AdaptiveRate:
+    """A request rate found by AIMD for an API that documents no limits (Ketch).
+
+    Starts at `start` requests per second. Every epoch (at least `epoch_seconds` and
+    `min_answers` answers) that was clean (no 429, no 5xx, no transport failure), used at
+    least `busy_fraction` of the rate and kept its mean latency within `latency_factor`
+    times the best epoch's (plus `latency_margin_seconds`) raises the rate by `step`, up
+    to `ceiling`. A 429, 5xx or failed try halves it at once, at most once per epoch, and
+    an epoch whose latency grew halves it at its end; never below `floor`. `start` <= 0
+    means no pacing; `ceiling` <= `start` keeps the rate at `start`. Thread-safe."""
+
+    def __init__(self, start: float, ceiling: float, clock: Clock, *, step: float | None = None,
+                 floor: float = 1.0, epoch_seconds: float = 1.0, min_answers: int = 10,
+                 busy_fraction: float = 0.8, latency_factor: float = 2.0, latency_margin_seconds: float = 0.05):
+        self.start = float(start)
+        self.ceiling = max(float(ceiling), self.start)
+        self.floor = min(float(floor), self.start) if self.start > 0 else 0.0
+        self.step = float(step) if step is not None else max(1.0, self.start / 10)
+        self._clock = clock
+        self._epoch_seconds, self._min_answers = epoch_seconds, min_answers
+        self._busy, self._factor, self._margin = busy_fraction, latency_factor, latency_margin_seconds
+        self._lock = threading.Lock()
+        self.rate = self.start
+        self.peak = self.start
+        self.increases = self.decreases = 0
+        self.answers = self.throttled = self.errors = 0
+        self._best_latency: float | None = None
+        self._decreased_at = -math.inf
+        self._new_epoch(clock())
+
+    @property
+    def adaptive(self) -> bool:
+        return self.start > 0 and self.ceiling > self.start
+
+    def _new_epoch(self, now: float) -> None:
+        self._epoch_start, self._epoch_answers, self._epoch_latency, self._epoch_clean = now, 0, 0.0, True
+
+    def record(self, seconds: float, outcome: str) -> None:
+        """One try's answer: `outcome` "ok", "throttled" (429) or "error" (5xx, timeout, connection)."""
+        with self._lock:
+            now = self._clock()
+            self.answers += 1
+            self.throttled += outcome == "throttled"
+            self.errors += outcome == "error"
+            if not self.adaptive:
+                return
+            if outcome != "ok":
+                self._epoch_clean = False
+                if now - self._decreased_at >= self._epoch_seconds:
+                    self._decrease(now)
+                return
+            self._epoch_answers += 1
+            self._epoch_latency += max(0.0, seconds)
+            elapsed = now - self._epoch_start
+            if elapsed >= self._epoch_seconds and self._epoch_answers >= self._min_answers:
+                self._end_epoch(now, elapsed)
+
+    def _end_epoch(self, now: float, elapsed: float) -> None:
+        mean = self._epoch_latency / self._epoch_answers
+        best = self._best_latency
+        if best is not None and mean > best * self._factor + self._margin:
+            self._decrease(now)
+            return
+        self._best_latency = mean if best is None else min(best, mean)
+        if self._epoch_clean and self._epoch_answers >= self._busy * self.rate * elapsed:
+            self.rate = min(self.ceiling, self.rate + self.step)
+            self.peak = max(self.peak, self.rate)
+            self.increases += 1
+        self._new_epoch(now)
+
+    def _decrease(self, now: float) -> None:
+        self.rate = max(self.floor, self.rate / 2)
+        self.decreases += 1
+        self._decreased_at = now
+        self._new_epoch(now)
+
+    def usage(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": self.answers, "rate_limited": self.throttled, "failed": self.errors,
+                    "rate_start": self.start, "rate_now": round(self.rate, 3), "rate_max": round(self.peak, 3),
+                    "rate_ceiling": self.ceiling, "increases": self.increases, "decreases": self.decreases}
 
 
 class Attempts:
