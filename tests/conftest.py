@@ -26,6 +26,24 @@ STRIPPED_PREFIXES = ("RECONCILE_", "BRAZE_", "KETCH_")
 
 
 @pytest.fixture(autouse=True)
+def logging_levels_restored() -> Iterator[None]:
+    """A CLI invocation sets logger levels and handlers for its verbosity; no later test
+    inherits them (caplog must see what the code logs)."""
+    import logging
+
+    names = ("reconcile", "httpx", "httpcore", "aiohttp", "urllib3", "alembic", "uvicorn", "uvicorn.access")
+    before = {n: logging.getLogger(n).level for n in names}
+    root = logging.getLogger()
+    root_level, root_handlers = root.level, list(root.handlers)
+    yield
+    for name, level in before.items():
+        logging.getLogger(name).setLevel(level)
+    root.setLevel(root_level)
+    for handler in [h for h in root.handlers if h not in root_handlers]:
+        root.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's RECONCILE_*, BRAZE_* or KETCH_* variables."""
     for name in list(os.environ):
