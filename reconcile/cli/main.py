@@ -87,7 +87,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, 
     """
     from reconcile.observability.logs import configure_logging
 
-    configure_logging(verbose, log_format)
+    ctx.call_on_close(configure_logging(verbose, log_format))
     ctx.obj = {"config_path": config_path, "verbose": verbose, "quiet": quiet, "log_format": log_format}
 
 

@@ -25,7 +25,7 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 EMAIL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 ENCODED_EMAIL = re.compile(r"[A-Za-z0-9!#$&'*+/=?^_`{|}~.%-]+%40[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", re.IGNORECASE)
@@ -131,13 +131,16 @@ class _Handler(logging.StreamHandler):
         self._own = value
 
 
-def configure_logging(verbose: int = 0, fmt: str = "text", stream: TextIO | None = None) -> logging.Handler:
-    """Install the stderr handler with levels for `verbose` (0, 1, 2+); returns it."""
+def configure_logging(verbose: int = 0, fmt: str = "text", stream: TextIO | None = None) -> Callable[[], None]:
+    """Install the stderr handler with levels for `verbose` (0, 1, 2+). Returns a function
+    that removes it and puts every level back (a command run in-process leaves no trace)."""
     root = logging.getLogger()
     for h in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(h)
     handler = _Handler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    names = ("", "reconcile", *QUIET_LIBRARIES, *NEVER_DEBUG)
+    before = {name: logging.getLogger(name).level for name in names}
     root.addHandler(handler)
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root.setLevel(level)
@@ -147,4 +150,10 @@ def configure_logging(verbose: int = 0, fmt: str = "text", stream: TextIO | None
     for name in NEVER_DEBUG:
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING if verbose < 2 else logging.INFO)
-    return handler
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        for name, old in before.items():
+            logging.getLogger(name).setLevel(old)
+
+    return restore
