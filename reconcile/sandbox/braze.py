@@ -25,6 +25,7 @@ eight permissions of Braze's Ketch partner page), `deletion_delay_seconds`,
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import time
@@ -38,7 +39,7 @@ from reconcile.sandbox.braze_checks import (
     segment_zip, track_problem,
 )
 from reconcile.sandbox.braze_state import (
-    EMAIL_STATES, GROUP_STATES, BrazeState, Profile, Timestamp, iso_utc, norm, to_epoch,
+    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, to_epoch,
 )
 from reconcile.sandbox.core import SimRequest, SimResponse, Simulator
 
@@ -203,8 +204,8 @@ class BrazeSim(Simulator):
         with self.lock:
             created = None if created_at is None else to_epoch(created_at)
             profile = self.db.new_profile(external_id=external_id, created_at=created)
-            profile.email, profile.phone, profile.email_subscribe = email, phone, email_subscribe
-            self.db.identity_version += 1
+            profile.phone, profile.email_subscribe = phone, email_subscribe
+            self.db.place_email(profile, email)
             profile.user_aliases = [dict(a) for a in user_aliases or []]
             for group_id, state in (groups or {}).items():
                 self.db.groups.setdefault(group_id, {"channel": "email", "name": None})
@@ -443,10 +444,13 @@ class BrazeSim(Simulator):
                       email_wins: bool) -> SimResponse:
         """Events in [start_date 00:00 UTC, end of end_date], newest first by default."""
         query = ListQuery.parse(req)
-        rows = [dict(r) for r in table.values() if query.matches(r["email"], r[stamp], email_wins)]
-        rows.sort(key=lambda r: (r[stamp], norm(r["email"])), reverse=query.descending)
-        page = rows[query.offset:query.offset + query.limit]
-        return SimResponse(200, {"emails": page, "message": "success"})
+        if query.email is not None:  # the table is keyed by the normalised address: one row at most
+            row = table.get(norm(query.email))
+            rows = [row] if row is not None and query.matches(row["email"], row[stamp], email_wins) else []
+        else:
+            rows = _window_page(table if isinstance(table, AddressTable) else AddressTable(stamp, table), query)
+        page = rows[query.offset:query.offset + query.limit] if query.email is not None else rows
+        return SimResponse(200, {"emails": [dict(r) for r in page], "message": "success"})
 
     def _email_status(self, req: SimRequest) -> SimResponse:
         """Set global email state for addresses, on every profile holding them or, for an
@@ -499,6 +503,25 @@ class BrazeSim(Simulator):
         if export is None or export["ready_at"] > self.clock():
             return _xml(404, s3_error("NoSuchKey", "The specified key does not exist.", key, request_id))
         return SimResponse(200, export["content"], {"Content-Type": "application/zip"})
+
+
+def _window_page(table: AddressTable, query: ListQuery) -> list[dict[str, str]]:
+    """The page of rows in [query.start, query.end), by (time, address) in the query's
+    direction: bisected in the table's sorted view, or filtered when its times are unordered."""
+    stamp = table.stamp
+    rows, times = table.sorted_rows()
+    if times is None:
+        hits = [r for r in rows if query.matches(r["email"], r[stamp], False)]
+        if query.descending:
+            hits.reverse()
+        return hits[query.offset:query.offset + query.limit]
+    lo = 0 if query.start is None else bisect.bisect_left(times, query.start)
+    hi = bisect.bisect_left(times, query.end)
+    if not query.descending:
+        first = lo + query.offset
+        return rows[first:min(hi, first + query.limit)]
+    top = hi - query.offset
+    return rows[max(lo, top - query.limit):max(lo, top)][::-1]
 
 
 def _xml(status: int, body: bytes) -> SimResponse:

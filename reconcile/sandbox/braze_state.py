@@ -12,6 +12,7 @@ addresses are matched case-insensitively and stored as first given.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
@@ -82,6 +83,108 @@ class Profile:
         return any(a.get("alias_name") == name and a.get("alias_label") == label for a in self.user_aliases)
 
 
+class AddressTable(dict[str, dict[str, str]]):
+    """An address list (norm -> row) that keeps a sorted view of its rows for paging.
+
+    The view, rows ordered by (time stamp, address), is rebuilt on the first read after a
+    change; a page is then found by bisecting the times: O(log N + page) per request."""
+
+    def __init__(self, stamp: str, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.stamp = stamp
+        self._version = 0
+        self._view: tuple[int, list[dict[str, str]], list[float] | None] | None = None
+
+    def _changed(self) -> None:
+        self._version += 1
+
+    def __setitem__(self, key: str, value: dict[str, str]) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self._changed()
+        return super().setdefault(key, default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._changed()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, dict[str, str]]:
+        self._changed()
+        return super().popitem()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def sorted_rows(self) -> tuple[list[dict[str, str]], list[float] | None]:
+        """Rows by (stamp, address) ascending, and their epoch times when those ascend too
+        (None when some stamp is written so that text order is not time order)."""
+        if self._view is None or self._view[0] != self._version:
+            rows = sorted(self.values(), key=lambda r: (r[self.stamp], norm(r["email"])))
+            times = [to_epoch(r[self.stamp]) for r in rows]
+            ordered = all(a <= b for a, b in zip(times, times[1:]))
+            self._view = (self._version, rows, times if ordered else None)
+        return self._view[1], self._view[2]
+
+
+class _Index:
+    """Profiles by address and by external_id, in the profile table's order."""
+
+    def __init__(self, profiles: Iterable[Profile]):
+        self.emails: dict[str, list[Profile]] = {}
+        self.xids: dict[str, list[Profile]] = {}
+        self.rank: dict[str, int] = {}
+        self._added = 0
+        for p in profiles:
+            self.add(p)
+
+    def add(self, p: Profile) -> None:
+        """A profile appended to the table."""
+        self.rank[p.braze_id] = self._added
+        self._added += 1
+        if p.email is not None:
+            self.emails.setdefault(norm(p.email), []).append(p)
+        if p.external_id is not None:
+            self.xids.setdefault(p.external_id, []).append(p)
+
+    def remove(self, p: Profile) -> None:
+        self.rank.pop(p.braze_id, None)
+        for table, key in ((self.emails, None if p.email is None else norm(p.email)), (self.xids, p.external_id)):
+            if key is not None:
+                self._drop(table, key, p)
+
+    def move_email(self, p: Profile, old: str | None) -> None:
+        """`p` changed address from `old`: out of the old list, into the new one in table order."""
+        if old is not None:
+            self._drop(self.emails, norm(old), p)
+        if p.email is not None:
+            holders = self.emails.setdefault(norm(p.email), [])
+            ranks = [self.rank[h.braze_id] for h in holders]
+            holders.insert(bisect.bisect(ranks, self.rank[p.braze_id]), p)
+
+    @staticmethod
+    def _drop(table: dict[str, list[Profile]], key: str, p: Profile) -> None:
+        holders = table.get(key)
+        if holders is None:
+            return
+        remaining = [h for h in holders if h is not p]
+        if remaining:
+            table[key] = remaining
+        else:
+            del table[key]
+
+
 class BrazeState:
     """The workspace's data and the rules that change it."""
 
@@ -89,8 +192,8 @@ class BrazeState:
         self.clock = clock
         self.profiles: dict[str, Profile] = {}
         self.groups: dict[str, dict[str, str | None]] = {}
-        self.unsubscribes: dict[str, dict[str, str]] = {}  # norm -> {email, unsubscribed_at}
-        self.hard_bounces: dict[str, dict[str, str]] = {}  # norm -> {email, hard_bounced_at}
+        self.unsubscribes = AddressTable("unsubscribed_at")  # norm -> {email, unsubscribed_at}
+        self.hard_bounces = AddressTable("hard_bounced_at")  # norm -> {email, hard_bounced_at}
         self.blocklist: dict[str, str] = {}  # norm -> email
         self.address_states: dict[str, dict[str, str]] = {}  # norm -> {email, state}, no profile yet
         self.pending_deletions: list[dict[str, Any]] = []  # {braze_id, due_at}
@@ -100,26 +203,28 @@ class BrazeState:
         self.identity_version = 0  # bumped whenever an email or external_id changes
 
     # -- lookups ------------------------------------------------------------------------
-    def _indexes(self) -> tuple[dict[str, list[Profile]], dict[str, Profile]]:
-        """Email and external_id indexes, rebuilt when any profile changed (every change
-        bumps `identity_version` or the profile table), so lookups stay O(1) for large workspaces."""
-        stamp = (self.identity_version, len(self.profiles), self.next_id)
-        if getattr(self, "_index_stamp", None) != stamp:
-            emails: dict[str, list[Profile]] = {}
-            xids: dict[str, Profile] = {}
-            for p in self.profiles.values():
-                if p.email is not None:
-                    emails.setdefault(norm(p.email), []).append(p)
-                if p.external_id is not None:
-                    xids.setdefault(p.external_id, p)
-            self._index_cache, self._index_stamp = (emails, xids), stamp
+    def _stamp(self) -> tuple[int, int, int]:
+        return (self.identity_version, len(self.profiles), self.next_id)
+
+    def _indexes(self) -> _Index:
+        """Email and external_id indexes. Creating, deleting and re-addressing a profile
+        update them in place; any other change (it bumps `identity_version` or the profile
+        table) rebuilds them on the next lookup, so lookups stay O(1) for large workspaces."""
+        if getattr(self, "_index_stamp", None) != self._stamp():
+            self._index_cache, self._index_stamp = _Index(self.profiles.values()), self._stamp()
         return self._index_cache
 
+    def _current_index(self) -> _Index | None:
+        """The index when it is up to date with everything but the change being made."""
+        index = getattr(self, "_index_cache", None)
+        return index if index is not None and getattr(self, "_index_stamp", None) == self._stamp() else None
+
     def by_email(self, email: str) -> list[Profile]:
-        return list(self._indexes()[0].get(norm(email), []))
+        return list(self._indexes().emails.get(norm(email), []))
 
     def by_external_id(self, xid: str) -> Profile | None:
-        return self._indexes()[1].get(xid)
+        holders = self._indexes().xids.get(xid)
+        return holders[0] if holders else None
 
     def by_phone(self, phone: str) -> list[Profile]:
         return [p for p in self.profiles.values() if p.phone is not None and p.phone == phone]
@@ -151,9 +256,13 @@ class BrazeState:
     def new_profile(self, *, external_id: str | None = None, created_at: float | None = None) -> Profile:
         now = self.clock()
         braze_id = f"{self.id_prefix}{self.next_id:016x}"
+        index = self._current_index() if braze_id not in self.profiles else None
         self.next_id += 1
         profile = Profile(braze_id, external_id=external_id, created_at=now if created_at is None else created_at)
         self.profiles[braze_id] = profile
+        if index is not None:
+            index.add(profile)
+            self._index_stamp = self._stamp()
         self.touch(profile, created_at)
         return profile
 
@@ -163,8 +272,21 @@ class BrazeState:
         profile.update_seq = self.seq
 
     def attach_email(self, profile: Profile, email: str | None) -> None:
+        index, old = self._current_index(), profile.email
         self._attach_email(profile, email)
-        self.identity_version += 1  # the email index is stale now
+        self.identity_version += 1
+        if index is not None and profile.braze_id in index.rank:
+            index.move_email(profile, old)
+            self._index_stamp = self._stamp()
+
+    def place_email(self, profile: Profile, email: str | None) -> None:
+        """Set a profile's address as it already is in the workspace (no state rules)."""
+        index, old = self._current_index(), profile.email
+        profile.email = email
+        self.identity_version += 1
+        if index is not None and profile.braze_id in index.rank:
+            index.move_email(profile, old)
+            self._index_stamp = self._stamp()
 
     def _attach_email(self, profile: Profile, email: str | None) -> None:
         """Set a profile's address. A new address takes the state already known for it in
@@ -308,12 +430,22 @@ class BrazeState:
 
     def apply_deletions(self) -> None:
         """Remove queued profiles whose deletion is due."""
+        if not self.pending_deletions:
+            return
         now = self.clock()
         due = [d for d in self.pending_deletions if d["due_at"] <= now]
+        if not due:
+            return
+        index = self._current_index()
         for item in due:
-            self.profiles.pop(item["braze_id"], None)
+            profile = self.profiles.pop(item["braze_id"], None)
             self.identity_version += 1
-            self.pending_deletions.remove(item)
+            if index is not None and profile is not None:
+                index.remove(profile)
+        done = {id(d) for d in due}
+        self.pending_deletions = [d for d in self.pending_deletions if id(d) not in done]
+        if index is not None:
+            self._index_stamp = self._stamp()
 
     # -- persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -333,8 +465,8 @@ class BrazeState:
         self.profiles = {p["braze_id"]: Profile(**p) for p in data.get("profiles", [])}
         self.identity_version += 1
         self.groups = {k: dict(v) for k, v in data.get("groups", {}).items()}
-        self.unsubscribes = {k: dict(v) for k, v in data.get("unsubscribes", {}).items()}
-        self.hard_bounces = {k: dict(v) for k, v in data.get("hard_bounces", {}).items()}
+        self.unsubscribes = AddressTable("unsubscribed_at", {k: dict(v) for k, v in data.get("unsubscribes", {}).items()})
+        self.hard_bounces = AddressTable("hard_bounced_at", {k: dict(v) for k, v in data.get("hard_bounces", {}).items()})
         self.blocklist = dict(data.get("blocklist", {}))
         self.address_states = {k: dict(v) for k, v in data.get("address_states", {}).items()}
         self.pending_deletions = [dict(d) for d in data.get("pending_deletions", [])]
