@@ -287,6 +287,7 @@ def _universe(data: Any, base: Path, problems: list[ConfigProblem], sandbox_seed
         deletions_csv=r.path("deletions_csv", base),
         deletions_sql=_sql(r.get("deletions_sql", dict, None, "{...}"), "universe.deletions_sql", problems),
         slices=r.number("slices", 1, lo=1, hi=10000, integer=True),
+        chunk_size=r.number("chunk_size", 200_000, lo=1, integer=True),
         **_deletion_shape(r, d),
     )
     for name in ("csv", "parquet", "deletions_csv"):

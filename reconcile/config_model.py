@@ -113,6 +113,7 @@ class UniverseConfig:
     deletions_csv: Path | None = None
     deletions_sql: SqlSource | None = None
     slices: int = 1
+    chunk_size: int = 200_000
     deletions_format: str = "auto"  # "auto", "identity" (identity, requested_at) or "ketch_dsr"
     deletions_right_column: str = "canonical_right_code"
     deletions_rights: tuple[str, ...] = ("delete",)

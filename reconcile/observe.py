@@ -46,11 +46,22 @@ class StoreCache:
 
 @dataclass
 class Observation:
+    """A run's observation. With a chunked read `observed` keeps every subject of the
+    universe but the state frames only of subjects with drift; `sizes` has the totals."""
+
     observed: Observed
     exceptions: pd.DataFrame
     lists: ex.BrazeLists
     extracted_at: datetime
     caps: Capabilities = field(default_factory=Capabilities)
+    sizes: tuple[int, int, int] | None = None  # universe, Ketch records, Braze subjects with a profile
+
+    @property
+    def totals(self) -> tuple[int, int, int]:
+        if self.sizes is not None:
+            return self.sizes
+        o = self.observed
+        return len(o.universe), int(o.ketch["has_record"].sum()), int(o.braze["exists"].sum())
 
 
 def since_watermark(rt: Runtime) -> datetime | None:
@@ -128,8 +139,21 @@ def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, l
     return found, exc, with_id.drop_duplicates("external_id")
 
 
-def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:
-    """Build the universe and extract both sides; `subjects` restricts to those keys."""
+@dataclass
+class UniverseRead:
+    """What a run knows before it reads anyone's state: the universe, its exceptions, the
+    address lists, and the read context (capabilities, cache, profiles already read)."""
+
+    universe: pd.DataFrame
+    exceptions: pd.DataFrame
+    lists: ex.BrazeLists
+    read: ex.BrazeRead
+    prefetched: ex.Prefetched | None
+
+
+def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> UniverseRead:
+    """Build the universe (every configured source, Braze's lists, open drift, tombstones);
+    `subjects` restricts it to those keys."""
     cfg = rt.cfg
     caps = Capabilities() if mode == "full" else Capabilities.remembered(_last_capabilities(rt))
     cache = StoreCache(rt.store, rt.clock, run_id)
@@ -163,14 +187,34 @@ def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = Non
         universe = pick_slice(universe, cfg.universe.slices, int(rt.store.get_watermark(SLICE_COUNTER) or 0))
     if subjects is not None:
         universe = universe[isin(universe["subject_key"], subjects)].reset_index(drop=True)
-    ketch, topics, failed = ex.extract_ketch(rt.ketch, universe, cfg, rt.progress)
-    if len(failed):  # unknown is not "no record": leave them out of this run, report them
+    return UniverseRead(universe, exceptions, lists, read, prefetched)
+
+
+def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple[Observed, pd.DataFrame]:
+    """Both sides' state for (part of) the universe: (observed, failed Ketch lookups). A
+    lookup that failed is not "no record": those subjects are left out and reported."""
+    ketch, topics, failed = ex.extract_ketch(rt.ketch, universe, rt.cfg, rt.progress)
+    if len(failed):
         log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
         universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)
-        exceptions = pd.concat([exceptions, failed.assign(source="ketch")], ignore_index=True)
-    braze, groups, profiles = ex.extract_braze(read, universe, lists, prefetched)
-    observed = Observed(universe, ketch, topics, braze, groups, profiles)
-    return Observation(observed, exceptions, lists, rt.clock(), caps)
+    braze, groups, profiles = ex.extract_braze(base.read, universe, base.lists, base.prefetched)
+    return Observed(universe, ketch, topics, braze, groups, profiles), failed.assign(source="ketch")
+
+
+def chunks(universe: pd.DataFrame, size: int) -> list[pd.DataFrame]:
+    """The universe in parts of at most `size` subjects (stable: by subject key order)."""
+    if len(universe) <= size:
+        return [universe]
+    ordered = universe.sort_values("subject_key", kind="stable").reset_index(drop=True)
+    return [ordered.iloc[i:i + size].reset_index(drop=True) for i in range(0, len(ordered), size)]
+
+
+def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:
+    """Build the universe and extract both sides in one piece (saved-plan re-checks, tests)."""
+    base = read_universe(rt, mode, run_id, subjects)
+    observed, failed = read_state(rt, base, base.universe)
+    exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
+    return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
 
 
 def reobserve(rt: Runtime, obs: Observation, subjects: set[str], *, ketch_too: bool, run_id: str) -> Observed:

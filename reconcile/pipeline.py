@@ -19,6 +19,7 @@ from reconcile.crashpoints import crash_point, crash_wrapped
 from reconcile.engine.apply import ApplyOutcome, Executor, apply_actions
 from reconcile.engine.classes import DRIFT_CLASSES
 from reconcile.engine.diff import Rules, diff
+from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, check_guards, refused
 from reconcile.engine.plan import build_plan, drift_keys, fingerprint, plan_document, plan_from_document
 from reconcile.errors import DataError, ExitCode, GuardRefused, StalePlan
@@ -26,7 +27,9 @@ from reconcile.ledger.erasures import settle_erasures
 from reconcile.models.plan import ActionKind, ActionStatus, DriftKey, Plan, PlanStatus
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.observability.events import counting, run_started, stage
-from reconcile.observe import SLICE_COUNTER, WATERMARK, Observation, observe, reobserve
+from reconcile.observe import (
+    SLICE_COUNTER, WATERMARK, Observation, chunks, observe, read_state, read_universe, reobserve,
+)
 from reconcile.recorder import RunRecorder, recording
 from reconcile.runtime import Runtime
 
@@ -134,24 +137,58 @@ def _previous(rt: Runtime, run_id: str, mode: str) -> tuple[dict[str, Any] | Non
 
 
 def _stats(obs: Observation, plan: Plan, workspace: tuple[int, int]) -> PlanStats:
-    o = obs.observed
-    return PlanStats(universe=len(o.universe), ketch_records=int(o.ketch["has_record"].sum()),
-                     braze_profiles=int(o.braze["exists"].sum()), deletions=len(plan.deletion_subjects),
+    universe, ketch_records, braze_profiles = obs.totals
+    return PlanStats(universe=universe, ketch_records=ketch_records,
+                     braze_profiles=braze_profiles, deletions=len(plan.deletion_subjects),
                      unsubscribes=len(plan.unsubscribe_subjects), subscribes=len(plan.subscribe_subjects),
                      workspace_profiles=workspace[0], workspace_universe=workspace[1])
+
+
+def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects: set[str] | None = None,
+                     ) -> tuple[Observation, pd.DataFrame, str]:
+    """(observation, drift, fingerprint). A universe larger than `universe.chunk_size` is read
+    and diffed a part at a time, keeping only the state of subjects with drift, so memory
+    follows the part, not the workspace."""
+    stage(rt.progress, "extract")
+    base = read_universe(rt, mode, run_id, subjects)
+    parts = chunks(base.universe, rt.cfg.universe.chunk_size)
+    drifts, kept, failures, prints = [], [], [base.exceptions], []
+    sizes = [0, 0, 0]
+    for n, part in enumerate(parts, 1):
+        if n > 1:
+            stage(rt.progress, "extract", part=n, parts=len(parts))
+        observed, failed = read_state(rt, base, part)
+        stage(rt.progress, "diff", subjects=len(observed.universe))
+        drift = diff(observed, rules)
+        o = observed
+        prints.append(fingerprint(o.universe, o.ketch, o.ketch_topics, o.braze, o.braze_groups, o.braze_profiles))
+        sizes = [sizes[0] + len(o.universe), sizes[1] + int(o.ketch["has_record"].sum()),
+                 sizes[2] + int(o.braze["exists"].sum())]
+        kept.append(observed if len(parts) == 1 else observed.subset(set(drift["subject_key"])))
+        drifts.append(drift)
+        failures.append(failed)
+    found = [f for f in failures if len(f)]
+    exceptions = pd.concat(found, ignore_index=True) if found else base.exceptions
+    if len(parts) == 1:
+        obs = Observation(kept[0], exceptions, base.lists, rt.clock(), base.read.caps)
+        return obs, drifts[0], fingerprint(rt.cfg.hash(), *prints)
+    failed_ids = set(exceptions.loc[exceptions["source"] == "ketch", "identity"]) if len(exceptions) else set()
+    universe = base.universe[~isin(base.universe["identity"], failed_ids)].reset_index(drop=True)
+    state = (conform(pd.concat([getattr(k, name) for k in kept], ignore_index=True), name)
+             for name in ("ketch", "ketch_topics", "braze", "braze_groups", "braze_profiles"))
+    drift = pd.concat(drifts, ignore_index=True).sort_values(["subject_key", "drift_class", "field"], kind="stable")
+    obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps,
+                      (sizes[0], sizes[1], sizes[2]))
+    return obs, drift.reset_index(drop=True), fingerprint(rt.cfg.hash(), *prints)
 
 
 def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | None = None) -> Planned:
     """Observe, diff, plan and judge the guards; saves the plan (not journaled yet)."""
     cfg, run_id = rt.cfg, rec.run_id
-    stage(rt.progress, "extract")
-    obs = observe(rt, mode, run_id, subjects)
-    o = obs.observed
     rules = Rules.from_config(cfg)
-    stage(rt.progress, "diff", subjects=len(o.universe))
-    drift = diff(o, rules)
+    obs, drift, fp = observe_and_diff(rt, mode, run_id, rules, subjects)
+    o = obs.observed
     stage(rt.progress, "plan", drift=len(drift))
-    fp = fingerprint(cfg.hash(), o.universe, o.ketch, o.ketch_topics, o.braze, o.braze_groups, o.braze_profiles)
     emails = o.universe.set_index("subject_key")["email"].fillna(o.braze.set_index("subject_key")["email"])
     plan = build_plan(drift, emails, o.braze_profiles, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
                       track_batch_size=cfg.braze.track_batch_size)
@@ -164,9 +201,10 @@ def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | Non
     previous, workspace = _previous(rt, run_id, mode)
     tripped = check_guards(_stats(obs, plan, workspace), previous, cfg.guards)
     planned = Planned(run_id, obs, drift, plan, drift_ids, tripped)
-    rec.planned(universe_count=len(o.universe), ketch_count=len(o.universe),
-                ketch_records=int(o.ketch["has_record"].sum()), ketch_extracted_at=obs.extracted_at,
-                braze_count=int(o.braze["exists"].sum()), braze_extracted_at=obs.extracted_at,
+    universe_count, ketch_records, braze_count = obs.totals
+    rec.planned(universe_count=universe_count, ketch_count=universe_count,
+                ketch_records=ketch_records, ketch_extracted_at=obs.extracted_at,
+                braze_count=braze_count, braze_extracted_at=obs.extracted_at,
                 drift_counts=planned.counts, exceptions_count=len(obs.exceptions), plan_id=plan.plan_id,
                 plan_fingerprint=fp, actions_planned=len(plan.actions),
                 guard_result=[t.to_json() for t in tripped], capabilities=obs.caps.as_record())

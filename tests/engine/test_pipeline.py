@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconcile.errors import ExitCode
+from reconcile.engine.plan import drift_keys
 from reconcile.models.plan import ActionKind
 from reconcile.pipeline import plan_only, run_job
 
@@ -321,3 +322,23 @@ def test_a_wrong_ketch_organization_fails_the_run_before_any_write(world):
         with pytest.raises(NotFound):
             run_job(rt)
     assert w.writes() == []
+
+
+def test_a_universe_read_in_parts_finds_and_fixes_the_same_drift_as_in_one_piece(world):
+    w = world
+    cfg_whole = w.config(guards={"max_unsubscribe_fraction": 1.0})
+    truth = w.seed(cfg_whole, subjects=160, drift=0.2)
+    with w.runtime(cfg_whole) as rt:
+        whole = plan_only(rt)[1]  # plans only: Braze is unchanged for the chunked run
+    cfg_parts = w.config(universe={"chunk_size": 25}, guards={"max_unsubscribe_fraction": 1.0})
+    with w.runtime(cfg_parts) as rt:
+        parts = plan_only(rt)[1]
+        done = run_job(rt)
+    assert parts.obs.sizes is not None and parts.obs.sizes[0] == len(whole.obs.observed.universe)
+    assert sorted(drift_keys(parts.drift)) == sorted(drift_keys(whole.drift))
+    assert [a.content_hash() for a in parts.plan.actions] == [a.content_hash() for a in whole.plan.actions]
+    assert done.exit_code == ExitCode.OK and done.unverified == 0 and done.verified > 0
+    assert len(truth.injected["missed_deletion"]) and all(
+        w.braze.profiles_by_email(e) == [] for e in truth.injected["missed_deletion"])
+    with w.runtime(cfg_parts) as rt:
+        assert run_job(rt).actions_planned == 0
