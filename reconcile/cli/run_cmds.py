@@ -50,10 +50,13 @@ def _finish(ctx: click.Context, rt, result, fmt: str = "text") -> None:
 @mode_option
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True),
               help="Also write the plan as JSON to this file; `-` writes it to stdout (the summary goes to stderr).")
+@click.option("--masked", is_flag=True,
+              help="With --out: write a view of the plan with every identity masked (for review or tickets); "
+                   "it cannot be applied. Apply by plan id, or from an unmasked --out file.")
 @format_option
 @metrics_option
 @click.pass_context
-def plan_cmd(ctx: click.Context, mode: str, out: str | None, fmt: str, metrics_file: str | None) -> None:
+def plan_cmd(ctx: click.Context, mode: str, out: str | None, masked: bool, fmt: str, metrics_file: str | None) -> None:
     """Extract both sides, diff, and store the plan; writes nothing to Braze.
 
     Prints what would change, Terraform style: per drift class and endpoint, the drift
@@ -75,6 +78,9 @@ def plan_cmd(ctx: click.Context, mode: str, out: str | None, fmt: str, metrics_f
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt:
         result, planned = plan_only(rt, mode)
         body = rt.store.get_plan(planned.plan.plan_id)["body"]
+        if masked:
+            from reconcile.plan_view import masked_plan
+            body = masked_plan(body, mask_key(cfg))
         if out == "-":
             click.echo(json.dumps(body, indent=2, default=str))
         elif out_path:
