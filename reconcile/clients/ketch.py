@@ -98,7 +98,10 @@ class _LoopState:
             return
         if self.limiter is None or rps != self._rps:
             burst = max(1.0, rps / 10.0)
+            moved = self.limiter is not None
             self.limiter, self._rps = AsyncLimiter(burst, burst / rps), rps
+            if moved:  # a new rate continues the old one's pace: no fresh burst
+                await self.limiter.acquire(burst)
         await self.limiter.acquire()
 
     async def aclose(self) -> None:
@@ -112,9 +115,10 @@ class KetchClient:
 
     def __init__(self, cfg: KetchConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
-                 http_backend: str = "auto", rng: random.Random | None = None):
+                 http_backend: str = "auto", rng: random.Random | None = None, pace: AdaptiveRate | None = None):
         """`http_backend`: "auto" (aiohttp unless a transport is injected, then httpx),
-        "aiohttp" (refused with an injected transport; "native" is its old name) or "httpx"."""
+        "aiohttp" (refused with an injected transport; "native" is its old name) or "httpx".
+        `pace`: the adaptive rate to use instead of one built from the config."""
         if http_backend not in _BACKENDS:
             raise ValueError(f"http_backend must be one of auto, aiohttp, httpx, got {http_backend!r}")
         if http_backend in ("aiohttp", "native") and transport is not None:
@@ -129,8 +133,8 @@ class KetchClient:
         self._base = normalize_base_url(cfg.base_url)
         self._org_path = quote(cfg.organization, safe="")
         self._concurrency = max(1, int(cfg.concurrency))
-        self._rate = AdaptiveRate(float(cfg.requests_per_second or 0.0),
-                                  float(getattr(cfg, "max_requests_per_second", 0.0) or 0.0), clock)
+        self._rate = pace or AdaptiveRate(float(cfg.requests_per_second or 0.0),
+                                          float(cfg.max_requests_per_second or 0.0), clock)
         self._max_body = int(cfg.max_body_bytes)
         cap = float(cfg.max_retry_after_seconds)
         self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_base_seconds=_BACKOFF_BASE,
