@@ -177,11 +177,11 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         request = self._http.build_request(method, path, json=body, params=params)
         label = RequestLabel("braze", method, self._label_url(path, params))
         response = self._pacer.send(klass, lambda: self._send(request), label, path)
-        if seen is not None:
-            seen(response)
         decoded = _decode(response)
         message = br.mask_emails(self._scrub(br.body_message(decoded, response.text)))
         if 200 <= response.status_code < 300:
+            if seen is not None:
+                seen(response)
             return br.Answer(response.status_code, decoded, message, label.url)
         raise self._error(response.status_code, decoded, message, label)
 
