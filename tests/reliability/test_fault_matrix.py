@@ -86,7 +86,7 @@ def _ketch_too(w: World, rate: float) -> None:
 FAULTS: dict[str, tuple[Callable[[World], int], dict | None]] = {
     # name: (inject into the first run -> how many write answers it may spoil, reset proxy settings)
     "5% 5xx": (lambda w: (setattr(w.braze.faults, "error_rate", 0.05), _ketch_too(w, 0.05), 0)[-1], None),
-    "429 storm": (lambda w: (w.braze.faults.fail_next(WRITES, 429, times=12), 0)[-1], None),
+    "429 storm": (lambda w: (w.braze.faults.fail_next(WRITES, 429, times=4), 0)[-1], None),
     "hang past the timeout": (lambda w: (w.braze.faults.fail_next(WRITES, 599, times=2),
                                          w.braze.faults.fail_next(READS, 599, times=1), 0)[-1], None),
     "connection reset after handling": (lambda w: 3, {"path_regex": WRITES[1:-1], "resets": 3}),
