@@ -19,6 +19,11 @@
     ledger_requests  Ketch DeleteRequests: identity, regulation, due time, status and reason
     ledger_request_history  every status change of a request
     ledger_callbacks DeleteStatusEvents to send to a request's callbacks, with retry state
+    sweeps           sliced sweeps of a job shared by several workers: slices, open or done
+    sweep_slices     one row per slice of a sweep: pending, claimed (by, since, lease end), done or
+                     failed, with the run that reconciled it
+    rate_budget_windows  Braze requests taken per workspace, rate class and clock window, shared
+                     by every worker on the database
 
 Migrations live in `migrations/versions/`; a test checks they produce exactly this schema.
 """
@@ -343,6 +348,48 @@ ledger_callbacks = Table(
     CheckConstraint(_in("status", LEDGER_CALLBACK_STATUSES), name="status"),
     Index(None, "request_uid", "position", unique=True),
     Index(None, "status"),
+)
+
+SWEEP_STATUSES = ("open", "done")
+SLICE_STATUSES = ("pending", "claimed", "done", "failed")
+
+sweeps = Table(
+    "sweeps",
+    metadata,
+    Column("sweep_id", String, primary_key=True),
+    Column("job", String, nullable=False),
+    Column("slices", Integer, nullable=False),
+    Column("status", String, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    CheckConstraint(_in("status", SWEEP_STATUSES), name="status"),
+    Index(None, "job"),
+)
+
+sweep_slices = Table(
+    "sweep_slices",
+    metadata,
+    Column("sweep_id", String, ForeignKey("sweeps.sweep_id"), primary_key=True),
+    Column("slice", Integer, primary_key=True, autoincrement=False),
+    Column("status", String, nullable=False),
+    Column("claimed_by", String),
+    Column("claimed_at", UTCDateTime),
+    Column("lease_until", UTCDateTime),
+    Column("attempts", Integer, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("run_id", String),
+    Column("exit_code", Integer),
+    Column("error", Text),
+    CheckConstraint(_in("status", SLICE_STATUSES), name="status"),
+)
+
+rate_budget_windows = Table(
+    "rate_budget_windows",
+    metadata,
+    Column("workspace", String, primary_key=True),
+    Column("rate_class", String, primary_key=True),
+    Column("window_start_ms", BigInteger, primary_key=True, autoincrement=False),
+    Column("used", Integer, nullable=False),
 )
 
 RUN_FIELDS = frozenset(c.name for c in runs.columns) - {"run_id", "mode", "config_hash", "started_at"}

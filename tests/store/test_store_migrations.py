@@ -35,6 +35,9 @@ TABLES = {
     "ledger_requests",
     "ledger_request_history",
     "ledger_callbacks",
+    "sweeps",
+    "sweep_slices",
+    "rate_budget_windows",
 }
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 INI = Path(migrate.__file__).with_name("alembic.ini")
