@@ -63,9 +63,24 @@ def recorder(rt: Runtime, mode: str, run_id: str | None = None, job: str | None 
     return RunRecorder(rt.store, rt.clock, run_id or new_run_id(rt), mode, rt.cfg.hash(), job=job)
 
 
+def _record_usage(rt: Runtime, run_id: str) -> None:
+    """Merge the API clients' use (Braze per rate class and endpoint, 429s, waits; the Ketch
+    pace reached) into the run's summary as `api_usage`, keeping what else it holds."""
+    from reconcile.reports.build import note_run
+
+    clients = (("braze", getattr(rt, "braze", None)), ("ketch", getattr(rt, "ketch", None)))
+    usage = {name: client.usage() for name, client in clients if callable(getattr(client, "usage", None))}
+    if usage:
+        note_run(rt.store, run_id, api_usage=usage)
+
+
 def _report(rt: Runtime, run_id: str) -> str | None:
     from reconcile.report import write_report
 
+    try:
+        _record_usage(rt, run_id)
+    except Exception:  # noqa: BLE001 - recording the use must not hide the run's own outcome
+        log.exception("could not record the API use of run %s", run_id)
     stage(rt.progress, "report")
     crash_point("report")
     try:
