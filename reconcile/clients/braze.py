@@ -1,7 +1,11 @@
 """The Braze REST API client: batching at documented limits, pacing, error mapping.
 
 Every request goes through one `Pacer` (see `pacing.py`): per-endpoint-class rate
-budgets, `X-RateLimit-*` headers, 429 waits and backoff on 5xx/timeouts. Callers pass
+budgets, `X-RateLimit-*` headers, 429 waits and backoff on 5xx/timeouts; the shared
+class is capped at `budget_share` of its limit, and `usage()` reports the use per class.
+Reads split into several requests (status/get, user/status, export chunks, addresses)
+keep up to `read_concurrency` of them in flight on the client's threads, results in
+order. `/users/export/ids` is paced per `export_fast_mode` (see `_export`). Callers pass
 any number of identifiers; the client chunks them at Braze's limits (50 ids, 75 track
 objects, 500 rows per email page). Errors map as:
 
@@ -54,9 +58,8 @@ from reconcile.clients.braze_results import BatchRefused, ExportResult, LimitExc
 from reconcile.clients.braze_segment import SegmentExports
 from reconcile.clients.braze_writes import IntentWrites
 from reconcile.clients.pacing import Clock, Pacer, RequestLabel, RetryPolicy, Sleep
-from reconcile.config import RateLimit
 from reconcile.clients.resilience import Answered, send_bounded
-from reconcile.config import BrazeConfig, has_control_chars
+from reconcile.config import BrazeConfig, RateLimit, has_control_chars
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied, UnconfirmedWrite
 from reconcile.redact import redact_text, sanitize_url
 

@@ -12,6 +12,16 @@ send goes through `resilience.send_with_retries` with the budget as its `RateGat
   overshoot the remaining allowance.
 * **429.** The budget is blocked until `Retry-After` (clamped, see `RetryPolicy`) if
   sent, else until `X-RateLimit-Reset`, else for a jittered backoff.
+* **Shares.** Classes given a share (`braze.budget_share` for the shared class) send at
+  most that share of the limit per window: of `X-RateLimit-Limit` once an answer's
+  `X-RateLimit-Reset` shows the server counts the same clock window, else of the
+  configured limit. A send reserved close to its window's end is charged to the next
+  window too, since the server may count it there.
+* **Use.** `Pacer.usage()` reports per class the answers per endpoint, the 429s and the
+  wall seconds a send was held back (by the class's own cap, or by the server).
+* **Shared backend.** With a `BudgetBackend` (see `reconcile.clients.shared_budget`) a
+  send is also taken from a window several processes count together (in the state
+  database), within the same cap; the in-process count stays as it is.
 * **Failed tries, waits, what is retried:** `reconcile.clients.resilience` (one policy
   for both API clients).
 
@@ -27,7 +37,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,7 +46,7 @@ from reconcile.clients.resilience import (Attempts, RequestLabel, RetryPolicy, h
                                           send_with_retries)
 from reconcile.config import RateLimit
 
-__all__ = ["Clock", "Pacer", "RateBudget", "RateInfo", "RequestLabel", "RetryPolicy", "Sleep",
+__all__ = ["BudgetBackend", "Clock", "Pacer", "RateBudget", "RateInfo", "RequestLabel", "RetryPolicy", "Sleep",
            "parse_rate_headers", "reset_epoch", "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
@@ -87,6 +97,16 @@ def reset_epoch(reset: float | None, now: float) -> float | None:
     return reset
 
 
+class BudgetBackend(Protocol):
+    """Where the sends of a class's clock windows are counted beyond this process."""
+
+    def take(self, rate_class: str, window_start: float, per_seconds: float, limit: int,
+             carry_to_next: bool) -> bool:
+        """Take one send from the window starting at `window_start` if it holds fewer than
+        `limit`; with `carry_to_next`, also charge the following window. False: no room."""
+        ...
+
+
 class RateBudget:
     """The send allowance of one endpoint class; thread-safe.
 
@@ -97,13 +117,14 @@ class RateBudget:
     thousandth of the window, at most a quarter) is charged to both windows."""
 
     def __init__(self, name: str, limit: RateLimit | None, clock: Clock, *, share: float = 1.0,
-                 follow_header_limit: bool = False):
+                 follow_header_limit: bool = False, backend: BudgetBackend | None = None):
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], got {share}")
         self.name = name
         self.limit = limit
         self.share = share
         self.follow_header_limit = follow_header_limit
+        self.backend = backend
         self._clock = clock
         self._lock = threading.Lock()
         self._window_start = -math.inf
@@ -137,8 +158,20 @@ class RateBudget:
             if wait > 0:
                 self._note_wait(now, wait, reason)
                 return wait
+            backend, limit = self.backend, self.window_limit
+            if backend is None or limit is None:
+                self._take(now)
+                return 0.0
+            start, per = self._window(now), self._per_seconds()
+            carry = start + per - now < self._guard()
+        if not backend.take(self.name, start, per, limit, carry):
+            with self._lock:
+                wait = max(start + per - now, per / 1000)
+                self._note_wait(now, wait, "window")
+            return wait
+        with self._lock:
             self._take(now)
-            return 0.0
+        return 0.0
 
     def _wait_at(self, now: float) -> tuple[float, str]:
         wait, reason = max(0.0, self._blocked_until - now), "server"
@@ -271,11 +304,20 @@ class Pacer:
         self._shares = dict(shares or {})
         self._budgets = {name: self._new_budget(name, limit) for name, limit in limits.items()}
 
+    backend: BudgetBackend | None = None  # shared window counts for every class (set_backend)
+
     def _new_budget(self, name: str, limit: RateLimit | None) -> RateBudget:
         share = self._shares.get(name)
         if share is None:
-            return RateBudget(name, limit, self._clock)
-        return RateBudget(name, limit, self._clock, share=share, follow_header_limit=True)
+            return RateBudget(name, limit, self._clock, backend=self.backend)
+        return RateBudget(name, limit, self._clock, share=share, follow_header_limit=True, backend=self.backend)
+
+    def set_backend(self, backend: BudgetBackend | None) -> None:
+        """Count every class's windows in `backend` too (None: in this process only)."""
+        with self._lock:
+            self.backend = backend
+            for budget in self._budgets.values():
+                budget.backend = backend
 
     def budget(self, name: str) -> RateBudget:
         with self._lock:
