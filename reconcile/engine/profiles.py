@@ -12,7 +12,8 @@ address it checks and reads each one's `email_subscribe`. Reads, cheapest first:
 3. with the `subscription.groups.get` permission, `subscription/user/status` by email (50
    addresses a request) names each profile sharing an address with its external_id; those
    are then read by external_id;
-4. what is left: `users/export/ids` by `email_address`, one address a request.
+4. what is left: `users/export/ids` by `email_address`, one address a request (a few in
+   flight, `braze.read_concurrency`).
 
 An address whose cached profiles moved away (email changed, profile deleted) is read
 again the authoritative way (1, 3 or 4). Enumerations (1, 3, 4) refresh the cache.
@@ -178,10 +179,7 @@ class ProfileReader:
 
     # -- 4. one address a request ---------------------------------------------------------
     def _one_by_one(self, todo: pd.DataFrame) -> pd.DataFrame:
-        users: list[dict[str, Any]] = []
-        for email in todo["email"].astype(str):
-            users += self.braze.export_email(email, PROFILE_FIELDS)
-        frame = _users_frame(users)
+        frame = _users_frame(self.braze.export_emails(todo["email"].astype(str).tolist(), PROFILE_FIELDS))
         frame = frame[frame["braze_id"].notna()]
         self.cache.replace(set(todo["subject_key"]), frame[isin(frame["email_key"], set(todo["subject_key"]))]
                            [CACHE_COLUMNS])

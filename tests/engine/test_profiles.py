@@ -34,9 +34,12 @@ class FakeBraze:
         self.profiles, self.user_status, self.empty_exports = profiles, user_status, empty_exports
         self.calls: list[tuple[str, int]] = []
 
-    def export_email(self, email, fields):
-        self.calls.append(("export_email", 1))
-        return [p for p in self.profiles if p["email"].casefold() == email.casefold()]
+    def export_emails(self, emails, fields):
+        out = []
+        for email in emails:
+            self.calls.append(("export_email", 1))
+            out += [p for p in self.profiles if p["email"].casefold() == email.casefold()]
+        return out
 
     def export_ids(self, ids, fields):
         self.calls.append(("export_ids", len(ids)))
