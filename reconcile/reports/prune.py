@@ -19,7 +19,7 @@ from datetime import datetime, time, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, or_, select
+from sqlalchemy import Connection, delete, func, select
 
 from reconcile.reports.calendar import add_months
 from reconcile.store.bulk import where_in

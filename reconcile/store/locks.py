@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, delete, select, text, update
 

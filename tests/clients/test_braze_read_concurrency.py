@@ -4,12 +4,9 @@ order raised and nothing sent after the call returned; request labels without re
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
-from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest

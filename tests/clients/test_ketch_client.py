@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.clients.ketch import ErrorAnswer, KetchClient, normalize_base_url
+from reconcile.clients.ketch import KetchClient, normalize_base_url
 from reconcile.clients.resilience import retry_after_seconds
 from reconcile.clients.ketch_parse import (ConsentState, KetchRecord, SubscriptionState, load_body,
                                            parse_collected_at, parse_consent, parse_subscriptions)

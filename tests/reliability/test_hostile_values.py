@@ -15,7 +15,7 @@ import pytest
 from reconcile.clients.braze import BrazeClient
 from reconcile.config import BrazeConfig, braze_api_key, check_file, parse_config, proxy_problems
 from reconcile.engine.identity import SHOWN_CHARS, normalize
-from reconcile.errors import ConfigError, FatalApiError
+from reconcile.errors import ConfigError
 from reconcile.redact import QueryFilter, SecretFilter, install_query_filter, redact_queries, redact_text
 
 KETCH = {"organization": "acme", "property": "web", "environment": "production", "jurisdiction": "default"}
