@@ -25,9 +25,10 @@ from reconcile.engine.identity import normalize
 from reconcile.ledger import messages as m
 from reconcile.ledger.callbacks import deliver_due
 from reconcile.ledger.store import LedgerStore
+from reconcile.models.run import RunStatus
 
 log = logging.getLogger(__name__)
-OUTCOME_STATUSES = ("applied", "in_sync", "partial")
+OUTCOME_STATUSES = (RunStatus.APPLIED, RunStatus.IN_SYNC, RunStatus.PARTIAL)
 MESSAGES = {
     "executed": "The subject's Braze profile was deleted and verified gone",
     "no_match": "No Braze profile matched the subject; nothing to delete",

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import httpx
 
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
+from reconcile.models.run import RunStatus
 from reconcile.observability.settings import NotifyConfig, NotifyTarget
 
 log = logging.getLogger(__name__)
@@ -96,11 +97,11 @@ def events_for(run: Mapping[str, Any], open_critical_days: int, sla_days: int) -
     out = []
     if any(int(counts.get(c, 0)) for c in CRITICAL):
         out.append("critical_drift")
-    if status == "refused":
+    if status == RunStatus.REFUSED:
         out.append("guard_refused")
-    if status in ("failed", "partial"):
+    if status in (RunStatus.FAILED, RunStatus.PARTIAL):
         out.append("run_failed")
-    if status == "interrupted":
+    if status == RunStatus.INTERRUPTED:
         out.append("run_interrupted")
     if open_critical_days > sla_days:
         out.append("sla_breach")

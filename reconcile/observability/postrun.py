@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from reconcile.models.run import RunStatus
 from reconcile.observability.events import Telemetry
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def _examples(store: Any, run_id: str, key: bytes, mask: Any, limit: int = 3) ->
 
 
 def _guards(run: Mapping[str, Any]) -> tuple[str, ...]:
-    if run.get("status") != "refused":
+    if run.get("status") != RunStatus.REFUSED:
         return ()
     return tuple(dict.fromkeys(str(t.get("guard")) for t in (run.get("guard_result") or []) if isinstance(t, dict)))
 
