@@ -138,6 +138,7 @@ def _braze(data: Any, problems: list[ConfigProblem]) -> BrazeConfig:
         export_fast_mode=_fast_mode(r, d.export_fast_mode),
         read_concurrency=r.number("read_concurrency", d.read_concurrency, lo=1, hi=32, integer=True),
         budget_share=_share(r, d.budget_share),
+        shared_budget=r.get("shared_budget", bool, d.shared_budget, "true"),
         track_batch_size=r.number("track_batch_size", d.track_batch_size, lo=1, hi=75, integer=True),
         profile_cache_days=r.number("profile_cache_days", d.profile_cache_days, lo=0.0, hi=366.0),
         segment_id=r.get("segment_id", str, d.segment_id, '"<id of a segment of all users>"') or None,

@@ -47,6 +47,7 @@ class BrazeConfig:
     export_fast_mode: bool | str = "auto"  # "auto": the 40/s option when the workspace's answers show it applies
     read_concurrency: int = 4  # Braze read requests in flight at once per read call
     budget_share: float = 0.5  # share of each shared rate class (the 250,000/h one) this job may use
+    shared_budget: bool = False  # count rate windows in the state database (PostgreSQL), shared by workers
     track_batch_size: int = 75
     profile_cache_days: float = 7.0
     segment_id: str | None = None

@@ -18,7 +18,7 @@ from reconcile.engine import extract as ex
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, isin
 from reconcile.engine.profiles import ProfileReader
-from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice
+from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
 from reconcile.ledger.sources import ledger_sources
 from reconcile.runtime import Runtime
 
@@ -151,9 +151,12 @@ class UniverseRead:
     prefetched: ex.Prefetched | None
 
 
-def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> UniverseRead:
+def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None,
+                  slice_index: int | None = None) -> UniverseRead:
     """Build the universe (every configured source, Braze's lists, open drift, tombstones);
-    `subjects` restricts it to those keys."""
+    `subjects` restricts it to those keys. A full run given `slice_index` (a sweep worker's
+    claimed slice) keeps exactly the subjects of that slice of `universe.slices`, whatever
+    their source, so the slices of one sweep never share a subject."""
     cfg = rt.cfg
     caps = Capabilities() if mode == "full" else Capabilities.remembered(_last_capabilities(rt))
     cache = StoreCache(rt.store, rt.clock, run_id)
@@ -174,6 +177,8 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
         none = lists.unsubscribed.iloc[0:0]
         base, _ = build_universe(Sources(listed, deletions, none, lists.bounced.iloc[0:0], open_drift, tombstones),
                                  "external_id")
+        if full and slice_index is not None:
+            base = base[_in_slice(base, cfg.universe.slices, slice_index)]
         known = ex.profiles_by_external_id(read, base["identity"])
         resolved, extra_exc, found = _listed_by_external_id(rt, caps, cache, lists, full, known)
         listed = pd.concat([listed, resolved], ignore_index=True) if len(resolved) else listed
@@ -183,11 +188,17 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                   bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
     universe, exceptions = build_universe(src, cfg.identity.braze_key)
     exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
-    if full and cfg.universe.slices > 1:
+    if full and slice_index is not None:
+        universe = universe[_in_slice(universe, cfg.universe.slices, slice_index)].reset_index(drop=True)
+    elif full and cfg.universe.slices > 1:
         universe = pick_slice(universe, cfg.universe.slices, int(rt.store.get_watermark(SLICE_COUNTER) or 0))
     if subjects is not None:
         universe = universe[isin(universe["subject_key"], subjects)].reset_index(drop=True)
     return UniverseRead(universe, exceptions, lists, read, prefetched)
+
+
+def _in_slice(universe: pd.DataFrame, slices: int, index: int) -> Any:
+    return (slice_of(universe["subject_key"], slices) == index).to_numpy()
 
 
 def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple[Observed, pd.DataFrame]:

@@ -160,12 +160,12 @@ def _stats(obs: Observation, plan: Plan, workspace: tuple[int, int]) -> PlanStat
 
 
 def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects: set[str] | None = None,
-                     ) -> tuple[Observation, pd.DataFrame, str]:
+                     slice_index: int | None = None) -> tuple[Observation, pd.DataFrame, str]:
     """(observation, drift, fingerprint). A universe larger than `universe.chunk_size` is read
     and diffed a part at a time, keeping only the state of subjects with drift, so memory
     follows the part, not the workspace."""
     stage(rt.progress, "extract")
-    base = read_universe(rt, mode, run_id, subjects)
+    base = read_universe(rt, mode, run_id, subjects, slice_index)
     parts = chunks(base.universe, rt.cfg.universe.chunk_size)
     drifts, kept, failures, prints = [], [], [base.exceptions], []
     sizes = [0, 0, 0]
@@ -197,11 +197,12 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     return obs, drift.reset_index(drop=True), fingerprint(rt.cfg.hash(), *prints)
 
 
-def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | None = None) -> Planned:
+def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | None = None,
+              slice_index: int | None = None) -> Planned:
     """Observe, diff, plan and judge the guards; saves the plan (not journaled yet)."""
     cfg, run_id = rt.cfg, rec.run_id
     rules = Rules.from_config(cfg)
-    obs, drift, fp = observe_and_diff(rt, mode, run_id, rules, subjects)
+    obs, drift, fp = observe_and_diff(rt, mode, run_id, rules, subjects, slice_index)
     o = obs.observed
     stage(rt.progress, "plan", drift=len(drift))
     emails = o.universe.set_index("subject_key")["email"].fillna(o.braze.set_index("subject_key")["email"])
@@ -378,11 +379,11 @@ def _result(rec: RunRecorder, planned: Planned | None, status: RunStatus, code: 
 
 
 def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False,
-              job: str | None = None) -> tuple[RunResult, Planned]:
+              job: str | None = None, slice_index: int | None = None) -> tuple[RunResult, Planned]:
     """`reconcile plan` / `run --dry-run`: observe, diff, plan; nothing is sent."""
     rec = recorder(rt, mode, job=job)
     with _run(rt, rec):
-        planned = make_plan(rt, rec, mode)
+        planned = make_plan(rt, rec, mode, slice_index=slice_index)
         code = ExitCode.DRIFT if planned.plan.actions else ExitCode.OK
         if dry_run:
             rec.dry_run(code)
@@ -394,21 +395,23 @@ def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False,
 def run_job(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides: Iterable[str] = (),
             only: frozenset[ActionKind] = ALL_KINDS, batch_guard: Any = None,
             before_batch: Callable[[], None] | None = None, actor: str | None = None,
-            job: str | None = None) -> RunResult:
+            job: str | None = None, slice_index: int | None = None) -> RunResult:
     """`reconcile run`: resume anything a crash left behind, then plan, guard, apply, verify.
-    `job` names the schedules.toml job the run belongs to; only that job's plans are resumed."""
+    `job` names the schedules.toml job the run belongs to; only that job's plans are resumed.
+    `slice_index`: a full run of that slice of `universe.slices` only (a sweep worker's claimed
+    slice; the sweep, not the run, moves the watermarks)."""
     if dry_run:
-        return plan_only(rt, mode, dry_run=True, job=job)[0]
+        return plan_only(rt, mode, dry_run=True, job=job, slice_index=slice_index)[0]
     resume_unfinished(rt, overrides, job=job, batch_guard=batch_guard, before_batch=before_batch, actor=actor)
     rec = recorder(rt, mode, job=job)
     started = rt.clock()
     with _run(rt, rec):
-        planned = make_plan(rt, rec, mode)
+        planned = make_plan(rt, rec, mode, slice_index=slice_index)
         result = apply_planned(rt, rec, planned, overrides, only, batch_guard=batch_guard, before_batch=before_batch,
                                actor=actor)
         settle_erasures(rt, planned, result)  # after verify: DeleteRequest outcomes and their Ketch callbacks
     result = _reported(rt, result)
-    if result.status in (RunStatus.APPLIED, RunStatus.IN_SYNC) and only == ALL_KINDS:
+    if result.status in (RunStatus.APPLIED, RunStatus.IN_SYNC) and only == ALL_KINDS and slice_index is None:
         rt.store.set_watermark(WATERMARK, started.isoformat(), rt.clock())
         if mode == "full" and rt.cfg.universe.slices > 1:
             counter = int(rt.store.get_watermark(SLICE_COUNTER) or 0) + 1

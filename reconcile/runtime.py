@@ -107,6 +107,10 @@ def open_runtime(cfg: Config, environ: Mapping[str, str] | None = None, *, clock
             braze_transport, ketch_transport = rt.sandbox.braze.transport(), rt.sandbox.ketch.transport()
         rt.braze = BrazeClient(cfg.braze, braze_api_key(cfg, environ), transport=braze_transport, sleep=sleep)
         rt._closers.append(rt.braze.close)
+        if cfg.braze.shared_budget:
+            from reconcile.clients.shared_budget import install_shared_budget
+
+            install_shared_budget(rt, braze_api_key(cfg, environ))
         backend = "auto" if ketch_transport is not None else cfg.ketch.http_backend
         rt.ketch = KetchClient(cfg.ketch, transport=ketch_transport, http_backend=backend)
         rt._closers.append(rt.ketch.close)

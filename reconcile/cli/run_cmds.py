@@ -13,6 +13,7 @@ from reconcile.cli.common import (
     observed, only_kinds, only_option, population_options, print_counts, print_summary, runtime,
 )
 from reconcile.cli.schedule_cmds import job_option, schedules_meta_option
+from reconcile.cli.worker_cmds import worker_options
 from reconcile.errors import DataError, ExitCode
 
 
@@ -172,10 +173,14 @@ def _load_plan(rt, ref: str) -> dict:
 @metrics_option
 @job_option
 @schedules_meta_option
+@worker_options
 @click.pass_context
 def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...], only: tuple[str, ...], fmt: str,
             metrics_file: str | None) -> None:
     """Plan and apply in one go: resume any interrupted apply, plan, guard, apply, verify.
+
+    With --job NAME --worker (a job with scope = "sliced"), this process is one worker of
+    the job's sweep: it claims slices one at a time until every slice is done.
 
     Example:
 
@@ -184,6 +189,10 @@ def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]
     from reconcile.pipeline import run_job
     from reconcile.runlock import run_lock
 
+    if ctx.meta.get("reconcile.worker"):
+        from reconcile.cli.worker_cmds import run_as_worker
+
+        run_as_worker(ctx, fmt)
     if ctx.meta.get("reconcile.job"):
         from reconcile.cli.scheduler_cmds import run_named_job
 

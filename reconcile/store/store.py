@@ -8,6 +8,8 @@ newest revision, and returns a `Store` with these parts:
     plans, action journal         reconcile.store.journal
     run lock                      reconcile.store.locks
     address -> Braze profiles     reconcile.store.profiles
+    sliced sweeps                 reconcile.store.sweeps
+    shared Braze rate budgets     reconcile.store.budgets
     tombstones, watermarks        this module
 
 All timestamps are timezone-aware UTC datetimes supplied by the caller. Rows come back as
@@ -35,10 +37,12 @@ from reconcile.store.base import (
     parse_url,
     safe_url,
 )
+from reconcile.store.budgets import BudgetsMixin
 from reconcile.store.drift import DriftMixin
 from reconcile.store.journal import JournalMixin
 from reconcile.store.locks import LocksMixin
 from reconcile.store.profiles import ProfilesMixin
+from reconcile.store.sweeps import SweepsMixin
 from reconcile.store.schema import (
     RUN_FIELDS,
     run_exceptions,
@@ -51,8 +55,9 @@ EXCEPTION_FIELDS = ("identity", "source", "reason")
 TOMBSTONE_FIELDS = ("subject_key", "identity", "deleted_at", "run_id", "reason")
 
 
-class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin):
-    """Runs, drift, plans, the action journal, tombstones, watermarks, locks and Braze profiles."""
+class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, BudgetsMixin):
+    """Runs, drift, plans, the action journal, tombstones, watermarks, locks, Braze profiles,
+    sweeps and shared rate budgets."""
 
     @classmethod
     def open(cls, url: str | URL) -> Store:
