@@ -17,8 +17,8 @@ def _action(action: dict[str, Any], key: bytes) -> dict[str, Any]:
     out = {k: mask_all(v, key) for k, v in action.items() if k not in ("targets", "drift_keys", "writeback")}
     out["targets"] = [[mask(str(t[0]), key), t[1], mask(str(t[2]), key)] if isinstance(t, list) and len(t) == 3
                       else mask_all(t, key, identity=True) for t in action.get("targets") or []]
-    out["drift_keys"] = [[mask(str(k[0]), key), *k[1:]] if isinstance(k, list) and k else mask_all(k, key, identity=True)
-                         for k in action.get("drift_keys") or []]
+    out["drift_keys"] = [[mask(str(k[0]), key), *k[1:]] if isinstance(k, list) and k
+                         else mask_all(k, key, identity=True) for k in action.get("drift_keys") or []]
     out["writeback"] = [mask_all(w, key) for w in action.get("writeback") or []]
     return out
 

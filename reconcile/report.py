@@ -224,7 +224,8 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["| drift class | severity | count |", "|---|---|---|"]
         lines += [f"| {c} | {SEVERITY[c]} | {n} |" for c, n in doc["drift_counts"].items()]
     if doc["exceptions"]:
-        lines += ["", f"## Exceptions ({len(doc['exceptions'])})", "", "| identity | source | reason |", "|---|---|---|"]
+        lines += ["", f"## Exceptions ({len(doc['exceptions'])})", "",
+                  "| identity | source | reason |", "|---|---|---|"]
         lines += [f"| {_cell(e['identity'])} | {_cell(e['source'])} | {_cell(e['reason'])} |"
                   for e in doc["exceptions"][:200]]
     return "\n".join(lines) + "\n"

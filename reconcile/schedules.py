@@ -268,7 +268,8 @@ class _Job:
                 self.fail(f"guards.{key}", "unknown guard threshold", f"use one of {', '.join(known)}")
                 continue
             integer = key == "max_deletions"
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and (not integer or isinstance(v, int))
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                  and (not integer or isinstance(v, int)))
             if ok and not integer and v > 1:
                 ok = False
             if not ok:

@@ -104,7 +104,8 @@ def _after(cfg: Config, telemetry: Any, metrics_file: Path | None, report_path: 
 
 
 format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-                             help="text for people; json: one JSON document on stdout (progress and logs stay on stderr).")
+                             help="text for people; json: one JSON document on stdout "
+                                  "(progress and logs stay on stderr).")
 
 metrics_option = click.option("--metrics-file", type=click.Path(dir_okay=False), default=None,
                               help="Write the run's Prometheus metrics to this file (default: metrics.textfile).")
@@ -143,7 +144,8 @@ def only_kinds(only: tuple[str, ...]) -> frozenset:
     return frozenset(ActionKind(k) for name in only for k in ONLY[name])
 
 mode_option = click.option("--mode", type=click.Choice(["full", "incremental"]), default="full", show_default=True,
-                           help="full: sweep the whole universe; incremental: the Braze lists' recent window plus open drift.")
+                           help="full: sweep the whole universe; "
+                                "incremental: the Braze lists' recent window plus open drift.")
 
 
 def population_options(fn):

@@ -91,13 +91,15 @@ def requests_cmd(ctx: click.Context, status: str | None, with_history: bool) -> 
                     click.echo(f"    callback {c['position']}: {c['last_error']}")
             if with_history:
                 for h in ledger.history(r["uid"]):
-                    click.echo(f"    {h['at']:%Y-%m-%d %H:%M:%S} {h['status']} {h['reason'] or ''} {h['message'] or ''}")
+                    click.echo(f"    {h['at']:%Y-%m-%d %H:%M:%S} {h['status']} "
+                               f"{h['reason'] or ''} {h['message'] or ''}")
 
 
 @ledger_group.command("events")
 @click.option("--outcome", type=click.Choice(["accepted", "unknown_kind", "invalid"]), default=None)
 @click.option("--limit", type=int, default=20, show_default=True)
-@click.option("--body", "with_body", is_flag=True, help="Print the stored (secret-scrubbed) bodies, which hold identities.")
+@click.option("--body", "with_body", is_flag=True,
+              help="Print the stored (secret-scrubbed) bodies, which hold identities.")
 @click.pass_context
 def events_cmd(ctx: click.Context, outcome: str | None, limit: int, with_body: bool) -> None:
     """List received messages, newest first, e.g. the unknown kinds kept for inspection.

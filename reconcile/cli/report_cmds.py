@@ -104,7 +104,8 @@ def prune_cmd(ctx: click.Context, apply_: bool) -> None:
     verb = "removed" if apply_ else "would remove"
     click.echo(f"{verb} (older than {counts['cutoff']}): {counts['runs']} run(s), {counts['drift_items']} drift "
                f"item(s) that were history, {counts['actions']} action(s), {counts['plans']} plan(s), "
-               f"{counts['exceptions']} exception(s), {counts['report_files']} report file(s); recorded as run {run_id}")
+               f"{counts['exceptions']} exception(s), {counts['report_files']} report file(s); "
+               f"recorded as run {run_id}")
     if not apply_:
         click.echo("dry run: nothing was deleted; run again with --apply to delete")
 

@@ -11,8 +11,9 @@ permission without any effect. Each probe is one such request:
   `reconcile-doctor@invalid.example`) in a one-day window with `limit=1`.
 
 Answers: 2xx, 400, or 404 "user not found" -> granted; 403 -> not granted; anything else
-(other 404s, 429, 5xx) -> unknown with the sanitized message. After a 401 (the key itself is refused) or when Braze cannot be reached,
-the remaining endpoints are not probed. Requests go through `BrazeClient._call`, so they
+(other 404s, 429, 5xx) -> unknown with the sanitized message. After a 401 (the key itself
+is refused) or when Braze cannot be reached, the remaining endpoints are not probed.
+Requests go through `BrazeClient._call`, so they
 are paced like the job's own and the key is scrubbed from every message.
 """
 

@@ -88,7 +88,8 @@ def _lines(raw: IO[bytes] | gzip.GzipFile, name: str) -> Iterator[dict[str, Any]
                 raise DataError(f"segment export file {name!r} line {number}: not a JSON object")
             yield user
     except (UnicodeDecodeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"segment export file {name!r} after line {number}: unreadable ({type(exc).__name__})") from None
+        raise DataError(f"segment export file {name!r} after line {number}: "
+                        f"unreadable ({type(exc).__name__})") from None
 
 
 class SegmentExports:

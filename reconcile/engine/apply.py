@@ -115,7 +115,8 @@ def _outcome(action: Action, rejected: list[tuple[Any, str]], summaries: list[di
 
 
 def apply_actions(actions: tuple[Action, ...] | list[Action], run_id: str, store: Journal, executor: Executor,
-                  clock: Callable[[], datetime], *, batch_guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
+                  clock: Callable[[], datetime], *,
+                  batch_guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
                   before_batch: Callable[[], None] | None = None) -> ApplyOutcome:
     """Send every action not already done, journaling before and after each one.
     `before_batch` runs before each send (e.g. confirming the run still holds its lock)."""

@@ -149,7 +149,8 @@ def _expected_global(b: pd.DataFrame) -> pd.Series:
     return exp
 
 
-def _optin_conflict(rows: pd.DataFrame, field: str | pd.Series, rules: Rules, subscribe_action: str) -> list[pd.DataFrame]:
+def _optin_conflict(rows: pd.DataFrame, field: str | pd.Series, rules: Rules,
+                    subscribe_action: str) -> list[pd.DataFrame]:
     """Ketch granted, Braze unsubscribed: a newer Braze opt-out wins, ties included."""
     newer = rows["unsubscribed_at"].notna() & (
         rows["_collected"].isna() | (rows["unsubscribed_at"] >= rows["_collected"]))
@@ -230,7 +231,8 @@ def _groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
     if opt.any():
         r = e[opt]
         why = pd.Series("Ketch " + r["_topic"] + " is " + r["_status"].fillna("absent").astype(str), index=r.index)
-        why = why.mask(r["global_engaged"] | r["blocklist_engaged"], "Ketch global unsubscribe or do-not-contact control is active")
+        why = why.mask(r["global_engaged"] | r["blocklist_engaged"],
+                       "Ketch global unsubscribe or do-not-contact control is active")
         out.append(_rows(r, "missed_optout", field[opt], "unsubscribed", "subscribed",
                          why + "; Braze group " + r["group_id"] + " is subscribed", "group_unsubscribe"))
     con = (e["_exp"] == "subscribed").fillna(False) & (e["_actual"] == "unsubscribed").fillna(False)

@@ -85,7 +85,8 @@ def ketch_frames(records: dict[str, Any], universe: pd.DataFrame, cfg: Config) -
             "subject_key": key, "has_record": True,
             "email_allowed": consent.purposes.get(m.email_purpose) if consent and m.email_purpose else None,
             "global_engaged": controls.get(m.global_control) == m.global_control_engaged,
-            "blocklist_engaged": bool(m.blocklist_control) and controls.get(m.blocklist_control) == m.global_control_engaged,
+            "blocklist_engaged": (bool(m.blocklist_control)
+                                  and controls.get(m.blocklist_control) == m.global_control_engaged),
             "consent_collected_at": consent.collected_at if consent else None,
             "subs_collected_at": subs.collected_at if subs else None,
         })
@@ -187,7 +188,8 @@ def _profiles_by_external_id(ctx: BrazeRead, universe: pd.DataFrame, prefetched:
     ids = universe["identity"].astype(str)
     if prefetched is not None:
         fresh = profiles_by_external_id(ctx, ids[~isin(ids, prefetched.ids)])
-        users = pd.concat([prefetched.profiles[PROFILE_FIELDS], fresh], ignore_index=True).drop_duplicates("external_id")
+        users = pd.concat([prefetched.profiles[PROFILE_FIELDS], fresh],
+                          ignore_index=True).drop_duplicates("external_id")
     else:
         users = profiles_by_external_id(ctx, ids)
     key_of = universe.set_index("identity")["subject_key"]

@@ -122,7 +122,8 @@ def deliver_due(ledger: LedgerStore, cfg: Config, now: datetime, sleep: Callable
                 0, attempts // lc.callback_tries_per_run - 1))
             ledger.callback_failed(cb["id"], attempts, error, next_at)
             ledger.note(cb["request_uid"], "completed", f"DeleteStatusEvent to {host_of(cb['url'])} failed "
-                        f"(attempt {attempts}): {error}" + ("; given up" if give_up else f"; retried after {next_at}"), now)
+                        f"(attempt {attempts}): {error}"
+                        + ("; given up" if give_up else f"; retried after {next_at}"), now)
             failed.append({"identity": cb.get("identity") or "", "host": host_of(cb["url"]), "attempts": attempts,
                            "error": error, "next_attempt_at": next_at, "request_uid": cb["request_uid"]})
     finally:

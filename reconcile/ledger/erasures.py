@@ -54,7 +54,8 @@ def settle_erasures(rt: Any, planned: Any, result: Any) -> None:
     rt.store.add_exceptions(planned.run_id, [
         {"identity": f["identity"], "source": "ketch_callback",
          "reason": f"DeleteStatusEvent to {f['host']} failed (attempt {f['attempts']}): {f['error']}; "
-                   + (f"retried after {f['next_attempt_at']:%Y-%m-%d %H:%M} UTC" if f["next_attempt_at"] else "given up")}
+                   + (f"retried after {f['next_attempt_at']:%Y-%m-%d %H:%M} UTC" if f["next_attempt_at"]
+                      else "given up")}
         for f in failed])
 
 

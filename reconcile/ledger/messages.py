@@ -222,7 +222,8 @@ def _callbacks(value: Any) -> str | None:
         if len(cb["url"]) > MAX_URL:
             return f"{where}.url: longer than {MAX_URL} characters"
         headers = cb.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in headers.items()):
             return f"{where}.headers: must be an object of string values"
         if any(c in k + v for k, v in headers.items() for c in "\r\n\0"):
             return f"{where}.headers: control characters are not allowed"

@@ -174,7 +174,8 @@ class WriteBack:
             return cls(str(value["subject_key"]), tuple(str(g) for g in value["group_ids"]),
                        bool(value["email_subscribe"]), str(value["at"]))
         except (KeyError, TypeError):
-            raise DataError(f"write-back entry {value!r}: expected subject_key, group_ids, email_subscribe, at") from None
+            raise DataError(f"write-back entry {value!r}: "
+                            "expected subject_key, group_ids, email_subscribe, at") from None
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,8 @@ class RichDisplay(_State):
         left = self.waiting()
         if left > 0:
             info += f"  rate-limit wait {self.wait_endpoint} {left:.0f}s left"
-        label = self.stage if not self.count_stage or self.count_stage == self.stage else f"{self.stage}: {self.count_stage}"
+        label = (self.stage if not self.count_stage or self.count_stage == self.stage
+                 else f"{self.stage}: {self.count_stage}")
         with self._lock:
             self.progress.update(self.task, stage=label, info=info, completed=self.done,
                                  total=self.total or None)

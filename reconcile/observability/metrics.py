@@ -77,7 +77,8 @@ def run_metrics(run: Mapping[str, Any], telemetry: Telemetry | None, open_critic
     gauge("reconcile_exceptions", "Identities the last run left out or could not check.").labels(job).set(
         int(run.get("exceptions_count") or 0))
     n_open, days = open_critical
-    gauge("reconcile_open_critical_drift_items", "Critical drift items still open or unverified.").labels(job).set(n_open)
+    gauge("reconcile_open_critical_drift_items",
+          "Critical drift items still open or unverified.").labels(job).set(n_open)
     gauge("reconcile_oldest_open_critical_drift_business_days",
           "Business days (weekdays) since the oldest open critical drift item was first seen.").labels(job).set(days)
     if telemetry is not None:

@@ -148,7 +148,8 @@ class Sender:
         return Delivery(target, False, tries, detail)
 
 
-def send_all(cfg: NotifyConfig, notice: Notice, environ: Mapping[str, str], sender: Sender | None = None) -> list[Delivery]:
+def send_all(cfg: NotifyConfig, notice: Notice, environ: Mapping[str, str],
+             sender: Sender | None = None) -> list[Delivery]:
     """Send `notice` to every target; never raises for a receiver's failure."""
     wanted = tuple(e for e in notice.events if e in cfg.events)
     if not wanted or not cfg.targets:

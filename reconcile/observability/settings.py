@@ -89,7 +89,8 @@ def parse_notify(data: Any, problems: list[ConfigProblem]) -> NotifyConfig:
     default = NotifyConfig()
     for key in d:
         if key not in ("targets", "events", "sla_business_days", "timeout_seconds", "retries", "report_url"):
-            problems.append(_problem(f"notify.{key}", "unknown key", "remove it or check its spelling against docs/config.md"))
+            problems.append(_problem(f"notify.{key}", "unknown key",
+                                     "remove it or check its spelling against docs/config.md"))
     targets = []
     raw_targets = d.get("targets", [])
     if not isinstance(raw_targets, list):
@@ -138,7 +139,8 @@ def parse_metrics(data: Any, base: Path, problems: list[ConfigProblem]) -> Metri
     d = _table(data, "metrics", problems)
     for key in d:
         if key not in ("textfile", "pushgateway_url_env", "job", "pushgateway_url"):
-            problems.append(_problem(f"metrics.{key}", "unknown key", "remove it or check its spelling against docs/config.md"))
+            problems.append(_problem(f"metrics.{key}", "unknown key",
+                                     "remove it or check its spelling against docs/config.md"))
     textfile = d.get("textfile")
     if textfile is not None and (not isinstance(textfile, str) or not textfile.endswith(".prom")):
         problems.append(_problem("metrics.textfile", f"must be a path ending in .prom, got {textfile!r}",

@@ -34,9 +34,9 @@ from typing import Any, Callable
 
 from reconcile.config import DEFAULT_RATE_LIMITS
 from reconcile.sandbox.braze_checks import (
-    BadRequest, ListQuery, Msg, alias_ok, body_of, community_user, emails_arg, export_fields, export_targets, export_user,
-    group_change, id_limit, int_arg, known_group, pick_identifiers, prioritized, s3_error, segment_export_request,
-    segment_zip, track_problem,
+    BadRequest, ListQuery, Msg, alias_ok, body_of, community_user, emails_arg, export_fields, export_targets,
+    export_user, group_change, id_limit, int_arg, known_group, pick_identifiers, prioritized, s3_error,
+    segment_export_request, segment_zip, track_problem,
 )
 from reconcile.sandbox.braze_state import (
     EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, to_epoch,
@@ -428,7 +428,8 @@ class BrazeSim(Simulator):
         name, label = item["alias_name"], item["alias_label"]
         if self.db.by_alias(name, label) is not None:
             return
-        owner = self.db.new_profile() if item.get("external_id") is None else self.db.by_external_id(item["external_id"])
+        owner = (self.db.new_profile() if item.get("external_id") is None
+                 else self.db.by_external_id(item["external_id"]))
         if owner is not None:
             owner.user_aliases.append({"alias_name": name, "alias_label": label})
             self.db.touch(owner)

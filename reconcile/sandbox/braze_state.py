@@ -465,8 +465,10 @@ class BrazeState:
         self.profiles = {p["braze_id"]: Profile(**p) for p in data.get("profiles", [])}
         self.identity_version += 1
         self.groups = {k: dict(v) for k, v in data.get("groups", {}).items()}
-        self.unsubscribes = AddressTable("unsubscribed_at", {k: dict(v) for k, v in data.get("unsubscribes", {}).items()})
-        self.hard_bounces = AddressTable("hard_bounced_at", {k: dict(v) for k, v in data.get("hard_bounces", {}).items()})
+        self.unsubscribes = AddressTable("unsubscribed_at",
+                                         {k: dict(v) for k, v in data.get("unsubscribes", {}).items()})
+        self.hard_bounces = AddressTable("hard_bounced_at",
+                                         {k: dict(v) for k, v in data.get("hard_bounces", {}).items()})
         self.blocklist = dict(data.get("blocklist", {}))
         self.address_states = {k: dict(v) for k, v in data.get("address_states", {}).items()}
         self.pending_deletions = [dict(d) for d in data.get("pending_deletions", [])]

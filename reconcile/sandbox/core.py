@@ -122,7 +122,8 @@ ANSWER_FAULTS = ("truncated_json", "text_plain", "empty", "unknown_fields", "mis
 def spoil(resp: SimResponse, kind: str) -> SimResponse:
     raw = resp.content()
     if kind == "truncated_json":
-        return SimResponse(resp.status, raw[: max(1, len(raw) // 2)], {**resp.headers, "Content-Type": "application/json"})
+        return SimResponse(resp.status, raw[: max(1, len(raw) // 2)],
+                           {**resp.headers, "Content-Type": "application/json"})
     if kind == "text_plain":
         return SimResponse(resp.status, raw, {**resp.headers, "Content-Type": "text/plain"})
     if kind == "empty":
@@ -184,7 +185,8 @@ class RateLimiter:
 
 
 Route = Callable[[SimRequest], SimResponse]
-HTML_PAGE = b"<!DOCTYPE html><html><head><title>Maintenance</title></head><body><h1>We'll be right back</h1></body></html>"
+HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Maintenance</title></head>"
+             b"<body><h1>We'll be right back</h1></body></html>")
 
 
 class Simulator:
@@ -237,11 +239,10 @@ class Simulator:
         return resp
 
     def _dispatch(self, req: SimRequest) -> SimResponse:
-        for method, rx, handler, limit_class in self._routes:
-            if method == req.method and rx.match(req.path):
-                break
-        else:
+        route = next((r for r in self._routes if r[0] == req.method and r[1].match(req.path)), None)
+        if route is None:
             return SimResponse(404, self.error_body(404, "404 Not Found"))
+        _method, _rx, handler, limit_class = route
         denied = self.authorize(req)
         if denied is not None:
             return denied
@@ -318,8 +319,9 @@ class Simulator:
 def _content_headers(resp: SimResponse) -> dict[str, str]:
     headers = dict(resp.headers)
     if resp.body is not None and not isinstance(resp.body, bytes):
-        headers.setdefault("content-type" if resp.headers and all(k.islower() for k in resp.headers) else "Content-Type",
-                           "application/json")
+        headers.setdefault(
+            "content-type" if resp.headers and all(k.islower() for k in resp.headers) else "Content-Type",
+            "application/json")
     return headers
 
 

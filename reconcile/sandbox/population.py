@@ -63,7 +63,8 @@ class _Seeder:
     def key_value(self, p: _Person) -> str:
         return p.email if self.space == "email" else p.external_id
 
-    def put_ketch(self, p: _Person, topic_override: dict[str, str] | None = None, controls: dict[str, str] | None = None) -> None:
+    def put_ketch(self, p: _Person, topic_override: dict[str, str] | None = None,
+                  controls: dict[str, str] | None = None) -> None:
         m = self.cfg.mapping
         at = int(p.collected.timestamp())
         if m.email_purpose:

@@ -1,2 +1,3 @@
 """The state store: runs, drift history, plans, the action journal, tombstones,
-watermarks, the run lock and the address -> Braze profiles mapping, on SQLite or PostgreSQL (see `reconcile.store.store`)."""
+watermarks, the run lock and the address -> Braze profiles mapping, on SQLite or PostgreSQL
+(see `reconcile.store.store`)."""

@@ -5,8 +5,9 @@ transaction (PostgreSQL: under an advisory lock, so two processes opening a fres
 at once do not race). On SQLite a migration may rebuild a table to change its constraints,
 which foreign keys would forbid (dropping the old table orphans the rows pointing at it), so
 `sqlite_foreign_keys_off(conn)` wraps the transaction and `upgrade` checks every foreign key
-before it returns: a violation is a `StoreError` and the upgrade is rolled back. A database stamped with a revision this code does not know (written
-by a newer `reconcile`) is refused with a `StoreError` naming both revisions.
+before it returns: a violation is a `StoreError` and the upgrade is rolled back. A database
+stamped with a revision this code does not know (written by a newer `reconcile`) is refused
+with a `StoreError` naming both revisions.
 
 Developers can use the Alembic CLI too:
 `alembic -c reconcile/store/alembic.ini -x url=sqlite:///state.db current`.

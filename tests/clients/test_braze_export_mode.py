@@ -11,6 +11,7 @@ import pytest
 
 from reconcile.clients.braze import BrazeClient
 from reconcile.config import BrazeConfig, RateLimit
+from reconcile.errors import AuthError
 from reconcile.sandbox.braze import BrazeSim
 
 from fake_time import FakeTime
@@ -100,7 +101,7 @@ def test_a_failed_probe_is_probed_again():
     sim = seeded(ft)
     sim.faults.fail_next("^/users/export/ids$", 401)
     with make(sim.transport(), ft) as c:
-        with pytest.raises(Exception):
+        with pytest.raises(AuthError):
             c.export_email("u1@x.com", FIELDS)
         assert c.usage()["export_class"] is None
         c.export_email("u1@x.com", FIELDS)

@@ -15,8 +15,9 @@ from reconcile.errors import AuthError, PermissionDenied, TransientApiError, Unc
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.server import serve
 
-KEY = "sandbox-rest-key"
 from fake_time import T0, FakeTime
+
+KEY = "sandbox-rest-key"
 
 
 
