@@ -107,15 +107,19 @@ class SliceLock(RunLock):
         return True
 
 
+def require_sliced(job: Any) -> None:
+    if job.scope != "sliced" or not job.slices:
+        raise DataError(f"job {job.name!r} has scope = {job.scope!r}; a sweep worker needs "
+                        'scope = "sliced" and slices = K in its schedules entry')
+
+
 class Worker:
     """One worker of a job's sweep (see the module docstring)."""
 
     def __init__(self, rt: Any, job: Any, api_key: str, *, sweep_id: str | None = None,
                  lease_seconds: float = LEASE_SECONDS, poll_seconds: float = POLL_SECONDS,
                  sleep: Callable[[float], None] = time.sleep):
-        if job.scope != "sliced" or not job.slices:
-            raise DataError(f"job {job.name!r} has scope = {job.scope!r}; a sweep worker needs "
-                            'scope = "sliced" and slices = K in its schedules entry')
+        require_sliced(job)
         if lease_seconds <= 0:
             raise DataError(f"--lease-seconds must be positive, got {lease_seconds}")
         self.rt, self.job, self.api_key = rt, job, api_key
@@ -235,6 +239,7 @@ def run_worker(job: Any, *, sweep_id: str | None = None, lease_seconds: float = 
     from reconcile.interrupts import handle_signals
     from reconcile.runtime import open_runtime as default_open
 
+    require_sliced(job)
     cfg = job.job_config(load_config(job.config, environ))
     opener = open_runtime or default_open
     with opener(cfg, environ) as rt:
