@@ -68,8 +68,10 @@ def _record_usage(rt: Runtime, run_id: str) -> None:
     pace reached) into the run's summary as `api_usage`, keeping what else it holds."""
     from reconcile.reports.build import note_run
 
-    clients = (("braze", getattr(rt, "braze", None)), ("ketch", getattr(rt, "ketch", None)))
-    usage = {name: client.usage() for name, client in clients if callable(getattr(client, "usage", None))}
+    clients: tuple[tuple[str, Any], ...] = (("braze", getattr(rt, "braze", None)),
+                                            ("ketch", getattr(rt, "ketch", None)))
+    usage = {name: client.usage() for name, client in clients
+             if client is not None and callable(getattr(client, "usage", None))}
     if usage:
         note_run(rt.store, run_id, api_usage=usage)
 
@@ -269,7 +271,8 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     rec.applying()
     kwargs = {"batch_guard": batch_guard} if batch_guard is not None else {}
     stage(rt.progress, "apply", actions=len(plan.actions))
-    outcome = apply_actions(plan.actions, planned.run_id, store, crash_wrapped(Executor(rt.cfg, rt.braze, rt.ketch)), rt.clock,
+    executor = crash_wrapped(Executor(rt.cfg, rt.braze, rt.ketch))
+    outcome = apply_actions(plan.actions, planned.run_id, store, executor, rt.clock,
                             before_batch=counting(rt.progress, "apply", len(plan.actions), before_batch), **kwargs)
     items = _corrected_items(planned, plan, outcome)
     for action_id, ids in items.items():
@@ -333,7 +336,8 @@ def _corrected_items(planned: Planned, plan: Plan, outcome: ApplyOutcome) -> dic
 def _tombstone(rt: Runtime, planned: Planned, subjects: list[str]) -> None:
     u = planned.obs.observed.universe.set_index("subject_key")
     rows = [{"subject_key": s, "identity": str(u.loc[s, "identity"]), "deleted_at": rt.clock(),
-             "run_id": planned.run_id, "reason": "deletion request" if u.loc[s, "deletion_requested"] else "resurrected"}
+             "run_id": planned.run_id,
+             "reason": "deletion request" if u.loc[s, "deletion_requested"] else "resurrected"}
             for s in subjects if s in u.index]
     if rows:
         rt.store.add_tombstones(rows)
