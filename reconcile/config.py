@@ -17,9 +17,9 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from reconcile.config_model import (  # noqa: F401  (re-exported: the model lives there)
-    CONFIG_ENV, DEFAULT_RATE_LIMITS, SANDBOX_BRAZE_KEY, api_key_problem, has_control_chars, ApplyConfig, BrazeConfig, Config, GuardConfig,
-    IdentityConfig, KetchConfig, LedgerConfig, MappingConfig, PolicyConfig, RateLimit, ReportConfig, SandboxConfig, SqlSource,
-    StateConfig, TopicMapping, UniverseConfig, braze_api_key, secret, state_url)
+    CONFIG_ENV, DEFAULT_RATE_LIMITS, SANDBOX_BRAZE_KEY, api_key_problem, has_control_chars, ApplyConfig, BrazeConfig,
+    Config, GuardConfig, IdentityConfig, KetchConfig, LedgerConfig, MappingConfig, PolicyConfig, RateLimit,
+    ReportConfig, SandboxConfig, SqlSource, StateConfig, TopicMapping, UniverseConfig, braze_api_key, secret, state_url)
 from reconcile.errors import ConfigError, ConfigProblem
 from reconcile.observability.settings import parse_metrics, parse_notify
 
@@ -151,7 +151,8 @@ def _braze(data: Any, problems: list[ConfigProblem]) -> BrazeConfig:
 def _fast_mode(r: _Reader, default: bool | str) -> bool | str:
     value = r.get("export_fast_mode", (bool, str), default, '"auto"')
     if isinstance(value, str) and value != "auto":
-        r.fail("export_fast_mode", f"must be \"auto\", true or false, got {value!r}", 'set braze.export_fast_mode = "auto"')
+        r.fail("export_fast_mode", f"must be \"auto\", true or false, got {value!r}",
+               'set braze.export_fast_mode = "auto"')
         return default
     return value
 
@@ -188,7 +189,8 @@ def _ketch(data: Any, problems: list[ConfigProblem]) -> KetchConfig:
     if cfg.http_backend == "native":  # the old name of the aiohttp path
         cfg = KetchConfig(**{**cfg.__dict__, "http_backend": "aiohttp"})
     if cfg.http_backend not in ("auto", "aiohttp", "httpx"):
-        r.fail("http_backend", f"must be auto, aiohttp or httpx, got {cfg.http_backend!r}", 'set ketch.http_backend = "auto"')
+        r.fail("http_backend", f"must be auto, aiohttp or httpx, got {cfg.http_backend!r}",
+               'set ketch.http_backend = "auto"')
         cfg = KetchConfig(**{**cfg.__dict__, "http_backend": "auto"})
     r.unknown()
     return cfg
@@ -212,7 +214,8 @@ def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) ->
     d = MappingConfig()
     topics = []
     seen: set[str] = set()
-    for i, t in enumerate(r.get("topics", list, [], '[{topic = "news", channel = "email", subscription_group_id = "..."}]')):
+    example = '[{topic = "news", channel = "email", subscription_group_id = "..."}]'
+    for i, t in enumerate(r.get("topics", list, [], example)):
         tr = _Reader(t, f"mapping.topics[{i}]", problems)
         topic = tr.get("topic", str, "", '"newsletter"')
         group = tr.get("subscription_group_id", str, "", '"<Braze subscription group id>"')
@@ -222,13 +225,15 @@ def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) ->
         if not group:
             tr.fail("subscription_group_id", "is required", "copy the group id from Braze > Subscription Groups")
         elif group in seen:
-            tr.fail("subscription_group_id", f"group {group} is mapped twice", "map each Braze group from one topic/channel")
+            tr.fail("subscription_group_id", f"group {group} is mapped twice",
+                    "map each Braze group from one topic/channel")
         seen.add(group)
         tr.unknown()
         topics.append(TopicMapping(topic, channel, group))
     cfg = MappingConfig(
         email_purpose=r.get("email_purpose", str, d.email_purpose, '"email_marketing"'),
-        email_purpose_legal_basis=r.get("email_purpose_legal_basis", str, d.email_purpose_legal_basis, '"consent_optin"'),
+        email_purpose_legal_basis=r.get("email_purpose_legal_basis", str, d.email_purpose_legal_basis,
+                                        '"consent_optin"'),
         global_control=r.get("global_control", str, d.global_control, '"global_unsubscribe"'),
         global_control_engaged=r.get("global_control_engaged", str, d.global_control_engaged, '"granted"'),
         blocklist_control=r.get("blocklist_control", str, d.blocklist_control, '"do_not_contact"'),
@@ -274,7 +279,8 @@ def _iso_date(r: _Reader, name: str, default: str) -> str:
     return value
 
 
-def _universe(data: Any, base: Path, problems: list[ConfigProblem], sandbox_seeds_files: bool = False) -> UniverseConfig:
+def _universe(data: Any, base: Path, problems: list[ConfigProblem],
+              sandbox_seeds_files: bool = False) -> UniverseConfig:
     r = _Reader(data, "universe", problems)
     d = UniverseConfig()
     cfg = UniverseConfig(
@@ -305,7 +311,8 @@ def _deletion_shape(r: _Reader, d: UniverseConfig) -> dict[str, Any]:
     submitted_at`) filtered to the erasure rights."""
     fmt = r.get("deletions_format", str, d.deletions_format, '"auto"')
     if fmt not in ("auto", "identity", "ketch_dsr"):
-        r.fail("deletions_format", f"must be auto, identity or ketch_dsr, got {fmt!r}", 'set universe.deletions_format = "auto"')
+        r.fail("deletions_format", f"must be auto, identity or ketch_dsr, got {fmt!r}",
+               'set universe.deletions_format = "auto"')
         fmt = d.deletions_format
     rights = r.get("deletions_rights", list, list(d.deletions_rights), '["delete"]')
     if not rights or not all(isinstance(x, str) and x for x in rights):
@@ -316,7 +323,8 @@ def _deletion_shape(r: _Reader, d: UniverseConfig) -> dict[str, Any]:
         deletions_format=fmt,
         deletions_right_column=r.get("deletions_right_column", str, d.deletions_right_column, '"canonical_right_code"'),
         deletions_rights=tuple(rights),
-        deletions_identity_column=r.get("deletions_identity_column", str, d.deletions_identity_column, '"email"') or None,
+        deletions_identity_column=r.get("deletions_identity_column", str, d.deletions_identity_column,
+                                        '"email"') or None,
         deletions_email_column=r.get("deletions_email_column", str, d.deletions_email_column, '"email"'),
         deletions_requested_at_column=r.get("deletions_requested_at_column", str, d.deletions_requested_at_column,
                                             '"submitted_at"'),
@@ -328,7 +336,8 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
     d = LedgerConfig()
     hosts = r.get("callback_hosts", list, [], '["dsr.ketch.com"]')
     if not all(isinstance(h, str) and h.strip(".") for h in hosts):
-        r.fail("callback_hosts", f"must be a list of host names, got {hosts!r}", 'set ledger.callback_hosts = ["dsr.ketch.com"]')
+        r.fail("callback_hosts", f"must be a list of host names, got {hosts!r}",
+               'set ledger.callback_hosts = ["dsr.ketch.com"]')
         hosts = []
     path = r.get("path", str, d.path, '"/ketch/events"')
     if not path.startswith("/"):
@@ -343,11 +352,12 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
         basic_user_env=r.get("basic_user_env", str, d.basic_user_env, '"KETCH_WEBHOOK_USER"') or None,
         basic_password_env=r.get("basic_password_env", str, d.basic_password_env, '"KETCH_WEBHOOK_PASSWORD"') or None,
         max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=16 * 1024 * 1024, integer=True),
-        expected_completion_hours=r.number("expected_completion_hours", d.expected_completion_hours, lo=0.0, hi=24.0 * 90),
+        expected_completion_hours=r.number("expected_completion_hours", d.expected_completion_hours, lo=0.0,
+                                           hi=24.0 * 90),
         callback_hosts=tuple(h.strip(".").lower() for h in hosts),
         callback_timeout_seconds=r.number("callback_timeout_seconds", d.callback_timeout_seconds, lo=0.1, hi=300.0),
-        callback_max_body_bytes=r.number("callback_max_body_bytes", d.callback_max_body_bytes, lo=0, hi=16 * 1024 * 1024,
-                                         integer=True),
+        callback_max_body_bytes=r.number("callback_max_body_bytes", d.callback_max_body_bytes, lo=0,
+                                         hi=16 * 1024 * 1024, integer=True),
         callback_tries_per_run=r.number("callback_tries_per_run", d.callback_tries_per_run, lo=1, hi=10, integer=True),
         callback_backoff_seconds=r.number("callback_backoff_seconds", d.callback_backoff_seconds, lo=0.0, hi=60.0),
         callback_retry_seconds=r.number("callback_retry_seconds", d.callback_retry_seconds, lo=0.0, hi=7 * 86400.0),
@@ -384,7 +394,8 @@ def _policy(data: Any, problems: list[ConfigProblem]) -> PolicyConfig:
     allowed = {"identified", "unidentified", "most_recently_updated"}
     if any(p not in allowed for p in prio) or ("identified" in prio and "unidentified" in prio):
         r.fail("deletion_prioritization", f"invalid {prio!r}",
-               "use an ordered list of identified|unidentified|most_recently_updated, at most one of identified/unidentified")
+               "use an ordered list of identified|unidentified|most_recently_updated, "
+               "at most one of identified/unidentified")
         prio = []
     cfg = PolicyConfig(
         write_back_optouts=r.get("write_back_optouts", bool, False, "true"),
@@ -401,7 +412,7 @@ def _simple(data: Any, name: str, cls: type, base: Path, problems: list[ConfigPr
     r = _Reader(data, name, problems)
     d = cls()
     kwargs: dict[str, Any] = {}
-    for fname, fdef in d.__dataclass_fields__.items():
+    for fname in d.__dataclass_fields__:
         default = getattr(d, fname)
         if isinstance(default, Path) or fname in ("state_file",):
             value = r.path(fname, base)
@@ -426,7 +437,8 @@ def _sandbox_problems(sb: SandboxConfig) -> list[ConfigProblem]:
     checks = [("braze_permissions", sb.braze_permissions in ("all", "partner"), 'use "all" or "partner"'),
               ("track_object_limit", sb.track_object_limit >= 1, "use 75 (most contracts) or 50 (MAU CY 24-25)"),
               ("user_status_shape", sb.user_status_shape in ("users", "documented"), 'use "users" or "documented"')]
-    return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix) for key, ok, fix in checks if not ok]
+    return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix)
+            for key, ok, fix in checks if not ok]
 
 
 def _report_problems(rc: ReportConfig, explicit: Mapping[str, Any]) -> list[ConfigProblem]:
@@ -444,7 +456,8 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
             problems.append(ConfigProblem(name, "unknown section", f"use one of {', '.join(sorted(sections))}"))
     state = _simple(data.get("state", {}), "state", StateConfig, base, problems)
     if state.url.startswith("sqlite:///") and not state.url.startswith("sqlite:////") and ":memory:" not in state.url:
-        state = StateConfig(url="sqlite:///" + str((base / state.url[len("sqlite:///"):]).resolve()), url_env=state.url_env)
+        local = (base / state.url[len("sqlite:///"):]).resolve()
+        state = StateConfig(url="sqlite:///" + str(local), url_env=state.url_env)
     cfg = Config(
         braze=_braze(data.get("braze", {}), problems),
         ketch=_ketch(data.get("ketch", {}), problems),
@@ -537,9 +550,11 @@ def check_environment(cfg: Config, environ: Mapping[str, str] | None = None) -> 
                                       f"export {cfg.braze.api_key_env}=<your Braze REST API key>"))
     for key, name in (("state.url_env", cfg.state.url_env),
                       ("universe.sql.url_env", cfg.universe.sql and cfg.universe.sql.url_env),
-                      ("universe.deletions_sql.url_env", cfg.universe.deletions_sql and cfg.universe.deletions_sql.url_env)):
+                      ("universe.deletions_sql.url_env",
+                       cfg.universe.deletions_sql and cfg.universe.deletions_sql.url_env)):
         if name and not env.get(name):
-            problems.append(ConfigProblem(key, f"environment variable {name} is not set", f"export {name}=<database URL>"))
+            problems.append(ConfigProblem(key, f"environment variable {name} is not set",
+                                          f"export {name}=<database URL>"))
     return problems
 
 
@@ -577,7 +592,8 @@ def check_file(path: str | os.PathLike, environ: Mapping[str, str] | None = None
         parse_config(data, p.resolve().parent, p.resolve())
     except ConfigError as exc:
         problems += exc.problems
-    sandbox = bool((data.get("sandbox") or {}).get("enabled", False)) if isinstance(data.get("sandbox"), Mapping) else False
+    section = data.get("sandbox")
+    sandbox = bool(section.get("enabled", False)) if isinstance(section, Mapping) else False
     refs = _env_refs(data)
     if "braze" not in data or "api_key_env" not in (data.get("braze") or {}):
         refs.append(("braze.api_key_env", BrazeConfig().api_key_env))

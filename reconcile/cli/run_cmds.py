@@ -14,7 +14,7 @@ from reconcile.cli.common import (
 )
 from reconcile.cli.schedule_cmds import job_option, schedules_meta_option
 from reconcile.cli.worker_cmds import worker_options
-from reconcile.errors import DataError, ExitCode
+from reconcile.errors import DataError
 
 
 def _remember_actor(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -156,7 +156,8 @@ def _load_plan(rt, ref: str) -> dict:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise DataError(f"{ref}: not a plan file ({exc}); pass the file written by `reconcile plan --out`") from None
+            raise DataError(f"{ref}: not a plan file ({exc}); pass the file written by "
+                            "`reconcile plan --out`") from None
     saved = rt.store.get_plan(ref)
     if not saved:
         raise DataError(f"{ref}: no such plan file or plan id; list plans with `reconcile runs list`")

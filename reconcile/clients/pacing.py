@@ -232,7 +232,8 @@ class RateBudget:
         with self._lock:
             now = self._clock()
             reset = reset_epoch(info.reset, now)
-            if self.follow_header_limit and info.limit is not None and info.limit > 0 and self._same_windows(now, reset):
+            if (self.follow_header_limit and info.limit is not None and info.limit > 0
+                    and self._same_windows(now, reset)):
                 self._header_limit = info.limit
             if info.remaining is None or reset is None or reset <= now:
                 return
@@ -278,6 +279,9 @@ class RateBudget:
                     "reported_limit": self._header_limit, "share": self.share, "window_cap": self.window_limit}
 
 
+DEFAULT_POLICY = RetryPolicy()  # frozen: safe to share
+
+
 class Pacer:
     """Sends through per-class budgets, retrying per `RetryPolicy`.
 
@@ -287,7 +291,7 @@ class Pacer:
     def __init__(
         self,
         limits: Mapping[str, RateLimit],
-        policy: RetryPolicy = RetryPolicy(),
+        policy: RetryPolicy = DEFAULT_POLICY,
         *,
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
