@@ -42,8 +42,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reconcile.clients.resilience import (Attempts, RequestLabel, RetryPolicy, header, retry_after_seconds,
-                                          send_with_retries)
+from reconcile.clients.resilience import (Attempts, RequestLabel, RetryPolicy, header, header_number,
+                                          retry_after_seconds, send_with_retries)
 from reconcile.config import RateLimit
 
 __all__ = ["BudgetBackend", "Clock", "Pacer", "RateBudget", "RateInfo", "RequestLabel", "RetryPolicy", "Sleep",
@@ -67,24 +67,14 @@ class RateInfo:
     reset: float | None = None
 
 
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def parse_rate_headers(headers: Mapping[str, str] | httpx.Headers) -> RateInfo:
     """Read `X-RateLimit-Limit/Remaining/Reset` whatever the letter case of the names."""
-    limit = _number(header(headers, "x-ratelimit-limit"))
-    remaining = _number(header(headers, "x-ratelimit-remaining"))
+    limit = header_number(header(headers, "x-ratelimit-limit"))
+    remaining = header_number(header(headers, "x-ratelimit-remaining"))
     return RateInfo(
         limit=int(limit) if limit is not None else None,
         remaining=int(remaining) if remaining is not None else None,
-        reset=_number(header(headers, "x-ratelimit-reset")),
+        reset=header_number(header(headers, "x-ratelimit-reset")),
     )
 
 

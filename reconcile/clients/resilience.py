@@ -119,7 +119,8 @@ def classify_failure(exc: BaseException, scrub: Callable[[str], str] = lambda t:
 
 
 # -- how long to wait -------------------------------------------------------------------
-def _number(value: str | None) -> float | None:
+def header_number(value: str | None) -> float | None:
+    """A header's value as a finite number, or None."""
     if value is None:
         return None
     try:
@@ -148,7 +149,7 @@ def retry_after_seconds(headers: Mapping[str, str] | Any, now: float | None = No
     value = header(headers, "retry-after")
     if value is None:
         return None
-    seconds = _number(value)
+    seconds = header_number(value)
     if seconds is None:
         try:
             when = parsedate_to_datetime(value.strip())
@@ -498,7 +499,7 @@ def _too_large(limit: int, what: str = "body") -> AnswerTooLarge:
 
 def check_declared_length(headers: Any, limit: int) -> None:
     """Refuse before reading when Content-Length already says the body is too large."""
-    declared = _number(header(headers, "content-length"))
+    declared = header_number(header(headers, "content-length"))
     if declared is not None and declared > limit:
         raise _too_large(limit)
 
