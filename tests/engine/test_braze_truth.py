@@ -11,14 +11,6 @@ import pytest
 from reconcile.pipeline import run_job
 from reconcile.sandbox.braze import PARTNER_PERMISSIONS
 
-_WORLD_TOPICS: list[dict] = []
-
-
-@pytest.fixture(autouse=True)
-def _topics_of(world):
-    _WORLD_TOPICS[:] = world.topics
-
-
 def _partner(w) -> None:
     w.braze.permissions = set(PARTNER_PERMISSIONS)
 
@@ -141,7 +133,7 @@ def test_a_record_without_topic_state_never_touches_those_groups(world, style):
     cfg = w.config()
     w.seed(cfg, subjects=80, drift=0.0)
     w.ketch.subscriptions_empty = "empty_object" if style == "empty_object" else "204"
-    groups = [t["subscription_group_id"] for t in _topics()]
+    groups = [t["subscription_group_id"] for t in w.topics]
     chosen = []
     for profile in sorted(w.braze.db.profiles.values(), key=lambda p: p.braze_id)[::6]:
         subs = w.ketch.subscriptions_of("email", profile.email) if profile.email else None
@@ -149,7 +141,7 @@ def test_a_record_without_topic_state_never_touches_those_groups(world, style):
             continue
         chosen.append(profile.email)
         # Ketch once denied every topic, but that state is gone (or the topic is absent) now
-        w.ketch.set_subscriptions("email", profile.email, {t["topic"]: {t.get("channel"): "denied"} for t in _topics()},
+        w.ketch.set_subscriptions("email", profile.email, {t["topic"]: {t.get("channel"): "denied"} for t in w.topics},
                                   {"global_unsubscribe": "denied"}, int(w.now.timestamp()) - 3600)
         with w.braze.lock:
             profile.groups.update({g: "subscribed" for g in groups})
@@ -168,7 +160,3 @@ def test_a_record_without_topic_state_never_touches_those_groups(world, style):
             assert after["sg-promo"] == "subscribed" and after["sg-news"] == "unsubscribed", (email, after)
         else:
             assert set(after.values()) == {"subscribed"}, (email, after)
-
-
-def _topics() -> list[dict]:
-    return list(_WORLD_TOPICS)
