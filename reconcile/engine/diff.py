@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from reconcile.config import Config, TopicMapping
@@ -39,28 +41,83 @@ class Rules:
 def diff(observed: Observed, rules: Rules) -> pd.DataFrame:
     """The drift table for every subject in the universe."""
     base = _base(observed)
+    keys = _Keys.build(base, observed)
+    base["_code"] = keys.base
     doomed = base["deletion_requested"] | base["tombstoned"]
-    deletions = _deletions(base[doomed], rules)
-    deleting = isin(base["subject_key"], deletions[deletions["action"] == "delete"]["subject_key"]) \
-        if len(deletions) else pd.Series(False, index=base.index)
+    deletions, delete_codes = _deletions(base[doomed], rules)
+    deleting = pd.Series(keys.mark(delete_codes)[keys.base], index=base.index)
+    kept = base[~doomed]
     parts = [
         deletions,
         _blocklist(base, doomed, deleting, rules),
-        _global(base[~doomed], rules),
-        _groups(base[~doomed], observed, rules),
-        _no_record(base[~doomed], observed),
-        _unmatched(base[~doomed], observed, rules),
+        _global(kept, rules),
+        _groups(kept, observed, rules, keys),
+        _no_record(kept, keys),
+        _unmatched(kept, rules, keys),
     ]
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="string") for c in DRIFT_COLUMNS})
-    out = pd.concat(parts, ignore_index=True)
+    times = ["ketch_collected_at", "braze_unsubscribed_at"]
+    out = pd.concat([p.drop(columns=times) for p in parts], ignore_index=True)
+    for col in times:
+        out[col] = _concat_by_value([p[col] for p in parts])
     out["severity"] = out["drift_class"].map(SEVERITY)
     for col in DRIFT_COLUMNS:
         if col not in out.columns:
             out[col] = pd.NA
     out = out[DRIFT_COLUMNS].sort_values(["subject_key", "drift_class", "field"], kind="stable")
     return out.reset_index(drop=True)
+
+
+def _concat_by_value(columns: list[pd.Series]) -> pd.Series:
+    """`pd.concat(columns, ignore_index=True)` through each column's distinct values: when the
+    parts' dtypes differ (tz-aware times and all-NaT parts give object), pandas converts every
+    row to a Timestamp object; here only the distinct values are concatenated (same dtypes, so
+    the same result dtype) and the rows are taken from them."""
+    codes, uniques, offset = [], [], 0
+    for col in columns:
+        c, u = pd.factorize(col, use_na_sentinel=False)
+        codes.append(c + offset)
+        uniques.append(pd.Series(u))
+        offset += len(u)
+    return pd.concat(uniques, ignore_index=True).take(np.concatenate(codes)).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """subject_key as integer codes in one space for the base, ketch_topics and braze_groups
+    rows (factorized once; NA is a code of its own, as merges and `map` match NA to NA), plus
+    the per-row facts of those two frames the diff looks up by subject."""
+
+    n: int
+    base: npt.NDArray[np.intp]
+    topics: npt.NDArray[np.intp]
+    groups: npt.NDArray[np.intp]
+    topic_denied: npt.NDArray[np.bool_]
+    group_subscribed: npt.NDArray[np.bool_]
+    group_unsubscribed: npt.NDArray[np.bool_]
+
+    @classmethod
+    def build(cls, base: pd.DataFrame, o: Observed) -> "_Keys":
+        t, g = o.ketch_topics, o.braze_groups
+        both = pd.concat([base["subject_key"], t["subject_key"], g["subject_key"]], ignore_index=True)
+        codes, uniques = pd.factorize(both, use_na_sentinel=False)
+        codes = codes.astype(np.intp, copy=False)
+        nb, nt = len(base), len(t)
+        return cls(len(uniques), codes[:nb], codes[nb:nb + nt], codes[nb + nt:], _equals(t["status"], "denied"),
+                   _equals(g["status"], "subscribed"), _equals(g["status"], "unsubscribed"))
+
+    def mark(self, codes: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+        """A per-code flag: True for the given codes."""
+        flag = np.zeros(self.n, dtype=bool)
+        flag[codes] = True
+        return flag
+
+
+def _equals(s: pd.Series, value: str) -> npt.NDArray[np.bool_]:
+    """`s == value` as a numpy bool array, NA never equal."""
+    return np.asarray((s == value).fillna(False), dtype=bool)
 
 
 def _base(o: Observed) -> pd.DataFrame:
@@ -99,7 +156,8 @@ def _rows(df: pd.DataFrame, drift_class: str, field: str | pd.Series, expected: 
     return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
-def _deletions(d: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+def _deletions(d: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, npt.NDArray[np.intp]]:
+    """The deletion drift rows, and the subject codes whose profile this plan deletes."""
     present = d[d["exists"]]
     ambiguous = (rules.key_type == "email") & (present["profile_count"] > 1) & (not rules.deletion_prioritization)
     out = []
@@ -117,7 +175,7 @@ def _deletions(d: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     if len(back):
         out.append(_rows(back, "resurrected", "profile", "absent", "present",
                          "deleted earlier (tombstone), profile exists again in Braze", "delete"))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    return (pd.concat(out, ignore_index=True) if out else pd.DataFrame()), act["_code"].to_numpy(np.intp)
 
 
 def _not_blocklisted(base: pd.DataFrame, deleting: pd.Series) -> pd.Series:
@@ -185,7 +243,7 @@ def _global(b: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def _topic_status(topics: pd.DataFrame, m: TopicMapping) -> pd.Series:
+def _topic_status_series(topics: pd.DataFrame, m: TopicMapping) -> pd.Series:
     """Ketch status per subject for one mapping: exact channel, else the flat topic; denied wins."""
     t = topics[topics["topic"] == m.topic]
     if m.channel is not None:
@@ -205,7 +263,7 @@ def _expected_groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame
     rec = b.loc[b["has_record"], GROUP_COLUMNS]
     frames = []
     for m in rules.topics:
-        status = rec["subject_key"].map(_topic_status(o.ketch_topics, m)).astype("string")
+        status = rec["subject_key"].map(_topic_status_series(o.ketch_topics, m)).astype("string")
         exp = pd.Series(pd.NA, index=rec.index, dtype="string")
         exp = exp.mask((status == "granted").fillna(False), "subscribed")  # no topic state: no opinion
         exp = exp.mask((status == "denied").fillna(False), "unsubscribed")
@@ -218,7 +276,80 @@ def _expected_groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame
     return e[e["_exp"].notna()]
 
 
-def _groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
+def _groups(b: pd.DataFrame, o: Observed, rules: Rules, keys: _Keys) -> pd.DataFrame:
+    """Group drift on integer subject codes: per mapping, the Ketch status and the Braze group
+    status are per-code arrays, looked up by each record's code. Rows come out in the order of
+    `_groups_by_merge` (mapping by mapping, base order within one), which is used when a
+    subject has more than one row for a group (a merge then repeats the expected row)."""
+    rec = b.loc[b["has_record"], GROUP_COLUMNS + ["_code"]]
+    if not rules.topics or not len(rec):
+        return pd.DataFrame()
+    g = o.braze_groups
+    group_ids = g["group_id"]
+    code = rec["_code"].to_numpy(np.intp)
+    engaged = (rec["global_engaged"] | rec["blocklist_engaged"]).to_numpy(bool)
+    t = o.ketch_topics
+    opt_pos, opt_gid, con_pos, con_gid = [], [], [], []
+    for m in rules.topics:
+        in_group = _equals(group_ids, m.subscription_group_id)
+        gc = keys.groups[in_group]
+        if len(gc) and np.bincount(gc, minlength=keys.n).max() > 1:
+            return _groups_by_merge(b, o, rules)
+        granted, denied = _topic_status(t, m, keys)
+        sub = keys.mark(gc[keys.group_subscribed[in_group]])[code]
+        unsub = keys.mark(gc[keys.group_unsubscribed[in_group]])[code]
+        exp_unsub = denied[code] | engaged
+        exp_sub = granted[code] & ~exp_unsub
+        opt = np.flatnonzero(exp_unsub & sub)
+        con = np.flatnonzero(exp_sub & unsub)
+        opt_pos.append(opt)
+        con_pos.append(con)
+        opt_gid.append(np.full(len(opt), m.subscription_group_id, dtype=object))
+        con_gid.append(np.full(len(con), m.subscription_group_id, dtype=object))
+    out = []
+    pos = np.concatenate(opt_pos)
+    if len(pos):
+        r = _group_rows(rec, pos, np.concatenate(opt_gid))
+        why = np.empty(len(pos), dtype=object)
+        start = 0
+        for m, p in zip(rules.topics, opt_pos):
+            label = f"{m.topic}/{m.channel}" if m.channel else m.topic
+            why[start:start + len(p)] = np.where(
+                engaged[p], "Ketch global unsubscribe or do-not-contact control is active",
+                f"Ketch {label} is denied") + f"; Braze group {m.subscription_group_id} is subscribed"
+            start += len(p)
+        out.append(_rows(r, "missed_optout", pd.Series("group", index=r.index), "unsubscribed", "subscribed",
+                         pd.Series(why, index=r.index), "group_unsubscribe"))
+    pos = np.concatenate(con_pos)
+    c = _group_rows(rec, pos, np.concatenate(con_gid))
+    out += _optin_conflict(c, pd.Series("group", index=c.index), rules, "group_subscribe")
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _group_rows(rec: pd.DataFrame, pos: npt.NDArray[np.intp], group_id: npt.NDArray[np.object_]) -> pd.DataFrame:
+    r = rec.iloc[pos].reset_index(drop=True)
+    return r.assign(group_id=group_id, _collected=r["subs_collected_at"])
+
+
+def _topic_status(t: pd.DataFrame, m: TopicMapping, keys: _Keys) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Per subject code for one mapping: (Ketch status is granted, is denied). The exact
+    channel's rows count, else the flat topic's (no channel); a denied row wins, otherwise the
+    first row's status holds (as `_topic_status_series`)."""
+    rows = _equals(t["topic"], m.topic)
+    if m.channel is not None:
+        exact = rows & _equals(t["channel"], m.channel)
+        flat = rows & t["channel"].isna().to_numpy(bool)
+        rows = exact | (flat & ~keys.mark(keys.topics[exact])[keys.topics])
+    idx = np.flatnonzero(rows)
+    code = keys.topics[idx]
+    denied = keys.mark(code[keys.topic_denied[idx]])
+    first_codes, first = np.unique(code, return_index=True)
+    granted = np.zeros(keys.n, dtype=bool)
+    granted[first_codes] = _equals(t["status"].iloc[idx[first]], "granted")
+    return granted & ~denied, denied
+
+
+def _groups_by_merge(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
     e = _expected_groups(b, o, rules)
     if not len(e):
         return pd.DataFrame()
@@ -240,9 +371,9 @@ def _groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def _no_record(b: pd.DataFrame, o: Observed) -> pd.DataFrame:
-    groups_on = o.braze_groups[o.braze_groups["status"].astype(str) == "subscribed"]["subject_key"]
-    on = b["email_subscribe"].isin(SUBSCRIBED).fillna(False) | isin(b["subject_key"], groups_on)
+def _no_record(b: pd.DataFrame, keys: _Keys) -> pd.DataFrame:
+    groups_on = keys.mark(keys.groups[keys.group_subscribed])[b["_code"].to_numpy()]
+    on = b["email_subscribe"].isin(SUBSCRIBED).fillna(False) | groups_on
     r = b[~b["has_record"] & on & b["exists"]]
     if not len(r):
         return pd.DataFrame()
@@ -250,13 +381,13 @@ def _no_record(b: pd.DataFrame, o: Observed) -> pd.DataFrame:
                  "Braze subscribed but Ketch has no consent record; reported, never unsubscribed", "")
 
 
-def _unmatched(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
+def _unmatched(b: pd.DataFrame, rules: Rules, keys: _Keys) -> pd.DataFrame:
     r = b[b["has_record"] & (b["exists"] == False).fillna(False)]  # noqa: E712
     if not len(r):
         return pd.DataFrame()
     optout = _expected_global(r) == "unsubscribed"
-    denied = o.ketch_topics[o.ketch_topics["status"].astype(str) == "denied"]["subject_key"]
-    optout = optout.fillna(False) | isin(r["subject_key"], denied)
+    denied = keys.mark(keys.topics[keys.topic_denied])[r["_code"].to_numpy()]
+    optout = optout.fillna(False) | denied
     action = optout.map({True: "alias_optout" if rules.alias_unmatched else "", False: ""})
     return _rows(r, "unmatched", "profile", "present", "absent",
                  "Ketch has a record but no Braze profile matches this identity", action)
