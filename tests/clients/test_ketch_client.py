@@ -653,7 +653,8 @@ def test_errors_are_api_errors() -> None:
 # == the real network: aiohttp and httpx on the wire ==============================================
 import gzip  # noqa: E402
 import socket  # noqa: E402
-import threading  # noqa: E402
+
+from loopback_socket import SocketServer, read_request  # noqa: E402
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
               "no_proxy")
@@ -665,69 +666,40 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-class CannedServer:
+class CannedServer(SocketServer):
     """A loopback server giving each request the next canned answer (None: close without
     answering). Closes each connection after one answer, or with keep_alive serves the
-    connection until the client closes it. Records the raw requests and counts connections."""
+    connection until the client closes it. Records the raw requests and counts connections;
+    connections are served one at a time."""
 
     def __init__(self, answers: list[bytes | None], *, keep_alive: bool = False, tls: Any = None):
         self.answers, self.requests, self.connections = list(answers), [], 0
-        self.keep_alive, self.tls = keep_alive, tls
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.keep_alive = keep_alive
+        super().__init__(tls=tls)
 
-    def _run(self) -> None:
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            self.connections += 1
-            try:
-                if self.tls:
-                    conn = self.tls.wrap_socket(conn, server_side=True)
-                with conn:
-                    conn.settimeout(5)
-                    while not self.stopped:
-                        request = _read_request(conn)
-                        if not request:
-                            break
-                        self.requests.append(request)
-                        answer = self.answers.pop(0) if self.answers else None
-                        if answer is None:
-                            break
-                        conn.sendall(answer)
-                        if not self.keep_alive:
-                            break
-            except OSError:
-                continue
+    def _accepted(self, conn: socket.socket) -> None:
+        self.connections += 1
+        self._serve(conn)
 
-    def __enter__(self) -> "CannedServer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stopped = True
-        self.thread.join(timeout=5)
-        self.sock.close()
-
-
-def _read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
-    while len(body) < length:
-        body += conn.recv(65536)
-    return head + b"\r\n\r\n" + body
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            with conn:
+                conn.settimeout(5)
+                while not self.stopped:
+                    request = read_request(conn)
+                    if not request:
+                        break
+                    self.requests.append(request)
+                    answer = self.answers.pop(0) if self.answers else None
+                    if answer is None:
+                        break
+                    conn.sendall(answer)
+                    if not self.keep_alive:
+                        break
+        except OSError:
+            return
 
 
 def http_answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None, *,

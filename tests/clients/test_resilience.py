@@ -11,7 +11,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -28,6 +27,7 @@ from reconcile.clients.resilience import (AnswerTooLarge, Attempts, DeadlineExce
 from reconcile.config import KetchConfig
 from reconcile.errors import FatalApiError, RateLimited, TransientApiError
 
+from loopback_socket import SocketServer
 from test_ketch_client import PROXY_VARS, CannedServer, FakeTime, chunked, consent_body, http_answer
 
 BACKENDS = ["aiohttp", "httpx"]
@@ -159,26 +159,13 @@ def test_an_answer_under_the_limit_is_read(backend: str) -> None:
         assert client.run(client.get_consent({"email": "a@x.com"})).purposes == {f"p{i}": True for i in range(100)}
 
 
-class TrickleServer:
+class TrickleServer(SocketServer):
     """Answers each connection with a head promising `size` bytes, then one byte per `gap` seconds."""
 
     def __init__(self, size: int = 200, gap: float = 0.05, tls: ssl.SSLContext | None = None):
-        self.size, self.gap, self.tls = size, gap, tls
+        self.size, self.gap = size, gap
         self.sent: list[int] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__(tls=tls)
 
     def _serve(self, conn: socket.socket) -> None:
         sent = 0
@@ -197,14 +184,6 @@ class TrickleServer:
         finally:
             self.sent.append(sent)
             conn.close()
-
-    def __enter__(self) -> "TrickleServer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stopped = True
-        self.thread.join(timeout=5)
-        self.sock.close()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loopback_socket import SocketServer, read_request
+
 
 def http_answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None, *,
                 length: bool = True) -> bytes:
@@ -27,44 +29,14 @@ def chunked(body: bytes, size: int = 1000) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
 
 
-def _read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
-
-
-class Server:
+class Server(SocketServer):
     """Answers each connection's one request with the next canned answer: raw bytes, None
     (close without answering), or a callable given the socket (it writes what it likes)."""
 
     def __init__(self, answers: list[Any], *, tls: ssl.SSLContext | None = None):
-        self.answers, self.requests, self.tls = list(answers), [], tls
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        self.answers: list[Any] = list(answers)
+        self.requests: list[bytes] = []
+        super().__init__(tls=tls)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -72,7 +44,7 @@ class Server:
                 conn = self.tls.wrap_socket(conn, server_side=True)
             with conn:
                 conn.settimeout(5)
-                request = _read_request(conn)
+                request = read_request(conn)
                 if not request:
                     return
                 self.requests.append(request)
@@ -83,14 +55,6 @@ class Server:
                     conn.sendall(answer)
         except OSError:
             return
-
-    def __enter__(self) -> "Server":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stopped = True
-        self.thread.join(timeout=5)
-        self.sock.close()
 
 
 def trickle(size: int = 200, gap: float = 0.05):
@@ -146,7 +110,7 @@ def _read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, b
     return head + b"\r\n\r\n" + rest[:length], rest[length:]
 
 
-class ResetProxy:
+class ResetProxy(SocketServer):
     """A loopback HTTP proxy in front of `upstream` (http://127.0.0.1:port). The next
     `resets` requests whose path matches `path_regex` are forwarded and answered upstream
     (the request is handled), then the client's connection is reset instead of answered."""
@@ -157,20 +121,8 @@ class ResetProxy:
         host, port = upstream.removeprefix("http://").split(":")
         self.upstream = (host, int(port))
         self.pattern, self.resets, self.reset_paths = re.compile(path_regex), resets, []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.lock, self.stopped = threading.Lock(), False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        self.lock = threading.Lock()
+        super().__init__()
 
     def _serve(self, conn: socket.socket) -> None:
         import struct
@@ -180,7 +132,7 @@ class ResetProxy:
         try:
             conn.settimeout(60)
             while not self.stopped:
-                request = _read_request(conn)
+                request = read_request(conn)
                 if not request:
                     return
                 path = request.split(b" ", 2)[1].decode("latin-1") if b" " in request else ""
@@ -200,11 +152,3 @@ class ResetProxy:
         finally:
             conn.close()
             upstream.close()
-
-    def __enter__(self) -> "ResetProxy":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stopped = True
-        self.thread.join(timeout=5)
-        self.sock.close()
