@@ -9,13 +9,12 @@ identities).
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+
+from reconcile.serving import RunningServer, free_port
+from reconcile.serving import start_in_thread as start_server
 
 
 def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
@@ -28,35 +27,6 @@ def run_forever(app: Any, host: str, port: int) -> None:
     uvicorn.Server(uvicorn_config(app, host, port)).run()
 
 
-@dataclass
-class Running:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> Running:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-
-def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Running:
+def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
     """Serve `app` on loopback in a daemon thread; returns once it accepts connections."""
-    if not port:
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, host, port))
-    thread = threading.Thread(target=server.run, name=f"ledger-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"the ledger did not start on {host}:{port}")
-        time.sleep(0.01)
-    return Running(f"http://{host}:{port}", server, thread)
+    return start_server(uvicorn_config(app, host, port or free_port(host)), "the ledger")

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
-from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import uvicorn
 
 from reconcile.sandbox.core import SimRequest, SimTimeout, Simulator, _content_headers
+from reconcile.serving import RunningServer, free_port, start_in_thread
 
 
 def asgi_app(sim: Simulator, timeout_hold_seconds: float = 30.0):
@@ -59,29 +56,6 @@ def asgi_app(sim: Simulator, timeout_hold_seconds: float = 30.0):
     return app
 
 
-@dataclass
-class RunningServer:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> "RunningServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def serve(sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, timeout_hold_seconds: float = 30.0,
           http: str = "auto", loop: str = "auto") -> RunningServer:
     """Start `sim` on host:port in a daemon thread and wait until it accepts connections.
@@ -95,12 +69,4 @@ def serve(sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, timeout_hol
     config = uvicorn.Config(asgi_app(sim, timeout_hold_seconds), host=host, port=port, log_level="warning",
                             lifespan="off", access_log=False, http=http, loop=loop,
                             proxy_headers=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"sandbox-{sim.name}-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"sandbox {sim.name} did not start on {host}:{port}")
-        time.sleep(0.01)
-    return RunningServer(f"http://{host}:{port}", server, thread)
+    return start_in_thread(config, f"sandbox {sim.name}")

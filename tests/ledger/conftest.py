@@ -14,7 +14,8 @@ import pytest
 
 from reconcile.config import Config
 from reconcile.ledger.app import create_app
-from reconcile.ledger.serve import Running, start_in_thread
+from reconcile.ledger.serve import start_in_thread
+from reconcile.serving import RunningServer
 from reconcile.ledger.store import LedgerStore
 from reconcile.runtime import open_runtime, utc_now
 from reconcile.store.store import Store
@@ -64,7 +65,7 @@ class Receiver:
     answer: int = 200
     received: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    running: Running | None = None
+    running: RunningServer | None = None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         body = b""
@@ -92,7 +93,7 @@ class LedgerWorld:
     w: World
     cfg: Config
     store: Store
-    server: Running
+    server: RunningServer
     receivers: list[Receiver] = field(default_factory=list)
 
     @property
