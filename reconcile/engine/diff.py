@@ -16,7 +16,7 @@ import pandas as pd
 
 from reconcile.config import Config, TopicMapping
 from reconcile.engine.classes import SEVERITY
-from reconcile.engine.frames import DRIFT_COLUMNS, Observed, isin
+from reconcile.engine.frames import DRIFT_COLUMNS, Observed
 
 SUBSCRIBED = ("subscribed", "opted_in")
 
@@ -243,44 +243,15 @@ def _global(b: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def _topic_status_series(topics: pd.DataFrame, m: TopicMapping) -> pd.Series:
-    """Ketch status per subject for one mapping: exact channel, else the flat topic; denied wins."""
-    t = topics[topics["topic"] == m.topic]
-    if m.channel is not None:
-        exact = t[t["channel"] == m.channel]
-        flat = t[t["channel"].isna()]
-        t = pd.concat([exact, flat[~isin(flat["subject_key"], exact["subject_key"])]])
-    denied_first = t.assign(_rank=(t["status"] != "denied").to_numpy()).sort_values("_rank", kind="stable")
-    t = denied_first.drop_duplicates("subject_key")
-    return pd.Series(t["status"].astype("string").array, index=t["subject_key"].array)
-
-
 GROUP_COLUMNS = ["subject_key", "identity", "global_engaged", "blocklist_engaged", "subs_collected_at",
                  "unsubscribed_at"]
 
 
-def _expected_groups(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
-    rec = b.loc[b["has_record"], GROUP_COLUMNS]
-    frames = []
-    for m in rules.topics:
-        status = rec["subject_key"].map(_topic_status_series(o.ketch_topics, m)).astype("string")
-        exp = pd.Series(pd.NA, index=rec.index, dtype="string")
-        exp = exp.mask((status == "granted").fillna(False), "subscribed")  # no topic state: no opinion
-        exp = exp.mask((status == "denied").fillna(False), "unsubscribed")
-        exp = exp.mask(rec["global_engaged"] | rec["blocklist_engaged"], "unsubscribed")
-        label = f"{m.topic}/{m.channel}" if m.channel else m.topic
-        frames.append(rec.assign(group_id=m.subscription_group_id, _exp=exp, _topic=label, _status=status))
-    if not frames:
-        return pd.DataFrame()
-    e = pd.concat(frames, ignore_index=True)
-    return e[e["_exp"].notna()]
-
-
 def _groups(b: pd.DataFrame, o: Observed, rules: Rules, keys: _Keys) -> pd.DataFrame:
     """Group drift on integer subject codes: per mapping, the Ketch status and the Braze group
-    status are per-code arrays, looked up by each record's code. Rows come out in the order of
-    `_groups_by_merge` (mapping by mapping, base order within one), which is used when a
-    subject has more than one row for a group (a merge then repeats the expected row)."""
+    status are per-code arrays, looked up by each record's code; rows come out mapping by
+    mapping, in base order within one. A subject with several rows for one group (several
+    profiles) is subscribed if any row is, unsubscribed if any row is: one drift item each way."""
     rec = b.loc[b["has_record"], GROUP_COLUMNS + ["_code"]]
     if not rules.topics or not len(rec):
         return pd.DataFrame()
@@ -293,8 +264,6 @@ def _groups(b: pd.DataFrame, o: Observed, rules: Rules, keys: _Keys) -> pd.DataF
     for m in rules.topics:
         in_group = _equals(group_ids, m.subscription_group_id)
         gc = keys.groups[in_group]
-        if len(gc) and np.bincount(gc, minlength=keys.n).max() > 1:
-            return _groups_by_merge(b, o, rules)
         granted, denied = _topic_status(t, m, keys)
         sub = keys.mark(gc[keys.group_subscribed[in_group]])[code]
         unsub = keys.mark(gc[keys.group_unsubscribed[in_group]])[code]
@@ -334,7 +303,7 @@ def _group_rows(rec: pd.DataFrame, pos: npt.NDArray[np.intp], group_id: npt.NDAr
 def _topic_status(t: pd.DataFrame, m: TopicMapping, keys: _Keys) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """Per subject code for one mapping: (Ketch status is granted, is denied). The exact
     channel's rows count, else the flat topic's (no channel); a denied row wins, otherwise the
-    first row's status holds (as `_topic_status_series`)."""
+    first row's status holds."""
     rows = _equals(t["topic"], m.topic)
     if m.channel is not None:
         exact = rows & _equals(t["channel"], m.channel)
@@ -347,28 +316,6 @@ def _topic_status(t: pd.DataFrame, m: TopicMapping, keys: _Keys) -> tuple[npt.ND
     granted = np.zeros(keys.n, dtype=bool)
     granted[first_codes] = _equals(t["status"].iloc[idx[first]], "granted")
     return granted & ~denied, denied
-
-
-def _groups_by_merge(b: pd.DataFrame, o: Observed, rules: Rules) -> pd.DataFrame:
-    e = _expected_groups(b, o, rules)
-    if not len(e):
-        return pd.DataFrame()
-    e = e.merge(o.braze_groups.rename(columns={"status": "_actual"}), on=["subject_key", "group_id"], how="left")
-    e["_actual"] = e["_actual"].astype("string")
-    e["_collected"] = e["subs_collected_at"]
-    field = pd.Series("group", index=e.index)
-    out = []
-    opt = (e["_exp"] == "unsubscribed").fillna(False) & (e["_actual"] == "subscribed").fillna(False)
-    if opt.any():
-        r = e[opt]
-        why = pd.Series("Ketch " + r["_topic"] + " is " + r["_status"].fillna("absent").astype(str), index=r.index)
-        why = why.mask(r["global_engaged"] | r["blocklist_engaged"],
-                       "Ketch global unsubscribe or do-not-contact control is active")
-        out.append(_rows(r, "missed_optout", field[opt], "unsubscribed", "subscribed",
-                         why + "; Braze group " + r["group_id"] + " is subscribed", "group_unsubscribe"))
-    con = (e["_exp"] == "subscribed").fillna(False) & (e["_actual"] == "unsubscribed").fillna(False)
-    out += _optin_conflict(e[con], field[con], rules, "group_subscribe")
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 def _no_record(b: pd.DataFrame, keys: _Keys) -> pd.DataFrame:

@@ -287,3 +287,11 @@ def test_invariant_after_apply_braze_is_never_more_permissive(subjects):
     for a in plan.actions:
         if a.kind is ActionKind.GROUP_UNSUBSCRIBE:
             assert not {(s, a.group_id) for s in a.subject_keys} & quiet
+
+
+def test_a_group_read_for_several_profiles_is_one_drift_item_per_subject():
+    o = observe(subject("two@x.io", ketch={"email_allowed": True}, braze={"profiles": ["subscribed", "subscribed"]},
+                        topics=[("newsletter", "email", "denied")],
+                        groups=[("g-news", "unsubscribed"), ("g-news", "subscribed")]))
+    d = diff(o, RULES)
+    assert d[["drift_class", "field", "group_id"]].values.tolist() == [["missed_optout", "group", "g-news"]]
