@@ -115,6 +115,7 @@ class UniverseConfig:
     deletions_sql: SqlSource | None = None
     slices: int = 1
     chunk_size: int = 200_000
+    absence_recheck_hours: float = 24.0
     deletions_format: str = "auto"  # "auto", "identity" (identity, requested_at) or "ketch_dsr"
     deletions_right_column: str = "canonical_right_code"
     deletions_rights: tuple[str, ...] = ("delete",)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 WATERMARK = "last_success_started_at"
 SLICE_COUNTER = "full_sweep_slice"
 EXCEPTION_COLUMNS = ["identity", "source", "reason"]
+ABSENCE_SOURCES = frozenset({"deletions", "tombstones"})  # sources whose only question is "still absent?"
 
 
 class StoreCache:
@@ -149,6 +150,8 @@ class UniverseRead:
     lists: ex.BrazeLists
     read: ex.BrazeRead
     prefetched: ex.Prefetched | None
+    run_id: str = ""
+    absence_skipped: int = 0  # subjects left out: confirmed absent within universe.absence_recheck_hours
 
 
 def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None,
@@ -172,6 +175,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
     read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
     prefetched = None
+    absent = confirmed_absent(rt) if mode != "full" and subjects is None else set()
     if cfg.identity.braze_key == "external_id" and subjects is None:
         # read the known subjects' profiles first: their addresses need no look-up on the lists
         none = lists.unsubscribed.iloc[0:0]
@@ -179,6 +183,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                                  "external_id")
         if full and slice_index is not None:
             base = base[_in_slice(base, cfg.universe.slices, slice_index)]
+        base = base[~_absence_only(base, absent)]
         known = ex.profiles_by_external_id(read, base["identity"])
         resolved, extra_exc, found = _listed_by_external_id(rt, caps, cache, lists, full, known)
         listed = pd.concat([listed, resolved], ignore_index=True) if len(resolved) else listed
@@ -194,7 +199,45 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
         universe = pick_slice(universe, cfg.universe.slices, int(rt.store.get_watermark(SLICE_COUNTER) or 0))
     if subjects is not None:
         universe = universe[isin(universe["subject_key"], subjects)].reset_index(drop=True)
-    return UniverseRead(universe, exceptions, lists, read, prefetched)
+    skip = _absence_only(universe, absent)
+    if skip.any():
+        log.info("%d subject(s) with a deletion request or tombstone confirmed absent from Braze within the last "
+                 "%g h are not read again (universe.absence_recheck_hours; full sweeps read them)",
+                 int(skip.sum()), cfg.universe.absence_recheck_hours)
+        universe = universe[~skip].reset_index(drop=True)
+    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()))
+
+
+def confirmed_absent(rt: Runtime) -> set[str]:
+    """Subjects a run confirmed have no Braze profile within `universe.absence_recheck_hours`."""
+    hours = rt.cfg.universe.absence_recheck_hours
+    return set(rt.store.absent_since(rt.clock() - timedelta(hours=hours))) if hours > 0 else set()
+
+
+def _absence_only(universe: pd.DataFrame, absent: set[str]) -> Any:
+    """Rows brought in only to prove they are still absent (deletion requests, tombstones)
+    and confirmed absent recently: a boolean numpy mask."""
+    if not absent or not len(universe):
+        return pd.Series(False, index=universe.index).to_numpy()
+    labels = universe["sources"].astype("string").fillna("")
+    only = labels.map({v: bool(v) and set(v.split("+")) <= ABSENCE_SOURCES for v in labels.unique()})
+    return (only.fillna(False).astype(bool) & isin(universe["subject_key"], absent)).to_numpy()
+
+
+def note_absences(rt: Runtime, observed: Observed, run_id: str) -> None:
+    """Record which subjects that must not exist were read without a profile (and clear the
+    record of those found with one), for `confirmed_absent`."""
+    u, b = observed.universe, observed.braze
+    if not len(u):
+        return
+    doomed = (u["deletion_requested"].fillna(False) | u["tombstoned"].fillna(False)).astype(bool).to_numpy()
+    keys = u.loc[doomed, "subject_key"]
+    if not len(keys):
+        return
+    present = set(b.loc[b["exists"].fillna(True).astype(bool).to_numpy(), "subject_key"].astype(str))
+    found = isin(keys, present).to_numpy()
+    rt.store.clear_absent(keys[found].astype(str))
+    rt.store.record_absent(keys[~found].astype(str), rt.clock(), run_id)
 
 
 def _in_slice(universe: pd.DataFrame, slices: int, index: int) -> Any:
@@ -209,7 +252,9 @@ def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple
         log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
         universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)
     braze, groups, profiles = ex.extract_braze(base.read, universe, base.lists, base.prefetched)
-    return Observed(universe, ketch, topics, braze, groups, profiles), failed.assign(source="ketch")
+    observed = Observed(universe, ketch, topics, braze, groups, profiles)
+    note_absences(rt, observed, base.run_id)
+    return observed, failed.assign(source="ketch")
 
 
 def chunks(universe: pd.DataFrame, size: int) -> list[pd.DataFrame]:
@@ -242,4 +287,6 @@ def reobserve(rt: Runtime, obs: Observation, subjects: set[str], *, ketch_too: b
         ketch, topics, _failed = ex.extract_ketch(rt.ketch, o.universe, rt.cfg, None)
     read = ex.BrazeRead(rt.braze, rt.cfg, obs.caps, StoreCache(rt.store, rt.clock, run_id), rt.clock())
     braze, groups, profiles = ex.extract_braze(read, o.universe, lists)
-    return Observed(o.universe, ketch, topics, braze, groups, profiles)
+    observed = Observed(o.universe, ketch, topics, braze, groups, profiles)
+    note_absences(rt, observed, run_id)
+    return observed

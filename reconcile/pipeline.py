@@ -168,6 +168,10 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     follows the part, not the workspace."""
     stage(rt.progress, "extract")
     base = read_universe(rt, mode, run_id, subjects, slice_index)
+    if base.absence_skipped:
+        from reconcile.reports.build import note_run
+
+        note_run(rt.store, run_id, absence_skipped=base.absence_skipped)
     parts = chunks(base.universe, rt.cfg.universe.chunk_size)
     drifts, kept, failures, prints = [], [], [base.exceptions], []
     sizes = [0, 0, 0]

@@ -24,6 +24,8 @@
                      failed, with the run that reconciled it
     rate_budget_windows  Braze requests taken per workspace, rate class and clock window, shared
                      by every worker on the database
+    absence_checks   subjects that must not exist in Braze (deletion requested or tombstoned)
+                     and when a run last confirmed they have no profile
 
 Migrations live in `migrations/versions/`; a test checks they produce exactly this schema.
 """
@@ -390,6 +392,14 @@ rate_budget_windows = Table(
     Column("rate_class", String, primary_key=True),
     Column("window_start_ms", BigInteger, primary_key=True, autoincrement=False),
     Column("used", Integer, nullable=False),
+)
+
+absence_checks = Table(
+    "absence_checks",
+    metadata,
+    Column("subject_key", Text, primary_key=True),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("run_id", String, nullable=False),
 )
 
 RUN_FIELDS = frozenset(c.name for c in runs.columns) - {"run_id", "mode", "config_hash", "started_at"}

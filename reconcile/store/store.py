@@ -10,6 +10,7 @@ newest revision, and returns a `Store` with these parts:
     address -> Braze profiles     reconcile.store.profiles
     sliced sweeps                 reconcile.store.sweeps
     shared Braze rate budgets     reconcile.store.budgets
+    confirmed absences            reconcile.store.absence
     tombstones, watermarks        this module
 
 All timestamps are timezone-aware UTC datetimes supplied by the caller. Rows come back as
@@ -37,6 +38,7 @@ from reconcile.store.base import (
     parse_url,
     safe_url,
 )
+from reconcile.store.absence import AbsenceMixin
 from reconcile.store.budgets import BudgetsMixin
 from reconcile.store.drift import DriftMixin
 from reconcile.store.journal import JournalMixin
@@ -55,9 +57,9 @@ EXCEPTION_FIELDS = ("identity", "source", "reason")
 TOMBSTONE_FIELDS = ("subject_key", "identity", "deleted_at", "run_id", "reason")
 
 
-class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, BudgetsMixin):
+class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, BudgetsMixin, AbsenceMixin):
     """Runs, drift, plans, the action journal, tombstones, watermarks, locks, Braze profiles,
-    sweeps and shared rate budgets."""
+    sweeps, shared rate budgets and confirmed absences."""
 
     @classmethod
     def open(cls, url: str | URL) -> Store:

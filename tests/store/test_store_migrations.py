@@ -38,6 +38,7 @@ TABLES = {
     "sweeps",
     "sweep_slices",
     "rate_budget_windows",
+    "absence_checks",
 }
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 INI = Path(migrate.__file__).with_name("alembic.ini")
