@@ -220,8 +220,9 @@ def run_job(job: Path, mode: str = "full", env: dict[str, str] | None = None,
     """`reconcile run` in its own process: exit code, wall, CPU, peak RSS, its JSON answer."""
     cmd = [sys.executable]
     if profile is not None:
-        cmd += ["-m", "cProfile", "-o", str(profile)]
-        cmd += ["-c", "from reconcile.cli.main import cli; cli()"]
+        runner = profile.with_suffix(".runner.py")
+        runner.write_text("from reconcile.cli.main import cli\n\ncli()\n")
+        cmd += ["-m", "cProfile", "-o", str(profile), str(runner)]
     else:
         cmd += ["-m", "reconcile"]
     cmd += ["--config", str(job), "run", "--mode", mode, "--format", "json",
@@ -232,8 +233,16 @@ def run_job(job: Path, mode: str = "full", env: dict[str, str] | None = None,
     proc = subprocess.Popen(cmd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=job.parent)
     out: list[bytes] = []
     err: list[bytes] = []
-    readers = [threading.Thread(target=lambda s=s, b=b: b.append(s.read())) for s, b in
-               ((proc.stdout, out), (proc.stderr, err))]
+    stamped: list[tuple[float, str]] = []  # stderr lines with their arrival time (stage timings)
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            stamped.append((time.perf_counter() - started, line.decode(errors="replace").rstrip()))
+        err.append(b"\n".join(f"{t:9.3f} {text}".encode() for t, text in stamped))
+
+    readers = [threading.Thread(target=lambda: out.append(proc.stdout.read())),  # type: ignore[union-attr]
+               threading.Thread(target=read_err)]
     for r in readers:
         r.start()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -246,9 +255,23 @@ def run_job(job: Path, mode: str = "full", env: dict[str, str] | None = None,
         answer = json.loads(out[0] or b"{}")
     except json.JSONDecodeError:
         answer = {"stdout": out[0].decode(errors="replace")[-2000:]}
-    return {"exit": proc.returncode, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+    return {"exit": proc.returncode, "wall": wall, "stages": stage_seconds(stamped, wall), "cpu": usage.ru_utime + usage.ru_stime,
             "rss_mib": usage.ru_maxrss / 1024, "load1": load, "answer": answer,
             "stderr": err[0].decode(errors="replace")[-3000:]}
+
+
+def stage_seconds(stamped: list[tuple[float, str]], wall: float) -> dict[str, float]:
+    """Seconds from each progress stage's first line to the next stage's (\"start\": before the first)."""
+    marks: list[tuple[str, float]] = [("start", 0.0)]
+    for t, text in stamped:
+        if text.startswith("progress:") and "; stage " in text:
+            stage = text.split("; stage ", 1)[1].split(";", 1)[0]
+            if stage != marks[-1][0]:
+                marks.append((stage, t))
+    out: dict[str, float] = {}
+    for (stage, t), (_, t_next) in zip(marks, marks[1:] + [("end", wall)]):
+        out[stage] = out.get(stage, 0.0) + t_next - t
+    return out
 
 
 def run_summary(folder: Path, run_id: str | None = None) -> dict[str, Any]:
@@ -307,10 +330,10 @@ def full_scenario(root: Path, n: int, keys: str, limits: str) -> dict[str, Any]:
     row = {"subjects": n, "keys": keys, "limits": limits, "exit": res["exit"], "status": run["status"],
            "universe": run["universe"], "wall": res["wall"], "cpu": res["cpu"], "rss_mib": res["rss_mib"],
            "load1": res["load1"], "load1_after": os.getloadavg()[0], "seed_and_serve_s": setup,
-           "server_cpu": server_cpu, "requests": reqs, "bound_s": b, "binding": worst, "per_class_s": per,
+           "server_cpu": server_cpu, "requests": reqs, "bound_s": b, "binding": worst, "per_class_s": per, "serial_bound_s": sum(per.values()),
            "braze_served": sum(braze_served.values()), "ketch_served": sum(ketch_served.values()),
            "braze_by_path": braze_served, "ketch_by_path": ketch_served,
-           "api_usage": usage, "counts": (res["answer"] or {}).get("counts")}
+           "stages": res["stages"], "api_usage": usage, "counts": (res["answer"] or {}).get("counts")}
     if res["exit"] not in (0, 2):
         row["stderr"] = res["stderr"]
     return row
@@ -321,9 +344,11 @@ def print_row(r: dict[str, Any]) -> None:
     print(f"n={n:>8} keys={r['keys']:<11} limits={r['limits']:<10} exit={r['exit']} {r['status']} "
           f"universe={r['universe']} wall={r['wall']:.1f}s ({r['wall'] / n * 1e6:.0f} us/subject) "
           f"cpu={r['cpu']:.1f}s rss={r['rss_mib']:.0f}MiB braze={r['braze_served']} ketch={r['ketch_served']} "
-          f"bound@documented={r['bound_s']:.1f}s ({r['binding']}) wall/bound={r['wall'] / r['bound_s']:.3f} "
+          f"bound@documented={r['bound_s']:.1f}s ({r['binding']}; serial {r['serial_bound_s']:.1f}s) "
+          f"wall/bound={r['wall'] / r['bound_s']:.3f} "
           f"server cpu={r['server_cpu']:.1f}s load={r['load1']:.2f}->{r['load1_after']:.2f} "
           f"requests={r['requests']}", flush=True)
+    print("    stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["stages"].items()), flush=True)
     if "stderr" in r:
         print(r["stderr"], file=sys.stderr)
 
