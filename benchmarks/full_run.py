@@ -21,11 +21,16 @@ the wall time is the job's own work. `--limits documented`: the client runs with
 defaults (Braze's documented limits, `budget_share` 0.5 of the shared class; Ketch AIMD
 starting at 200/s up to 500/s) and the simulator enforces Braze's documented limits.
 
-The rate-limit bound, computed from the counted requests at documented limits, is
-max over classes of requests ÷ the rate the job may use in that class (documented limit,
-× budget_share for the shared class; Ketch at ketch.max_requests_per_second). With
-limits enforced, wall ÷ bound is measured; with limits lifted, the bound is what a run at
-documented limits could not go below.
+Two bounds at documented limits, computed from the counted requests:
+* rate bound: max over classes of requests ÷ the steady rate the job may use in that class
+  (documented limit, × budget_share for the shared class; Ketch at
+  ketch.max_requests_per_second);
+* window bound: max over classes of (windows needed - 1) × window (Braze counts fixed
+  windows aligned to the clock, so requests that fit in one window need not wait; Ketch
+  as above). "serial" sums the classes instead of taking the max: the job reads Ketch,
+  then Braze (observe.read_state), so its classes do not overlap.
+With limits enforced, wall ÷ bound is measured; with limits lifted, the bounds are what a
+run at documented limits would add to the job's own time at best.
 
 `os.getloadavg()` is recorded per row (other work may share the 2 cores).
 """
@@ -304,6 +309,26 @@ def class_requests(usage: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def window_seconds(requests: dict[str, int], budget_share: float = 0.5) -> dict[str, float]:
+    """What each class's fixed windows force at documented limits: (windows needed - 1) x
+    window, as Braze counts (windows aligned to the clock; the shared class's is the hour, of
+    which the job takes budget_share). A class whose requests fit in one window costs no wait.
+    Ketch (a paced rate, not windows): requests / ketch.max_requests_per_second."""
+    from reconcile.config import DEFAULT_RATE_LIMITS
+
+    out: dict[str, float] = {}
+    for name, n in requests.items():
+        if not n:
+            continue
+        if name == "ketch":
+            out[name] = n / KETCH_MAX_RPS
+            continue
+        lim = DEFAULT_RATE_LIMITS[name]
+        cap = max(1, math.floor(lim.requests * (budget_share if name == "shared" else 1.0) + 1e-9))
+        out[name] = (math.ceil(n / cap) - 1) * lim.per_seconds
+    return out
+
+
 def bound(requests: dict[str, int], rates: dict[str, float]) -> tuple[float, str, dict[str, float]]:
     per = {k: v / rates[k] for k, v in requests.items() if v and k in rates}
     worst = max(per, key=per.get) if per else "-"
@@ -331,6 +356,8 @@ def full_scenario(root: Path, n: int, keys: str, limits: str) -> dict[str, Any]:
            "universe": run["universe"], "wall": res["wall"], "cpu": res["cpu"], "rss_mib": res["rss_mib"],
            "load1": res["load1"], "load1_after": os.getloadavg()[0], "seed_and_serve_s": setup,
            "server_cpu": server_cpu, "requests": reqs, "bound_s": b, "binding": worst, "per_class_s": per, "serial_bound_s": sum(per.values()),
+           "window_s": (win := window_seconds(reqs)), "window_bound_s": max(win.values(), default=0.0),
+           "serial_window_bound_s": sum(win.values()),
            "braze_served": sum(braze_served.values()), "ketch_served": sum(ketch_served.values()),
            "braze_by_path": braze_served, "ketch_by_path": ketch_served,
            "stages": res["stages"], "api_usage": usage, "counts": (res["answer"] or {}).get("counts")}
@@ -345,7 +372,8 @@ def print_row(r: dict[str, Any]) -> None:
           f"universe={r['universe']} wall={r['wall']:.1f}s ({r['wall'] / n * 1e6:.0f} us/subject) "
           f"cpu={r['cpu']:.1f}s rss={r['rss_mib']:.0f}MiB braze={r['braze_served']} ketch={r['ketch_served']} "
           f"bound@documented={r['bound_s']:.1f}s ({r['binding']}; serial {r['serial_bound_s']:.1f}s) "
-          f"wall/bound={r['wall'] / r['bound_s']:.3f} "
+          f"wall/bound={r['wall'] / r['bound_s']:.3f} window bound={r['window_bound_s']:.1f}s "
+          f"(serial {r['serial_window_bound_s']:.1f}s) "
           f"server cpu={r['server_cpu']:.1f}s load={r['load1']:.2f}->{r['load1_after']:.2f} "
           f"requests={r['requests']}", flush=True)
     print("    stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["stages"].items()), flush=True)
