@@ -296,6 +296,7 @@ def _universe(data: Any, base: Path, problems: list[ConfigProblem],
         slices=r.number("slices", 1, lo=1, hi=10000, integer=True),
         chunk_size=r.number("chunk_size", 200_000, lo=1, integer=True),
         absence_recheck_hours=r.number("absence_recheck_hours", d.absence_recheck_hours, lo=0.0, hi=24.0 * 31),
+        resume_parts_hours=r.number("resume_parts_hours", d.resume_parts_hours, lo=0.0, hi=24.0 * 7),
         **_deletion_shape(r, d),
     )
     for name in ("csv", "parquet", "deletions_csv"):

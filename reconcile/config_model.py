@@ -116,6 +116,7 @@ class UniverseConfig:
     slices: int = 1
     chunk_size: int = 200_000
     absence_recheck_hours: float = 24.0
+    resume_parts_hours: float = 12.0
     deletions_format: str = "auto"  # "auto", "identity" (identity, requested_at) or "ketch_dsr"
     deletions_right_column: str = "canonical_right_code"
     deletions_rights: tuple[str, ...] = ("delete",)

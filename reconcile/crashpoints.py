@@ -3,6 +3,7 @@
 Inert unless the environment sets `RECONCILE_CRASH_AT=<point>:<n>`: then the process
 kills itself with SIGKILL the n-th time (default 1) it reaches `<point>`. Points:
 
+    part          a part of a chunked read is read, diffed and saved (the run reads on)
     plan          the plan is saved, nothing journaled
     journal       the plan's batches are journaled pending, none sent
     before_send   a batch is journaled sending, its request not yet made
@@ -20,7 +21,7 @@ import signal
 from typing import Any
 
 ENV = "RECONCILE_CRASH_AT"
-POINTS = ("plan", "journal", "before_send", "after_send", "verify", "report")
+POINTS = ("part", "plan", "journal", "before_send", "after_send", "verify", "report")
 _reached: dict[str, int] = {}
 
 

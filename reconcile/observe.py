@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
 from reconcile.engine import extract as ex
@@ -257,12 +258,23 @@ def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple
     return observed, failed.assign(source="ketch")
 
 
-def chunks(universe: pd.DataFrame, size: int) -> list[pd.DataFrame]:
-    """The universe in parts of at most `size` subjects (stable: by subject key order)."""
+CHUNK_HASH_KEY = "reconcile-parts1"  # 16 bytes; not the sweep slices' key, so parts split a slice evenly
+
+
+def chunks(universe: pd.DataFrame, size: int) -> tuple[int, list[tuple[int, pd.DataFrame]]]:
+    """(parts, [(part number, subjects)]): the universe in ceil(N / size) stable hash slices of
+    about `size` subjects each, so a subject stays in its part when others join or leave."""
     if len(universe) <= size:
-        return [universe]
-    ordered = universe.sort_values("subject_key", kind="stable").reset_index(drop=True)
-    return [ordered.iloc[i:i + size].reset_index(drop=True) for i in range(0, len(ordered), size)]
+        return 1, [(0, universe)]
+    parts = -(-len(universe) // size)
+    hashed = pd.util.hash_pandas_object(universe["subject_key"].astype(str), index=False, hash_key=CHUNK_HASH_KEY)
+    number = (hashed.to_numpy() % parts).astype("int64")
+    ordered = universe.assign(_part=number).sort_values(["_part", "subject_key"], kind="stable")
+    present = np.unique(number)
+    starts = np.searchsorted(ordered["_part"].to_numpy(), present)
+    ends = [*starts[1:], len(ordered)]
+    body = ordered.drop(columns="_part")
+    return parts, [(int(n), body.iloc[a:b].reset_index(drop=True)) for n, a, b in zip(present, starts, ends)]
 
 
 def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:

@@ -28,8 +28,9 @@ from reconcile.models.plan import ActionKind, ActionStatus, DriftKey, Plan, Plan
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.observability.events import counting, run_started, stage
 from reconcile.observe import (
-    SLICE_COUNTER, WATERMARK, Observation, chunks, observe, read_state, read_universe, reobserve,
+    SLICE_COUNTER, WATERMARK, Observation, UniverseRead, chunks, observe, read_state, read_universe, reobserve,
 )
+from reconcile.part_journal import STATE, PartJournal, PartResult, merge, seen_of
 from reconcile.recorder import RunRecorder, recording
 from reconcile.runtime import Runtime
 
@@ -165,42 +166,69 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
                      slice_index: int | None = None) -> tuple[Observation, pd.DataFrame, str]:
     """(observation, drift, fingerprint). A universe larger than `universe.chunk_size` is read
     and diffed a part at a time, keeping only the state of subjects with drift, so memory
-    follows the part, not the workspace."""
+    follows the part, not the workspace; each finished part is journaled, and the parts an
+    unfinished earlier run left are taken instead of read again (part_journal.py)."""
     stage(rt.progress, "extract")
     base = read_universe(rt, mode, run_id, subjects, slice_index)
     if base.absence_skipped:
         from reconcile.reports.build import note_run
 
         note_run(rt.store, run_id, absence_skipped=base.absence_skipped)
-    parts = chunks(base.universe, rt.cfg.universe.chunk_size)
-    drifts, kept, failures, prints = [], [], [base.exceptions], []
-    sizes = [0, 0, 0]
-    for n, part in enumerate(parts, 1):
-        if n > 1:
-            stage(rt.progress, "extract", part=n, parts=len(parts))
-        observed, failed = read_state(rt, base, part)
+    count, parts = chunks(base.universe, rt.cfg.universe.chunk_size)
+    if count == 1:
+        observed, failed = read_state(rt, base, base.universe)
         stage(rt.progress, "diff", subjects=len(observed.universe))
         drift = diff(observed, rules)
-        o = observed
-        prints.append(fingerprint(o.universe, o.ketch, o.ketch_topics, o.braze, o.braze_groups, o.braze_profiles))
-        sizes = [sizes[0] + len(o.universe), sizes[1] + int(o.ketch["has_record"].sum()),
-                 sizes[2] + int(o.braze["exists"].sum())]
-        kept.append(observed if len(parts) == 1 else observed.subset(set(drift["subject_key"])))
-        drifts.append(drift)
-        failures.append(failed)
-    found = [f for f in failures if len(f)]
-    exceptions = pd.concat(found, ignore_index=True) if found else base.exceptions
-    if len(parts) == 1:
-        obs = Observation(kept[0], exceptions, base.lists, rt.clock(), base.read.caps)
-        return obs, drifts[0], fingerprint(rt.cfg.hash(), *prints)
+        exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
+        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+        return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
+    journal = PartJournal(rt, run_id, mode, slice_index, count)
+    saved = journal.saved()
+    results = []
+    for n, (number, part) in enumerate(parts, 1):
+        stage(rt.progress, "extract", part=n, parts=len(parts))
+        result, resumed = _read_part(rt, base, part, rules, saved.get(number))
+        if not resumed:
+            journal.save(number, result)
+        crash_point("part")
+        results.append(result)
+    found = [r.failed for r in results if len(r.failed)]
+    exceptions = pd.concat([base.exceptions, *found], ignore_index=True) if found else base.exceptions
     failed_ids = set(exceptions.loc[exceptions["source"] == "ketch", "identity"]) if len(exceptions) else set()
     universe = base.universe[~isin(base.universe["identity"], failed_ids)].reset_index(drop=True)
-    state = (conform(pd.concat([getattr(k, name) for k in kept], ignore_index=True), name)
-             for name in ("ketch", "ketch_topics", "braze", "braze_groups", "braze_profiles"))
-    drift = pd.concat(drifts, ignore_index=True).sort_values(["subject_key", "drift_class", "field"], kind="stable")
-    obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps,
-                      (sizes[0], sizes[1], sizes[2]))
-    return obs, drift.reset_index(drop=True), fingerprint(rt.cfg.hash(), *prints)
+    state = (conform(pd.concat([r.state[name] for r in results], ignore_index=True), name) for name in STATE)
+    drift = pd.concat([r.drift for r in results], ignore_index=True)
+    drift = drift.sort_values(["subject_key", "drift_class", "field"], kind="stable").reset_index(drop=True)
+    seen = [r.seen for r in results]
+    sizes = (sum(len(s) for s in seen), sum(int(s["has_record"].sum()) for s in seen),
+             sum(int(s["exists"].sum()) for s in seen))
+    obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes)
+    journal.finished()
+    return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
+
+
+def _print(o: Observed) -> str:
+    return fingerprint(o.universe, o.ketch, o.ketch_topics, o.braze, o.braze_groups, o.braze_profiles)
+
+
+def _read_part(rt: Runtime, base: UniverseRead, part: pd.DataFrame, rules: Rules,
+               saved: tuple[str, PartResult] | None) -> tuple[PartResult, bool]:
+    """(result, resumed): a part read and diffed, or taken from a saved copy with only the
+    subjects that joined it since read (and those that left it dropped)."""
+    if saved is None:
+        return _fresh_part(rt, base, part, rules), False
+    kept = saved[1].only(part["subject_key"])
+    joined = part[~isin(part["subject_key"], saved[1].seen["subject_key"]).to_numpy()].reset_index(drop=True)
+    return (merge(kept, _fresh_part(rt, base, joined, rules)) if len(joined) else kept), True
+
+
+def _fresh_part(rt: Runtime, base: UniverseRead, part: pd.DataFrame, rules: Rules) -> PartResult:
+    observed, failed = read_state(rt, base, part)
+    stage(rt.progress, "diff", subjects=len(observed.universe))
+    drift = diff(observed, rules)
+    o = observed.subset(set(drift["subject_key"]))
+    return PartResult(seen_of(observed.universe, observed.ketch, observed.braze), drift, failed,
+                      {name: getattr(o, name) for name in STATE}, _print(observed))
 
 
 def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | None = None,

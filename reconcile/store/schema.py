@@ -26,6 +26,8 @@
                      by every worker on the database
     absence_checks   subjects that must not exist in Braze (deletion requested or tombstoned)
                      and when a run last confirmed they have no profile
+    run_parts        the finished parts of a chunked read (each part's drift and the state of
+                     its drift subjects), so a run that stops mid-read is resumed part by part
 
 Migrations live in `migrations/versions/`; a test checks they produce exactly this schema.
 """
@@ -41,6 +43,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -400,6 +403,19 @@ absence_checks = Table(
     Column("subject_key", Text, primary_key=True),
     Column("checked_at", UTCDateTime, nullable=False),
     Column("run_id", String, nullable=False),
+)
+
+run_parts = Table(
+    "run_parts",
+    metadata,
+    Column("run_id", String, primary_key=True),
+    Column("part", Integer, primary_key=True, autoincrement=False),
+    Column("scope", String, nullable=False),
+    Column("parts", Integer, nullable=False),
+    Column("subjects", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("saved_at", UTCDateTime, nullable=False),
+    Index(None, "scope"),
 )
 
 RUN_FIELDS = frozenset(c.name for c in runs.columns) - {"run_id", "mode", "config_hash", "started_at"}

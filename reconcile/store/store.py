@@ -11,6 +11,7 @@ newest revision, and returns a `Store` with these parts:
     sliced sweeps                 reconcile.store.sweeps
     shared Braze rate budgets     reconcile.store.budgets
     confirmed absences            reconcile.store.absence
+    saved parts of chunked reads  reconcile.store.parts
     tombstones, watermarks        this module
 
 All timestamps are timezone-aware UTC datetimes supplied by the caller. Rows come back as
@@ -43,6 +44,7 @@ from reconcile.store.budgets import BudgetsMixin
 from reconcile.store.drift import DriftMixin
 from reconcile.store.journal import JournalMixin
 from reconcile.store.locks import LocksMixin
+from reconcile.store.parts import PartsMixin
 from reconcile.store.profiles import ProfilesMixin
 from reconcile.store.sweeps import SweepsMixin
 from reconcile.store.schema import (
@@ -57,9 +59,10 @@ EXCEPTION_FIELDS = ("identity", "source", "reason")
 TOMBSTONE_FIELDS = ("subject_key", "identity", "deleted_at", "run_id", "reason")
 
 
-class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, BudgetsMixin, AbsenceMixin):
+class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, BudgetsMixin, AbsenceMixin,
+            PartsMixin):
     """Runs, drift, plans, the action journal, tombstones, watermarks, locks, Braze profiles,
-    sweeps, shared rate budgets and confirmed absences."""
+    sweeps, shared rate budgets, confirmed absences and saved parts of chunked reads."""
 
     @classmethod
     def open(cls, url: str | URL) -> Store:

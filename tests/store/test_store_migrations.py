@@ -39,6 +39,7 @@ TABLES = {
     "sweep_slices",
     "rate_budget_windows",
     "absence_checks",
+    "run_parts",
 }
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 INI = Path(migrate.__file__).with_name("alembic.ini")
