@@ -8,6 +8,7 @@ write-backs). Both take their time, capabilities and caches from the `Context`.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable
@@ -15,6 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from reconcile.clients.braze import Stopped
 from reconcile.engine import extract as ex
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, isin
@@ -247,18 +249,72 @@ def _in_slice(universe: pd.DataFrame, slices: int, index: int) -> Any:
 
 def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple[Observed, pd.DataFrame]:
     """Both sides' state for (part of) the universe: (observed, failed Ketch lookups). A
-    lookup that failed is not "no record": those subjects are left out and reported."""
-    ketch, topics, failed = ex.extract_ketch(rt.ketch, universe, rt.cfg, rt.progress)
+    lookup that failed is not "no record": those subjects are left out and reported.
+
+    Ketch (on a helper thread) and Braze (here) are read at the same time, so a run bound
+    by one API's rate limit is not also waiting for the other's. When either read fails
+    the other is stopped (Ketch is cancelled; a Braze read is only waited for) and the
+    first failure is raised."""
+    ketch_read = _KetchRead(rt, universe)
+    try:
+        braze, groups, profiles = ex.extract_braze(base.read, universe, base.lists, base.prefetched)
+    except Stopped:
+        ketch_read.result()  # Ketch failed and stopped this read: raise its error
+        raise
+    except BaseException:
+        ketch_read.stop()
+        raise
+    finally:
+        _call(rt.braze, "resume")
+    ketch, topics, failed = ketch_read.result()
     if len(failed):
         log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
         universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)
-    braze, groups, profiles = ex.extract_braze(base.read, universe, base.lists, base.prefetched)
+        keep = set(universe["subject_key"])
+        braze, groups, profiles = (df[isin(df["subject_key"], keep).to_numpy()].reset_index(drop=True)
+                                   for df in (braze, groups, profiles))
     observed = Observed(universe, ketch, topics, braze, groups, profiles)
     note_absences(rt, observed, base.run_id)
     return observed, failed.assign(source="ketch")
 
 
 CHUNK_HASH_KEY = "reconcile-parts1"  # 16 bytes; not the sweep slices' key, so parts split a slice evenly
+
+
+class _KetchRead:
+    """Ketch's side of `read_state`, running on its own thread."""
+
+    def __init__(self, rt: Runtime, universe: pd.DataFrame):
+        self.rt = rt
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ketch-read")
+        self.future = self.pool.submit(self._read, universe)
+        self.pool.shutdown(wait=False)
+
+    def _read(self, universe: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        try:
+            return ex.extract_ketch(self.rt.ketch, universe, self.rt.cfg, self.rt.progress)
+        except BaseException:
+            _call(self.rt.braze, "stop")  # no point reading Braze for a run that will not go on
+            raise
+
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        try:
+            return self.future.result()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Cancel the Ketch read and wait for its thread (a cancelled read ends at once)."""
+        while not self.future.done():
+            _call(self.rt.ketch, "cancel")
+            wait([self.future], timeout=0.05)
+
+
+def _call(client: Any, method: str) -> None:
+    func = getattr(client, method, None)
+    if callable(func):
+        func()
 
 
 def chunks(universe: pd.DataFrame, size: int) -> tuple[int, list[tuple[int, pd.DataFrame]]]:

@@ -99,6 +99,11 @@ def chunked(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
         yield list(items[start:start + size])
 
 
+class Stopped(BaseException):
+    """A call ended by `BrazeClient.stop()` (never sent, or not retried). A BaseException, like
+    asyncio.CancelledError, so no retry loop or error mapping takes it for a failed request."""
+
+
 def unique(values: Iterable[Any] | None) -> list[Any]:
     return list(dict.fromkeys(values or ()))
 
@@ -135,8 +140,9 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         self.max_pages = max_pages
         self._scrub = _Scrubber(key)
         policy = retry_policy or RetryPolicy(max_retries=cfg.max_retries, backoff_cap_seconds=cfg.backoff_cap_seconds)
-        self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=sleep, rng=rng, scrub=self._scrub,
-                            shares={name: cfg.budget_share for name in SHARED_CLASSES})
+        self._stopped = threading.Event()
+        self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=self._pausing(sleep), rng=rng,
+                            scrub=self._scrub, shares={name: cfg.budget_share for name in SHARED_CLASSES})
         self._http = httpx.Client(base_url=cfg.rest_endpoint, transport=transport, timeout=cfg.timeout_seconds,
                                   headers={"Authorization": f"Bearer {key}", "Accept": "application/json",
                                            "Accept-Encoding": "gzip, deflate"})
@@ -152,6 +158,27 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
 
     def __repr__(self) -> str:
         return f"BrazeClient(endpoint={sanitize_url(self.cfg.rest_endpoint)!r})"
+
+    def stop(self) -> None:
+        """From any thread: every call in progress or to come raises `Stopped` before its next
+        send or at once from a wait for the rate limit, until `resume()`. Used to end a read
+        early when the read beside it (Ketch's) failed."""
+        self._stopped.set()
+
+    def resume(self) -> None:
+        self._stopped.clear()
+
+    def _pausing(self, sleep: Sleep) -> Sleep:
+        def pause(seconds: float) -> None:
+            if self._stopped.is_set():
+                raise Stopped("Braze read stopped")
+            if sleep is time.sleep:
+                self._stopped.wait(seconds)
+            else:
+                sleep(seconds)
+            if self._stopped.is_set():
+                raise Stopped("Braze read stopped")
+        return pause
 
     def close(self) -> None:
         with self._lock:
@@ -198,6 +225,8 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
     def _send(self, request: httpx.Request) -> httpx.Response:
         """One try: the answer read whole, at most `max_body_bytes` as sent and decompressed,
         within `timeout_seconds` overall."""
+        if self._stopped.is_set():
+            raise Stopped("Braze read stopped")
         return send_bounded(self._http, request, limit=self.cfg.max_body_bytes,
                             deadline_seconds=self.cfg.timeout_seconds)
 

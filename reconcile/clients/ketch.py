@@ -147,6 +147,7 @@ class KetchClient:
         self._targets: dict[str, tuple[str, RequestLabel]] = {}
         self._runner: asyncio.Runner | None = None
         self._runner_lock = threading.Lock()
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
 
     def usage(self) -> dict[str, Any]:
         """Tries sent, 429 and failed answers, and the pace: the starting rate, where the
@@ -286,7 +287,23 @@ class KetchClient:
         with self._runner_lock:
             if self._runner is None:
                 self._runner = asyncio.Runner()
-            return self._runner.run(_as_coro(awaitable))
+            return self._runner.run(self._tracked(awaitable))
+
+    async def _tracked(self, awaitable: Awaitable[T]) -> T:
+        task = asyncio.current_task()
+        self._running = (asyncio.get_running_loop(), task) if task is not None else None
+        try:
+            return await awaitable
+        finally:
+            self._running = None
+
+    def cancel(self) -> None:
+        """Stop the sync facade's call in progress from any thread: that call raises
+        `asyncio.CancelledError` once its requests in flight are cancelled. No-op when idle."""
+        running = self._running
+        if running is not None:
+            loop, task = running
+            loop.call_soon_threadsafe(task.cancel)
 
     def close(self) -> None:
         """Close the sync facade's HTTP session and event loop."""
@@ -479,10 +496,6 @@ def _off_loop(func: Callable[[], T]) -> T:
         return func()
     with ThreadPoolExecutor(1, thread_name_prefix="ketch-client") as pool:
         return pool.submit(func).result()
-
-
-async def _as_coro(awaitable: Awaitable[T]) -> T:
-    return await awaitable
 
 
 def _topics_body(topics: dict[tuple[str, str | None], str]) -> dict[str, dict[str, dict[str, str]]]:

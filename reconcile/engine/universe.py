@@ -77,20 +77,20 @@ def load_listed(cfg: UniverseConfig, since: datetime | None = None, key_type: st
 
     A SQL query that mentions `:since` gets it bound; a file or query with an `updated_at`
     column is filtered on it; a source with neither contributes nothing to an incremental
-    run (its subjects are swept by full runs). Each source is refused whole when mostly
-    malformed under `key_type`, or holding an oversized field (engine/source_checks.py)."""
+    run (its subjects are swept by full runs). Each source (in an incremental run, what it
+    contributes) is refused whole when mostly malformed under `key_type`, or holding an
+    oversized field (engine/source_checks.py)."""
     frames = []
     if cfg.csv:
-        df = checked(read_table(cfg.csv, cfg.identity_column, "universe.csv"), key_type, f"universe.csv {cfg.csv}")
-        frames.append(_changed(df, since, False))
+        df = _changed(read_table(cfg.csv, cfg.identity_column, "universe.csv"), since, False)
+        frames.append(checked(df, key_type, f"universe.csv {cfg.csv}"))
     if cfg.parquet:
-        df = checked(read_table(cfg.parquet, cfg.identity_column, "universe.parquet"), key_type,
-                     f"universe.parquet {cfg.parquet}")
-        frames.append(_changed(df, since, False))
+        df = _changed(read_table(cfg.parquet, cfg.identity_column, "universe.parquet"), since, False)
+        frames.append(checked(df, key_type, f"universe.parquet {cfg.parquet}"))
     if cfg.sql:
         bound = since is not None and ":since" in cfg.sql.query
         df = read_sql(cfg.sql, cfg.identity_column, "universe.sql", {"since": since} if bound else None)
-        frames.append(_changed(checked(df, key_type, "universe.sql"), since, bound))
+        frames.append(checked(_changed(df, since, bound), key_type, "universe.sql"))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"identity": pd.Series(dtype="string")})
 
 

@@ -7,6 +7,7 @@ Dates are local dates in the configured time zone; a timestamp is turned into on
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -19,6 +20,22 @@ def _country_days(code: str, year: int) -> frozenset[date]:
 
     country, _, subdiv = code.partition("-")
     return frozenset(holidays.country_holidays(country, subdiv=subdiv or None, years=year))
+
+
+@lru_cache(maxsize=256)
+def _weekday_holidays(countries: tuple[str, ...], extra: frozenset[date], year: int) -> tuple[date, ...]:
+    """The year's holidays (configured countries and extra dates) that fall on a weekday, sorted."""
+    days = {d for d in extra if d.year == year}
+    for code in countries:
+        days |= {d for d in _country_days(code, year) if d.year == year}
+    return tuple(sorted(d for d in days if d.weekday() < 5))
+
+
+def _weekdays_after(start: date, end: date) -> int:
+    """Days d with start < d <= end that are Monday to Friday (end >= start)."""
+    weeks, rest = divmod((end - start).days, 7)
+    first = start.weekday()
+    return weeks * 5 + sum(1 for i in range(1, rest + 1) if (first + i) % 7 < 5)
 
 
 @dataclass(frozen=True)
@@ -49,10 +66,16 @@ class BusinessCalendar:
         return day
 
     def business_days_between(self, start: date, end: date) -> int:
-        """Business days d with start < d <= end; negative when `end` is before `start`."""
+        """Business days d with start < d <= end; negative when `end` is before `start`.
+        Weekdays are counted arithmetically and holidays by bisecting each year's sorted
+        weekday holidays, so the cost does not grow with the span."""
         if end < start:
             return -self.business_days_between(end, start)
-        return sum(1 for i in range(1, (end - start).days + 1) if self.is_business_day(start + timedelta(days=i)))
+        off = 0
+        for year in range(start.year, end.year + 1):
+            days = _weekday_holidays(self.countries, self.extra, year)
+            off += bisect_right(days, end) - bisect_right(days, start)
+        return _weekdays_after(start, end) - off
 
     def local_date(self, ts: datetime) -> date:
         return ts.astimezone(ZoneInfo(self.tz)).date()

@@ -95,3 +95,30 @@ def test_the_clock_source_is_named() -> None:
     requested = item("missed_deletion", first=first, detail={"requested_at": "2026-02-20T08:00:00+00:00"})
     aged = age_item(requested, policy, first)
     assert aged["source"] == "deletion_request" and aged["source_at"] == datetime(2026, 2, 20, 8, tzinfo=UTC)
+
+
+def _counted_day_by_day(cal: BusinessCalendar, start: date, end: date) -> int:
+    from datetime import timedelta
+
+    if end < start:
+        return -_counted_day_by_day(cal, end, start)
+    return sum(1 for i in range(1, (end - start).days + 1) if cal.is_business_day(start + timedelta(days=i)))
+
+
+def test_business_days_between_matches_counting_day_by_day():
+    from datetime import timedelta
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    days = st.dates(min_value=date(2019, 1, 1), max_value=date(2030, 12, 31))
+    calendars = st.builds(BusinessCalendar, st.sampled_from([(), ("US",), ("DE-BY", "FR"), ("GB",)]),
+                          st.frozensets(days, max_size=6))
+
+    @settings(max_examples=300, deadline=None)
+    @given(calendars, days, st.integers(min_value=-900, max_value=900))
+    def check(cal: BusinessCalendar, start: date, span: int) -> None:
+        end = start + timedelta(days=span)
+        assert cal.business_days_between(start, end) == _counted_day_by_day(cal, start, end)
+
+    check()
