@@ -177,11 +177,24 @@ def _profiles_by_email(ctx: BrazeRead, universe: pd.DataFrame) -> pd.DataFrame:
     return _check_states(reader.read(addresses, full_sweep=ctx.full_sweep))
 
 
+EXPORT_PIECE = 10_000  # external ids exported, then turned into a frame, at a time
+
+
 def profiles_by_external_id(ctx: BrazeRead, ids: pd.Series) -> pd.DataFrame:
-    """Profile rows (external_id, braze_id, email, email_subscribe) for external ids, 50 a request."""
-    result = ctx.braze.export_ids(ids.astype(str).tolist(), PROFILE_FIELDS)
-    users = pd.DataFrame(result.users, columns=PROFILE_FIELDS)
-    return users[users["external_id"].notna()].drop_duplicates("external_id")
+    """Profile rows (external_id, braze_id, email, email_subscribe) for external ids, 50 a
+    request. The answers are turned into compact string columns every `EXPORT_PIECE` ids,
+    so a million ids never sit in memory as decoded JSON at once."""
+    values = ids.astype(str).tolist()
+    frames = []
+    for start in range(0, len(values), EXPORT_PIECE):
+        result = ctx.braze.export_ids(values[start:start + EXPORT_PIECE], PROFILE_FIELDS)
+        users = pd.DataFrame(result.users, columns=PROFILE_FIELDS).astype("string")
+        frames.append(users[users["external_id"].notna().to_numpy()])
+        del result
+    if not frames:
+        return pd.DataFrame(columns=PROFILE_FIELDS).astype("string")
+    users = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return users.drop_duplicates("external_id").reset_index(drop=True)
 
 
 def _profiles_by_external_id(ctx: BrazeRead, universe: pd.DataFrame, prefetched: Prefetched | None) -> pd.DataFrame:
