@@ -12,11 +12,17 @@ unique per run.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
-from typing import Any
+import operator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import repeat
+from typing import Any, Iterator
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from reconcile.clients.limits import ENDPOINT, batch_limit
@@ -42,19 +48,117 @@ def fingerprint(*parts: Any) -> str:
 
 
 _FIELDS = {f.value: f for f in Field}
+_GROUP_KINDS = (ActionKind.GROUP_UNSUBSCRIBE, ActionKind.GROUP_SUBSCRIBE)
+_ENCODE = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str (C)
+
+
+def _column(drift: pd.DataFrame, name: str) -> npt.NDArray[np.object_]:
+    """A drift column as an object array, missing values as None."""
+    values: npt.NDArray[np.object_] = drift[name].to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
+    return values
+
+
+def _fields(raw: pd.Series) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.bool_]]:
+    """The Field of every raw field value, and which rows are group fields, looked up once
+    per distinct value; DataError names the first unknown value in row order."""
+    codes, found = pd.factorize(raw, use_na_sentinel=False)
+    uniques: list[Any] = [None if pd.isna(f) else f for f in found]
+    known = np.empty(len(uniques), dtype=object)
+    try:
+        for i, f in enumerate(uniques):
+            known[i] = _FIELDS[f]
+    except KeyError as exc:
+        raise DataError(f"drift field {exc.args[0]!r} is not one of {', '.join(_FIELDS)}") from None
+    group = np.fromiter((f == "group" for f in uniques), dtype=bool, count=len(uniques))
+    return known[codes], group[codes]
+
+
+@dataclass(frozen=True)
+class _KeyColumns:
+    """The DriftKey fields of drift rows as column arrays, in row order."""
+
+    subject: npt.NDArray[np.object_]
+    drift_class: npt.NDArray[np.object_]
+    field: npt.NDArray[np.object_]
+    group: npt.NDArray[np.object_]  # None unless a group field
+    is_group: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, drift: pd.DataFrame) -> "_KeyColumns":
+        field, is_group = _fields(drift["field"])
+        group = np.where(is_group, _column(drift, "group_id"), np.full(len(drift), None, dtype=object))
+        return cls(_column(drift, "subject_key"), _column(drift, "drift_class"), field, group, is_group)
+
+    def keys(self, rows: npt.NDArray[np.intp] | slice = slice(None)) -> list[DriftKey]:
+        return list(map(DriftKey, self.subject[rows].tolist(), self.drift_class[rows].tolist(),
+                        self.field[rows].tolist(), self.group[rows].tolist()))
+
+    def json(self) -> npt.NDArray[np.object_]:
+        """Each row's `DriftKey.to_json()` as JSON text (a Field is a str of its value). The
+        (class, field, group) part is written once per distinct combination when those
+        columns hold only strings and None (values of other types could compare equal
+        across types, 1 == True, and are written row by row)."""
+        rest = [self.drift_class, self.field, self.group]
+        if all(pd.api.types.infer_dtype(c, skipna=True) in ("string", "empty") for c in rest):
+            combo = np.zeros(len(self.subject), dtype=np.int64)
+            for c in rest:
+                codes, uniques = pd.factorize(c, use_na_sentinel=False)
+                combo, _ = pd.factorize(combo * max(len(uniques), 1) + codes)  # renumbered: stays below n
+            _, first, inverse = np.unique(combo, return_index=True, return_inverse=True)
+            tail = [", ".join(_json_texts(_objects_array([c[i] for c in rest]))) + "]" for i in first.tolist()]
+            texts = map("[{}, {}".format, _json_texts(self.subject), _objects_array(tail)[inverse.reshape(-1)].tolist())
+        else:
+            texts = map("[{}, {}, {}, {}]".format, _json_texts(self.subject), _json_texts(self.drift_class),
+                        _json_texts(self.field), _json_texts(self.group))
+        return _objects_array(list(texts))
 
 
 def drift_keys(drift: pd.DataFrame) -> list[DriftKey]:
     """The DriftKey of every drift row, in row order."""
-    def column(name: str) -> Any:
-        return drift[name].astype(object).where(drift[name].notna(), None).to_numpy(dtype=object)
+    with _gc_paused():
+        return _KeyColumns.of(drift).keys()
 
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Cyclic garbage collection paused while a plan's objects are made: they hold no
+    cycles, and each full collection walks every object made so far (a third of
+    build_plan's time at 1M subjects)."""
+    was = gc.isenabled()
+    gc.disable()
     try:
-        return [DriftKey(s, c, _FIELDS[f], g if f == "group" else None)
-                for s, c, f, g in zip(column("subject_key"), column("drift_class"), column("field"),
-                                      column("group_id"))]
-    except KeyError as exc:
-        raise DataError(f"drift field {exc.args[0]!r} is not one of {', '.join(_FIELDS)}") from None
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _objects_array(values: list[Any]) -> npt.NDArray[np.object_]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _json_texts(values: npt.NDArray[np.object_]) -> list[str]:
+    """`json.dumps` of each value: a str through the encoder json.dumps itself uses for one,
+    None as null, anything else through json.dumps (one C call a value, no Python loop
+    unless a value is not a str)."""
+    items = values.tolist()
+    try:
+        return list(map(_ENCODE, items))
+    except TypeError:  # None, or a value that is not a str
+        pass
+    out = np.full(len(items), "null", dtype=object)
+    text = np.fromiter(map(isinstance, items, repeat(str)), dtype=bool, count=len(items))
+    out[text] = list(map(_ENCODE, values[text].tolist()))
+    other = np.flatnonzero(~text & np.fromiter(map(operator.is_not, items, repeat(None)), dtype=bool,
+                                               count=len(items)))
+    for i in other.tolist():
+        out[i] = json.dumps(items[i])
+    return list(out.tolist())
+
+
+# ----------------------------------------------------------------------------- targets and batches
 
 
 def _profile_targets(profiles: pd.DataFrame, kind: ActionKind) -> pd.DataFrame:
@@ -67,93 +171,249 @@ def _profile_targets(profiles: pd.DataFrame, kind: ActionKind) -> pd.DataFrame:
 
 
 def _targets(rows: pd.DataFrame, kind: ActionKind, rules: Rules, emails: pd.Series,
-             profiles: pd.DataFrame) -> tuple[IdType, pd.DataFrame]:
-    """(id type, frame of subject_key + value) for the drift rows of one kind."""
-    subjects = rows.drop_duplicates("subject_key")
+             profiles: pd.DataFrame, subjects_sorted: npt.NDArray[np.object_]) -> tuple[IdType, pd.DataFrame, bool]:
+    """(id type, frame of subject_key + value, whether that frame is already one row per
+    subject in subject order) for the drift rows of one kind, sorted by subject
+    (`subjects_sorted`: their subject keys, missing as None)."""
+    subjects = rows.iloc[_run_starts(subjects_sorted)]  # the first row of each subject
     by_key = IdType.EMAIL if rules.key_type == "email" else IdType.EXTERNAL_ID
     if kind in (ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE) and rules.key_type == "email":
-        picked = _profile_targets(profiles[profiles["subject_key"].isin(subjects["subject_key"])], kind)
-        return IdType.BRAZE_ID, picked
+        return IdType.BRAZE_ID, _profile_targets(profiles[_among(profiles["subject_key"], subjects["subject_key"])],
+                                                 kind), False
     if kind in (ActionKind.BLOCKLIST, ActionKind.ALIAS_OPTOUT):
         values = subjects["subject_key"].map(emails)
-        return IdType.EMAIL, pd.DataFrame({"subject_key": subjects["subject_key"], "value": values}).dropna()
+        return IdType.EMAIL, pd.DataFrame({"subject_key": subjects["subject_key"], "value": values}).dropna(), True
     id_type = IdType.KETCH if kind is ActionKind.KETCH_WRITEBACK else by_key
-    return id_type, pd.DataFrame({"subject_key": subjects["subject_key"], "value": subjects["identity"]}).dropna()
+    return (id_type, pd.DataFrame({"subject_key": subjects["subject_key"], "value": subjects["identity"]}).dropna(),
+            True)
+
+
+def _among(values: pd.Series, keys: pd.Series) -> npt.NDArray[np.bool_]:
+    """`values.isin(keys)` (a missing value matches a missing key) through one factorize of
+    both: hash-coded in one pass instead of a lookup per value."""
+    codes, uniques = pd.factorize(pd.concat([values, keys], ignore_index=True), use_na_sentinel=False)
+    wanted = np.zeros(len(uniques), dtype=bool)
+    wanted[codes[len(values):]] = True
+    return wanted[codes[:len(values)]]
+
+
+def _by_subject_and_field(todo: pd.DataFrame, subjects: npt.NDArray[np.object_]) -> npt.NDArray[np.intp]:
+    """Row positions stably sorted by (subject_key, field). Drift tables come sorted by
+    subject: then only each subject's rows are ordered by field (a lexsort of integer codes)."""
+    try:
+        in_order = bool(np.all(subjects[1:] >= subjects[:-1]))
+    except TypeError:  # a missing or non-text subject: pandas sorts it
+        in_order = False
+    if in_order and todo["field"].notna().all():
+        start = np.zeros(len(todo), dtype=bool)
+        start[_run_starts(subjects)] = True
+        field_codes, _ = pd.factorize(todo["field"], sort=True)
+        return np.lexsort((field_codes, np.cumsum(start))).astype(np.intp)
+    order = todo[["subject_key", "field"]].sort_values(["subject_key", "field"], kind="stable").index
+    return order.to_numpy(dtype=np.intp)
 
 
 def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, rules: Rules, *, plan_fp: str,
                plan_id: str, track_batch_size: int = 75) -> Plan:
     """Batch the actionable drift rows. `emails` maps subject_key -> email (blocklist, alias);
-    `profiles` is the braze_profiles frame (which profiles a global write reaches)."""
-    todo = drift[drift["action"].fillna("").astype(str) != ""]
-    todo = todo.assign(_key=pd.Series(drift_keys(todo), index=todo.index, dtype=object) if len(todo) else [])
-    actions: list[Action] = []
-    kinds = sorted({ActionKind(a) for a in todo["action"].unique()}, key=lambda k: (k.phase, k.value))
-    for kind in kinds:
-        rows = todo[todo["action"] == kind.value]
-        for group_id, part in (rows.groupby(rows["group_id"].astype(str)) if kind in
-                               (ActionKind.GROUP_UNSUBSCRIBE, ActionKind.GROUP_SUBSCRIBE) else [(None, rows)]):
-            part = part.sort_values(["subject_key", "field"], kind="stable")
-            id_type, targets = _targets(part, kind, rules, emails, profiles)
-            keys_of: dict[str, list[DriftKey]] = {}
-            for subject, key in zip(part["subject_key"].to_numpy(dtype=object), part["_key"]):
-                keys_of.setdefault(subject, []).append(key)
-            for batch in _batches(targets, batch_limit(kind, track_batch_size)):
-                actions.append(_action(kind, id_type, group_id, batch, keys_of, part, rules, plan_id, len(actions)))
-    return Plan(plan_id=plan_id, fingerprint=plan_fp, actions=tuple(actions))
+    `profiles` is the braze_profiles frame (which profiles a global write reaches).
+
+    Per kind (and group) the rows are sorted by subject and field, the targets are batched by
+    subject run lengths, and each batch's drift keys are the rows of its subjects: index
+    arithmetic on column arrays. Python objects are made only for what the plan holds (a
+    Target per target, a DriftKey per planned row, an Action per batch); action ids hash
+    JSON texts made a column at a time."""
+    used = [c for c in ("subject_key", "identity", "drift_class", "field", "action", "group_id",
+                        "braze_unsubscribed_at") if c in drift.columns]
+    todo = drift[used][drift["action"].fillna("").astype(str) != ""].reset_index(drop=True)
+    with _gc_paused():
+        cols = _KeyColumns.of(todo)  # refuses an unknown field before anything is planned
+        key_json = cols.json()
+        actions: list[Action] = []
+        kinds = sorted({ActionKind(a) for a in todo["action"].unique()}, key=lambda k: (k.phase, k.value))
+        # one stable sort by (subject, field): restricted to a kind's (or group's) rows it is
+        # that part's stable sort
+        order_pos = _by_subject_and_field(todo, cols.subject)
+        by_group = todo["group_id"].astype(str) if any(k in _GROUP_KINDS for k in kinds) else None
+        for kind in kinds:
+            mine = (todo["action"] == kind.value).fillna(False).to_numpy(dtype=bool)
+            groups: list[tuple[str | None, npt.NDArray[np.bool_]]] = [(None, mine)]
+            if kind in _GROUP_KINDS:
+                assert by_group is not None
+                ids = by_group[mine]  # as text; NA stays NA and such rows form no group
+                groups = [(g, mine & (by_group == g).fillna(False).to_numpy(dtype=bool))
+                          for g in sorted(ids.dropna().unique().tolist())]
+            for group_id, member in groups:
+                pos = order_pos[member[order_pos]]
+                id_type, targets, ready = _targets(todo[["subject_key", "identity"]].iloc[pos], kind, rules, emails,
+                                                   profiles, cols.subject[pos])
+                batches = _Batches.of(targets, batch_limit(kind, track_batch_size), cols.subject[pos], ready)
+                if batches is None:
+                    continue
+                writeback = _writebacks(todo.iloc[pos], batches) if kind is ActionKind.KETCH_WRITEBACK else None
+                actions += _actions(kind, id_type, group_id, batches, pos, cols, key_json, writeback, rules,
+                                    plan_id, len(actions))
+        return Plan(plan_id=plan_id, fingerprint=plan_fp, actions=tuple(actions))
 
 
-def _batches(targets: pd.DataFrame, size: int) -> list[list[tuple[str, str]]]:
-    """Split (subject, value) pairs into batches of at most `size` values, keeping one
-    subject's values together unless they alone exceed `size`."""
-    t = targets.drop_duplicates(["subject_key", "value"]).sort_values("subject_key", kind="stable")
-    subjects = t["subject_key"].astype(str).to_numpy(dtype=object)
-    values = t["value"].astype(str).to_numpy(dtype=object)
-    if not len(subjects):
-        return []
-    starts = np.flatnonzero(np.r_[True, subjects[1:] != subjects[:-1]])
-    counts = np.diff(np.r_[starts, len(subjects)])
-    bounds: list[tuple[int, int]] = []
-    begin, filled = 0, 0
-    for start, count in zip(starts.tolist(), counts.tolist()):
+@dataclass(frozen=True)
+class _Batches:
+    """One kind's (and group's) targets in batch order, the batch edges, and which drift
+    rows each batch corrects (positions among the kind's sorted rows)."""
+
+    subjects: npt.NDArray[np.object_]  # per target
+    values: npt.NDArray[np.object_]  # per target
+    edges: npt.NDArray[np.intp]  # batch i holds targets edges[i]:edges[i + 1]
+    key_rows: npt.NDArray[np.intp]  # the rows of the batches' drift keys, batch after batch
+    key_edges: npt.NDArray[np.intp]  # batch i corrects key_rows[key_edges[i]:key_edges[i + 1]]
+    seg_start: npt.NDArray[np.intp]  # per (batch, subject) segment: its first target
+    seg_rows: npt.NDArray[np.intp]  # per segment: the first row of its subject (-1: none)
+    seg_edges: npt.NDArray[np.intp]  # batch i holds segments seg_edges[i]:seg_edges[i + 1]
+
+    @classmethod
+    def of(cls, targets: pd.DataFrame, size: int, row_subjects: npt.NDArray[np.object_],
+           ready: bool = False) -> "_Batches | None":
+        """Split (subject, value) pairs into batches of at most `size` values, keeping one
+        subject's values together unless they alone exceed `size`. `row_subjects` are the
+        subject keys of the kind's sorted drift rows: a subject's drift keys are one run.
+        `ready`: the pairs are already one per subject, in subject order."""
+        t = targets if ready else \
+            targets.drop_duplicates(["subject_key", "value"]).sort_values("subject_key", kind="stable")
+        subjects = t["subject_key"].astype(str).to_numpy(dtype=object)
+        values = t["value"].astype(str).to_numpy(dtype=object)
+        n = len(subjects)
+        if not n:
+            return None
+        starts = _run_starts(subjects)
+        edges = _pack(starts, np.diff(np.r_[starts, n]), size)
+        mark = np.zeros(n, dtype=bool)  # segments: one subject's targets within one batch
+        mark[starts] = True
+        mark[edges[:-1]] = True
+        seg = np.flatnonzero(mark)
+        seg_edges = np.searchsorted(seg, edges)
+        run = np.searchsorted(starts, seg, side="right") - 1
+        lo, length = _rows_of(row_subjects, subjects[starts])
+        lo, length = lo[run], length[run]
+        total = int(length.sum())
+        seg_first = np.cumsum(length) - length
+        key_rows = np.repeat(np.maximum(lo, 0) - seg_first, length) + np.arange(total)
+        return cls(subjects, values, edges, key_rows.astype(np.intp), np.r_[seg_first, total][seg_edges],
+                   seg, lo, seg_edges)
+
+
+def _run_starts(values: npt.NDArray[np.object_]) -> npt.NDArray[np.intp]:
+    """Where each run of equal values starts."""
+    if not len(values):
+        return np.zeros(0, dtype=np.intp)
+    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+
+
+def _rows_of(rows: npt.NDArray[np.object_], subjects: npt.NDArray[np.object_]) -> tuple[
+        npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """(first row, row count) of each of `subjects` in the sorted `rows`; (-1, 0) for a
+    subject without rows."""
+    starts = _run_starts(rows)
+    ends = np.r_[starts[1:], len(rows)]
+    found = rows[starts]
+    if len(found) == len(subjects) and bool(np.all(found == subjects)):
+        run = np.arange(len(subjects))  # every subject has targets: the same runs
+    else:
+        run = pd.Index(found, dtype=object).get_indexer(pd.Index(subjects, dtype=object))
+    hit = run >= 0
+    lo = np.where(hit, starts[run], -1)
+    return lo.astype(np.intp), np.where(hit, ends[run] - starts[run], 0).astype(np.intp)
+
+
+def _pack(starts: npt.NDArray[np.intp], counts: npt.NDArray[np.intp], size: int) -> npt.NDArray[np.intp]:
+    """Batch edges over subject runs (start, count): batch i is targets edges[i]:edges[i + 1].
+    A batch takes whole subjects while they fit; a subject with more than `size` values
+    fills whole batches and its remainder opens the next one. One step per batch (the runs
+    that fit are found by a search in the run starts), not per subject."""
+    n = int(starts[-1] + counts[-1])
+    cum = np.r_[starts, n]  # cum[j]: where run j starts; cum[-1]: the end
+    edges = [0]
+    j, filled = 0, 0
+    while j < len(counts):
+        start, count = int(cum[j]), int(counts[j])
         if filled and filled + count > size:
-            bounds.append((begin, start))
-            begin, filled = start, 0
+            edges.append(start)
+            filled = 0
         if count > size:  # one subject alone fills whole batches; its remainder opens the next one
             full = count // size * size
-            bounds += [(i, i + size) for i in range(start, start + full, size)]
-            begin, filled = start + full, count - full
+            edges += range(start + size, start + full + 1, size)
+            filled = count - full
+            j += 1
             continue
-        filled += count
+        k = int(np.searchsorted(cum, start + size - filled, side="right")) - 1  # runs j..k-1 fit
+        filled += int(cum[k]) - start
+        j = k
     if filled:
-        bounds.append((begin, len(subjects)))
-    return [list(zip(subjects[a:b], values[a:b])) for a, b in bounds]
+        edges.append(n)
+    return np.asarray(edges, dtype=np.intp)
 
 
-def _action(kind: ActionKind, id_type: IdType, group_id: str | None, batch: list[tuple[str, str]],
-            keys_of: dict[str, list[DriftKey]], rows: pd.DataFrame, rules: Rules, plan_id: str,
-            seq: int) -> Action:
-    targets = tuple(Target(s, id_type, v) for s, v in batch)
-    subjects = list(dict.fromkeys(s for s, _ in batch))
-    keys = tuple(k for s in subjects for k in keys_of.get(s, []))
+# ----------------------------------------------------------------------------- actions
+
+
+def _actions(kind: ActionKind, id_type: IdType, group_id: str | None, b: _Batches, pos: npt.NDArray[np.intp],
+             cols: _KeyColumns, key_json: npt.NDArray[np.object_], writeback: list[WriteBack] | None,
+             rules: Rules, plan_id: str, seq: int) -> list[Action]:
+    """The actions of one kind (and group), one per batch, numbered from `seq`. Each id
+    hashes the text `Action.content_hash` hashes (sorted keys, default separators), joined
+    from per-row JSON texts."""
+    rows = pos[b.key_rows]
+    keys = cols.keys(rows)
+    targets = list(map(Target, b.subjects.tolist(), repeat(id_type, len(b.subjects)), b.values.tolist()))
+    key_text = key_json[rows].tolist()
+    target_text = list(map(f"[{{}}, {json.dumps(id_type.value)}, {{}}]".format, _json_texts(b.subjects),
+                           _json_texts(b.values)))
     prioritization: tuple[str, ...] = ()
     if kind is ActionKind.DELETE and id_type is IdType.EMAIL:
         prioritization = tuple(rules.deletion_prioritization) or ("most_recently_updated",)
-    writeback = _writeback(rows, subjects) if kind is ActionKind.KETCH_WRITEBACK else ()
-    draft = Action("", plan_id, seq, kind, targets, keys, ENDPOINT[kind], group_id, prioritization, writeback)
-    action_id = hashlib.sha256(f"{plan_id}\x1e{draft.content_hash()}".encode()).hexdigest()[:20]
-    return Action(action_id, plan_id, seq, kind, targets, keys, ENDPOINT[kind], group_id, prioritization, writeback)
-
-
-def _writeback(rows: pd.DataFrame, subjects: list[str]) -> tuple[WriteBack, ...]:
+    endpoint = ENDPOINT[kind]
+    middle = (f'"endpoint": {json.dumps(endpoint)}, "group_id": {json.dumps(group_id)}, '
+              f'"kind": {json.dumps(kind.value)}, "prioritization": {json.dumps(list(prioritization))}')
+    edges, key_edges = b.edges.tolist(), b.key_edges.tolist()
     out = []
-    for s in subjects:
-        mine = rows[rows["subject_key"] == s]
-        groups = tuple(str(g) for f, g in zip(mine["field"], mine["group_id"]) if f == Field.GROUP and pd.notna(g))
-        at = pd.to_datetime(mine["braze_unsubscribed_at"], utc=True, errors="coerce").max()
-        when = at.isoformat() if not pd.isna(at) else pd.Timestamp(0, tz="UTC").isoformat()
-        out.append(WriteBack(s, groups, bool((mine["field"] == Field.EMAIL_SUBSCRIBE).any()), when))
-    return tuple(out)
+    for i in range(len(edges) - 1):
+        wb = tuple(writeback[b.seg_edges[i]:b.seg_edges[i + 1]]) if writeback is not None else ()
+        wb_text = json.dumps([w.to_json() for w in wb], sort_keys=True) if wb else "[]"
+        body = (f'{{"drift_keys": [{", ".join(key_text[key_edges[i]:key_edges[i + 1]])}], {middle}, '
+                f'"targets": [{", ".join(target_text[edges[i]:edges[i + 1]])}], "writeback": {wb_text}}}')
+        content = hashlib.sha256(body.encode()).hexdigest()
+        action_id = hashlib.sha256(f"{plan_id}\x1e{content}".encode()).hexdigest()[:20]
+        out.append(Action(action_id, plan_id, seq + i, kind, tuple(targets[edges[i]:edges[i + 1]]),
+                          tuple(keys[key_edges[i]:key_edges[i + 1]]), endpoint, group_id, prioritization, wb))
+    return out
+
+
+def _writebacks(rows: pd.DataFrame, b: _Batches) -> list[WriteBack]:
+    """One WriteBack per (batch, subject) segment: the subject's group fields (in row
+    order), whether its global field is among its rows, and its newest Braze opt-out time
+    (epoch when none). `rows` are the kind's drift rows, sorted by subject."""
+    start = np.zeros(len(rows), dtype=bool)
+    start[_run_starts(_column(rows, "subject_key"))] = True
+    run = np.cumsum(start) - 1  # each row's subject, numbered in row order
+    n = int(run[-1]) + 1 if len(run) else 0
+    group_ids = rows["group_id"].tolist()
+    in_group = (rows["field"] == Field.GROUP).fillna(False).to_numpy(dtype=bool) & rows["group_id"].notna().to_numpy()
+    is_email = (rows["field"] == Field.EMAIL_SUBSCRIBE).fillna(False).to_numpy(dtype=bool)
+    at = pd.to_datetime(rows["braze_unsubscribed_at"], utc=True, errors="coerce")
+    newest = at.groupby(run).max().reindex(range(n)).tolist()
+    email = np.bincount(run[is_email], minlength=n) > 0
+    groups: list[list[str]] = [[] for _ in range(n)]
+    for r, i in zip(run[in_group].tolist(), np.flatnonzero(in_group).tolist()):
+        groups[r].append(str(group_ids[i]))
+    epoch = pd.Timestamp(0, tz="UTC").isoformat()
+    out = []
+    for subject, lo in zip(b.subjects[b.seg_start].tolist(), b.seg_rows.tolist()):
+        if lo < 0:  # no drift rows for this subject (targets are made from them: does not happen)
+            out.append(WriteBack(subject, (), False, epoch))
+            continue
+        r = int(run[lo])
+        out.append(WriteBack(subject, tuple(groups[r]), bool(email[r]),
+                             epoch if pd.isna(newest[r]) else newest[r].isoformat()))
+    return out
 
 
 # ----------------------------------------------------------------------------- plan documents
