@@ -59,6 +59,7 @@ class Observation:
     extracted_at: datetime
     caps: Capabilities = field(default_factory=Capabilities)
     sizes: tuple[int, int, int] | None = None  # universe, Ketch records, Braze subjects with a profile
+    read_from: datetime | None = None  # the earliest start of a run whose saved parts were taken
 
     @property
     def totals(self) -> tuple[int, int, int]:
@@ -178,7 +179,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
     read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
     prefetched = None
-    absent = confirmed_absent(rt) if mode != "full" and subjects is None else set()
+    absent = confirmed_absent(rt) if mode != "full" and subjects is None else {}
     if cfg.identity.braze_key == "external_id" and subjects is None:
         # read the known subjects' profiles first: their addresses need no look-up on the lists
         none = lists.unsubscribed.iloc[0:0]
@@ -211,20 +212,27 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()))
 
 
-def confirmed_absent(rt: Runtime) -> set[str]:
-    """Subjects a run confirmed have no Braze profile within `universe.absence_recheck_hours`."""
+def confirmed_absent(rt: Runtime) -> dict[str, datetime]:
+    """subject key -> when a run last confirmed it has no Braze profile, within
+    `universe.absence_recheck_hours`."""
     hours = rt.cfg.universe.absence_recheck_hours
-    return set(rt.store.absent_since(rt.clock() - timedelta(hours=hours))) if hours > 0 else set()
+    return rt.store.absent_since(rt.clock() - timedelta(hours=hours)) if hours > 0 else {}
 
 
-def _absence_only(universe: pd.DataFrame, absent: set[str]) -> Any:
-    """Rows brought in only to prove they are still absent (deletion requests, tombstones)
-    and confirmed absent recently: a boolean numpy mask."""
+def _absence_only(universe: pd.DataFrame, absent: dict[str, datetime]) -> Any:
+    """Rows brought in only to prove they are still absent (deletion requests, tombstones),
+    confirmed absent recently and not asked to be erased again since: a boolean numpy mask."""
     if not absent or not len(universe):
         return pd.Series(False, index=universe.index).to_numpy()
     labels = universe["sources"].astype("string").fillna("")
     only = labels.map({v: bool(v) and set(v.split("+")) <= ABSENCE_SOURCES for v in labels.unique()})
-    return (only.fillna(False).astype(bool) & isin(universe["subject_key"], absent)).to_numpy()
+    checked = pd.to_datetime(universe["subject_key"].astype(object).map(absent), utc=True)
+    if "deletion_latest_at" in universe.columns:
+        asked = pd.to_datetime(universe["deletion_latest_at"], utc=True, errors="coerce", format="mixed")
+        newer = (asked > checked).fillna(False).astype(bool)  # a request after the check: read again
+    else:
+        newer = pd.Series(False, index=universe.index)
+    return (only.fillna(False).astype(bool) & checked.notna() & ~newer).to_numpy()
 
 
 def note_absences(rt: Runtime, observed: Observed, run_id: str) -> None:
@@ -257,16 +265,18 @@ def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple
     first failure is raised."""
     ketch_read = _KetchRead(rt, universe)
     try:
-        braze, groups, profiles = ex.extract_braze(base.read, universe, base.lists, base.prefetched)
-    except Stopped:
-        ketch_read.result()  # Ketch failed and stopped this read: raise its error
-        raise
-    except BaseException:
-        ketch_read.stop()
-        raise
+        try:
+            braze, groups, profiles = ex.extract_braze(base.read, universe, base.lists, base.prefetched)
+        except Stopped:
+            ketch_read.result()  # Ketch failed and stopped this read: raise its error
+            raise RuntimeError("the Braze read was stopped although the Ketch read succeeded") from None
+        except BaseException:
+            ketch_read.stop()
+            raise
+        ketch, topics, failed = ketch_read.result()
     finally:
+        ketch_read.stop()  # the Ketch thread has ended: nothing can stop the Braze client any more
         _call(rt.braze, "resume")
-    ketch, topics, failed = ketch_read.result()
     if len(failed):
         log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
         universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)

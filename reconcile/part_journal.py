@@ -5,9 +5,14 @@ subject keys). Each finished part is saved in the state store: which subjects it
 (with whether each has a Ketch record and a Braze profile), its drift, its failed Ketch
 lookups, and the state of its drift subjects, as Parquet files in one zip. A run that was
 killed, failed or interrupted leaves its parts behind; the next run of the same scope
-(config, mode, sweep slice) and part count takes each saved part saved within
-`universe.resume_parts_hours`, reads only the subjects that joined the part since, and
-drops those that left it. A read that finishes forgets its scope's parts.
+(config, Braze workspace, mode, sweep slice) and part count takes each part saved within
+`universe.resume_parts_hours`. From a saved part it keeps only the subjects that had no
+drift and whose universe row (identity, address, sources, deletion request, tombstone) is
+unchanged; the part's drift subjects, the subjects whose row changed and those that joined
+the part are read again, and those that left it are dropped. A run that reused parts moves
+the incremental watermark only to the start of the earliest run it took parts from, so
+what changed since is read by the next incremental run. A read that finishes forgets its
+scope's parts.
 """
 
 from __future__ import annotations
@@ -119,13 +124,40 @@ class PartJournal:
 
 
 def scope_of(rt: Runtime, mode: str, slice_index: int | None) -> str:
-    return fingerprint(rt.cfg.hash(), mode, slice_index)
+    return fingerprint(rt.cfg.hash(), getattr(rt, "workspace", ""), mode, slice_index)
+
+
+ROW_COLUMNS = ("subject_key", "identity", "email", "sources", "deletion_requested", "deletion_latest_at",
+               "tombstoned")
+
+
+def row_hashes(universe: pd.DataFrame) -> pd.Series:
+    """A hash per universe row of what makes the subject's check what it is (identity, email,
+    sources, deletion request, tombstone): a saved result is reused only while it is equal."""
+    cols = [c for c in ROW_COLUMNS if c in universe.columns]
+    text = universe[cols].astype("string").fillna("<NA>")
+    return pd.util.hash_pandas_object(text, index=False).astype("uint64")
 
 
 def seen_of(universe: pd.DataFrame, ketch: pd.DataFrame, braze: pd.DataFrame) -> pd.DataFrame:
-    """subject_key, has_record, exists for every subject of a part's read universe."""
+    """subject_key, has_record, exists and the row hash for every subject of a part's read universe."""
     keys = universe["subject_key"]
     has = isin(keys, ketch.loc[ketch["has_record"].fillna(False).astype(bool).to_numpy(), "subject_key"])
     exists = isin(keys, braze.loc[braze["exists"].fillna(False).astype(bool).to_numpy(), "subject_key"])
     return pd.DataFrame({"subject_key": keys.astype(str).to_numpy(), "has_record": has.to_numpy(),
-                         "exists": exists.to_numpy()})
+                         "exists": exists.to_numpy(), "row": row_hashes(universe).to_numpy()})
+
+
+def reusable(saved: PartResult, part: pd.DataFrame) -> pd.Series:
+    """The subjects of `part` whose saved result may be taken as it is: read by the saved
+    part, without drift there (a subject with drift is read again before anything is done
+    about it), and with the same universe row (no deletion request, tombstone, source or
+    address since)."""
+    if "row" not in saved.seen.columns:
+        return pd.Series([], dtype="string")
+    now = pd.DataFrame({"subject_key": part["subject_key"].astype(str).to_numpy(),
+                        "row": row_hashes(part).to_numpy()})
+    both = saved.seen[["subject_key", "row"]].astype({"subject_key": str}).merge(
+        now, on="subject_key", suffixes=("_saved", ""))
+    same = both.loc[(both["row_saved"] == both["row"]).to_numpy(), "subject_key"]
+    return same[~isin(same, set(saved.drift["subject_key"].astype(str)))].reset_index(drop=True)

@@ -30,7 +30,7 @@ from reconcile.observability.events import counting, run_started, stage
 from reconcile.observe import (
     SLICE_COUNTER, WATERMARK, Observation, UniverseRead, chunks, observe, read_state, read_universe, reobserve,
 )
-from reconcile.part_journal import STATE, PartJournal, PartResult, merge, seen_of
+from reconcile.part_journal import STATE, PartJournal, PartResult, merge, reusable, seen_of
 from reconcile.recorder import RunRecorder, recording
 from reconcile.runtime import Runtime
 
@@ -202,9 +202,16 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     seen = [r.seen for r in results]
     sizes = (sum(len(s) for s in seen), sum(int(s["has_record"].sum()) for s in seen),
              sum(int(s["exists"].sum()) for s in seen))
-    obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes)
+    obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
+                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}))
     journal.finished()
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
+
+
+def _read_from(rt: Runtime, run_ids: set[str]) -> Any:
+    """The start of the earliest run whose saved parts this read took (None: none)."""
+    starts = [run["started_at"] for run in (rt.store.get_run(r) for r in run_ids) if run and run.get("started_at")]
+    return min(starts) if starts else None
 
 
 def _print(o: Observed) -> str:
@@ -217,9 +224,10 @@ def _read_part(rt: Runtime, base: UniverseRead, part: pd.DataFrame, rules: Rules
     subjects that joined it since read (and those that left it dropped)."""
     if saved is None:
         return _fresh_part(rt, base, part, rules), False
-    kept = saved[1].only(part["subject_key"])
-    joined = part[~isin(part["subject_key"], saved[1].seen["subject_key"]).to_numpy()].reset_index(drop=True)
-    return (merge(kept, _fresh_part(rt, base, joined, rules)) if len(joined) else kept), True
+    keep = reusable(saved[1], part)
+    kept = saved[1].only(keep)
+    again = part[~isin(part["subject_key"], set(keep)).to_numpy()].reset_index(drop=True)
+    return (merge(kept, _fresh_part(rt, base, again, rules)) if len(again) else kept), True
 
 
 def _fresh_part(rt: Runtime, base: UniverseRead, part: pd.DataFrame, rules: Rules) -> PartResult:
@@ -443,6 +451,8 @@ def run_job(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides
     started = rt.clock()
     with _run(rt, rec):
         planned = make_plan(rt, rec, mode, slice_index=slice_index)
+        if planned.obs.read_from is not None:  # parts read by an earlier run: changes since then are not seen
+            started = min(started, planned.obs.read_from)
         result = apply_planned(rt, rec, planned, overrides, only, batch_guard=batch_guard, before_batch=before_batch,
                                actor=actor)
         settle_erasures(rt, planned, result)  # after verify: DeleteRequest outcomes and their Ketch callbacks

@@ -38,6 +38,7 @@ class Runtime:
     sleep: Callable[[float], None] = time.sleep
     progress: Callable[[str, int, int], None] | None = None
     sandbox: Any = None
+    workspace: str = ""  # the Braze workspace (endpoint host + a hash of the key), never the key
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -107,6 +108,9 @@ def open_runtime(cfg: Config, environ: Mapping[str, str] | None = None, *, clock
             braze_transport, ketch_transport = rt.sandbox.braze.transport(), rt.sandbox.ketch.transport()
         rt.braze = BrazeClient(cfg.braze, braze_api_key(cfg, environ), transport=braze_transport, sleep=sleep)
         rt._closers.append(rt.braze.close)
+        from reconcile.runlock import workspace_id
+
+        rt.workspace = workspace_id(cfg.braze.rest_endpoint, braze_api_key(cfg, environ))
         if cfg.braze.shared_budget:
             from reconcile.clients.shared_budget import install_shared_budget
 

@@ -199,8 +199,11 @@ def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFr
     uni = uni.reset_index()
     uni["sources"] = uni["subject_key"].map(_source_labels(allrows))
     uni["deletion_requested"] = isin(uni["subject_key"], dels["subject_key"])
-    req = dels.groupby("subject_key")["requested_at"].min() if "requested_at" in dels.columns and len(dels) else None
-    uni["deletion_requested_at"] = uni["subject_key"].map(req) if req is not None else pd.NaT
+    times = dels.groupby("subject_key")["requested_at"] if "requested_at" in dels.columns and len(dels) else None
+    uni["deletion_requested_at"] = uni["subject_key"].map(times.min()) if times is not None else pd.NaT
+    # the newest request: one filed after the subject was last confirmed absent makes it read again
+    uni["deletion_latest_at"] = pd.to_datetime(uni["subject_key"].map(times.max()), utc=True, errors="coerce") \
+        if times is not None else pd.NaT
     uni["tombstoned"] = isin(uni["subject_key"], src.tombstones["subject_key"])
     if src.deletions.attrs.get("ignored_rights"):
         exc.append(ignored_rights(src.deletions))

@@ -146,3 +146,19 @@ def test_the_recheck_period_is_validated(world, hours):
 
     with pytest.raises(ConfigError, match="universe.absence_recheck_hours"):
         world.config(universe={"absence_recheck_hours": hours})
+
+
+def test_a_new_erasure_request_after_the_confirmed_absence_is_read_again(world):
+    w = world
+    cfg = w.config(guards={"max_unsubscribe_fraction": 1.0})
+    w.seed(cfg, subjects=120, drift=0.2)
+    gone = sorted(_first_run(w, cfg))
+    _quiet_listing(cfg)
+    back = gone[0]
+    w.braze.add_profile(email=back, email_subscribe="subscribed")  # signs up again, then asks again
+    dels = pd.read_csv(cfg.universe.deletions_csv, dtype=str)
+    again = pd.DataFrame({"identity": [back], "requested_at": [(w.now + timedelta(hours=2)).isoformat()]})
+    pd.concat([dels, again], ignore_index=True).to_csv(cfg.universe.deletions_csv, index=False)
+    with _runtime(w, cfg, 3) as rt:
+        assert _found_again(run_job(rt, mode="incremental")) == 1
+    assert w.braze.profiles_by_email(back) == []

@@ -75,12 +75,15 @@ def test_a_run_killed_mid_read_resumes_from_its_saved_parts(setup):
     assert len(saved) == 3, "each finished part is saved before the next is read"
     covered = {k for part in saved.values() for k in part.seen["subject_key"]}
     assert 0 < len(covered) < SUBJECTS
+    drifting = {k for part in saved.values() for k in part.drift["subject_key"]}
+    assert drifting, "the saved parts hold drift"
     assert not [c for c in w.braze.calls if c["method"] == "POST" and "export" not in c["path"]
                 and "status/get" not in c["path"]], "nothing was written before the read finished"
 
     w.ketch.calls.clear()
     resumed = _plan(w, chunked)
-    assert _consent_reads(w) == resumed.obs.sizes[0] - len(covered), "saved parts are not read again"
+    # the saved parts' subjects without drift are not read again; their drift subjects are
+    assert _consent_reads(w) == resumed.obs.sizes[0] - len(covered - drifting), "saved parts are not read again"
     assert _saved(chunked) == {}, "a finished read forgets its parts"
     one_piece = _plan(w, whole)
     assert sorted(drift_keys(resumed.drift)) == sorted(drift_keys(one_piece.drift))
@@ -104,7 +107,7 @@ def test_subjects_that_joined_or_left_a_saved_part_are_read_or_dropped(setup):
 
     w.ketch.calls.clear()
     resumed = _plan(w, chunked)
-    covered = {k for part in saved.values() for k in part.seen["subject_key"]} - {leaving.casefold()}
+    covered = {k for part in saved.values() for k in part.seen["subject_key"]} - {leaving.casefold()} - drifting
     assert _consent_reads(w) == resumed.obs.sizes[0] - len(covered)
     assert leaving.casefold() not in set(resumed.drift["subject_key"])
     one_piece = _plan(w, whole)
@@ -133,3 +136,25 @@ def test_a_saved_part_round_trips_with_its_dtypes(setup):
         b = getattr(again, name) if name in ("seen", "drift", "failed") else again.state[name]
         pd.testing.assert_frame_equal(a, b)
     assert again.print == part.print and len(part.drift)
+
+
+def test_a_saved_subject_with_a_new_deletion_request_is_read_again_and_the_watermark_waits(setup):
+    w, chunked, whole = setup
+    _kill_at_part(w, chunked, 3)
+    saved = _saved(chunked)
+    drifting = {k for part in saved.values() for k in part.drift["subject_key"]}
+    quiet = sorted({k for part in saved.values() for k in part.seen["subject_key"]} - drifting)
+    asked = quiet[0]
+    with open(chunked.universe.deletions_csv, "a") as f:
+        f.write(f"{asked}\n")
+    with Store.open(chunked.state.url) as store:
+        killed = store.list_runs(1)[0]["started_at"]
+    env = {"BRAZE_API_KEY": w.key}
+    with open_runtime(chunked, env) as rt:
+        from reconcile.pipeline import run_job
+
+        result = run_job(rt)
+        mark = rt.store.get_watermark("last_success_started_at")
+    assert result.counts["missed_deletion"] >= 1 and w.braze.profiles_by_email(asked) == [], \
+        "a deletion requested after the part was saved is found"
+    assert mark == killed.isoformat(), "the watermark is the killed run's start: later changes are read next time"

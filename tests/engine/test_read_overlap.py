@@ -94,3 +94,37 @@ def test_a_failed_braze_read_cancels_the_ketch_read(world, monkeypatch):
     assert "401" in str(failure.value) or "unauthorized" in str(failure.value).lower()
     lookups = sum(1 for c in w.ketch.calls if "/consent/" in c["path"])
     assert lookups < 300, "the Ketch read went on after the Braze read failed"
+
+
+def test_a_ketch_failure_after_the_braze_read_ended_leaves_the_braze_client_usable(world, monkeypatch):
+    from reconcile.engine import extract as ex
+    from reconcile.errors import TransientApiError
+    from reconcile.pipeline import plan_only
+
+    w = world
+    cfg = w.config()
+    w.seed(cfg, subjects=40)
+    braze_done, failures = threading.Event(), []
+    real_ketch, real_braze = ex.extract_ketch, ex.extract_braze
+
+    def braze_then_signal(*a, **k):
+        try:
+            return real_braze(*a, **k)
+        finally:
+            braze_done.set()
+
+    def ketch_failing_late(*a, **k):
+        out = real_ketch(*a, **k)
+        if not failures:
+            braze_done.wait(20)  # the Braze read has ended when Ketch fails
+            failures.append(1)
+            raise TransientApiError("Ketch lookups failed for most subjects", service="ketch")
+        return out
+
+    monkeypatch.setattr(ex, "extract_braze", braze_then_signal)
+    monkeypatch.setattr(ex, "extract_ketch", ketch_failing_late)
+    with w.runtime(cfg) as rt:
+        with pytest.raises(TransientApiError):
+            plan_only(rt)
+        again = plan_only(rt)[1]  # the same runtime's next run (a sweep worker's next slice)
+    assert len(again.obs.observed.universe) > 0
