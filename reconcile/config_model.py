@@ -114,7 +114,7 @@ class UniverseConfig:
     deletions_csv: Path | None = None
     deletions_sql: SqlSource | None = None
     slices: int = 1
-    chunk_size: int = 100_000
+    chunk_size: int = 200_000
     absence_recheck_hours: float = 24.0
     resume_parts_hours: float = 12.0
     deletions_format: str = "auto"  # "auto", "identity" (identity, requested_at) or "ketch_dsr"
