@@ -246,14 +246,15 @@ class Simulator:
         denied = self.authorize(req)
         if denied is not None:
             return denied
-        scripted = self.faults.take_scripted(req.path)
-        if scripted == 599:
-            raise SimTimeout(req.path)
         headers: dict[str, str] = {}
+        # the rate limit answers first, as a gateway does: a scripted fault waits for a request it lets through
         if limit_class:
             allowed, headers = self.limiter.take(limit_class)
             if not allowed:
                 return SimResponse(429, self.error_body(429, "429 Rate Limited - Over rate limit"), headers)
+        scripted = self.faults.take_scripted(req.path)
+        if scripted == 599:
+            raise SimTimeout(req.path)
         if scripted is not None:
             return SimResponse(scripted, self.error_body(scripted, f"injected {scripted}"), headers)
         html = self.faults.take_html(req.path)
