@@ -81,14 +81,20 @@ def test_incremental_runs_do_not_reprove_a_recent_absence_but_full_sweeps_do(wor
     assert gone <= set(_email_exports(w)), "a full sweep must prove every absence again"
 
 
-def test_a_resurrected_profile_is_found_by_the_next_full_sweep_and_with_recheck_off_by_any_run(world):
-    w = world
-    cfg = w.config(guards={"max_unsubscribe_fraction": 1.0})
+def _erased_then_back(w, cfg) -> tuple[list[str], str]:
+    """A first run erases subjects; the listing goes quiet; the first of them gets a Braze
+    profile again. Returns (the erased subjects, the one back)."""
     w.seed(cfg, subjects=120, drift=0.2)
     gone = sorted(_first_run(w, cfg))
     _quiet_listing(cfg)
-    back = gone[0]
-    w.braze.add_profile(email=back, email_subscribe="subscribed")
+    w.braze.add_profile(email=gone[0], email_subscribe="subscribed")
+    return gone, gone[0]
+
+
+def test_a_resurrected_profile_is_found_by_the_next_full_sweep_and_with_recheck_off_by_any_run(world):
+    w = world
+    cfg = w.config(guards={"max_unsubscribe_fraction": 1.0})
+    _gone, back = _erased_then_back(w, cfg)
 
     with _runtime(w, cfg, 1) as rt:  # within the period, an incremental run does not look
         assert _found_again(run_job(rt, mode="incremental")) == 0
@@ -151,11 +157,7 @@ def test_the_recheck_period_is_validated(world, hours):
 def test_a_new_erasure_request_after_the_confirmed_absence_is_read_again(world):
     w = world
     cfg = w.config(guards={"max_unsubscribe_fraction": 1.0})
-    w.seed(cfg, subjects=120, drift=0.2)
-    gone = sorted(_first_run(w, cfg))
-    _quiet_listing(cfg)
-    back = gone[0]
-    w.braze.add_profile(email=back, email_subscribe="subscribed")  # signs up again, then asks again
+    _gone, back = _erased_then_back(w, cfg)  # signs up again, then asks again
     dels = pd.read_csv(cfg.universe.deletions_csv, dtype=str)
     again = pd.DataFrame({"identity": [back], "requested_at": [(w.now + timedelta(hours=2)).isoformat()]})
     pd.concat([dels, again], ignore_index=True).to_csv(cfg.universe.deletions_csv, index=False)
