@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from reconcile.clients import braze_results as br
 from reconcile.clients import ketch_parse as kp
@@ -20,7 +21,7 @@ from reconcile.config_model import UniverseConfig
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
 from reconcile.errors import ConfigError, DataError, ReconcileError
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
                     st.text(max_size=30), st.sampled_from(["", "\x00", "\r\n", "2015-13-45", "https://x\r\n.y", "native"]))
