@@ -36,9 +36,10 @@ UTC_TS: Final = "datetime64[ns, UTC]"
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=timezone.utc)
 LATEST: Final = datetime(2100, 1, 1, tzinfo=timezone.utc)
 MILLIS_ABOVE: Final = 100_000_000_000  # larger epoch values are milliseconds (year 5138 in seconds)
-ISO_PATTERN: Final = (r"\d{4}-\d{2}-\d{2}"
-                      r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?")
-EPOCH_PATTERN: Final = r"\d{1,13}(?:\.\d{1,9})?"
+# ASCII digits only: `\d` would also take other scripts' digits, which no export means as a time
+ISO_PATTERN: Final = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                      r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?")
+EPOCH_PATTERN: Final = r"[0-9]{1,13}(?:\.[0-9]{1,9})?"
 ACCEPTED: Final = ("ISO 8601 with an offset (2026-03-01T12:00:00Z, 2026-03-01T13:00:00+01:00; without one it "
                    "is UTC), an ISO date (2026-03-01) or epoch seconds (1772366400), between 2000-01-01 and "
                    "2100-01-01")

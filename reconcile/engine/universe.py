@@ -141,10 +141,10 @@ def _deletion_source(raw: pd.DataFrame, cfg: UniverseConfig, key_type: str, what
                      ignored: Counter[str]) -> pd.DataFrame:
     """One deletions source, checked whole, with `requested_at` parsed (engine/times.py): a
     row whose time is not a time is quarantined by `build_universe`, a source of mostly
-    such rows refused."""
+    such rows refused (after the identity checks: swapped columns read as bad identities)."""
     rows = _deletion_rows(checked(raw, None, what), cfg, key_type, what, ignored)
     column = cfg.deletions_requested_at_column if _is_dsr(raw, cfg) else "requested_at"
-    return checked(with_times(rows, "requested_at", what, column), key_type, what)
+    return with_times(checked(rows, key_type, what), "requested_at", what, column)
 
 
 def _deletion_rows(df: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: str,
