@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis_profiles import examples
 
 from reconcile.config import SqlSource
-from reconcile.config_model import UniverseConfig
+from reconcile.config.model import UniverseConfig
 from reconcile.engine.times import parse_time
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
 from reconcile.errors import ExitCode

@@ -17,7 +17,7 @@ from hypothesis_profiles import examples
 from reconcile.clients import braze_results as br
 from reconcile.clients import ketch_parse as kp
 from reconcile.config import check_file, load_config
-from reconcile.config_model import UniverseConfig
+from reconcile.config.model import UniverseConfig
 from reconcile.engine.times import parse_time
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
 from reconcile.errors import ConfigError, DataError, ReconcileError
