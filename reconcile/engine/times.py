@@ -71,15 +71,17 @@ def parse_times(values: pd.Series) -> Parsed:
     elif pd.api.types.is_numeric_dtype(values.dtype):
         out = _from_epoch(pd.to_numeric(values, errors="coerce").astype("float64"))
     else:
-        moments = values.map(lambda v: isinstance(v, (datetime, pd.Timestamp)) and not pd.isna(v),
-                             na_action="ignore").fillna(False).astype(bool)
-        if moments.any():
-            out[moments] = _utc(pd.Series(list(values[moments]), index=index[moments], dtype=object))
-        numbers = values.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-                             na_action="ignore").fillna(False).astype(bool)
-        if numbers.any():
-            out[numbers] = _from_epoch(pd.to_numeric(values[numbers], errors="coerce").astype("float64"))
-        rest = ~(moments | numbers)
+        rest = pd.Series(True, index=index)
+        if values.dtype == object:  # mixed values (Parquet object columns, rows added from the ledger)
+            moments = values.map(lambda v: isinstance(v, (datetime, pd.Timestamp)) and not pd.isna(v),
+                                 na_action="ignore").fillna(False).astype(bool)
+            if moments.any():
+                out[moments] = _utc(pd.Series(list(values[moments]), index=index[moments], dtype=object))
+            numbers = values.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                                 na_action="ignore").fillna(False).astype(bool)
+            if numbers.any():
+                out[numbers] = _from_epoch(pd.to_numeric(values[numbers], errors="coerce").astype("float64"))
+            rest = ~(moments | numbers)
         text = values[rest].astype("string").str.strip()
         epoch = text.str.fullmatch(EPOCH_PATTERN).fillna(False).astype(bool)
         iso = text.str.fullmatch(ISO_PATTERN).fillna(False).astype(bool)
@@ -115,9 +117,11 @@ def from_epoch(value: Any) -> datetime | None:
 def _given(values: pd.Series) -> pd.Series:
     """Rows holding a value: not missing, and not an empty or blank string."""
     present = values.notna().astype(bool)
-    if pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
+    if values.dtype == object:
         blank = values.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
         present &= ~blank.fillna(False).astype(bool)
+    elif pd.api.types.is_string_dtype(values.dtype):
+        present &= ~(values.str.strip() == "").fillna(False).astype(bool)
     return present
 
 
