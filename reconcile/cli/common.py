@@ -16,12 +16,16 @@ DEFAULT_CONFIG = "jobs/sandbox.toml"
 PACKAGED_JOB = "sandbox.toml"  # reconcile/jobs/: the sandbox job for a folder without jobs/sandbox.toml
 
 
-def get_config(ctx: click.Context, default: str | None = None) -> Config:
+def get_config(ctx: click.Context, default: str | None = None, read_only: bool = False) -> Config:
     """The job config: --config or $RECONCILE_CONFIG, else `default`. When `default` is the
     sandbox job and the working folder has none, the packaged copy is used, with its paths
-    (state, seeded files, reports) under the working folder."""
+    (state, seeded files, reports) under the working folder. A `read_only` command (runs,
+    report) given no config reads the demo's state: jobs/sandbox.toml, else the packaged job
+    when ./.reconcile/state.db exists (what `reconcile demo` leaves)."""
     from reconcile.config.extras import check_config
 
+    if read_only and default is None and not ctx.find_root().obj.get("config_path"):
+        default = demo_config()
     raw = ctx.find_root().obj.get("config_path") or default
     if raw == DEFAULT_CONFIG and not ctx.find_root().obj.get("config_path") and not Path(raw).exists():
         cfg = packaged_job()
@@ -29,6 +33,13 @@ def get_config(ctx: click.Context, default: str | None = None) -> Config:
         cfg = load_config(config_path(raw))
     check_config(cfg)
     return cfg
+
+
+def demo_config() -> str | None:
+    """The sandbox job the working folder's demo state belongs to, if any."""
+    if Path(DEFAULT_CONFIG).exists() or Path(".reconcile", "state.db").exists():
+        return DEFAULT_CONFIG
+    return None
 
 
 def packaged_job(base: Path | None = None) -> Config:

@@ -143,9 +143,10 @@ def _with_epilog(command: click.Command) -> None:
 
 
 def _register() -> None:
-    from reconcile.cli import config_cmds, doctor_cmds, ledger_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds
+    from reconcile.cli import (config_cmds, doctor_cmds, init_cmds, ledger_cmds, run_cmds, runs_cmds, sandbox_cmds,
+                               schedule_cmds)
 
-    for module in (config_cmds, doctor_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds, ledger_cmds):
+    for module in (init_cmds, config_cmds, doctor_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds, ledger_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
             _with_epilog(command)

@@ -57,7 +57,7 @@ def list_cmd(ctx: click.Context, limit: int, fmt: str) -> None:
     """
     from reconcile.store.store import Store
 
-    cfg = get_config(ctx)
+    cfg = get_config(ctx, read_only=True)
     with Store.open(state_url(cfg)) as store:
         runs = store.list_runs(limit)
     if fmt == "json":
@@ -88,7 +88,7 @@ def show_cmd(ctx: click.Context, run_id: str, fmt: str, reveal: bool) -> None:
     from reconcile.reports.outcome import markdown, run_document
     from reconcile.store.store import Store
 
-    cfg = get_config(ctx)
+    cfg = get_config(ctx, read_only=True)
     with Store.open(state_url(cfg)) as store:
         run_id = resolve_run(store, run_id)
         try:
