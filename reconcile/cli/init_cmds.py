@@ -13,8 +13,7 @@ from reconcile.errors import DataError
 BASE_FILES = [("reconcile.toml", "reconcile.toml"), ("schedules.toml", "schedules.toml"),
               ("env.example", ".env.example")]
 DEPLOY_FILES = ["reconcile-scheduler.service", "reconcile-job@.service", "reconcile-job@.timer", "crontab",
-                "kubernetes-cronjob.yaml", "kubernetes-sweep-job.yaml", "kubernetes-ledger.yaml", "compose.yaml",
-                "Dockerfile"]
+                "kubernetes-cronjob.yaml", "kubernetes-sweep-job.yaml", "kubernetes-ledger.yaml", "compose.yaml"]
 
 
 def scaffold_files(deploy: bool) -> list[tuple[str, str]]:
@@ -29,7 +28,7 @@ def scaffold_files(deploy: bool) -> list[tuple[str, str]]:
 @click.command("init")
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
 @click.option("--deploy", is_flag=True, help="Also write deploy/: systemd units, crontab, Kubernetes manifests, "
-                                            "compose.yaml and the Dockerfile.")
+                                            "and compose.yaml (scheduler, ledger, PostgreSQL).")
 @click.option("--force", is_flag=True, help="Overwrite files that already exist (default: refuse, write nothing).")
 def init_cmd(directory: str, deploy: bool, force: bool) -> None:
     """Write a commented production config (reconcile.toml), schedules.toml and .env.example
