@@ -9,6 +9,7 @@ Relative paths are resolved against the config file's folder.
 from __future__ import annotations
 
 import ipaddress
+import re
 import os
 import tomllib
 from datetime import date
@@ -351,6 +352,8 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
         port=r.number("port", d.port, lo=1, hi=65535, integer=True),
         path=path,
         bearer_token_env=r.get("bearer_token_env", str, d.bearer_token_env, '"KETCH_WEBHOOK_TOKEN"') or None,
+        auth_header=_auth_header(r, d.auth_header),
+        auth_scheme=_auth_scheme(r, d.auth_scheme),
         basic_user_env=r.get("basic_user_env", str, d.basic_user_env, '"KETCH_WEBHOOK_USER"') or None,
         basic_password_env=r.get("basic_password_env", str, d.basic_password_env, '"KETCH_WEBHOOK_PASSWORD"') or None,
         max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=16 * 1024 * 1024, integer=True),
@@ -374,6 +377,29 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
                "to the variable holding the secret configured in Ketch's webhook")
     r.unknown()
     return cfg
+
+
+_TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection",
+                               "cookie", "expect", "te", "upgrade", "trailer", "keep-alive"})
+
+
+def _auth_header(r: _Reader, default: str) -> str:
+    name = r.get("auth_header", str, default, '"Authorization"').strip()
+    if not _TOKEN_CHARS.fullmatch(name) or name.lower() in _RESERVED_HEADERS:
+        r.fail("auth_header", f"must be an HTTP header name other than the message's own headers, got {name!r}",
+               'set ledger.auth_header to the header name configured in Ketch\'s webhook, e.g. "X-Ketch-Token"')
+        return default
+    return name
+
+
+def _auth_scheme(r: _Reader, default: str) -> str:
+    scheme = r.get("auth_scheme", str, default, '"Bearer"').strip()
+    if scheme and not _TOKEN_CHARS.fullmatch(scheme):
+        r.fail("auth_scheme", f"must be one word such as Bearer or Token, or \"\" for none, got {scheme!r}",
+               'set ledger.auth_scheme = "Bearer" (or "" when Ketch sends the token alone)')
+        return default
+    return scheme
 
 
 def _guards(data: Any, problems: list[ConfigProblem]) -> GuardConfig:

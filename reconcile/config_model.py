@@ -158,6 +158,8 @@ class LedgerConfig:
     port: int = 8787
     path: str = "/ketch/events"
     bearer_token_env: str | None = None
+    auth_header: str = "Authorization"  # the header Ketch's webhook sends the secret in
+    auth_scheme: str = "Bearer"  # the word before the token ("" for none); a bare token is accepted too
     basic_user_env: str | None = None
     basic_password_env: str | None = None
     max_body_bytes: int = 256 * 1024

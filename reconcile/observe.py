@@ -22,14 +22,16 @@ from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, isin
 from reconcile.engine.profiles import ProfileReader
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
-from reconcile.ledger.sources import ledger_sources
+from reconcile.ledger.sources import SOURCE as LEDGER_DELETIONS
+from reconcile.ledger.sources import ErasureLookups, ledger_sources, lookup_exceptions
 from reconcile.runtime import Runtime
 
 log = logging.getLogger(__name__)
 WATERMARK = "last_success_started_at"
 SLICE_COUNTER = "full_sweep_slice"
 EXCEPTION_COLUMNS = ["identity", "source", "reason"]
-ABSENCE_SOURCES = frozenset({"deletions", "tombstones"})  # sources whose only question is "still absent?"
+# sources whose only question is "still absent?"
+ABSENCE_SOURCES = frozenset({"deletions", "tombstones", LEDGER_DELETIONS})
 
 
 class StoreCache:
@@ -60,6 +62,7 @@ class Observation:
     caps: Capabilities = field(default_factory=Capabilities)
     sizes: tuple[int, int, int] | None = None  # universe, Ketch records, Braze subjects with a profile
     read_from: datetime | None = None  # the earliest start of a run whose saved parts were taken
+    erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
     @property
     def totals(self) -> tuple[int, int, int]:
@@ -156,6 +159,7 @@ class UniverseRead:
     prefetched: ex.Prefetched | None
     run_id: str = ""
     absence_skipped: int = 0  # subjects left out: confirmed absent within universe.absence_recheck_hours
+    erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
 
 def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None,
@@ -173,8 +177,9 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     lists = ex.braze_lists(rt.braze, start, end, cfg, caps)
     listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
+    erasures = ErasureLookups()
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
-        listed, deletions = ledger_sources(rt, since_watermark(rt), listed, deletions)
+        listed, deletions, erasures = ledger_sources(rt, since_watermark(rt), listed, deletions)
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
     read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
@@ -196,6 +201,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
                   bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
     universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    extra_exc = pd.concat([extra_exc, lookup_exceptions(erasures)], ignore_index=True)
     exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
     if full and slice_index is not None:
         universe = universe[_in_slice(universe, cfg.universe.slices, slice_index)].reset_index(drop=True)
@@ -209,7 +215,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                  "%g h are not read again (universe.absence_recheck_hours; full sweeps read them)",
                  int(skip.sum()), cfg.universe.absence_recheck_hours)
         universe = universe[~skip].reset_index(drop=True)
-    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()))
+    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), erasures)
 
 
 def confirmed_absent(rt: Runtime) -> dict[str, datetime]:
@@ -348,7 +354,7 @@ def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = Non
     base = read_universe(rt, mode, run_id, subjects)
     observed, failed = read_state(rt, base, base.universe)
     exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
-    return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+    return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures)
 
 
 def reobserve(rt: Runtime, obs: Observation, subjects: set[str], *, ketch_too: bool, run_id: str) -> Observed:

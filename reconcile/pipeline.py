@@ -180,7 +180,7 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
         stage(rt.progress, "diff", subjects=len(observed.universe))
         drift = diff(observed, rules)
         exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
-        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures)
         return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
     journal = PartJournal(rt, run_id, mode, slice_index, count)
     saved = journal.saved()
@@ -203,7 +203,7 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     sizes = (sum(len(s) for s in seen), sum(int(s["has_record"].sum()) for s in seen),
              sum(int(s["exists"].sum()) for s in seen))
     obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
-                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}))
+                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), base.erasures)
     journal.finished()
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
 

@@ -122,6 +122,7 @@ def _equals(s: pd.Series, value: str) -> npt.NDArray[np.bool_]:
 
 def _base(o: Observed) -> pd.DataFrame:
     u = o.universe[["subject_key", "identity", "email", "deletion_requested", "tombstoned"]]
+    u = u.assign(erase_all=_asked_by_ketch(o.universe))
     k = o.ketch.drop(columns=[c for c in ("identity",) if c in o.ketch.columns])
     b = o.braze.rename(columns={"email": "braze_email"})
     base = u.merge(k, on="subject_key", how="left").merge(b, on="subject_key", how="left")
@@ -131,6 +132,19 @@ def _base(o: Observed) -> pd.DataFrame:
     base["profile_count"] = base["profile_count"].fillna(0).astype("int32")
     base["email"] = base["email"].fillna(base["braze_email"])
     return base
+
+
+EVERY_PROFILE = "absent (every profile)"  # `expected` of a deletion that reaches each profile by braze_id
+ERASE_ALL_SOURCE = "ketch_delete_request"  # ledger/sources.py: a Ketch DeleteRequest named this address
+
+
+def _asked_by_ketch(universe: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Subjects a Ketch DeleteRequest names: every profile holding the address is erased."""
+    if "sources" not in universe.columns or not len(universe):
+        return np.zeros(len(universe), dtype=bool)
+    labels = universe["sources"].astype("string").fillna("")
+    flag = {v: ERASE_ALL_SOURCE in v.split("+") for v in labels.unique()}
+    return labels.map(flag).fillna(False).to_numpy(dtype=bool)
 
 
 def _col(value: Any, n: int) -> Any:
@@ -159,7 +173,8 @@ def _rows(df: pd.DataFrame, drift_class: str, field: str | pd.Series, expected: 
 def _deletions(d: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, npt.NDArray[np.intp]]:
     """The deletion drift rows, and the subject codes whose profile this plan deletes."""
     present = d[d["exists"]]
-    ambiguous = (rules.key_type == "email") & (present["profile_count"] > 1) & (not rules.deletion_prioritization)
+    ambiguous = (rules.key_type == "email") & (present["profile_count"] > 1) & (not rules.deletion_prioritization) \
+        & ~present["erase_all"]
     out = []
     amb = present[ambiguous]
     if len(amb):
@@ -169,8 +184,12 @@ def _deletions(d: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, npt.NDArray
     act = present[~ambiguous]
     requested = act[act["deletion_requested"]]
     if len(requested):
-        out.append(_rows(requested, "missed_deletion", "profile", "absent", "present",
-                         "Ketch deletion request, Braze profile still exists", "delete"))
+        why = pd.Series("Ketch deletion request, Braze profile still exists", index=requested.index)
+        shared = requested["erase_all"] & (requested["profile_count"] > 1) & (rules.key_type == "email")
+        why = why.mask(shared, "Ketch DeleteRequest for this address, " + requested["profile_count"].astype(str)
+                       + " Braze profiles hold it: each is deleted by braze_id")
+        expected = pd.Series("absent", index=requested.index).mask(shared, EVERY_PROFILE)
+        out.append(_rows(requested, "missed_deletion", "profile", expected, "present", why, "delete"))
     back = act[~act["deletion_requested"]]
     if len(back):
         out.append(_rows(back, "resurrected", "profile", "absent", "present",
