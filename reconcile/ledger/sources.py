@@ -47,8 +47,8 @@ def request_keys(req: dict[str, Any], space: str, key_type: str) -> list[str]:
     space, and under email keys every email it carries."""
     keyed, emails = m.request_identities(req.get("identities"), space)
     values = keyed + emails if key_type == "email" else keyed
-    if req.get("identity") and req["identity"] not in values:
-        values.insert(0, req["identity"])
+    if key_type == "email" and req.get("identity") and req["identity"] not in values:
+        values.insert(0, req["identity"])  # requests stored before subject.email was kept among the identities
     if not values:
         return []
     valid, _invalid = normalize(pd.Series(values, dtype="string"), key_type)
