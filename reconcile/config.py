@@ -431,6 +431,7 @@ def _policy(data: Any, problems: list[ConfigProblem]) -> PolicyConfig:
         alias_unmatched=r.get("alias_unmatched", bool, False, "true"),
         suppress_deleted_emails=r.get("suppress_deleted_emails", bool, False, "true"),
         deletion_prioritization=tuple(prio),
+        ketch_defaults_are_choices=r.get("ketch_defaults_are_choices", bool, False, "true"),
     )
     r.unknown()
     return cfg

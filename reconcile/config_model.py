@@ -141,6 +141,7 @@ class PolicyConfig:
     alias_unmatched: bool = False
     suppress_deleted_emails: bool = False
     deletion_prioritization: tuple[str, ...] = ()
+    ketch_defaults_are_choices: bool = False  # read a Ketch answer without collectedAt as the person's choice
 
 
 @dataclass(frozen=True)

@@ -71,15 +71,29 @@ def _latest_by_key(df: pd.DataFrame, col: str) -> pd.Series:
 # ----------------------------------------------------------------------------- Ketch
 
 
+def choices(rec: Any, defaults_are_choices: bool = False) -> tuple[Any, Any]:
+    """(consent, subscriptions) of a Ketch record that record a choice. An answer without
+    `collectedAt` holds the jurisdiction's legal-basis defaults for an identity that made no
+    choice: it is no record unless the tenant's policy reads defaults as choices
+    (`policy.ketch_defaults_are_choices`)."""
+    if rec is None:
+        return None, None
+    consent, subs = rec.consent, rec.subscriptions
+    if defaults_are_choices:
+        return consent, subs
+    return (consent if consent is not None and consent.collected_at is not None else None,
+            subs if subs is not None and subs.collected_at is not None else None)
+
+
 def ketch_frames(records: dict[str, Any], universe: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Turn KetchRecord objects (keyed by identity) into the ketch and ketch_topics frames."""
+    """Turn KetchRecord objects (keyed by identity) into the ketch and ketch_topics frames;
+    defaults are not choices (`choices`)."""
     m = cfg.mapping
     rows, topics = [], []
     for key, identity in zip(universe["subject_key"], universe["identity"]):
-        rec = records.get(identity)
-        if rec is None or not rec.has_record:
+        consent, subs = choices(records.get(identity), cfg.policy.ketch_defaults_are_choices)
+        if consent is None and subs is None:
             continue
-        consent, subs = rec.consent, rec.subscriptions
         controls = subs.controls if subs else {}
         rows.append({
             "subject_key": key, "has_record": True,
