@@ -228,16 +228,22 @@ def _expected_global(b: pd.DataFrame) -> pd.Series:
 
 def _optin_conflict(rows: pd.DataFrame, field: str | pd.Series, rules: Rules,
                     subscribe_action: str) -> list[pd.DataFrame]:
-    """Ketch granted, Braze unsubscribed: a newer Braze opt-out wins, ties included."""
-    newer = rows["unsubscribed_at"].notna() & (
-        rows["_collected"].isna() | (rows["unsubscribed_at"] >= rows["_collected"]))
+    """Ketch granted, Braze unsubscribed: a newer Braze opt-out wins, ties included, and so
+    does an opt-out of unknown time (the address is not, or no longer, on Braze's unsubscribe
+    list: under one reading of the list an address leaves it once any of its profiles
+    re-subscribes), which is never resubscribed whatever the policy."""
+    unknown = rows["unsubscribed_at"].isna().to_numpy(dtype=bool)
+    newer = unknown | (rows["_collected"].isna() | (rows["unsubscribed_at"] >= rows["_collected"])).fillna(
+        False).to_numpy(dtype=bool)
     out = []
     n = rows[newer]
     if len(n):
+        why = pd.Series("Braze opt-out (braze_unsubscribed_at) is not older than Ketch's grant; never resubscribed",
+                        index=n.index).mask(n["unsubscribed_at"].isna(),
+                                            "Braze opt-out of unknown time (the address is not on Braze's unsubscribe "
+                                            "list); never resubscribed")
         out.append(_rows(n, "braze_newer_optout", field if isinstance(field, str) else field[newer], "subscribed",
-                         "unsubscribed", "Braze opt-out (braze_unsubscribed_at) is not older than Ketch's "
-                         "grant; never resubscribed",
-                         "ketch_writeback" if rules.write_back_optouts else ""))
+                         "unsubscribed", why, "ketch_writeback" if rules.write_back_optouts else ""))
     m = rows[~newer]
     if len(m):
         out.append(_rows(m, "missed_optin", field if isinstance(field, str) else field[~newer], "subscribed",

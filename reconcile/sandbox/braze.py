@@ -13,7 +13,9 @@ The less convenient behaviours Braze may show are options: `track_object_limit=5
 MAU CY 24-25 contracts), `user_status_shape="documented"` (the flat answer of
 `/subscription/user/status`), `not_found_style="omit"`, `permissions="partner"` (the
 eight permissions of Braze's Ketch partner page), `deletion_delay_seconds`,
-`segment_export_delay_seconds`. `braze_sim_options(cfg.sandbox)` maps the job config's
+`segment_export_delay_seconds`, `unsubscribe_list="current_only"` (an address leaves
+`/email/unsubscribes` once any of its profiles re-subscribes; by default it stays while any
+profile is unsubscribed). `braze_sim_options(cfg.sandbox)` maps the job config's
 `[sandbox]` keys to these arguments.
 
     sim = BrazeSim(clock=fake_clock)
@@ -111,7 +113,8 @@ class BrazeSim(Simulator):
                  track_object_limit: int = 75, require_fields_to_export: bool = True,
                  not_found_style: str = "unknown", user_status_shape: str = "users",
                  permissions: set[str] | frozenset[str] | str | None = None, segment_id: str = "all-users",
-                 segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000):
+                 segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000,
+                 unsubscribe_list: str = "while_any"):
         super().__init__(clock=clock, seed=seed)
         if not_found_style not in ("unknown", "omit"):
             raise ValueError(f"not_found_style must be 'unknown' or 'omit', got {not_found_style!r}")
@@ -131,7 +134,7 @@ class BrazeSim(Simulator):
         self.segment_export_delay_seconds = segment_export_delay_seconds
         self.segment_file_users = segment_file_users
         self.exports: dict[str, dict[str, Any]] = {}  # object_prefix -> {segment_id, ready_at, signature, content}
-        self.db = BrazeState(clock, seed)
+        self.db = BrazeState(clock, seed, unsubscribe_list)
         for name, (limit, seconds) in rate_limits_with_defaults(rate_limits).items():
             self.limiter.set_limit(name, limit, seconds)
         self._register_routes()

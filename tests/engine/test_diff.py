@@ -111,7 +111,7 @@ def test_no_ketch_record_is_reported_never_unsubscribed():
     (T0 + timedelta(days=1), "braze_newer_optout"),
     (T0, "braze_newer_optout"),  # opt-outs win ties
     (T0 - timedelta(days=1), "missed_optin"),
-    (None, "missed_optin"),
+    (None, "braze_newer_optout"),  # an opt-out of unknown time is never resubscribed
 ])
 def test_granted_in_ketch_unsubscribed_in_braze(unsub_at, expected):
     o = observe(subject("a@x.io", ketch={"email_allowed": True, "consent_collected_at": T0, "subs_collected_at": T0},
