@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from reconcile.pipeline import run_job
-from tests.engine.conftest import KEY, NOW
+from tests.pipeline.conftest import KEY, NOW
 
 EMAIL = "shared.home@example.com"
 
