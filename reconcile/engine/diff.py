@@ -44,12 +44,11 @@ def diff(observed: Observed, rules: Rules) -> pd.DataFrame:
     keys = _Keys.build(base, observed)
     base["_code"] = keys.base
     doomed = base["deletion_requested"] | base["tombstoned"]
-    deletions, delete_codes = _deletions(base[doomed], rules)
-    deleting = pd.Series(keys.mark(delete_codes)[keys.base], index=base.index)
+    deletions = _deletions(base[doomed], rules)
     kept = base[~doomed]
     parts = [
         deletions,
-        _blocklist(base, doomed, deleting, rules),
+        _blocklist(base, doomed, rules),
         _global(kept, rules),
         _groups(kept, observed, rules, keys),
         _no_record(kept, keys),
@@ -170,8 +169,8 @@ def _rows(df: pd.DataFrame, drift_class: str, field: str | pd.Series, expected: 
     return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
-def _deletions(d: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, npt.NDArray[np.intp]]:
-    """The deletion drift rows, and the subject codes whose profile this plan deletes."""
+def _deletions(d: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """The deletion drift rows."""
     present = d[d["exists"]]
     ambiguous = (rules.key_type == "email") & (present["profile_count"] > 1) & (not rules.deletion_prioritization) \
         & ~present["erase_all"]
@@ -194,21 +193,20 @@ def _deletions(d: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, npt.NDArray
     if len(back):
         out.append(_rows(back, "resurrected", "profile", "absent", "present",
                          "deleted earlier (tombstone), profile exists again in Braze", "delete"))
-    return (pd.concat(out, ignore_index=True) if out else pd.DataFrame()), act["_code"].to_numpy(np.intp)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def _not_blocklisted(base: pd.DataFrame, deleting: pd.Series) -> pd.Series:
-    """Known not to be on the blocklist; when the hard-bounce list cannot be read, taken as
-    not blocklisted while the address can still be mailed (a profile is subscribed) or its
-    profile is being deleted in this plan (the last chance to suppress it)."""
+def _not_blocklisted(base: pd.DataFrame) -> pd.Series:
+    """Not known to be on the blocklist. When the hard-bounce list cannot be read (NA), the
+    address is not assumed blocklisted, whatever its profiles say (zero profiles is no
+    evidence): blocklisting is idempotent, so when unsure it is blocklisted again."""
     known = base["blocklisted"]
-    mailable = base["email_subscribe"].isin(SUBSCRIBED).fillna(False) | deleting
-    return (known == False).fillna(False) | (known.isna() & mailable)  # noqa: E712
+    return (known == False).fillna(False) | known.isna()  # noqa: E712
 
 
-def _blocklist(base: pd.DataFrame, doomed: pd.Series, deleting: pd.Series, rules: Rules) -> pd.DataFrame:
+def _blocklist(base: pd.DataFrame, doomed: pd.Series, rules: Rules) -> pd.DataFrame:
     should = (doomed & rules.suppress_deleted_emails) | (base["has_record"] & base["blocklist_engaged"])
-    miss = base[should & _not_blocklisted(base, deleting) & base["email"].notna()]
+    miss = base[should & _not_blocklisted(base) & base["email"].notna()]
     if not len(miss):
         return pd.DataFrame()
     why = miss["blocklist_engaged"].map({True: "Ketch do-not-contact control is active",

@@ -36,6 +36,7 @@ class BrazeLists:
     unsubscribed: pd.DataFrame  # email, unsubscribed_at
     bounced: pd.DataFrame  # email, hard_bounced_at
     bounces_known: bool  # False: the key may not read /email/hard_bounces (or the list is off)
+    blocklisted_by_job: frozenset[str] = frozenset()  # address keys this job blocklisted, Braze confirming
 
 
 def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
@@ -244,8 +245,13 @@ def summarize(universe: pd.DataFrame, profiles: pd.DataFrame, lists: BrazeLists)
     ekeys = b["email"].map(email_key, na_action="ignore")
     b["unsubscribed_at"] = _times_for(ekeys, _latest_by_key(lists.unsubscribed, "unsubscribed_at"))
     listed = isin(ekeys, _latest_by_key(lists.bounced, "hard_bounced_at").index)
-    b["blocklisted"] = pd.array(listed.to_numpy(), dtype="boolean") if lists.bounces_known \
-        else pd.array([pd.NA] * len(b), dtype="boolean")
+    if lists.bounces_known:
+        b["blocklisted"] = pd.array(listed.to_numpy(), dtype="boolean")
+    else:  # unknown, except where this job's own confirmed blocklist says so
+        known = pd.Series(pd.NA, index=b.index, dtype="boolean")
+        if lists.blocklisted_by_job:
+            known[isin(ekeys, lists.blocklisted_by_job).to_numpy()] = True
+        b["blocklisted"] = known.array
     return conform(b[["subject_key", "exists", "profile_count", "email_subscribe", "email_subscribe_min",
                       "unsubscribed_at", "blocklisted", "email"]], "braze")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
@@ -196,7 +196,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     since = since_watermark(rt) if mode == "incremental" else None
     start, end = list_window(rt, mode, since)
     full = mode == "full" and subjects is None
-    lists = ex.braze_lists(rt.braze, start, end, cfg, caps)
+    lists = _with_own_blocklist(rt, ex.braze_lists(rt.braze, start, end, cfg, caps))
     listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
     erasures = ErasureLookups()
@@ -238,6 +238,14 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                  int(skip.sum()), cfg.universe.absence_recheck_hours)
         universe = universe[~skip].reset_index(drop=True)
     return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), erasures)
+
+
+def _with_own_blocklist(rt: Runtime, lists: ex.BrazeLists) -> ex.BrazeLists:
+    """When the key cannot read the hard-bounce list, the addresses this job blocklisted
+    itself (Braze confirming) are the only ones known to be blocklisted."""
+    if lists.bounces_known:
+        return lists
+    return replace(lists, blocklisted_by_job=frozenset(rt.store.blocklisted_by_job()))
 
 
 def confirmed_absent(rt: Runtime) -> dict[str, datetime]:
@@ -385,9 +393,10 @@ def reobserve(rt: Runtime, obs: Observation, subjects: set[str], *, ketch_too: b
     o = obs.observed.subset(subjects)
     today = rt.clock().date()
     fresh = ex.braze_lists(rt.braze, today - timedelta(days=1), today + timedelta(days=1), rt.cfg, obs.caps)
-    lists = ex.BrazeLists(pd.concat([obs.lists.unsubscribed, fresh.unsubscribed], ignore_index=True),
-                          pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
-                          obs.lists.bounces_known and fresh.bounces_known)
+    lists = _with_own_blocklist(rt, ex.BrazeLists(
+        pd.concat([obs.lists.unsubscribed, fresh.unsubscribed], ignore_index=True),
+        pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
+        obs.lists.bounces_known and fresh.bounces_known))
     ketch, topics = o.ketch, o.ketch_topics
     if ketch_too and len(o.universe):
         ketch, topics, _failed = ex.extract_ketch(rt.ketch, o.universe, rt.cfg, None)
