@@ -93,6 +93,8 @@ class MappingConfig:
     global_control_engaged: str = "granted"
     blocklist_control: str | None = None
     topics: tuple[TopicMapping, ...] = ()
+    # legal basis of other purposes, for a consent write-back when Ketch's answer names none
+    purpose_legal_bases: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

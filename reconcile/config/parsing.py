@@ -209,6 +209,15 @@ def _identity(data: Any, problems: list[ConfigProblem]) -> IdentityConfig:
     return IdentityConfig(space, key)
 
 
+def _legal_bases(r: _Reader) -> tuple[tuple[str, str], ...]:
+    raw = r.get("purpose_legal_bases", dict, {}, '{ analytics = "legitimateinterest" }')
+    if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()):
+        r.fail("purpose_legal_bases", f"must map purpose codes to legal basis codes, got {raw!r}",
+               'set mapping.purpose_legal_bases = { analytics = "legitimateinterest" }')
+        return ()
+    return tuple(sorted(raw.items()))
+
+
 def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) -> MappingConfig:
     """Outside the sandbox the global control's "engaged" status must be stated: read the
     wrong way round it unsubscribes everyone, so it has no silent default."""
@@ -240,6 +249,7 @@ def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) ->
         global_control_engaged=r.get("global_control_engaged", str, d.global_control_engaged, '"granted"'),
         blocklist_control=r.get("blocklist_control", str, d.blocklist_control, '"do_not_contact"'),
         topics=tuple(topics),
+        purpose_legal_bases=_legal_bases(r),
     )
     if not sandbox and cfg.global_control and "global_control_engaged" not in r.data:
         r.fail("global_control_engaged", "is required: it says which Ketch status of the global control means "

@@ -94,10 +94,16 @@ class Executor:
             if not topics and not purposes:
                 continue
             try:
-                self.ketch.run(self.ketch.write_back_optout({space: ident_of[wb.subject_key]}, topics, purposes,
-                                                            datetime.fromisoformat(wb.at)))
+                left_out = self.ketch.run(self.ketch.write_back_optout(
+                    {space: ident_of[wb.subject_key]}, topics, purposes, datetime.fromisoformat(wb.at),
+                    dict(m.purpose_legal_bases)))
             except ApiError as exc:
                 rejected.append((ident_of[wb.subject_key], str(exc)))
+                continue
+            if left_out:
+                log.warning("consent write-back: purpose(s) %s read without a legal basis were not sent again "
+                            "(set mapping.purpose_legal_bases to keep them if Ketch replaces the purposes an "
+                            "update names)", ", ".join(sorted(left_out)))
         written = len(action.writeback) - len(rejected)
         return _outcome(action, rejected, [{"endpoint": action.endpoint, "status": 200,
                                             "message": f"{written} written back", "items": written}])
