@@ -67,6 +67,22 @@ def test_an_opt_out_after_the_grant_is_never_resubscribed(world, key_type, readi
 
 
 @pytest.mark.parametrize("reading", ["while_any", "current_only"])
+def test_an_opt_out_of_unknown_time_written_back_is_newer_than_the_grant(world, reading):
+    """Written back to Ketch, an opt-out Braze gives no time for carries the run's time, so
+    a Ketch that keeps the newest answer does not drop it behind the grant it overrides."""
+    w = world
+    build(w, "email", reading)
+    cfg = w.config(policy={"write_back_optouts": True})
+    with w.runtime(cfg) as rt:
+        result = run_job(rt)
+    assert result.status == "applied", result.messages
+    stored = w.ketch.consent_of("email", EMAIL)
+    assert stored["purposes"]["email_marketing"] is False
+    assert stored["collected_at"] > int((NOW - timedelta(days=5)).timestamp())
+    assert result.verified >= 1 and result.unverified == 0
+
+
+@pytest.mark.parametrize("reading", ["while_any", "current_only"])
 def test_an_opt_out_of_known_time_older_than_the_grant_is_resubscribed_only_with_apply_optins(world, reading):
     """The other side of the rule: an opt-out Braze dates, older than Ketch's grant."""
     w = world
