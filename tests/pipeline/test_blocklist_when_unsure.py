@@ -36,8 +36,8 @@ def build(w, permissions: str, bounced: list[str]):
 
 
 @pytest.mark.parametrize("permissions", ["partner", "all"])
-def test_a_deleted_subject_without_a_profile_is_blocklisted(world, permissions):
-    w = world
+def test_a_deleted_subject_without_a_profile_is_blocklisted(pg_world, permissions):
+    w = pg_world
     cfg = build(w, permissions, bounced=[])
     with w.runtime(cfg) as rt:
         first = run_job(rt)
