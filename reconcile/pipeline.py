@@ -28,7 +28,8 @@ from reconcile.models.plan import ActionKind, ActionStatus, DriftKey, Plan, Plan
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.observability.events import counting, run_started, stage
 from reconcile.observe import (
-    SLICE_COUNTER, WATERMARK, Observation, UniverseRead, chunks, observe, read_state, read_universe, reobserve,
+    SLICE_COUNTER, WATERMARK, Observation, UniverseRead, chunks, drop_shared_export, observe, read_state,
+    read_universe, reobserve,
 )
 from reconcile.part_journal import STATE, PartJournal, PartResult, merge, reusable, seen_of
 from reconcile.recorder import RunRecorder, recording
@@ -181,6 +182,7 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
         drift = diff(observed, rules)
         exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
         obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+        drop_shared_export(rt, base.read)
         return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
     journal = PartJournal(rt, run_id, mode, slice_index, count)
     saved = journal.saved()
@@ -205,6 +207,7 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
                       _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}))
     journal.finished()
+    drop_shared_export(rt, base.read)
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
 
 

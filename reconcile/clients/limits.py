@@ -15,7 +15,7 @@ ENDPOINT: dict[ActionKind, str] = {
     ActionKind.BLOCKLIST: "/email/blocklist",
     ActionKind.DELETE: "/users/delete",
     ActionKind.KETCH_WRITEBACK: "ketch:/subscriptions/update",
-    ActionKind.ALIAS_OPTOUT: "/users/alias/new",
+    ActionKind.ALIAS_OPTOUT: "/users/track",  # creates the alias profile itself: no /users/alias/new race
     ActionKind.GROUP_SUBSCRIBE: "/subscription/status/set",
     ActionKind.GLOBAL_SUBSCRIBE: "/users/track",
 }
@@ -24,8 +24,6 @@ ENDPOINT: dict[ActionKind, str] = {
 def batch_limit(kind: ActionKind, track_batch_size: int) -> int:
     """Targets per request for `kind`."""
     track = max(1, min(track_batch_size, MAX_TRACK_OBJECTS))
-    if kind in (ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE):
-        return track
-    if kind is ActionKind.ALIAS_OPTOUT:  # one alias and one track object per address
-        return min(MAX_IDS, track)
+    if kind in (ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE, ActionKind.ALIAS_OPTOUT):
+        return track  # one track object per profile (or per alias profile)
     return MAX_IDS
