@@ -108,7 +108,6 @@ class KetchSim(Simulator):
         _check_choice("edge_style", edge_style, ("json429", "html403"))
         self.edge_style = edge_style
         self.refused_identities = tuple(refused_identities)
-        self._refused_values = {_value_key(v) for v in self.refused_identities}
         for name, value in (("empty_style", empty_style), ("consent_empty", consent_empty or empty_style),
                             ("subscriptions_empty", subscriptions_empty or empty_style)):
             _check_choice(name, value, ("204", "empty_object"))
@@ -164,7 +163,8 @@ class KetchSim(Simulator):
 
     # -- routes ------------------------------------------------------------------------
     def _refused(self, identities: dict[str, str]) -> SimResponse | None:
-        if any(_value_key(v) in self._refused_values for v in identities.values()):
+        refused = {_value_key(v) for v in self.refused_identities}
+        if refused and any(_value_key(v) in refused for v in identities.values()):
             return SimResponse(400, self.error_body(400, "invalid identity value"))
         return None
 
