@@ -29,14 +29,14 @@ WRITE_CHUNK = 10_000
 
 class SegmentExportsMixin(StoreBase):
     def claim_segment_export(self, scope: str, segment_id: str, holder: str, now: datetime) -> tuple[bool, Row]:
-        """(whether `holder` now holds the scope's export and must start it, the scope's row).
-        Concurrent callers get one holder."""
+        """(whether `holder` holds the scope's running export and must start it, the scope's
+        row). Concurrent callers get one holder; give each caller its own `holder`."""
         with self._write("claim_segment_export") as conn:
-            inserted = conn.execute(self._insert(exports).values(scope=scope, segment_id=segment_id,
-                                                                 status="running", holder=holder, started_at=now)
-                                    .on_conflict_do_nothing(index_elements=["scope"])).rowcount
-            row = conn.execute(select(exports).where(exports.c.scope == scope)).mappings().one()
-        return inserted == 1, dict(row)
+            conn.execute(self._insert(exports).values(scope=scope, segment_id=segment_id, status="running",
+                                                      holder=holder, started_at=now)
+                         .on_conflict_do_nothing(index_elements=["scope"]))
+            row = dict(conn.execute(select(exports).where(exports.c.scope == scope)).mappings().one())
+        return row["holder"] == holder and row["status"] == "running", row
 
     def segment_export(self, scope: str) -> Row | None:
         with self._read("segment_export") as conn:
