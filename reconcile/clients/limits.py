@@ -24,6 +24,8 @@ ENDPOINT: dict[ActionKind, str] = {
 def batch_limit(kind: ActionKind, track_batch_size: int) -> int:
     """Targets per request for `kind`."""
     track = max(1, min(track_batch_size, MAX_TRACK_OBJECTS))
-    if kind in (ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE, ActionKind.ALIAS_OPTOUT):
-        return track  # one track object per profile (or per alias profile)
+    if kind in (ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE):
+        return track
+    if kind is ActionKind.ALIAS_OPTOUT:  # one track object per alias profile, at most 50 a batch as before
+        return min(MAX_IDS, track)
     return MAX_IDS
