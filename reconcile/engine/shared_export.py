@@ -41,6 +41,7 @@ MIN_WAIT_SECONDS = 300.0
 MAX_WAIT_SECONDS = 3600.0
 STORE_PIECE = 50_000  # exported users turned into a frame and stored at a time
 PRUNE_AFTER = timedelta(days=2)
+NO_PERMISSION = "permission: the key lacks users.export.segment"
 
 
 def expected_wait(profiles: int) -> float:
@@ -75,6 +76,9 @@ class SharedExport:
     def rows_for(self, email_keys: Iterable[str]) -> pd.DataFrame | None:
         if self.status is None:
             self.status = self._settle()
+        if self.status == NO_PERMISSION:
+            raise PermissionDenied("the key lacks users.export.segment (found by the reader that started the export)",
+                                   service="braze", status_code=403)
         if self.status != "ready":
             return None
         rows: pd.DataFrame = self.store.segment_export_rows(self.scope, email_keys)
@@ -105,7 +109,8 @@ class SharedExport:
         except TransientApiError as exc:
             return self._unavailable(f"failed: {exc}")
         except PermissionDenied:
-            self._unavailable("the key lacks users.export.segment")
+            self._unavailable(NO_PERMISSION)
+            self.status = NO_PERMISSION
             raise  # the caller records the missing permission
         except BaseException as exc:
             self._unavailable(f"stopped: {type(exc).__name__}")
@@ -135,4 +140,6 @@ class SharedExport:
         if row["status"] != "ready":
             log.info("the segment export of %s is unavailable (%s); profiles are read one by one", self.scope,
                      (row.get("reason") or "")[:300])
+            if row.get("reason") == NO_PERMISSION:
+                return NO_PERMISSION
         return str(row["status"])
