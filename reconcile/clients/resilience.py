@@ -439,8 +439,9 @@ class Attempts:
             wait = self.policy.backoff(self.rate_limited - 1, self._rng)
         self.reset_at = self._wall() + wait
         if self.rate_limited > self.policy.max_rate_limited:
-            raise RateLimited(f"still rate limited after {self.rate_limited} answers of 429 "
-                              f"({self.tries - 1} attempt(s))", reset_at=self.reset_at, status_code=429,
+            kind = "429" if answer.status_code == 429 else f"{answer.status_code} (a rate limit at the edge)"
+            raise RateLimited(f"still rate limited after {self.rate_limited} answers of {kind} "
+                              f"({self.tries - 1} attempt(s))", reset_at=self.reset_at, status_code=answer.status_code,
                               body=self._describe(answer), **self.label.where())
         self.gate.block_until(now + wait)
         return 0.0  # the wait happens at the gate, shared with every other request
