@@ -211,13 +211,13 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Reconciliation run {run['run_id']}", ""]
     lines += _outcome_lines(doc.get("outcome") or outcome(run), run)
     lines += ["", "## Run", "",
-              f"- mode: {run.get('mode')}; job: {run.get('job') or '-'}; config {run.get('config_hash')}",
-              f"- started {run.get('started_at')}, finished {run.get('finished_at')}",
-              f"- universe {run.get('universe_count')} subjects; Ketch records {run.get('ketch_records')}; "
-              f"Braze profiles {run.get('braze_count')}",
-              f"- actions planned {run.get('actions_planned')}, sent {run.get('actions_sent')}, "
-              f"failed {run.get('actions_failed')}; verified {run.get('verified_count')}, "
-              f"unverified {run.get('unverified_count')}", ""]
+              f"- mode: {_v(run.get('mode'))}; job: {_v(run.get('job'))}; config {_v(run.get('config_hash'))}",
+              f"- started {_v(run.get('started_at'))}, finished {_v(run.get('finished_at'))}",
+              f"- universe {_v(run.get('universe_count'))} subjects; Ketch records {_v(run.get('ketch_records'))}; "
+              f"Braze profiles {_v(run.get('braze_count'))}",
+              f"- actions planned {_v(run.get('actions_planned'))}, sent {_v(run.get('actions_sent'))}, "
+              f"failed {_v(run.get('actions_failed'))}; verified {_v(run.get('verified_count'))}, "
+              f"unverified {_v(run.get('unverified_count'))}", ""]
     if run.get("drift_counts") is None:
         lines += ["Drift was not computed: the run ended before planning."]
     else:
@@ -232,7 +232,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def _outcome_lines(out: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
-    lines = ["## Outcome", "", f"- status: **{out['status']}**; exit code: {out['exit_code']}",
+    lines = ["## Outcome", "", f"- status: **{_v(out['status'])}**; exit code: {_v(out['exit_code'])}",
              f"- {out['meaning']}"]
     if run.get("guard_overrides"):
         lines.append(f"- guards overridden by explicit flag: {', '.join(map(str, run['guard_overrides']))}")
@@ -240,6 +240,15 @@ def _outcome_lines(out: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
         text = str(out["error"]).replace("```", "'''")
         lines += ["", "Why:", "", "```text", text, "```"]
     return lines
+
+
+def _v(value: Any) -> str:
+    """A value for a human reader: "-" for nothing recorded, times to the second."""
+    if value is None or value == "":
+        return "-"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    return str(value)
 
 
 def _cell(value: Any) -> str:

@@ -28,6 +28,17 @@ def _ts(value: Any) -> str:
     return str(value)
 
 
+def _day(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    return value.strftime("%Y-%m-%d") if isinstance(value, datetime) else str(value)[:10]
+
+
+def _dash(value: Any) -> str:
+    """A value for a human reader: "-" for nothing, never "None"."""
+    return "-" if value is None or value == "" else str(value)
+
+
 def _brief(value: Any) -> str:
     if value is None:
         return ""
@@ -45,7 +56,7 @@ def _env(autoescape: bool) -> Environment:
         autoescape=autoescape,
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
-    env.filters.update(ts=_ts, brief=_brief, cell=_cell)
+    env.filters.update(ts=_ts, brief=_brief, cell=_cell, day=_day, dash=_dash)
     return env
 
 
