@@ -6,7 +6,7 @@ import json
 
 import click
 
-from reconcile.cli.common import echo_json, format_option, get_config
+from reconcile.cli.common import DEFAULT_CONFIG, echo_json, format_option, get_config
 from reconcile.config import state_url
 from reconcile.errors import DataError
 from reconcile.models.run import RUN_STATUSES
@@ -66,7 +66,7 @@ def list_cmd(ctx: click.Context, limit: int, job: str | None, statuses: tuple[st
     from reconcile.cli.runs_table import json_row, matching_runs, parse_since, row, table
     from reconcile.store.store import Store
 
-    cfg = get_config(ctx)
+    cfg = get_config(ctx, DEFAULT_CONFIG)
     start = parse_since(since, datetime.now(timezone.utc))
     with Store.open(state_url(cfg)) as store:
         runs = matching_runs(store, job=job, statuses=statuses, since=start, limit=limit)
@@ -97,7 +97,7 @@ def show_cmd(ctx: click.Context, run_id: str, fmt: str, reveal: bool) -> None:
     from reconcile.report import mask_key, markdown, masked, run_document
     from reconcile.store.store import Store
 
-    cfg = get_config(ctx)
+    cfg = get_config(ctx, DEFAULT_CONFIG)
     with Store.open(state_url(cfg)) as store:
         run_id = resolve_run(store, run_id)
         try:

@@ -1,7 +1,7 @@
 """The run history as people read it: filtered, with headers, human times and durations.
 
-Times are shown in UTC to the second ("2026-03-02 09:00:05 UTC"); a duration as "42s",
-"3m 05s" or "1h 02m"; anything not recorded as "-", never "None".
+Times, durations and missing values are shown as `reconcile.reports.humanize` writes them:
+"2026-03-02 09:00:05 UTC", "3m 05s", and "-" for anything not recorded, never "None".
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from reconcile.errors import DataError
+from reconcile.reports.humanize import duration, human_duration, human_time
 from reconcile.store.schema import runs
 
 RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -50,28 +51,6 @@ def matching_runs(store: Any, *, job: str | None = None, statuses: Sequence[str]
         query = query.where(runs.c.started_at >= since)
     with store._read("runs_list") as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def human_time(value: datetime | None) -> str:
-    if value is None:
-        return "-"
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
-
-
-def duration(run: Mapping[str, Any]) -> float | None:
-    start, end = run.get("started_at"), run.get("finished_at")
-    return (end - start).total_seconds() if start and end else None
 
 
 def row(run: Mapping[str, Any]) -> list[str]:
