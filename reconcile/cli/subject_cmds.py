@@ -91,7 +91,8 @@ def story_text(doc: Mapping[str, Any]) -> str:
             lines.append(f"  {d['drift_class']} on {d['channel']}: {d['group']}: Ketch {dash(d['ketch'])}, "
                          f"Braze {dash(d['braze'])}; {d['status']}; "
                          f"first seen {human_time(_at(d['first_seen_at']))}; "
-                         f"corrected {human_time(_at(d['corrected_at']))}; verified {human_time(_at(d['verified_at']))}")
+                         f"corrected {human_time(_at(d['corrected_at']))}; "
+                         f"verified {human_time(_at(d['verified_at']))}")
     if doc["corrections"]:
         lines += ["", "Corrections sent to Braze:"]
         for a in doc["corrections"]:
