@@ -23,6 +23,7 @@ from reconcile.store.schema import drift_items
 
 INDEX_RUNS = 1000
 INDEX_FILE = "index.html"
+CHART_WIDTH = 380
 
 
 def open_counter(store: Any) -> Any:
@@ -73,9 +74,9 @@ def index_charts(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     runs = [r for r in reversed(rows) if r["mode"] != "prune"]
     labels = [r["started_at"].strftime("%m-%d %H:%M") for r in runs]
     return {
-        "open": line_chart("Drift items open after each run", [r["open_items"] for r in runs], labels),
-        "critical": line_chart("Critical drift open after each run", [r["open_critical"] for r in runs], labels),
-        "found": line_chart("Drift found by each run", [r["drift_found"] or 0 for r in runs], labels),
+        "open": line_chart("Drift items open after each run", [r["open_items"] for r in runs], labels, CHART_WIDTH),
+        "critical": line_chart("Critical drift open after each run", [r["open_critical"] for r in runs], labels, CHART_WIDTH),
+        "found": line_chart("Drift found by each run", [r["drift_found"] or 0 for r in runs], labels, CHART_WIDTH),
     }
 
 
