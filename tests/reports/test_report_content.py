@@ -35,10 +35,15 @@ def test_the_detailed_run_has_summary_guards_override_actions_and_changes(seeded
     assert doc["actions"][0]["response_summary"]["deleted"] == 1
     assert [i["subject_key"] for i in doc["unverified"]] == [EXT]
     ch = doc["changes"]
-    assert ch["previous_run"] == ids["refused"] and ch["new"] == 1 and ch["carried_over"] == 1 and ch["resolved"] == 1
+    # open when the refused run ended: the deletion and Carl's opt-in; new: Bob's opt-out; Carl's opt-in
+    # was not found again (resolved); the deletion was corrected but not verified, so it is still open
+    assert ch["previous_run"] == ids["refused"]
+    assert {k: ch["total"][k] for k in ("before", "new", "fixed", "resolved", "now")} == {
+        "before": 2, "new": 1, "fixed": 0, "resolved": 1, "now": 2}
     by = {c["drift_class"]: c for c in ch["by_class"]}
     assert (by["missed_optout"]["before"], by["missed_optout"]["now"], by["missed_optout"]["delta"]) == (0, 1, 1)
-    assert by["missed_optin"]["delta"] == -1
+    assert (by["missed_optin"]["resolved"], by["missed_optin"]["delta"]) == (1, -1)
+    assert (by["missed_deletion"]["before"], by["missed_deletion"]["now"], by["missed_deletion"]["found"]) == (1, 1, 1)
     assert [r["run_id"] for r in doc["runs"]] == [ids["applied"], ids["refused"], ids["overridden"]]
 
 
