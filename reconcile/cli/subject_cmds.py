@@ -52,7 +52,8 @@ def subject_cmd(ctx: click.Context, identity: str, fmt: str, reveal: bool, actor
             record_reveal(store, [r["run_id"] for r in story["runs"]], actor or os_user(),
                           datetime.now(timezone.utc), via)
     is_token = bool(TOKEN.match(identity.strip()))
-    shown = identity.strip() if is_token or revealed else mask(identity, key)
+    stored = story["subject_keys"][0]
+    shown = identity.strip() if is_token else stored if revealed else mask(stored, key)
     doc: dict[str, Any] = {"query": shown, "masked": not revealed} | story
     if not revealed:
         doc = masked_report(doc, key, extra=keys) | {"query": shown}

@@ -110,8 +110,13 @@ def subject_story(store: Any, keys: list[str], groups: Mapping[str, tuple[str, s
     proposed = [_proposed(p, a, keys) for p in planned for a in (p.get("body") or {}).get("actions") or []
                 if isinstance(a, Mapping) and a.get("action_id") not in sent_ids
                 and any(isinstance(t, list) and t and t[0] in keys for t in a.get("targets") or [])]
+    found = ({i["subject_key"] for i in drift} | {t["subject_key"] for t in tomb}
+             | {k for a in journaled for k in a.get("subject_keys") or []}
+             | {str(x).casefold() for x in [r.get("identity") for r in requests] + [c["identity"] for c in changes]
+                + [e.get("identity") for e in exceptions] if x}
+             | {p["email_key"] for p in profiles} | {p.get("external_id") for p in profiles})
     story = {
-        "subject_keys": keys,
+        "subject_keys": [k for k in keys if k in found or k.casefold() in found and k == k.casefold()] or keys[-1:],
         "known": bool(drift or journaled or exceptions or tomb or requests or changes or profiles),
         "drift": [_drift(i, groups) for i in drift],
         "corrections": [_action(a) for a in journaled],
