@@ -46,9 +46,9 @@ def demo_runs(folder: Path, times: int = 2) -> list[Path]:
 def shoot(browser: Browser, page: Path, out: Path) -> None:
     session = browser.open_page("about:blank")
     browser.set_viewport(session, WIDTH, HEIGHT)
-    browser.send("Page.navigate", {"url": page.as_uri()}, session=session)
-    browser.wait_event("Page.frameStoppedLoading")
     browser.events.clear()
+    browser.send("Page.navigate", {"url": page.as_uri()}, session=session)
+    browser.wait_event("Page.loadEventFired")
     browser.screenshot(session, out)
     print(f"wrote {out.relative_to(ROOT)}")
 

@@ -121,3 +121,20 @@ def test_masked_report_keys_by_the_kept_secret(seeded) -> None:
     paths = write(doc, cfg.report.dir, "x", ["csv"])
     assert {p.name for p in paths} == {f"x.{n}.csv" for n in
                                        ("requests", "metrics", "sla", "drift", "exceptions", "actions", "runs")}
+
+
+def test_a_subjects_story_on_each_database(seeded) -> None:
+    """`reconcile subject`'s gathering on SQLite and PostgreSQL: drift, the batch that named
+    the subject (found inside the JSON list of subject keys), and its place in words."""
+    from reconcile.reports.subject import subject_keys_for, subject_story
+
+    store, _, ids = seeded
+    story = subject_story(store, subject_keys_for(ANN), {})
+    assert story["subject_keys"] == [ANN.casefold()] and story["known"]
+    assert [(d["drift_class"], d["channel"], d["status"]) for d in story["drift"]] == [
+        ("missed_optout", "email", "verified")]
+    assert [(a["action_id"], a["status"]) for a in story["corrections"]] == [("a1", "confirmed")]
+    assert [r["run_id"] for r in story["runs"]] == [ids["applied"]]
+    ext = subject_story(store, subject_keys_for(EXT), {})
+    assert [a["action_id"] for a in ext["corrections"]] == ["a3"]  # not a1: the LIKE is checked exactly
+    assert subject_story(store, subject_keys_for("nobody@example.com"), {})["known"] is False
