@@ -57,7 +57,10 @@ def line_chart(title: str, values: Sequence[int], labels: Sequence[str], width: 
         chart.points.append({"x": round(x, 1), "y": round(TOP + ph - ph * v / axis, 1), "value": v, "label": label})
     chart.polyline = " ".join(f"{p['x']},{p['y']}" for p in chart.points)
     every = max(1, -(-n // max(2, width // 110)))
-    chart.x_labels = [{"x": p["x"], "text": p["label"]} for i, p in enumerate(chart.points) if i % every == 0]
+    shown = [(i, p) for i, p in enumerate(chart.points) if i % every == 0]
+    chart.x_labels = [{"x": p["x"], "text": p["label"],
+                       "anchor": "start" if n > 1 and i == 0 else "end" if n > 1 and i == n - 1 else "middle"}
+                      for i, p in shown]
     return chart
 
 
