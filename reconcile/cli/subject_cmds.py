@@ -34,7 +34,7 @@ def subject_cmd(ctx: click.Context, identity: str, fmt: str, reveal: bool, actor
 
         reconcile --config jobs/sandbox.toml subject ann@example.com --format json
     """
-    from reconcile.report import mask, mask_key
+    from reconcile.reports.masking import mask, mask_key
     from reconcile.reports.build import os_user, record_reveal
     from reconcile.reports.requests import topic_names
     from reconcile.reports.scrub import masked_report

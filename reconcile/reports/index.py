@@ -49,7 +49,7 @@ def open_counter(store: Any) -> Any:
 
 
 def index_rows(store: Any, folder: Path) -> list[dict[str, Any]]:
-    from reconcile.report import outcome
+    from reconcile.reports.outcome import outcome
 
     counter = open_counter(store)
     out = []
@@ -81,11 +81,11 @@ def index_charts(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def write_index(store: Any, folder: Path, generated_at: datetime) -> Path:
-    from reconcile.report import _write_private
+    from reconcile.reports.masking import write_private
     from reconcile.reports.render import index_html
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = index_rows(store, folder)
     path = folder / INDEX_FILE
-    _write_private(path, index_html({"generated_at": generated_at, "runs": rows}, index_charts(rows)))
+    write_private(path, index_html({"generated_at": generated_at, "runs": rows}, index_charts(rows)))
     return path

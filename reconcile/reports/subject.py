@@ -63,7 +63,7 @@ def known_keys(store: Any) -> set[str]:
 
 def resolve(store: Any, identity: str, key: bytes | None) -> list[str]:
     """Subject keys for `identity`; a pseudonym is resolved with the mask `key`."""
-    from reconcile.report import mask
+    from reconcile.reports.masking import mask
 
     if TOKEN.match(identity.strip()):
         if key is None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from reconcile.recorder import RunRecorder
-from reconcile.report import mask
+from reconcile.pipeline.recorder import RunRecorder
+from reconcile.reports.masking import mask
 from reconcile.store.schema import (
     ledger_callbacks,
     ledger_changes,
