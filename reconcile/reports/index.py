@@ -8,12 +8,13 @@ no masking; like every report file it is written with mode 0600.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from array import array
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from reconcile.engine.classes import SEVERITY
@@ -27,23 +28,29 @@ CHART_WIDTH = 380
 
 
 def open_counter(store: Any) -> Any:
-    """A function: time -> (open items, open critical items) at that time."""
+    """A function: time -> (open items, open critical items) at that time.
+
+    The items are streamed and only their opening and closing times kept, as sorted
+    arrays of epoch seconds (16 bytes an item), so a long history costs little memory."""
     c = drift_items.c
+    times: dict[bool, tuple[array[float], array[float]]] = {False: (array("d"), array("d")),
+                                                            True: (array("d"), array("d"))}
+    query = select(c.drift_class, c.first_seen_at, c.verified_at, c.resolved_at)
     with store._read("index_items") as conn:
-        rows = conn.execute(select(c.drift_class, c.first_seen_at, c.verified_at, c.resolved_at)).all()
-    series: dict[bool, tuple[list[datetime], list[datetime]]] = {True: ([], []), False: ([], [])}
-    for cls, first, verified, resolved in rows:
-        closes = [t for t in (verified, resolved) if t is not None]
-        for critical in {False, SEVERITY.get(cls) == "critical"}:
-            series[critical][0].append(first)
-            if closes:
-                series[critical][1].append(min(closes))
-    for opened, closed in series.values():
-        opened.sort()
-        closed.sort()
+        for cls, first, verified, resolved in conn.execution_options(yield_per=50_000).execute(query):
+            closes = [t for t in (verified, resolved) if t is not None]
+            for critical in {False, SEVERITY.get(cls) == "critical"}:
+                times[critical][0].append(first.timestamp())
+                if closes:
+                    times[critical][1].append(min(closes).timestamp())
+    series = {k: (np.sort(np.frombuffer(o, dtype=np.float64)), np.sort(np.frombuffer(cl, dtype=np.float64)))
+              for k, (o, cl) in times.items()}
 
     def at(t: datetime) -> tuple[int, int]:
-        return tuple(bisect_right(o, t) - bisect_right(c, t) for o, c in (series[False], series[True]))  # type: ignore[return-value]
+        x = t.timestamp()
+        counts = [int(np.searchsorted(o, x, side="right") - np.searchsorted(cl, x, side="right"))
+                  for o, cl in (series[False], series[True])]
+        return counts[0], counts[1]
 
     return at
 
@@ -73,10 +80,13 @@ def index_charts(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     runs = [r for r in reversed(rows) if r["mode"] != "prune"]
     labels = [r["started_at"].strftime("%m-%d %H:%M") for r in runs]
+    def chart(title: str, values: list[int]) -> Any:
+        return line_chart(title, values, labels, CHART_WIDTH)
+
     return {
-        "open": line_chart("Drift items open after each run", [r["open_items"] for r in runs], labels, CHART_WIDTH),
-        "critical": line_chart("Critical drift open after each run", [r["open_critical"] for r in runs], labels, CHART_WIDTH),
-        "found": line_chart("Drift found by each run", [r["drift_found"] or 0 for r in runs], labels, CHART_WIDTH),
+        "open": chart("Drift items open after each run", [r["open_items"] for r in runs]),
+        "critical": chart("Critical drift open after each run", [r["open_critical"] for r in runs]),
+        "found": chart("Drift found by each run", [r["drift_found"] or 0 for r in runs]),
     }
 
 

@@ -120,3 +120,21 @@ def test_the_change_section_agrees_with_the_state_database(demo_history, which: 
     else:
         verified = [r for r in rows if r["first_seen_run"] == run_id and r["verified_at"] is not None]
         assert ch["total"]["fixed"] == len(verified) > 0
+
+
+def test_the_index_counts_agree_with_each_reports_change_section(demo_history) -> None:
+    from pathlib import Path
+
+    from reconcile.reports.index import index_rows
+    from reconcile.store.store import Store
+
+    h = demo_history
+    with Store.open(f"sqlite:///{h.db}") as store:
+        rows = {r["run_id"]: r for r in index_rows(store, Path(h.folder / "reports"))}
+    for run_id in (h.demo_run, h.rerun, h.plan_run):
+        doc = h.doc(run_id)
+        assert rows[run_id]["open_items"] == doc["changes"]["total"]["now"]
+        critical = sum(c["now"] for c in doc["changes"]["by_class"] if c["severity"] == "critical")
+        assert rows[run_id]["open_critical"] == critical
+        assert rows[run_id]["report"] == f"{run_id}.html"
+    assert rows[h.rerun]["drift_found"] == sum(h.doc(h.rerun)["run"]["drift_counts"].values())
