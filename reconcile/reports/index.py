@@ -8,14 +8,13 @@ no masking; like every report file it is written with mode 0600.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from reconcile.engine.classes import SEVERITY
 from reconcile.reports.changes import run_end
@@ -30,29 +29,39 @@ CHART_WIDTH = 380
 def open_counter(store: Any) -> Any:
     """A function: time -> (open items, open critical items) at that time.
 
-    The items are streamed and only their opening and closing times kept, as sorted
-    arrays of epoch seconds (16 bytes an item), so a long history costs little memory."""
+    Counted in the database, grouped by time: every item a run records shares that run's
+    timestamps (first seen, verified, resolved), so a long history comes back as a few
+    rows a run, and an item is open at t when it was first seen by t and not closed by t."""
     c = drift_items.c
-    times: dict[bool, tuple[array[float], array[float]]] = {False: (array("d"), array("d")),
-                                                            True: (array("d"), array("d"))}
-    query = select(c.drift_class, c.first_seen_at, c.verified_at, c.resolved_at)
+    critical = c.drift_class.in_([k for k, v in SEVERITY.items() if v == "critical"])
+    closed = case((c.verified_at.is_not(None) & (c.resolved_at.is_(None) | (c.verified_at <= c.resolved_at)),
+                   c.verified_at), else_=c.resolved_at)
     with store._read("index_items") as conn:
-        for cls, first, verified, resolved in conn.execution_options(yield_per=50_000).execute(query):
-            closes = [t for t in (verified, resolved) if t is not None]
-            for critical in {False, SEVERITY.get(cls) == "critical"}:
-                times[critical][0].append(first.timestamp())
-                if closes:
-                    times[critical][1].append(min(closes).timestamp())
-    series = {k: (np.sort(np.frombuffer(o, dtype=np.float64)), np.sort(np.frombuffer(cl, dtype=np.float64)))
-              for k, (o, cl) in times.items()}
+        opened = conn.execute(select(c.first_seen_at, critical, func.count()).group_by(c.first_seen_at, critical)).all()
+        shut = conn.execute(select(closed, critical, func.count()).where(closed.is_not(None))
+                            .group_by(closed, critical)).all()
+    series = {flag: (_steps([(t, n) for t, crit, n in opened if flag is False or bool(crit)]),
+                     _steps([(t, n) for t, crit, n in shut if flag is False or bool(crit)]))
+              for flag in (False, True)}
 
     def at(t: datetime) -> tuple[int, int]:
         x = t.timestamp()
-        counts = [int(np.searchsorted(o, x, side="right") - np.searchsorted(cl, x, side="right"))
-                  for o, cl in (series[False], series[True])]
+        counts = [_upto(o, x) - _upto(cl, x) for o, cl in (series[False], series[True])]
         return counts[0], counts[1]
 
     return at
+
+
+def _steps(pairs: list[tuple[datetime, int]]) -> tuple[Any, Any]:
+    """(sorted epoch seconds, running totals) for `at`."""
+    pairs.sort(key=lambda p: p[0])
+    return (np.array([p[0].timestamp() for p in pairs], dtype=np.float64),
+            np.cumsum(np.array([p[1] for p in pairs], dtype=np.int64)))
+
+
+def _upto(steps: tuple[Any, Any], x: float) -> int:
+    i = int(np.searchsorted(steps[0], x, side="right"))
+    return int(steps[1][i - 1]) if i else 0
 
 
 def index_rows(store: Any, folder: Path) -> list[dict[str, Any]]:
