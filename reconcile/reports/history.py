@@ -222,5 +222,5 @@ def proposed(store: Any, run: Mapping[str, Any]) -> list[dict[str, Any]]:
         subjects = list(dict.fromkeys(str(t[0]) for t in a.get("targets") or [] if isinstance(t, list) and t))
         out.append({"seq": a.get("seq"), "kind": a.get("kind"), "endpoint": a.get("endpoint"),
                     "group_id": a.get("group_id"), "subjects": len(subjects),
-                    "drift_items": len(a.get("drift_keys") or []), "subject_keys": subjects})
+                    "drift_items": len(a.get("drift_keys") or [])})
     return out
