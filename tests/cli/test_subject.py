@@ -30,6 +30,7 @@ UTC = timezone.utc
 DAY1 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DANA = "Dana.Deleted@example.com"  # asked to be erased: deleted, tombstoned, Ketch told
 RITA = "rita.resub@example.com"  # opted out of the newsletter, later opted back in
+SAM = "ext-sms-4471"  # texted STOP: an opt-out of a subscription group the config maps to the sms channel
 NOBODY = "nobody@example.com"
 KEY = "subject-test-mask-key"
 
@@ -86,6 +87,11 @@ def _seed(db: Path) -> None:
                         collected=day - timedelta(days=1))],
                  {"action_id": "a2", "endpoint": "/subscription/status/set", "kind": "group_subscribe",
                   "subject_keys": [rita]})
+        _one_run(store, "20260310T090000-cccccc", day + timedelta(days=1),
+                 [_item(SAM, "missed_optout", "group:sg-sms", "unsubscribed", "subscribed",
+                        collected=day - timedelta(days=2))],
+                 {"action_id": "a3", "endpoint": "/subscription/status/set", "kind": "group_unsubscribe",
+                  "subject_keys": [SAM]}, verify=False)
         with store._write("seed ledger") as conn:
             event = conn.execute(insert(ledger_events).values(
                 uid="dsr-1", kind="deletion", outcome="accepted", reply_status=202, body="{}", body_bytes=2,
@@ -111,7 +117,10 @@ def _seed(db: Path) -> None:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     (tmp_path / "jobs").mkdir()
-    shutil.copy(ROOT / "jobs" / "sandbox.toml", tmp_path / "jobs" / "sandbox.toml")
+    job = tmp_path / "jobs" / "sandbox.toml"
+    shutil.copy(ROOT / "jobs" / "sandbox.toml", job)
+    with job.open("a", encoding="utf-8") as f:
+        f.write('\n[[mapping.topics]]\ntopic = "sms_marketing"\nchannel = "sms"\nsubscription_group_id = "sg-sms"\n')
     (tmp_path / ".reconcile").mkdir()
     _seed(tmp_path / ".reconcile" / "state.db")
     return tmp_path
@@ -181,3 +190,16 @@ def test_an_unknown_subject_says_so(folder: Path) -> None:
     assert doc["known"] is False and doc["timeline"] == [] and doc["drift"] == []
     unknown_token = subject(folder, "x***@example.com#0123456789")
     assert unknown_token.stdout.startswith("No record of x***@example.com#0123456789")
+
+
+def test_an_sms_subject_names_the_channel_and_stays_open_until_verified(folder: Path) -> None:
+    done = subject(folder, SAM)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert SAM not in out and f"Subject {mask(SAM, KEY.encode())}" in out
+    assert "Now: 1 open drift item(s) (missed_optout)" in out
+    assert "drift found: missed_optout on sms: sms_marketing (group sg-sms); Ketch unsubscribed, Braze subscribed" in out
+    assert "correction accepted by Braze: missed_optout on sms: sms_marketing (group sg-sms)" in out
+    assert "verified:" not in out  # sent, not yet read back
+    doc = json.loads(subject(folder, SAM, "--format", "json").stdout)
+    assert [(d["channel"], d["status"]) for d in doc["drift"]] == [("sms", "corrected")]
