@@ -122,8 +122,10 @@ def test_wheel_init_check_demo_and_runs_list_without_config(tmp_path):
     schedules = _run([exe, "schedule", "show", "--schedules", "prod/schedules.toml"], work, env)
     assert "prod-hourly" in schedules.stdout + schedules.stderr
 
+    needs = _run([exe, "config", "show"], work, env)
+    assert needs.returncode == 1 and "`reconcile init` writes a production config" in needs.stderr
     before = _run([exe, "runs", "list"], work, env)
-    assert before.returncode == 1 and "reconcile init" in before.stderr
+    assert before.returncode == 0 and "no runs recorded yet" in before.stdout
 
     demo = _run([exe, "demo", "--subjects", "150", "-q"], work, env)
     assert demo.returncode == 0, demo.stdout + demo.stderr
