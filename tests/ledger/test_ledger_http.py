@@ -221,3 +221,19 @@ def test_readyz_and_openapi_over_http(lw):
     assert {"/healthz", "/readyz"} <= set(doc["paths"]) and any("post" in v for v in doc["paths"].values())
     kinds = doc["components"]["schemas"]["Message"]["properties"]["kind"]["enum"]
     assert {"ConsentRequest", "DeleteRequest", "SubscriptionTopicRequest", "SubscriptionControlRequest"} <= set(kinds)
+
+
+def test_the_docs_sample_messages_are_accepted_as_documented(lw):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ledger.md").read_text(encoding="utf-8")
+    samples = re.findall(r"^## (\w+) \(answered (\d+)[^)]*\)\n\n```json\n(.*?)```", text, re.M | re.S)
+    assert {kind for kind, _, _ in samples} == {"ConsentRequest", "SubscriptionTopicRequest",
+                                                 "SubscriptionControlRequest", "DeleteRequest"}
+    for kind, status, body in samples:
+        doc = json.loads(body)
+        assert doc["kind"] == kind
+        r = lw.post(doc)
+        assert r.status_code == int(status), (kind, r.text)
+    assert len(lw.ledger.events()) == 4
