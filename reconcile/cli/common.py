@@ -80,6 +80,7 @@ def observed(ctx: click.Context, cfg: Config, metrics_file: str | None = None) -
     telemetry.listeners.append(ContextListener(job_name(cfg)))
     display = display_for(telemetry, quiet=bool(root.get("quiet")))
     root["telemetry"] = telemetry
+    root["display"] = display
     report_path: str | None = None
     try:
         with observing(telemetry):
@@ -90,9 +91,15 @@ def observed(ctx: click.Context, cfg: Config, metrics_file: str | None = None) -
     finally:
         telemetry.finish()
         root.pop("telemetry", None)
-        if display is not None:
-            display.stop()
+        stop_display(ctx)
         _after(cfg, telemetry, Path(metrics_file) if metrics_file else None, report_path)
+
+
+def stop_display(ctx: click.Context) -> None:
+    """End the progress display (its last line drawn finished) so what follows prints below it."""
+    display = ctx.find_root().obj.pop("display", None)
+    if display is not None:
+        display.stop()
 
 
 def _after(cfg: Config, telemetry: Any, metrics_file: Path | None, report_path: str | None) -> None:

@@ -10,6 +10,7 @@ import click
 
 from reconcile.cli.common import (
     DEFAULT_CONFIG, allow_option, echo_json, format_option, get_config, is_packaged, metrics_option, mode_option,
+    stop_display,
     observed, only_kinds, only_option, population_options, print_counts, print_summary, runtime,
 )
 from reconcile.cli.schedule_cmds import job_option, schedules_meta_option
@@ -38,6 +39,7 @@ def _execute(rt, fn, *args, **kwargs):
 
 
 def _finish(ctx: click.Context, rt, result, fmt: str = "text") -> None:
+    stop_display(ctx)
     if fmt == "json":
         echo_json(result.to_dict())
     else:
@@ -242,6 +244,7 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
                + ", ".join(f"{k} {v}" for k, v in sorted(truth.counts().items())))
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt, run_lock(rt) as lock:
         result = _execute(rt, run_job, mode="full", before_batch=lock.check)
+        stop_display(ctx)
         print_summary(result)
     click.echo(f"state database: {cfg.state.url}")
     click.echo(f"report: {result.report_path}")
