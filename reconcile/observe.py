@@ -195,7 +195,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                                    pd.concat([known, found], ignore_index=True))
     src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
                   bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
-    universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    universe, exceptions = build_universe(src, cfg.identity.braze_key, cfg.identity.phone_region)
     exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
     if full and slice_index is not None:
         universe = universe[_in_slice(universe, cfg.universe.slices, slice_index)].reset_index(drop=True)

@@ -63,6 +63,9 @@ class Executor:
 
     def run(self, action: Action) -> BatchOutcome:
         kind, ids, by = action.kind, action.values, action.id_type.value
+        if by == "email" and action.group_id in self._sms_groups():
+            raise ValueError(f"SMS group {action.group_id} cannot be written by email (Braze takes phone or "
+                             "external_id only); plan again")
         if kind is ActionKind.GROUP_UNSUBSCRIBE:
             result = self.braze.unsubscribe_groups(action.group_id, by, ids)
         elif kind is ActionKind.GROUP_SUBSCRIBE:
@@ -80,6 +83,9 @@ class Executor:
         else:
             return self._writeback(action)
         return _outcome(action, result.rejected, [_summary(s) for s in result.responses])
+
+    def _sms_groups(self) -> set[str]:
+        return {m.subscription_group_id for m in self.cfg.mapping.topics if m.sms}
 
     def _writeback(self, action: Action) -> BatchOutcome:
         if self.ketch is None:

@@ -24,6 +24,7 @@ from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, empty, isin
 from reconcile.engine.identity import email_key
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
+from reconcile.engine.sms import email_topics, read_sms_groups, sms_addresses, sms_topics
 from reconcile.errors import DataError, FatalApiError, TransientApiError
 
 Progress = Callable[[str, int, int], None]
@@ -152,6 +153,9 @@ def extract_braze(ctx: BrazeRead, universe: pd.DataFrame, lists: BrazeLists, pre
     if ctx.cfg.identity.braze_key == "email":
         profiles = _profiles_by_email(ctx, universe)
         groups = _groups_email(ctx, universe, profiles)
+        if sms_topics(ctx.cfg):  # never by email: by each profile's phone or external id
+            sms = read_sms_groups(ctx.braze, sms_topics(ctx.cfg), sms_addresses(universe, profiles, ctx.cfg))
+            groups = conform(pd.concat([groups, sms], ignore_index=True), "braze_groups") if len(sms) else groups
     else:
         profiles = _profiles_by_external_id(ctx, universe, prefetched)
         found = isin(universe["subject_key"], profiles["subject_key"])
@@ -238,12 +242,13 @@ def summarize(universe: pd.DataFrame, profiles: pd.DataFrame, lists: BrazeLists)
 
 def _groups(ctx: BrazeRead, rows: pd.DataFrame, id_type: str, id_col: str) -> pd.DataFrame:
     """Group state per (subject, mapped group) read by `id_type`; identifiers Braze does not
-    know are `unknown`. An answer naming none of the identifiers asked about is malformed."""
+    know are `unknown`. An answer naming none of the identifiers asked about is malformed.
+    Under email keys only the email groups are read here (SMS groups: sms.py)."""
     by_email = id_type == "email"
     ids = rows[id_col].astype(str)
     look = ids.str.strip().str.casefold() if by_email else ids
     frames = []
-    for m in ctx.cfg.mapping.topics:
+    for m in (email_topics(ctx.cfg) if ctx.cfg.identity.braze_key == "email" else ctx.cfg.mapping.topics):
         if not len(ids):
             break
         answer = ctx.braze.subscription_status_get(m.subscription_group_id, **{"emails" if by_email else

@@ -31,7 +31,8 @@ from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, isin
 from reconcile.errors import DataError
 
-PROFILE_FIELDS = list(BRAZE_PROFILE_FIELDS)  # also the braze_profiles frame's columns (frames.py)
+# also the braze_profiles frame's columns (frames.py); `phone` addresses SMS groups (sms.py)
+PROFILE_FIELDS = list(dict.fromkeys([*BRAZE_PROFILE_FIELDS, "phone"]))
 CACHE_COLUMNS = ["email_key", "braze_id", "external_id"]
 
 

@@ -82,6 +82,7 @@ class IdType(StrEnum):
     EMAIL = "email"
     EXTERNAL_ID = "external_id"
     BRAZE_ID = "braze_id"
+    PHONE = "phone"  # E.164; SMS groups
     KETCH = "ketch"  # the subject's identity in the configured Ketch identity space
 
 

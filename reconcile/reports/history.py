@@ -169,7 +169,7 @@ def collect(store: Any, cfg: Any, sel: Selection, now: datetime) -> dict[str, An
     end = max(now, focal.get("finished_at") or focal["started_at"])
     items = window_items(store, start, end)
     scope = doc["drift_items"] if sel.run_id else items
-    policy = SlaPolicy.from_config(cfg.report)
+    policy = SlaPolicy.from_config(cfg.report, [m.subscription_group_id for m in cfg.mapping.topics if m.sms])
     sla = sla_section(scope, policy, now)
     everything = sla_section(items, policy, now)["items"]
     log = request_log(sla["items"], {i["id"]: i.get("reason") for i in scope})
