@@ -22,7 +22,7 @@ from reconcile.engine.diff import Rules, diff
 from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, check_guards, refused
 from reconcile.engine.plan import build_plan, drift_keys, fingerprint, plan_document, plan_from_document
-from reconcile.engine.sms import sms_addresses
+from reconcile.engine.sms import sms_addresses, subject_phones
 from reconcile.errors import DataError, ExitCode, GuardRefused, StalePlan
 from reconcile.ledger.erasures import settle_erasures
 from reconcile.models.plan import ActionKind, ActionStatus, DriftKey, Plan, PlanStatus
@@ -251,7 +251,8 @@ def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | Non
     emails = o.universe.set_index("subject_key")["email"].fillna(o.braze.set_index("subject_key")["email"])
     plan = build_plan(drift, emails, o.braze_profiles, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
                       track_batch_size=cfg.braze.track_batch_size,
-                      sms_targets=sms_addresses(o.universe, o.braze_profiles, cfg))
+                      sms_targets=sms_addresses(o.universe, o.braze_profiles, cfg),
+                      phones=subject_phones(o.universe, o.braze_profiles, cfg))
     drift_ids = _record_drift(rt, run_id, drift, o.universe["subject_key"], o.universe)
     rt.store.add_exceptions(run_id, obs.exceptions.astype(object).where(obs.exceptions.notna(), "").to_dict("records"))
     rt.store.save_plan(plan.plan_id, run_id, fp, plan_document(plan, drift, run_id=run_id, config_hash=cfg.hash()),

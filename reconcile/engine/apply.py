@@ -99,8 +99,11 @@ class Executor:
             purposes = {m.email_purpose: m.email_purpose_legal_basis} if wb.email_subscribe and m.email_purpose else {}
             if not topics and not purposes:
                 continue
+            identities = {space: ident_of[wb.subject_key]}
+            if wb.phone and self.cfg.identity.ketch_phone_space:  # an SMS opt-out names the number too
+                identities[self.cfg.identity.ketch_phone_space] = wb.phone
             try:
-                self.ketch.run(self.ketch.write_back_optout({space: ident_of[wb.subject_key]}, topics, purposes,
+                self.ketch.run(self.ketch.write_back_optout(identities, topics, purposes,
                                                             datetime.fromisoformat(wb.at)))
             except ApiError as exc:
                 rejected.append((ident_of[wb.subject_key], str(exc)))

@@ -229,11 +229,13 @@ def _by_subject_and_field(todo: pd.DataFrame, subjects: npt.NDArray[np.object_])
 
 
 def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, rules: Rules, *, plan_fp: str,
-               plan_id: str, track_batch_size: int = 75, sms_targets: pd.DataFrame | None = None) -> Plan:
+               plan_id: str, track_batch_size: int = 75, sms_targets: pd.DataFrame | None = None,
+               phones: pd.Series | None = None) -> Plan:
     """Batch the actionable drift rows. `emails` maps subject_key -> email (blocklist, alias);
     `profiles` is the braze_profiles frame (which profiles a global write reaches);
     `sms_targets` (subject_key, id_type, value; engine/sms.py) what an SMS group is written
-    by under email keys: by phone or external id, one action per id type, never by email.
+    by under email keys: by phone or external id, one action per id type, never by email; `phones` (subject_key ->
+    E.164) the number an SMS opt-out written back to Ketch names.
 
     Per kind (and group) the rows are sorted by subject and field, the targets are batched by
     subject run lengths, and each batch's drift keys are the rows of its subjects: index
@@ -275,7 +277,8 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
                 batches = _Batches.of(targets, batch_limit(kind, track_batch_size), cols.subject[pos], ready)
                 if batches is None:
                     continue
-                writeback = _writebacks(todo.iloc[pos], batches) if kind is ActionKind.KETCH_WRITEBACK else None
+                writeback = _writebacks(todo.iloc[pos], batches, _sms_phones(phones, rules)) \
+                    if kind is ActionKind.KETCH_WRITEBACK else None
                 actions += _actions(kind, id_type, group_id, batches, pos, cols, key_json, writeback, rules,
                                     plan_id, len(actions))
         return Plan(plan_id=plan_id, fingerprint=plan_fp, actions=tuple(actions))
@@ -412,7 +415,17 @@ def _actions(kind: ActionKind, id_type: IdType, group_id: str | None, b: _Batche
     return out
 
 
-def _writebacks(rows: pd.DataFrame, b: _Batches) -> list[WriteBack]:
+def _sms_phones(phones: pd.Series | None, rules: Rules) -> tuple[dict[str, str], frozenset[str]]:
+    """(subject_key -> E.164, the SMS groups) for write-backs."""
+    sms = frozenset(m.subscription_group_id for m in rules.topics if m.sms)
+    if phones is None or not sms:
+        return {}, sms
+    known = phones.dropna()
+    return dict(zip(known.index.astype(str), known.astype(str))), sms
+
+
+def _writebacks(rows: pd.DataFrame, b: _Batches,
+                sms: tuple[dict[str, str], frozenset[str]] = ({}, frozenset())) -> list[WriteBack]:
     """One WriteBack per (batch, subject) segment: the subject's group fields (in row
     order), whether its global field is among its rows, and its newest Braze opt-out time
     (epoch when none). `rows` are the kind's drift rows, sorted by subject."""
@@ -436,8 +449,9 @@ def _writebacks(rows: pd.DataFrame, b: _Batches) -> list[WriteBack]:
             out.append(WriteBack(subject, (), False, epoch))
             continue
         r = int(run[lo])
+        phone = sms[0].get(subject) if sms[1] & set(groups[r]) else None
         out.append(WriteBack(subject, tuple(groups[r]), bool(email[r]),
-                             epoch if pd.isna(newest[r]) else newest[r].isoformat()))
+                             epoch if pd.isna(newest[r]) else newest[r].isoformat(), phone))
     return out
 
 

@@ -93,3 +93,16 @@ def read_sms_groups(braze: Any, topics: tuple[TopicMapping, ...], addresses: pd.
     rank = both["status"].astype(str).map(RANK).fillna(0)
     best = both.assign(_r=rank).sort_values("_r", ascending=False, kind="stable")
     return conform(best.drop_duplicates(["subject_key", "group_id"]).drop(columns="_r"), "braze_groups")
+
+
+def subject_phones(universe: pd.DataFrame, profiles: pd.DataFrame, cfg: Config) -> pd.Series:
+    """subject_key -> one E.164 number: the identity list's, else the first of its Braze
+    profiles' (what an SMS opt-out written back to Ketch names in `identity.ketch_phone_space`)."""
+    listed = universe.set_index("subject_key")["phone"].dropna() if "phone" in universe.columns \
+        else pd.Series(dtype="string")
+    held = profile_phones(profiles, cfg.identity.phone_region)
+    braze = pd.Series(held.to_numpy(), index=profiles["subject_key"].to_numpy(), dtype="string").dropna() \
+        if len(profiles) else pd.Series(dtype="string")
+    braze = braze[~braze.index.duplicated()]
+    out: pd.Series = pd.concat([listed, braze[~braze.index.isin(listed.index)]]).astype("string")
+    return out

@@ -200,6 +200,9 @@ def test_a_stop_reaches_ketch_as_the_topics_sms_channel_denied(world, key_type: 
     topics = w.ketch.subscriptions_of(space, ids["e"])["topics"]
     assert topics["newsletter"] == {"email": "granted", "sms": "denied"}
     assert _state(w, "e", SMS) == "unsubscribed"
+    if key_type == "email":  # the opt-out names the number in the Ketch phone identity space too
+        updates = [c["body"] for c in w.ketch.calls if c["path"].endswith("/subscriptions/acme/update")]
+        assert {"email": "e@example.com", "phone": PHONES["e"]} in [u["identities"] for u in updates]
     # nobody else's SMS channel was written back
     assert w.ketch.subscriptions_of(space, ids["c"])["topics"]["newsletter"] == {"email": "granted"}
 
