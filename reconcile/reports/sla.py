@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, overload
 
 from reconcile.reports.calendar import BusinessCalendar, add_months
+from reconcile.reports.channels import channel_of
 
 OPT_OUT, DELETION = "opt-out", "deletion"
 KIND = {"missed_optout": OPT_OUT, "missed_blocklist": OPT_OUT,
@@ -93,10 +94,7 @@ class SlaPolicy:
 
     def channel(self, item: Mapping[str, Any]) -> str:
         """"sms" for an item about a group mapped from an SMS channel, else "email"."""
-        detail = item.get("detail") or {}
-        field = str(item.get("field") or "")
-        group = item.get("group_id") or detail.get("group_id") or (field.partition(":")[2] if ":" in field else "")
-        return "sms" if group and group in self.sms_groups else "email"
+        return channel_of(item, self.sms_groups)
 
 
 def source_time(item: Mapping[str, Any]) -> tuple[datetime, str]:
