@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from reconcile.clients.braze_channels import group_channels
 from reconcile.config import Config, TopicMapping
 from reconcile.engine.frames import conform, isin
 from reconcile.engine.phones import normalize_phones
@@ -106,3 +107,27 @@ def subject_phones(universe: pd.DataFrame, profiles: pd.DataFrame, cfg: Config) 
     braze = braze[~braze.index.duplicated()]
     out: pd.Series = pd.concat([listed, braze[~braze.index.isin(listed.index)]]).astype("string")
     return out
+
+
+def channel_mismatches(cfg: Config, channels: dict[str, str]) -> list[str]:
+    """Each mapped group whose channel Braze names differently from the mapping, as a
+    sentence naming the key to fix."""
+    out = []
+    for i, m in enumerate(cfg.mapping.topics):
+        braze = channels.get(m.subscription_group_id)
+        mapped = m.channel or "email"
+        if braze is not None and braze != mapped:
+            out.append(f"mapping.topics[{i}]: group {m.subscription_group_id} (topic {m.topic!r}) is mapped as "
+                       f"{mapped} but Braze says it is an {braze} group; set mapping.topics[{i}].channel = "
+                       f"\"{braze}\" or map the topic's {mapped} channel to an {mapped} group")
+    return out
+
+
+def check_channels(braze: Any, caps: Any, cfg: Config, id_field: str, ids: list[str]) -> list[str]:
+    """With `subscription.groups.get`: the mismatches between the mapping and Braze's
+    channels of the groups a sample of users (`ids`, at most 50) has a state in; [] when the
+    key lacks the permission or the sample names no mapped group."""
+    if not ids or not cfg.mapping.topics:
+        return []
+    channels = caps.call("subscription.groups.get", lambda: group_channels(braze, id_field, ids))
+    return channel_mismatches(cfg, channels or {})

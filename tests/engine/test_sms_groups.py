@@ -218,3 +218,26 @@ def test_config_check_refuses_an_sms_topic_nothing_can_address(world) -> None:
     (sms,) = [p for p in problems if p["key"] == "mapping.topics[1].channel"]
     assert "phone or external_id" in sms["problem"] and "identity.phone_sources" in sms["fix"]
     assert not w.braze.calls  # refused before anything was read, let alone written
+
+
+@pytest.mark.parametrize("key_type", ["email", "external_id"])
+def test_a_group_mapped_on_the_wrong_channel_is_named_by_doctor_and_stops_the_run(world, key_type: str) -> None:
+    w = world
+    _seed(w, key_type)
+    job = _job(w, key_type)
+    # the SMS group mapped as the topic's email channel and the email group as its SMS channel
+    text = job.read_text().replace(f'"{NEWS}"', '"SWAP"').replace(f'"{SMS}"', f'"{NEWS}"').replace('"SWAP"', f'"{SMS}"')
+    job.write_text(text)
+    doctor = _run(w, job, "doctor", "--format", "json")
+    assert doctor.returncode == 1, doctor.stderr[-2000:]
+    (check,) = [c for c in json.loads(doctor.stdout) if c["check"] == "braze.group_channels"]
+    assert check["status"] == "mismatch" and not check["ok"]
+    assert f"group {SMS}" in check["detail"] and "mapping.topics[0].channel" in check["detail"]
+    assert f"group {NEWS}" in check["detail"] and "mapping.topics[1].channel" in check["detail"]
+
+    w.braze.calls.clear()
+    run = _run(w, job, "run")
+    assert run.returncode == 1
+    assert "subscription group channels do not match the mapping" in run.stderr
+    assert "mapping.topics[0]" in run.stderr
+    assert not w.writes()  # stopped before anything was written
