@@ -84,10 +84,10 @@ class DoctorReport:
                         "permission": r.spec.permission, "required": r.spec.required, "status": r.status,
                         "ok": r.status == GRANTED or not r.spec.required, "http_status": r.http_status,
                         "detail": r.detail, "lost_without": r.spec.lost_without})
-        out.append({"check": "ketch", **_plain(self.ketch)})
-        out.append({"check": "state", **_plain(self.store)})
         if self.channels is not None:
             out.append({"check": "braze.group_channels", **_plain(self.channels)})
+        out.append({"check": "ketch", **_plain(self.ketch)})
+        out.append({"check": "state", **_plain(self.store)})
         return out
 
 
