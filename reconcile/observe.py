@@ -21,6 +21,7 @@ from reconcile.engine import extract as ex
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, isin
 from reconcile.engine.profiles import ProfileReader
+from reconcile.engine.sms import invalid_profile_phones
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
 from reconcile.ledger.sources import ledger_sources
 from reconcile.runtime import Runtime
@@ -285,7 +286,9 @@ def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple
                                    for df in (braze, groups, profiles))
     observed = Observed(universe, ketch, topics, braze, groups, profiles)
     note_absences(rt, observed, base.run_id)
-    return observed, failed.assign(source="ketch")
+    bad_phones = invalid_profile_phones(universe, profiles, rt.cfg)
+    failed = failed.assign(source="ketch")
+    return observed, (pd.concat([failed, bad_phones], ignore_index=True) if len(bad_phones) else failed)
 
 
 CHUNK_HASH_KEY = "reconcile-parts1"  # 16 bytes; not the sweep slices' key, so parts split a slice evenly

@@ -131,3 +131,25 @@ def check_channels(braze: Any, caps: Any, cfg: Config, id_field: str, ids: list[
         return []
     channels = caps.call("subscription.groups.get", lambda: group_channels(braze, id_field, ids))
     return channel_mismatches(cfg, channels or {})
+
+
+def invalid_profile_phones(universe: pd.DataFrame, profiles: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Exceptions (identity, source, reason) for Braze profiles whose `phone` is not a valid
+    number, when those numbers address SMS groups (email keys, `phone_sources` "braze"):
+    such a profile is reached by its external id, or not at all, and the number is never
+    sent to Braze."""
+    columns = ["identity", "source", "reason"]
+    ident = cfg.identity
+    if ident.braze_key != "email" or "braze" not in ident.phone_sources or not sms_topics(cfg) \
+            or not len(profiles) or "phone" not in profiles.columns:
+        return pd.DataFrame(columns=columns)
+    _phones, bad = normalize_phones(profiles["phone"], ident.phone_region)
+    if not len(bad):
+        return pd.DataFrame(columns=columns)
+    rows = profiles.loc[bad.index]
+    who = rows["subject_key"].map(universe.set_index("subject_key")["identity"]).fillna(rows["subject_key"])
+    how = rows["external_id"].notna().map({True: "its SMS groups are read and written by its external id",
+                                           False: "its SMS groups cannot be reached"})
+    reason = ("Braze profile " + rows["braze_id"].astype(str) + ": phone " + bad["identity"].astype(str) + ": "
+              + bad["reason"].astype(str) + "; " + how)
+    return pd.DataFrame({"identity": who.astype(str), "source": "braze_profiles", "reason": reason})[columns]

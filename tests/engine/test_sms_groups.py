@@ -241,3 +241,31 @@ def test_a_group_mapped_on_the_wrong_channel_is_named_by_doctor_and_stops_the_ru
     assert "subscription group channels do not match the mapping" in run.stderr
     assert "mapping.topics[0]" in run.stderr
     assert not w.writes()  # stopped before anything was written
+
+
+def test_a_profile_whose_number_braze_holds_is_invalid_is_an_exception_never_a_target(world) -> None:
+    w = world
+    _seed(w, "email")
+    for letter, xid, phone in (("h", None, "555-01"), ("i", "u-i", "12")):  # numbers typed into Braze carelessly
+        w.braze.add_profile(external_id=xid, email=f"{letter}@example.com", phone=phone,
+                            groups={NEWS: "subscribed", SMS: "subscribed"})
+        w.ketch.set_consent("email", f"{letter}@example.com", {"email_marketing": True}, 1_700_000_000)
+        w.ketch.set_subscriptions("email", f"{letter}@example.com", {"newsletter": {"email": "granted", "sms": "denied"}},
+                                  {"global_unsubscribe": "denied"}, 1_760_000_000)
+    with (w.tmp / "universe.csv").open("a") as fh:
+        fh.write("h@example.com\ni@example.com\n")
+    job = _job(w, "email")
+    done = _run(w, job, "run", "--format", "json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = json.loads(done.stdout)["run_id"]
+    from reconcile.store.store import Store
+
+    with Store.open(f"sqlite:///{w.tmp / 'state.db'}") as store:
+        found = {e["identity"]: e for e in store.exceptions(run_id) if e["source"] == "braze_profiles"}
+    assert set(found) == {"h@example.com", "i@example.com"}
+    assert "phone 555-01" in found["h@example.com"]["reason"] and "cannot be reached" in found["h@example.com"]["reason"]
+    assert "by its external id" in found["i@example.com"]["reason"]
+    assert _state(w, "h", SMS) == "subscribed"     # nothing can address it: left as it is, and reported
+    assert _state(w, "i", SMS) == "unsubscribed"   # reached by its external id
+    sent = [json.dumps(c["body"]) + json.dumps(c["query"]) for c in _sms_requests(w)]
+    assert not any("555-01" in text or '"12"' in text for text in sent)
