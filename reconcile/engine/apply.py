@@ -58,8 +58,9 @@ class ApplyOutcome:
 class Executor:
     """Sends one action through the client method named for its intent."""
 
-    def __init__(self, cfg: Config, braze: Any, ketch: Any | None):
+    def __init__(self, cfg: Config, braze: Any, ketch: Any | None, clock: Callable[[], datetime] | None = None):
         self.cfg, self.braze, self.ketch = cfg, braze, ketch
+        self.clock = clock  # the time an opt-out of unknown time (an SMS STOP) is written back with
 
     def run(self, action: Action) -> BatchOutcome:
         kind, ids, by = action.kind, action.values, action.id_type.value
@@ -99,12 +100,16 @@ class Executor:
             purposes = {m.email_purpose: m.email_purpose_legal_basis} if wb.email_subscribe and m.email_purpose else {}
             if not topics and not purposes:
                 continue
+            at = datetime.fromisoformat(wb.at)
+            if wb.phone is not None or set(wb.group_ids) & self._sms_groups():
+                # Braze keeps no time for an SMS opt-out: it is written back as of now, not as of 1970,
+                # so Ketch does not take it for older than the grant it overrides
+                at = self.clock() if self.clock is not None and at.timestamp() <= 0 else at
             identities = {space: ident_of[wb.subject_key]}
             if wb.phone and self.cfg.identity.ketch_phone_space:  # an SMS opt-out names the number too
                 identities[self.cfg.identity.ketch_phone_space] = wb.phone
             try:
-                self.ketch.run(self.ketch.write_back_optout(identities, topics, purposes,
-                                                            datetime.fromisoformat(wb.at)))
+                self.ketch.run(self.ketch.write_back_optout(identities, topics, purposes, at))
             except ApiError as exc:
                 rejected.append((ident_of[wb.subject_key], str(exc)))
         written = len(action.writeback) - len(rejected)

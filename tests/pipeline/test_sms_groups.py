@@ -200,6 +200,8 @@ def test_a_stop_reaches_ketch_as_the_topics_sms_channel_denied(world, key_type: 
     topics = w.ketch.subscriptions_of(space, ids["e"])["topics"]
     assert topics["newsletter"] == {"email": "granted", "sms": "denied"}
     assert _state(w, "e", SMS) == "unsubscribed"
+    record = w.ketch.subscriptions_of(space, ids["e"])
+    assert record["collected_at"] > 1_760_000_000  # written back as of the run, not as of 1970
     if key_type == "email":  # the opt-out names the number in the Ketch phone identity space too
         updates = [c["body"] for c in w.ketch.calls if c["path"].endswith("/subscriptions/acme/update")]
         assert {"email": "e@example.com", "phone": PHONES["e"]} in [u["identities"] for u in updates]
