@@ -17,6 +17,7 @@ to Braze.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,6 +27,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat
 from reconcile.engine.identity import CONTROL_PATTERN, shown
 
 MAX_PHONE_CHARS = 64  # longer text is not a phone number (and is not parsed)
+_CONTROL = re.compile(CONTROL_PATTERN)
 
 _PARSE_REASONS = {
     NumberParseException.INVALID_COUNTRY_CODE: "no valid country code (give +<country code>, or set "
@@ -57,7 +59,7 @@ def parse_phone(value: object, region: str) -> Parsed:
     text = str(value).strip()
     if not text:
         return Parsed(None, "empty phone number")
-    if pd.Series([text]).str.contains(CONTROL_PATTERN, regex=True).iloc[0]:
+    if _CONTROL.search(text):
         return Parsed(None, "phone number contains a control or invisible character")
     if len(text) > MAX_PHONE_CHARS:
         return Parsed(None, f"phone number longer than {MAX_PHONE_CHARS} characters")
@@ -66,7 +68,8 @@ def parse_phone(value: object, region: str) -> Parsed:
     except NumberParseException as exc:
         return Parsed(None, f"malformed phone number: {_PARSE_REASONS.get(exc.error_type, 'cannot be parsed')}")
     if not phonenumbers.is_valid_number(number):
-        where = phonenumbers.region_code_for_number(number) or f"+{number.country_code}"
+        region_code = phonenumbers.region_code_for_country_code(number.country_code)
+        where = region_code if region_code not in (None, "ZZ", "001") else f"+{number.country_code}"
         return Parsed(None, f"invalid phone number: not a number of {where}'s numbering plan")
     return Parsed(phonenumbers.format_number(number, PhoneNumberFormat.E164), None)
 
