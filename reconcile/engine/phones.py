@@ -68,7 +68,7 @@ def parse_phone(value: object, region: str) -> Parsed:
     except NumberParseException as exc:
         return Parsed(None, f"malformed phone number: {_PARSE_REASONS.get(exc.error_type, 'cannot be parsed')}")
     if not phonenumbers.is_valid_number(number):
-        region_code = phonenumbers.region_code_for_country_code(number.country_code)
+        region_code = phonenumbers.region_code_for_country_code(number.country_code or 0)
         where = region_code if region_code not in (None, "ZZ", "001") else f"+{number.country_code}"
         return Parsed(None, f"invalid phone number: not a number of {where}'s numbering plan")
     return Parsed(phonenumbers.format_number(number, PhoneNumberFormat.E164), None)
