@@ -10,7 +10,7 @@ import click
 
 from reconcile.cli.common import (
     DEFAULT_CONFIG, allow_option, echo_json, format_option, get_config, is_packaged, metrics_option, mode_option,
-    observed, only_kinds, only_option, population_options, print_counts, print_summary, runtime,
+    observed, only_kinds, only_option, population_options, print_channels, print_counts, print_summary, runtime,
 )
 from reconcile.cli.schedule_cmds import job_option, schedules_meta_option
 from reconcile.cli.worker_cmds import worker_options
@@ -243,6 +243,7 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt, run_lock(rt) as lock:
         result = _execute(rt, run_job, mode="full", before_batch=lock.check)
         print_summary(result)
+        print_channels(rt.store, result.run_id, cfg)
     click.echo(f"state database: {cfg.state.url}")
     click.echo(f"report: {result.report_path}")
     if is_packaged(cfg):

@@ -78,6 +78,9 @@ class KetchConfig:
 class IdentityConfig:
     ketch_space: str = "email"
     braze_key: str = "email"  # "email" or "external_id"
+    phone_region: str = "US"  # ISO region national phone numbers are read in (E.164 otherwise)
+    phone_sources: tuple[str, ...] = ()  # where a subject's phone numbers come from: "universe", "braze"
+    ketch_phone_space: str | None = None  # Ketch identity space of phone numbers (SMS write-backs carry it)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,11 @@ class TopicMapping:
     topic: str
     channel: str | None
     subscription_group_id: str
+
+    @property
+    def sms(self) -> bool:
+        """An SMS group: addressed by phone or external_id only, never by email."""
+        return self.channel == "sms"
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ class UniverseConfig:
     parquet: Path | None = None
     sql: SqlSource | None = None
     identity_column: str = "identity"
+    phone_column: str | None = None  # column of the identity list holding phone numbers
     braze_unsubscribes: bool = True
     braze_hard_bounces: bool = True
     window_days: int = 30
@@ -190,7 +199,7 @@ class ReportConfig:
     dir: Path = Path("reports")
     mask_key_env: str = "RECONCILE_MASK_KEY"
     reveal: bool = False
-    regulations: tuple[str, ...] = ("can_spam", "ccpa")  # deadlines: can_spam, tcpa, ccpa, gdpr
+    regulations: tuple[str, ...] = ("can_spam", "tcpa", "ccpa")  # deadlines: can_spam (email), tcpa (SMS), ccpa, gdpr
     holiday_countries: tuple[str, ...] = ("US",)  # ISO codes, "US-CA" for a subdivision
     extra_holidays: tuple[str, ...] = ()  # ISO dates that are not business days
     timezone: str = "UTC"  # where business days are counted

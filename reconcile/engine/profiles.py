@@ -35,7 +35,8 @@ from reconcile.engine.frames import conform, isin
 from reconcile.errors import DataError
 
 log = logging.getLogger(__name__)
-PROFILE_FIELDS = list(BRAZE_PROFILE_FIELDS)  # also the braze_profiles frame's columns (frames.py)
+# also the braze_profiles frame's columns (frames.py); `phone` addresses SMS groups (sms.py)
+PROFILE_FIELDS = list(dict.fromkeys([*BRAZE_PROFILE_FIELDS, "phone"]))
 CACHE_COLUMNS = ["email_key", "braze_id", "external_id"]
 
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from reconcile.config import SqlSource, UniverseConfig, secret
 from reconcile.engine.frames import conform, isin
 from reconcile.engine.identity import normalize, shown
+from reconcile.engine.phones import normalize_phones
 from reconcile.engine.source_checks import checked
 from reconcile.engine.times import PROBLEM, with_times
 from reconcile.errors import DataError
@@ -94,7 +95,13 @@ def load_listed(cfg: UniverseConfig, since: datetime | None = None, key_type: st
         bound = since is not None and ":since" in cfg.sql.query
         df = read_sql(cfg.sql, cfg.identity_column, "universe.sql", {"since": since} if bound else None)
         frames.append(checked(_changed(df, since, bound, "universe.sql"), key_type, "universe.sql"))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"identity": pd.Series(dtype="string")})
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"identity": pd.Series(dtype="string")})
+    if cfg.phone_column and cfg.phone_column != "phone" and cfg.phone_column in out.columns:
+        out = out.drop(columns=[c for c in ("phone",) if c in out.columns]).rename(columns={cfg.phone_column: "phone"})
+    if cfg.phone_column and len(frames) and "phone" not in out.columns:
+        raise DataError(f"universe: the identity list has no column {cfg.phone_column!r} (universe.phone_column); "
+                        "add it, or unset universe.phone_column")
+    return out
 
 
 def _changed(df: pd.DataFrame, since: datetime | None, already_filtered: bool, what: str) -> pd.DataFrame:
@@ -186,22 +193,31 @@ def ignored_rights(deletions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EXCEPTION_COLUMNS)
 
 
-def _normalized(df: pd.DataFrame, source: str, key_type: str, exc: list[pd.DataFrame]) -> pd.DataFrame:
+def _normalized(df: pd.DataFrame, source: str, key_type: str, exc: list[pd.DataFrame],
+                phone_region: str = "US") -> pd.DataFrame:
     valid, invalid = normalize(df["identity"], key_type)
     if len(invalid):
         exc.append(invalid.assign(source=source)[EXCEPTION_COLUMNS])
     extra = df.loc[valid.index].drop(columns=["identity"])
+    if "phone" in extra.columns:  # E.164; a number that is not one is an exception, the subject stays
+        phones, bad = normalize_phones(extra["phone"], phone_region)
+        extra = extra.assign(phone=phones)
+        if len(bad):
+            who = valid.loc[bad.index, "identity"].astype("string")
+            exc.append(pd.DataFrame({"identity": who, "source": source,
+                                     "reason": "phone " + bad["identity"] + ": " + bad["reason"]})[EXCEPTION_COLUMNS])
     out = pd.concat([valid, extra], axis=1)
     if "_source" in out.columns:  # rows that name their own source (lists resolved to external ids)
         return out.assign(source=out.pop("_source").fillna(source))
     return out.assign(source=source)
 
 
-def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Union of all sources, one row per subject; (universe, exceptions)."""
+def build_universe(src: Sources, key_type: str, phone_region: str = "US") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Union of all sources, one row per subject; (universe, exceptions). A `phone` column of
+    the identity list is normalised to E.164 (national numbers read in `phone_region`)."""
     exc: list[pd.DataFrame] = []
     listed = _time_problems(src.listed, "list", "the subject is checked in this run", exc, keep=True)
-    parts = [_normalized(listed, "list", key_type, exc)]
+    parts = [_normalized(listed, "list", key_type, exc, phone_region)]
     deletions = with_times(src.deletions, "requested_at", "deletions", refuse_mostly_bad=False)
     deletions = _time_problems(deletions, "deletions", "this deletion request is not carried out until its time is "
                                "fixed (nothing is deleted on a guessed date)", exc, keep=False)
@@ -214,11 +230,13 @@ def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFr
         parts.append(df[["subject_key", "identity"]].assign(source=name))
     allrows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else \
         pd.DataFrame(columns=["subject_key", "identity", "source"])
-    if "email" not in allrows.columns:
-        allrows["email"] = pd.NA
+    for col in ("email", "phone"):
+        if col not in allrows.columns:
+            allrows[col] = pd.NA
     if key_type == "email":
         allrows["email"] = allrows["identity"]
-    uni = allrows.groupby("subject_key", sort=True).agg(identity=("identity", "first"), email=("email", "first"))
+    uni = allrows.groupby("subject_key", sort=True).agg(identity=("identity", "first"), email=("email", "first"),
+                                                        phone=("phone", "first"))
     uni = uni.reset_index()
     uni["sources"] = uni["subject_key"].map(_source_labels(allrows))
     uni["deletion_requested"] = isin(uni["subject_key"], dels["subject_key"])

@@ -26,6 +26,7 @@ from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.plan import fingerprint
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileReader
 from reconcile.engine.shared_export import SharedExport, expected_wait
+from reconcile.engine.sms import invalid_profile_phones
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
 from reconcile.ledger.sources import SOURCE as LEDGER_DELETIONS
 from reconcile.ledger.sources import ErasureLookups, ledger_sources, lookup_exceptions
@@ -249,7 +250,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                                    pd.concat([known, found], ignore_index=True))
     src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
                   bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
-    universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    universe, exceptions = build_universe(src, cfg.identity.braze_key, cfg.identity.phone_region)
     extra_exc = pd.concat([extra_exc, lookup_exceptions(erasures)], ignore_index=True)
     exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
     if full and slice_index is not None:
@@ -348,7 +349,9 @@ def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple
                                    for df in (braze, groups, profiles))
     observed = Observed(universe, ketch, topics, braze, groups, profiles)
     note_absences(rt, observed, base.run_id)
-    return observed, failed.assign(source="ketch")
+    bad_phones = invalid_profile_phones(universe, profiles, rt.cfg)
+    failed = failed.assign(source="ketch")
+    return observed, (pd.concat([failed, bad_phones], ignore_index=True) if len(bad_phones) else failed)
 
 
 CHUNK_HASH_KEY = "reconcile-parts1"  # 16 bytes; not the sweep slices' key, so parts split a slice evenly

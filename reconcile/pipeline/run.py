@@ -21,6 +21,7 @@ from reconcile.engine.classes import DRIFT_CLASSES
 from reconcile.engine.diff import Rules, diff
 from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, check_guards, refused
 from reconcile.engine.plan import build_plan, drift_keys, plan_document
+from reconcile.engine.sms import sms_addresses, subject_phones
 from reconcile.errors import ExitCode, GuardRefused
 from reconcile.models.plan import ActionKind, DriftKey, Plan, PlanStatus
 from reconcile.models.run import RunResult, RunStatus
@@ -167,7 +168,9 @@ def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | Non
     stage(rt.progress, "plan", drift=len(drift))
     emails = o.universe.set_index("subject_key")["email"].fillna(o.braze.set_index("subject_key")["email"])
     plan = build_plan(drift, emails, o.braze_profiles, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
-                      track_batch_size=cfg.braze.track_batch_size)
+                      track_batch_size=cfg.braze.track_batch_size,
+                      sms_targets=sms_addresses(o.universe, o.braze_profiles, cfg),
+                      phones=subject_phones(o.universe, o.braze_profiles, cfg))
     drift_ids = record_drift(rt, run_id, drift, o.universe["subject_key"], o.universe)
     rt.store.add_exceptions(run_id, obs.exceptions.astype(object).where(obs.exceptions.notna(), "").to_dict("records"))
     rt.store.save_plan(plan.plan_id, run_id, fp, plan_document(plan, drift, run_id=run_id, config_hash=cfg.hash()),

@@ -241,6 +241,12 @@ class BrazeSim(Simulator):
             self.db.touch(profile, to_epoch(updated_at) if updated_at is not None else created)
             return profile.braze_id
 
+    def sms_stop(self, phone: str, group_ids: list[str] | None = None) -> int:
+        """A STOP reply from `phone` (E.164): every SMS group (or the given ones) unsubscribed
+        on each profile holding the number, with no time kept; returns the profiles changed."""
+        with self.lock:
+            return self.db.sms_stop(phone, group_ids)
+
     def add_unsubscribe(self, email: str, at: Timestamp) -> None:
         """Record a global unsubscribe event for an address (profiles are not changed)."""
         with self.lock:
@@ -326,6 +332,8 @@ class BrazeSim(Simulator):
         profile that has a state for the group speaks for a shared email."""
         group_id = known_group(self.db, req.arg("subscription_group_id"))
         kind, ids = pick_identifiers(req.args("external_id"), req.args("email"), req.args("phone"))
+        if kind == "email" and self.db.is_sms(group_id):  # SMS groups take phone or external_id only
+            raise BadRequest(Msg.WRONG_CHANNEL.format(channel="sms"))
         status: dict[str, str] = {}
         for ident in ids:
             profiles = self.db.lookup(kind, ident)

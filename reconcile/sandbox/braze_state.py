@@ -344,8 +344,39 @@ class BrazeState:
             self.unsubscribes.pop(key, None)
 
     def set_group(self, profile: Profile, group_id: str, state: str) -> None:
-        profile.groups[group_id] = state
-        self.touch(profile)
+        """A group state; an SMS group's state belongs to the number: every profile holding
+        the profile's phone takes it."""
+        holders = self.by_phone(profile.phone) if profile.phone and self.is_sms(group_id) else []
+        for target in holders or [profile]:
+            target.groups[group_id] = state
+            self.touch(target)
+
+    def is_sms(self, group_id: str) -> bool:
+        return (self.groups.get(group_id) or {}).get("channel") == "sms"
+
+    def set_phone(self, profile: Profile, phone: str | None) -> None:
+        """A profile's number changes. Braze: the new number inherits the profile's SMS group
+        states, unless the number already exists in the workspace, whose states it then takes."""
+        if phone == profile.phone:
+            return
+        others = [p for p in self.by_phone(phone) if p is not profile] if phone else []
+        profile.phone = phone
+        if others:
+            source = max(others, key=Profile.recency)
+            for gid in [g for g in profile.groups if self.is_sms(g)]:
+                del profile.groups[gid]
+            profile.groups.update({g: st for g, st in source.groups.items() if self.is_sms(g)})
+
+    def sms_stop(self, phone: str, group_ids: Iterable[str] | None = None) -> int:
+        """A STOP reply from `phone`: its SMS groups (all, or the given ones) unsubscribed on
+        every profile holding the number. Braze records no time for it anywhere."""
+        holders = self.by_phone(phone)
+        groups = list(group_ids) if group_ids is not None else [g for g in self.groups if self.is_sms(g)]
+        for profile in holders:
+            for gid in groups:
+                profile.groups[gid] = "unsubscribed"
+            self.touch(profile)
+        return len(holders)
 
     def block(self, email: str) -> None:
         """`/email/blocklist`: unsubscribe the address everywhere and mark it hard bounced."""
@@ -393,7 +424,7 @@ class BrazeState:
         if "email" in obj:
             self.attach_email(profile, obj["email"])
         if "phone" in obj:
-            profile.phone = obj["phone"]
+            self.set_phone(profile, obj["phone"])
         for key, value in obj.items():
             if key in TRACK_KEYS:
                 continue
