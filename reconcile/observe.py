@@ -20,6 +20,7 @@ from reconcile.clients.braze import Stopped
 from reconcile.engine import extract as ex
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, isin
+from reconcile.engine.identity import email_keys
 from reconcile.engine.profiles import ProfileReader
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
 from reconcile.ledger.sources import ledger_sources
@@ -122,8 +123,8 @@ def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, l
     if not parts:
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
     listed = pd.concat(parts, ignore_index=True).dropna(subset=["email"])
-    listed = listed.assign(subject_key=listed["email"].str.strip().str.casefold())
-    held = known["email"].astype("string").str.strip().str.casefold()
+    listed = listed.assign(subject_key=email_keys(listed["email"]))
+    held = email_keys(known["email"])
     listed = listed[~isin(listed["subject_key"], held.dropna())]
     if not len(listed):
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]

@@ -22,7 +22,7 @@ import pandas as pd
 from reconcile.config import Config
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, empty, isin
-from reconcile.engine.identity import email_key
+from reconcile.engine.identity import email_key, email_keys
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
 from reconcile.errors import DataError, FatalApiError, TransientApiError
 
@@ -64,7 +64,7 @@ def _latest_by_key(df: pd.DataFrame, col: str) -> pd.Series:
     """address key -> latest time; an empty list gives an empty series of the right dtype."""
     if not len(df):
         return pd.Series(dtype="datetime64[ns, UTC]", index=pd.Index([], dtype="string"))
-    keys = df["email"].str.strip().str.casefold()
+    keys = email_keys(df["email"])
     return df.assign(_k=keys).groupby("_k")[col].max()
 
 
@@ -241,7 +241,7 @@ def _groups(ctx: BrazeRead, rows: pd.DataFrame, id_type: str, id_col: str) -> pd
     know are `unknown`. An answer naming none of the identifiers asked about is malformed."""
     by_email = id_type == "email"
     ids = rows[id_col].astype(str)
-    look = ids.str.strip().str.casefold() if by_email else ids
+    look = email_keys(ids) if by_email else ids
     frames = []
     for m in ctx.cfg.mapping.topics:
         if not len(ids):
