@@ -438,7 +438,8 @@ def _simple(data: Any, name: str, cls: type, base: Path, problems: list[ConfigPr
 def _sandbox_problems(sb: SandboxConfig) -> list[ConfigProblem]:
     checks = [("braze_permissions", sb.braze_permissions in ("all", "partner"), 'use "all" or "partner"'),
               ("track_object_limit", sb.track_object_limit >= 1, "use 75 (most contracts) or 50 (MAU CY 24-25)"),
-              ("user_status_shape", sb.user_status_shape in ("users", "documented"), 'use "users" or "documented"')]
+              ("user_status_shape", sb.user_status_shape in ("users", "documented"), 'use "users" or "documented"'),
+              ("email_match", sb.email_match in ("lower", "casefold"), 'use "lower" or "casefold"')]
     return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix)
             for key, ok, fix in checks if not ok]
 

@@ -200,6 +200,7 @@ class SandboxConfig:
     braze_permissions: str = "all"  # "all" or "partner" (the eight of Braze's Ketch partner page)
     track_object_limit: int = 75  # most /users/track objects per request the simulated contract takes
     user_status_shape: str = "users"  # /subscription/user/status answer: "users" or "documented"
+    email_match: str = "lower"  # how the simulated Braze compares addresses: "lower" or "casefold"
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def normalize(raw: pd.Series, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame
 def _mailbox_keys(plain: pd.Series) -> tuple[pd.Series, pd.Series]:
     """(mailbox key, reason when there is none) per address; plain ASCII is lower-cased in
     one vectorised pass, only non-ASCII addresses go through `mailbox_key` one by one."""
-    key = plain.str.lower().astype(object).to_numpy()  # exact for ASCII text
+    key = plain.str.lower().to_numpy(dtype=object, copy=True)  # exact for ASCII text
     why = np.full(len(plain), None, dtype=object)
     for pos in _non_ascii(plain):
         try:
@@ -123,7 +123,7 @@ def email_key(value: str | None) -> str | None:
 def email_keys(values: pd.Series) -> pd.Series:
     """`email_key` of each value (NA where there is none), vectorised for ASCII addresses."""
     text = values.astype("string").str.strip()
-    out = text.str.lower().astype(object).to_numpy()  # exact for ASCII text
+    out = text.str.lower().to_numpy(dtype=object, copy=True)  # exact for ASCII text
     for pos in _non_ascii(text):
         out[pos] = key_or_none(text.iloc[pos])
     result = pd.Series(out, index=values.index, dtype="string")

@@ -39,7 +39,8 @@ from reconcile.sandbox.braze_checks import (
     segment_export_request, segment_zip, track_problem,
 )
 from reconcile.sandbox.braze_state import (
-    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, to_epoch,
+    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, set_email_match,
+    to_epoch,
 )
 from reconcile.sandbox.core import SimRequest, SimResponse, Simulator
 
@@ -82,6 +83,7 @@ def braze_sim_options(sandbox_cfg: Any) -> dict[str, Any]:
         "permissions": set(permission_set(getattr(sandbox_cfg, "braze_permissions", "all"))),
         "track_object_limit": int(getattr(sandbox_cfg, "track_object_limit", 75)),
         "user_status_shape": getattr(sandbox_cfg, "user_status_shape", "users"),
+        "email_match": getattr(sandbox_cfg, "email_match", "lower"),
     }
 
 
@@ -111,8 +113,10 @@ class BrazeSim(Simulator):
                  track_object_limit: int = 75, require_fields_to_export: bool = True,
                  not_found_style: str = "unknown", user_status_shape: str = "users",
                  permissions: set[str] | frozenset[str] | str | None = None, segment_id: str = "all-users",
-                 segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000):
+                 segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000,
+                 email_match: str = "lower"):
         super().__init__(clock=clock, seed=seed)
+        set_email_match(email_match)
         if not_found_style not in ("unknown", "omit"):
             raise ValueError(f"not_found_style must be 'unknown' or 'omit', got {not_found_style!r}")
         if user_status_shape not in USER_STATUS_SHAPES:
