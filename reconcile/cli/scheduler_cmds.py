@@ -26,7 +26,7 @@ def scheduler_cmd(ctx: click.Context, schedules: str | None, only: tuple[str, ..
 
         reconcile scheduler --schedules /srv/reconcile/schedules.toml
     """
-    from reconcile.schedules import schedules_path
+    from reconcile.config.schedules import schedules_path
     from reconcile.scheduling.daemon import Daemon
 
     logger = logging.getLogger("reconcile.scheduling")
@@ -41,7 +41,7 @@ def run_named_job(ctx: click.Context) -> object:
     from click.core import ParameterSource
 
     from reconcile.errors import DataError
-    from reconcile.schedules import find_job, load_schedules, schedules_path
+    from reconcile.config.schedules import find_job, load_schedules, schedules_path
     from reconcile.scheduling.jobs import run_scheduled
 
     name = ctx.meta["reconcile.job"]

@@ -86,7 +86,7 @@ def _notify(cfg: Any, store: Any, run: Mapping[str, Any], open_critical: tuple[i
     if not events:
         return
     try:
-        from reconcile.report import mask, mask_key, mask_text
+        from reconcile.reports.masking import mask, mask_key, mask_text
 
         key = mask_key(cfg, env)
         examples = _examples(store, run["run_id"], key, mask)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from reconcile.schedules import Job
+from reconcile.config.schedules import Job
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,10 @@ def run_scheduled(job: Job, *, fire_time: datetime | None = None, environ: Mappi
                   lease_seconds: float | None = None, open_runtime: Callable[..., Any] | None = None) -> JobOutcome:
     """Run `job` once (see the module docstring); raises RunLocked, Interrupted, ReconcileError."""
     from reconcile.config import braze_api_key, load_config
-    from reconcile.interrupts import deferred, handle_signals
-    from reconcile.pipeline import run_job
-    from reconcile.runlock import LEASE_SECONDS, run_lock
-    from reconcile.runtime import open_runtime as default_open
+    from reconcile.pipeline.interrupts import deferred, handle_signals
+    from reconcile.pipeline.job import run_job
+    from reconcile.pipeline.lock import LEASE_SECONDS, run_lock
+    from reconcile.pipeline.session import open_runtime as default_open
 
     cfg = job.job_config(load_config(job.config, environ))
     opener = open_runtime or default_open
