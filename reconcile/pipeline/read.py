@@ -25,6 +25,7 @@ from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.plan import fingerprint
 from reconcile.engine.identity import email_keys
+from reconcile.pipeline.owed import with_owed
 from reconcile.engine.profiles import ProfileReader
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
 from reconcile.ledger.sources import ledger_sources
@@ -198,6 +199,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
         listed, deletions = ledger_sources(rt, since_watermark(rt), listed, deletions)
+    listed = with_owed(rt.store, listed)  # subjects whose read failed in an earlier run
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
     read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)

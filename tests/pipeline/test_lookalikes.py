@@ -23,7 +23,7 @@ from reconcile.sandbox.braze_state import set_email_match
 from reconcile.sandbox.ketch import KetchSim
 from reconcile.sandbox.server import serve
 from tests.cli.conftest import Job
-from tests.engine.conftest import KEY, World
+from tests.pipeline.conftest import KEY, World
 
 # one character -> its look-alikes: compatibility forms, Unicode case partners, a decomposed form
 SWAPS = {"s": ["\u017f", "\uff53"], "k": ["\u212a", "\uff4b"], "a": ["\uff41", "\u00aa"], "e": ["\uff45"],
