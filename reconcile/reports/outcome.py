@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reconcile.reports.render import md_text as esc
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 from reconcile.models.run import RUN_STATUSES, RunStatus
 
@@ -61,16 +62,16 @@ def run_document(store: Any, run_id: str) -> dict[str, Any]:
 
 def markdown(doc: dict[str, Any]) -> str:
     run = doc["run"]
-    lines = [f"# Reconciliation run {run['run_id']}", ""]
+    lines = [f"# Reconciliation run {esc(run['run_id'])}", ""]
     lines += _outcome_lines(doc.get("outcome") or outcome(run), run)
     lines += ["", "## Run", "",
-              f"- mode: {run.get('mode')}; job: {run.get('job') or '-'}; config {run.get('config_hash')}",
-              f"- started {run.get('started_at')}, finished {run.get('finished_at')}",
-              f"- universe {run.get('universe_count')} subjects; Ketch records {run.get('ketch_records')}; "
-              f"Braze profiles {run.get('braze_count')}",
-              f"- actions planned {run.get('actions_planned')}, sent {run.get('actions_sent')}, "
-              f"failed {run.get('actions_failed')}; verified {run.get('verified_count')}, "
-              f"unverified {run.get('unverified_count')}", ""]
+              f"- mode: {esc(run.get('mode'))}; job: {esc(run.get('job') or '-')}; config {esc(run.get('config_hash'))}",
+              f"- started {esc(run.get('started_at'))}, finished {esc(run.get('finished_at'))}",
+              f"- universe {esc(run.get('universe_count'))} subjects; Ketch records {esc(run.get('ketch_records'))}; "
+              f"Braze profiles {esc(run.get('braze_count'))}",
+              f"- actions planned {esc(run.get('actions_planned'))}, sent {esc(run.get('actions_sent'))}, "
+              f"failed {esc(run.get('actions_failed'))}; verified {esc(run.get('verified_count'))}, "
+              f"unverified {esc(run.get('unverified_count'))}", ""]
     if run.get("drift_counts") is None:
         lines += ["Drift was not computed: the run ended before planning."]
     else:
@@ -79,21 +80,21 @@ def markdown(doc: dict[str, Any]) -> str:
     if doc["exceptions"]:
         lines += ["", f"## Exceptions ({len(doc['exceptions'])})", "",
                   "| identity | source | reason |", "|---|---|---|"]
-        lines += [f"| {_cell(e['identity'])} | {_cell(e['source'])} | {_cell(e['reason'])} |"
-                  for e in doc["exceptions"][:200]]
+        lines += [f"| {_cell(x['identity'])} | {_cell(x['source'])} | {_cell(x['reason'])} |"
+                  for x in doc["exceptions"][:200]]
     return "\n".join(lines) + "\n"
 
 
 def _outcome_lines(out: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
-    lines = ["## Outcome", "", f"- status: **{out['status']}**; exit code: {out['exit_code']}",
-             f"- {out['meaning']}"]
+    lines = ["## Outcome", "", f"- status: **{esc(out['status'])}**; exit code: {out['exit_code']}",
+             f"- {esc(out['meaning'])}"]
     if run.get("guard_overrides"):
-        lines.append(f"- guards overridden by explicit flag: {', '.join(map(str, run['guard_overrides']))}")
+        lines.append(f"- guards overridden by explicit flag: {esc(', '.join(map(str, run['guard_overrides'])))}")
     if out.get("error"):
-        text = str(out["error"]).replace("```", "'''")
+        text = str(out["error"]).replace("```", "'''")  # a fenced block shows HTML as text
         lines += ["", "Why:", "", "```text", text, "```"]
     return lines
 
 
 def _cell(value: Any) -> str:
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+    return "" if value is None else esc(str(value).replace("|", "\\|").replace("\n", " "))
