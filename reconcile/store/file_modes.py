@@ -4,7 +4,8 @@ bodies, raw webhook bodies and callback credentials waiting to be delivered.
 A new database file is created 0600 and a folder made for it 0700 (whatever the umask);
 an existing file readable or writable by group or others is left as it is (the operator
 may share it on purpose) with a warning naming the path and the `chmod` that closes it.
-An existing folder is not judged: it is often the job's working directory. SQLite creates its `-wal`/`-journal` files with the database file's mode.
+An existing folder is not judged: it is often the job's working directory. SQLite
+creates its `-wal`/`-journal` files with the database file's mode.
 """
 
 from __future__ import annotations
