@@ -163,7 +163,9 @@ class LedgerConfig:
     basic_password_env: str | None = None
     max_body_bytes: int = 256 * 1024
     expected_completion_hours: float = 48.0
-    callback_hosts: tuple[str, ...] = ()  # allowed callback host suffixes; empty: any https host
+    callback_hosts: tuple[str, ...] = ()  # allowed callback host suffixes; required outside the sandbox
+    callback_headers: tuple[str, ...] = ("authorization",)  # the only message headers forwarded to a callback
+    callback_loopback_for_tests: bool = False  # plain http to 127.0.0.1 callbacks (tests only)
     callback_timeout_seconds: float = 10.0
     callback_max_body_bytes: int = 64 * 1024
     callback_tries_per_run: int = 3
