@@ -40,7 +40,7 @@ class BrazeLists:
 
 def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["email", col])
-    df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="mixed")
+    df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
     df["email"] = df["email"].astype("string")
     return df
 

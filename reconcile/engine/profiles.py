@@ -133,7 +133,7 @@ class ProfileReader:
         known = self.cache.lookup(todo["subject_key"])
         if not len(known):
             return _users_frame([]), todo
-        seen = pd.to_datetime(known["last_seen_at"], utc=True, errors="coerce")
+        seen = pd.to_datetime(known["last_seen_at"], utc=True, errors="coerce", format="ISO8601")
         usable = (seen >= self.fresh_after).fillna(False) & known["external_id"].notna()
         bad_addr = set(known.loc[~usable.to_numpy(), "email_key"])
         good = known[usable.to_numpy() & ~isin(known["email_key"], bad_addr).to_numpy()]

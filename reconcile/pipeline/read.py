@@ -253,7 +253,7 @@ def _absence_only(universe: pd.DataFrame, absent: dict[str, datetime]) -> Any:
     only = labels.map({v: bool(v) and set(v.split("+")) <= ABSENCE_SOURCES for v in labels.unique()})
     checked = pd.to_datetime(universe["subject_key"].astype(object).map(absent), utc=True)
     if "deletion_latest_at" in universe.columns:
-        asked = pd.to_datetime(universe["deletion_latest_at"], utc=True, errors="coerce", format="mixed")
+        asked = pd.to_datetime(universe["deletion_latest_at"], utc=True, errors="coerce", format="ISO8601")
         newer = (asked > checked).fillna(False).astype(bool)  # a request after the check: read again
     else:
         newer = pd.Series(False, index=universe.index)

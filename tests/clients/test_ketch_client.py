@@ -12,6 +12,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from reconcile.clients.ketch import KetchClient, normalize_base_url
 from reconcile.clients.resilience import retry_after_seconds
@@ -586,7 +587,7 @@ statuses = st.sampled_from(["granted", "denied"])
 codes = st.text("abcdefgh_", min_size=1, max_size=6)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(purposes=st.dictionaries(codes, st.booleans(), max_size=4),
        topics=st.dictionaries(codes, st.dictionaries(st.sampled_from(["email", "sms", "push"]), statuses,
                                                      min_size=1, max_size=3), max_size=3),
