@@ -149,7 +149,7 @@ def _received(raw: bytes, at: datetime, cfg: Config) -> Received:
     try:
         msg = m.parse(raw)
     except m.Invalid as exc:
-        doc = _json_or_none(raw)
+        doc = None if m.too_deep(raw) else _json_or_none(raw)
         outcome = "unknown_kind" if exc.unknown_kind else "invalid"
         uid = exc.metadata.get("uid") if exc.unknown_kind else None
         return Received(outcome, exc.status, exc.reply(), stored_body(raw, doc, keep), len(raw), at, uid=uid,

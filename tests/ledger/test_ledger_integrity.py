@@ -38,3 +38,12 @@ def test_messages_for_another_organization_or_property_are_refused(lw):
     assert r.status_code == 400 and "request.property" in r.json()["error"]["message"]
     assert lw.ledger.requests() == [] and lw.ledger.changed_since(None) == []
     assert lw.post(consent(EMAIL)).status_code == 204  # the configured ones still pass
+
+
+def test_deeply_nested_json_gets_400_not_500(lw):
+    for raw in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+        r = lw.post(raw=raw[:4000])  # within max_body_bytes (4096 in the tests)
+        assert r.status_code == 400 and "nests deeper" in r.json()["error"]["message"]
+    assert lw.post(consent(EMAIL)).status_code == 204
+    inside = lw.post(raw=b"{\"s\": \"" + b"[" * 1000 + b"\"}")  # brackets in a string do not count
+    assert inside.status_code == 400 and "nests deeper" not in inside.json()["error"]["message"]
