@@ -24,7 +24,7 @@ from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, empty, isin
 from reconcile.engine.identity import email_key, email_keys
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
-from reconcile.errors import DataError, FatalApiError, TransientApiError
+from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, TransientApiError
 
 Progress = Callable[[str, int, int], None]
 
@@ -95,6 +95,17 @@ def ketch_frames(records: dict[str, Any], universe: pd.DataFrame, cfg: Config) -
     return conform(pd.DataFrame(rows), "ketch"), conform(pd.DataFrame(topics), "ketch_topics")
 
 
+def run_stopping(exc: Exception) -> bool:
+    """Whether a failed Ketch lookup stops the whole run: a 404 (Ketch's paths are fixed, so
+    the organization code or base URL is wrong), a 401 (something in front of the API asks
+    for credentials the job does not have), a redirect or certificate failure (no status).
+    Any other 4xx (a 400 for one identity, a 403 in Ketch's own error shape) fails that
+    subject only; failures for more than half the subjects still stop the run."""
+    if not isinstance(exc, FatalApiError):
+        return False
+    return isinstance(exc, (NotFound, AuthError)) or exc.status_code is None
+
+
 def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(ketch, ketch_topics, failed): identities whose lookup failed after every retry come
@@ -106,7 +117,7 @@ def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Pro
     failed: list[dict[str, str]] = []
 
     def on_error(value: str, exc: Exception) -> None:
-        if isinstance(exc, FatalApiError):  # a wrong org code or a refused request fails the run
+        if run_stopping(exc):  # a wrong organization code or base URL: every lookup would fail
             raise exc
         failed.append({"identity": value, "reason": f"Ketch lookup failed: {type(exc).__name__}: {exc}"[:300]})
 
@@ -135,6 +146,7 @@ class BrazeRead:
     cache: ProfileCache
     now: datetime
     full_sweep: bool = False
+    shared_export: Any = None  # the run's or sweep's SharedExport (full sweeps with braze.segment_id)
 
 
 @dataclass(frozen=True)
@@ -172,7 +184,7 @@ def _check_states(profiles: pd.DataFrame) -> pd.DataFrame:
 
 def _profiles_by_email(ctx: BrazeRead, universe: pd.DataFrame) -> pd.DataFrame:
     reader = ProfileReader(ctx.braze, ctx.caps, ctx.cache, now=ctx.now, cache_days=ctx.cfg.braze.profile_cache_days,
-                           segment_id=ctx.cfg.braze.segment_id)
+                           segment_id=ctx.cfg.braze.segment_id, shared=ctx.shared_export)
     addresses = universe[["subject_key", "identity"]].rename(columns={"identity": "email"})
     return _check_states(reader.read(addresses, full_sweep=ctx.full_sweep))
 

@@ -14,6 +14,7 @@ from typing import Any
 from reconcile.reports.render import md_text as esc
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 from reconcile.models.run import RUN_STATUSES, RunStatus
+from reconcile.reports.humanize import dash, human_time
 
 MEANING = {
     RunStatus.RUNNING: "no outcome recorded: the run is still going, or its process ended without recording one",
@@ -65,13 +66,13 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Reconciliation run {esc(run['run_id'])}", ""]
     lines += _outcome_lines(doc.get("outcome") or outcome(run), run)
     lines += ["", "## Run", "",
-              f"- mode: {esc(run.get('mode'))}; job: {esc(run.get('job') or '-')}; config {esc(run.get('config_hash'))}",
-              f"- started {esc(run.get('started_at'))}, finished {esc(run.get('finished_at'))}",
-              f"- universe {esc(run.get('universe_count'))} subjects; Ketch records {esc(run.get('ketch_records'))}; "
-              f"Braze profiles {esc(run.get('braze_count'))}",
-              f"- actions planned {esc(run.get('actions_planned'))}, sent {esc(run.get('actions_sent'))}, "
-              f"failed {esc(run.get('actions_failed'))}; verified {esc(run.get('verified_count'))}, "
-              f"unverified {esc(run.get('unverified_count'))}", ""]
+              f"- mode: {esc(dash(run.get('mode')))}; job: {esc(dash(run.get('job')))}; config {esc(dash(run.get('config_hash')))}",
+              f"- started {esc(human_time(run.get('started_at')))}, finished {esc(human_time(run.get('finished_at')))}",
+              f"- universe {esc(dash(run.get('universe_count')))} subjects; Ketch records {esc(dash(run.get('ketch_records')))}; "
+              f"Braze profiles {esc(dash(run.get('braze_count')))}",
+              f"- actions planned {esc(dash(run.get('actions_planned')))}, sent {esc(dash(run.get('actions_sent')))}, "
+              f"failed {esc(dash(run.get('actions_failed')))}; verified {esc(dash(run.get('verified_count')))}, "
+              f"unverified {esc(dash(run.get('unverified_count')))}", ""]
     if run.get("drift_counts") is None:
         lines += ["Drift was not computed: the run ended before planning."]
     else:
@@ -86,7 +87,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def _outcome_lines(out: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
-    lines = ["## Outcome", "", f"- status: **{esc(out['status'])}**; exit code: {out['exit_code']}",
+    lines = ["## Outcome", "", f"- status: **{esc(dash(out['status']))}**; exit code: {dash(out['exit_code'])}",
              f"- {esc(out['meaning'])}"]
     if run.get("guard_overrides"):
         lines.append(f"- guards overridden by explicit flag: {esc(', '.join(map(str, run['guard_overrides'])))}")
