@@ -130,7 +130,8 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
 
     def __init__(self, cfg: BrazeConfig, api_key: str, *, transport: httpx.BaseTransport | None = None,
                  sleep: Sleep = time.sleep, clock: Clock = time.time, rng: random.Random | None = None,
-                 max_pages: int = 10_000, retry_policy: RetryPolicy | None = None):
+                 max_pages: int = 10_000, retry_policy: RetryPolicy | None = None,
+                 interrupt_check: Callable[[], None] | None = None):
         key = api_key.strip().strip("\"'")
         if not key:
             raise ValueError("the Braze REST API key is empty")
@@ -142,6 +143,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         self._scrub = _Scrubber(key)
         policy = retry_policy or RetryPolicy(max_retries=cfg.max_retries, backoff_cap_seconds=cfg.backoff_cap_seconds)
         self._stopped = threading.Event()
+        self._interrupt_check = interrupt_check or (lambda: None)
         self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=self._pausing(sleep), rng=rng,
                             scrub=self._scrub, shares={name: cfg.budget_share for name in SHARED_CLASSES})
         self._http = httpx.Client(base_url=cfg.rest_endpoint, transport=transport, timeout=cfg.timeout_seconds,
@@ -173,8 +175,10 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         def pause(seconds: float) -> None:
             if self._stopped.is_set():
                 raise Stopped("Braze read stopped")
-            if sleep is time.sleep:
-                self._stopped.wait(seconds)
+            if sleep is time.sleep:  # in slices: a signal waiting to stop the run ends the wait
+                deadline = time.monotonic() + seconds
+                while (left := deadline - time.monotonic()) > 0 and not self._stopped.wait(min(left, 0.2)):
+                    self._interrupt_check()
             else:
                 sleep(seconds)
             if self._stopped.is_set():

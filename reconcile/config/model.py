@@ -179,7 +179,9 @@ class LedgerConfig:
     basic_password_env: str | None = None
     max_body_bytes: int = 256 * 1024
     expected_completion_hours: float = 48.0
-    callback_hosts: tuple[str, ...] = ()  # allowed callback host suffixes; empty: any https host
+    callback_hosts: tuple[str, ...] = ()  # allowed callback host suffixes; required outside the sandbox
+    callback_headers: tuple[str, ...] = ("authorization",)  # the only message headers forwarded to a callback
+    callback_loopback_for_tests: bool = False  # plain http to 127.0.0.1 callbacks (tests only)
     callback_timeout_seconds: float = 10.0
     callback_max_body_bytes: int = 64 * 1024
     callback_tries_per_run: int = 3
@@ -221,6 +223,7 @@ class SandboxConfig:
     segment_export: str = "url"  # /users/export/segment: "url", "bucket" (no url), "failed" or "busy" (429)
     segment_export_delay_seconds: float = 0.0  # until the export's file can be downloaded
     alias_visibility_delay_seconds: float = 0.0  # until /users/track sees an alias made by /users/alias/new
+    email_match: str = "lower"  # how the simulated Braze compares addresses: "lower" or "casefold"
 
 
 @dataclass(frozen=True)

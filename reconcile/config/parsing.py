@@ -402,6 +402,10 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
         expected_completion_hours=r.number("expected_completion_hours", d.expected_completion_hours, lo=0.0,
                                            hi=24.0 * 90),
         callback_hosts=tuple(h.strip(".").lower() for h in hosts),
+        callback_headers=tuple(str(h).strip().lower() for h in r.get("callback_headers", list,
+                                                                   list(d.callback_headers), '["Authorization"]')),
+        callback_loopback_for_tests=r.get("callback_loopback_for_tests", bool, d.callback_loopback_for_tests,
+                                          "false"),
         callback_timeout_seconds=r.number("callback_timeout_seconds", d.callback_timeout_seconds, lo=0.1, hi=300.0),
         callback_max_body_bytes=r.number("callback_max_body_bytes", d.callback_max_body_bytes, lo=0,
                                          hi=16 * 1024 * 1024, integer=True),
@@ -513,7 +517,8 @@ def _sandbox_problems(sb: SandboxConfig) -> list[ConfigProblem]:
               ("segment_export", sb.segment_export in ("url", "bucket", "failed", "busy"),
                'use "url", "bucket", "failed" or "busy"'),
               ("segment_export_delay_seconds", sb.segment_export_delay_seconds >= 0, "use 0 or more seconds"),
-              ("alias_visibility_delay_seconds", sb.alias_visibility_delay_seconds >= 0, "use 0 or more seconds")]
+              ("alias_visibility_delay_seconds", sb.alias_visibility_delay_seconds >= 0, "use 0 or more seconds"),
+              ("email_match", sb.email_match in ("lower", "casefold"), 'use "lower" or "casefold"')]
     return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix)
             for key, ok, fix in checks if not ok]
 

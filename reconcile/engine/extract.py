@@ -22,7 +22,7 @@ import pandas as pd
 from reconcile.config import Config
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, empty, isin
-from reconcile.engine.identity import email_key
+from reconcile.engine.identity import email_key, email_keys
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
 from reconcile.engine.sms import check_channels, email_topics, read_sms_groups, sms_addresses, sms_topics
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, TransientApiError
@@ -66,7 +66,7 @@ def _latest_by_key(df: pd.DataFrame, col: str) -> pd.Series:
     """address key -> latest time; an empty list gives an empty series of the right dtype."""
     if not len(df):
         return pd.Series(dtype="datetime64[ns, UTC]", index=pd.Index([], dtype="string"))
-    keys = df["email"].str.strip().str.casefold()
+    keys = email_keys(df["email"])
     return df.assign(_k=keys).groupby("_k")[col].max()
 
 
@@ -294,7 +294,7 @@ def _groups(ctx: BrazeRead, rows: pd.DataFrame, id_type: str, id_col: str) -> pd
     Under email keys only the email groups are read here (SMS groups: sms.py)."""
     by_email = id_type == "email"
     ids = rows[id_col].astype(str)
-    look = ids.str.strip().str.casefold() if by_email else ids
+    look = email_keys(ids) if by_email else ids
     frames = []
     for m in (email_topics(ctx.cfg) if ctx.cfg.identity.braze_key == "email" else ctx.cfg.mapping.topics):
         if not len(ids):

@@ -24,9 +24,11 @@ from reconcile.engine import extract as ex
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.plan import fingerprint
+from reconcile.engine.identity import email_keys
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileReader
 from reconcile.engine.shared_export import SharedExport, expected_wait
 from reconcile.engine.sms import invalid_profile_phones
+from reconcile.pipeline.owed import with_owed
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
 from reconcile.ledger.sources import SOURCE as LEDGER_DELETIONS
 from reconcile.ledger.sources import ErasureLookups, ledger_sources, lookup_exceptions
@@ -174,8 +176,8 @@ def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, l
     if not parts:
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
     listed = pd.concat(parts, ignore_index=True).dropna(subset=["email"])
-    listed = listed.assign(subject_key=listed["email"].str.strip().str.casefold())
-    held = known["email"].astype("string").str.strip().str.casefold()
+    listed = listed.assign(subject_key=email_keys(listed["email"]))
+    held = email_keys(known["email"])
     listed = listed[~isin(listed["subject_key"], held.dropna())]
     if not len(listed):
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
@@ -229,6 +231,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     erasures = ErasureLookups()
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
         listed, deletions, erasures = ledger_sources(rt, since_watermark(rt), listed, deletions)
+    listed = with_owed(rt.store, listed)  # subjects whose read failed in an earlier run
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
     read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full,

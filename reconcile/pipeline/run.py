@@ -26,6 +26,7 @@ from reconcile.errors import ExitCode, GuardRefused
 from reconcile.models.plan import ActionKind, DriftKey, Plan, PlanStatus
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.observability.events import counting, run_started, stage
+from reconcile.pipeline import owed
 from reconcile.pipeline.read import Observation, observe_and_diff, reobserve
 from reconcile.pipeline.recorder import RunRecorder, recording
 from reconcile.pipeline.session import Runtime
@@ -165,6 +166,8 @@ def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | Non
     rules = Rules.from_config(cfg)
     obs, drift, fp = observe_and_diff(rt, mode, run_id, rules, subjects, slice_index)
     o = obs.observed
+    if subjects is None:
+        owed.settle(rt.store, o.universe, obs.exceptions, cfg.identity.braze_key, rt.clock())
     stage(rt.progress, "plan", drift=len(drift))
     emails = o.universe.set_index("subject_key")["email"].fillna(o.braze.set_index("subject_key")["email"])
     plan = build_plan(drift, emails, o.braze_profiles, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
@@ -216,7 +219,8 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
         log.warning("guards overridden by explicit flag: %s", ", ".join(used))
         rec.update(guard_overrides=_overrides(rt, used, actor))
     plan = planned.plan.only(set(only))
-    rejected = rejected_deletions(planned.obs.exceptions)
+    rejected = "; ".join(m for m in (rejected_deletions(planned.obs.exceptions),
+                                     owed.unread_message(planned.obs.exceptions)) if m) or None
     if not plan.actions:
         store.set_plan_status(plan.plan_id, PlanStatus.APPLIED)
         if rejected:

@@ -48,7 +48,8 @@ from reconcile.sandbox.braze_checks import (
     segment_export_request, segment_zip, track_problem,
 )
 from reconcile.sandbox.braze_state import (
-    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, to_epoch,
+    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, set_email_match,
+    to_epoch,
 )
 from reconcile.sandbox.core import SimRequest, SimResponse, Simulator
 
@@ -100,6 +101,7 @@ def braze_sim_options(sandbox_cfg: Any) -> dict[str, Any]:
         "segment_export": getattr(sandbox_cfg, "segment_export", "url"),
         "segment_export_delay_seconds": float(getattr(sandbox_cfg, "segment_export_delay_seconds", 0.0)),
         "alias_visibility_delay_seconds": float(getattr(sandbox_cfg, "alias_visibility_delay_seconds", 0.0)),
+        "email_match": getattr(sandbox_cfg, "email_match", "lower"),
     }
 
 
@@ -131,8 +133,10 @@ class BrazeSim(Simulator):
                  permissions: set[str] | frozenset[str] | str | None = None, segment_id: str = "all-users",
                  segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000,
                  track_limit_wording: str = "documented", segment_export: str = "url",
-                 alias_visibility_delay_seconds: float = 0.0, unsubscribe_list: str = "while_any"):
+                 alias_visibility_delay_seconds: float = 0.0, unsubscribe_list: str = "while_any",
+                 email_match: str = "lower"):
         super().__init__(clock=clock, seed=seed)
+        set_email_match(email_match)
         if track_limit_wording not in TRACK_LIMIT_WORDINGS:
             raise ValueError(f"track_limit_wording must be 'documented' or 'other', got {track_limit_wording!r}")
         if segment_export not in SEGMENT_EXPORT_MODES:

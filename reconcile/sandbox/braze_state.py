@@ -13,6 +13,7 @@ addresses are matched case-insensitively and stored as first given.
 from __future__ import annotations
 
 import bisect
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
@@ -28,8 +29,25 @@ TRACK_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existi
 Timestamp = float | int | str | datetime
 
 
+EMAIL_MATCHES = ("lower", "casefold")
+_match = ["lower"]
+
+
+def set_email_match(mode: str) -> None:
+    """How the simulated workspace compares addresses (process-wide): "lower" (Unicode
+    lower-casing: the Kelvin sign meets ``k``), or "casefold" (NFKC and Unicode case folding:
+    ``ſ`` meets ``s``, ``ß`` meets ``ss``, fullwidth letters meet ASCII), the least convenient
+    reading of Braze's undocumented comparison, under which a look-up by a look-alike
+    address answers with another person's profile."""
+    if mode not in EMAIL_MATCHES:
+        raise ValueError(f"email_match must be one of {', '.join(EMAIL_MATCHES)}, got {mode!r}")
+    _match[0] = mode
+
+
 def norm(email: str) -> str:
-    """The key an address is matched by: trimmed and lower-cased."""
+    """The key an address is matched by: trimmed and lower-cased (see `set_email_match`)."""
+    if _match[0] == "casefold":
+        return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email.strip()).casefold())
     return email.strip().lower()
 
 
