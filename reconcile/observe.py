@@ -60,6 +60,7 @@ class Observation:
     caps: Capabilities = field(default_factory=Capabilities)
     sizes: tuple[int, int, int] | None = None  # universe, Ketch records, Braze subjects with a profile
     read_from: datetime | None = None  # the earliest start of a run whose saved parts were taken
+    source_rows: int | None = None  # rows of the configured identity list, whole (the guards' workspace measure)
 
     @property
     def totals(self) -> tuple[int, int, int]:
@@ -156,6 +157,7 @@ class UniverseRead:
     prefetched: ex.Prefetched | None
     run_id: str = ""
     absence_skipped: int = 0  # subjects left out: confirmed absent within universe.absence_recheck_hours
+    source_rows: int | None = None  # rows of the configured identity list, whole (before the incremental filter)
 
 
 def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None,
@@ -172,6 +174,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     full = mode == "full" and subjects is None
     lists = ex.braze_lists(rt.braze, start, end, cfg, caps)
     listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
+    source_rows = listed.attrs.get("source_rows")
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
         listed, deletions = ledger_sources(rt, since_watermark(rt), listed, deletions)
@@ -209,7 +212,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                  "%g h are not read again (universe.absence_recheck_hours; full sweeps read them)",
                  int(skip.sum()), cfg.universe.absence_recheck_hours)
         universe = universe[~skip].reset_index(drop=True)
-    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()))
+    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), source_rows)
 
 
 def confirmed_absent(rt: Runtime) -> dict[str, datetime]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
@@ -20,7 +20,8 @@ from reconcile.engine.apply import ApplyOutcome, Executor, apply_actions
 from reconcile.engine.classes import DRIFT_CLASSES
 from reconcile.engine.diff import Rules, diff
 from reconcile.engine.frames import Observed, conform, isin
-from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, check_guards, refused
+from reconcile.engine.baseline import Baseline, find_baseline, note_scope, run_scope
+from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, Verdict, judge, refused
 from reconcile.engine.plan import build_plan, drift_keys, fingerprint, plan_document, plan_from_document
 from reconcile.errors import DataError, ExitCode, GuardRefused, StalePlan
 from reconcile.ledger.erasures import settle_erasures
@@ -47,6 +48,7 @@ class Planned:
     plan: Plan
     drift_ids: dict[DriftKey, int]
     tripped: list[Tripped]
+    verdicts: list[Verdict] = field(default_factory=list)  # every guard's verdict, tripped or not
 
     @property
     def counts(self) -> dict[str, int]:
@@ -139,27 +141,13 @@ def _record_drift(rt: Runtime, run_id: str, drift: pd.DataFrame, checked: pd.Ser
     return {DriftKey.from_stored(s, c, f or ""): i for (s, c, f), i in ids.items()}
 
 
-def _previous(rt: Runtime, run_id: str, mode: str) -> tuple[dict[str, Any] | None, tuple[int, int]]:
-    """(the last successful run of the same mode, the last successful full run's profile and
-    universe counts): an incremental run is never compared with a full sweep (it is smaller
-    by design), but its fractions are taken against the workspace."""
-    same, workspace = None, (0, 0)
-    for run in rt.store.list_runs(100):
-        if run["run_id"] == run_id or run.get("status") not in {s.value for s in RunStatus if s.succeeded}:
-            continue
-        if same is None and run.get("mode") == mode:
-            same = run
-        if not any(workspace) and run.get("mode") == "full":
-            workspace = (int(run.get("braze_count") or 0), int(run.get("universe_count") or 0))
-    return same, workspace
-
-
-def _stats(obs: Observation, plan: Plan, workspace: tuple[int, int]) -> PlanStats:
+def _stats(obs: Observation, plan: Plan, mode: str, base: Baseline) -> PlanStats:
     universe, ketch_records, braze_profiles = obs.totals
     return PlanStats(universe=universe, ketch_records=ketch_records,
                      braze_profiles=braze_profiles, deletions=len(plan.deletion_subjects),
                      unsubscribes=len(plan.unsubscribe_subjects), subscribes=len(plan.subscribe_subjects),
-                     workspace_profiles=workspace[0], workspace_universe=workspace[1])
+                     workspace_profiles=base.workspace[0], workspace_universe=base.workspace[1],
+                     mode=mode, source_rows=obs.source_rows, scope=base.scope)
 
 
 def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects: set[str] | None = None,
@@ -180,7 +168,7 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
         stage(rt.progress, "diff", subjects=len(observed.universe))
         drift = diff(observed, rules)
         exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
-        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, source_rows=base.source_rows)
         return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
     journal = PartJournal(rt, run_id, mode, slice_index, count)
     saved = journal.saved()
@@ -203,7 +191,7 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     sizes = (sum(len(s) for s in seen), sum(int(s["has_record"].sum()) for s in seen),
              sum(int(s["exists"].sum()) for s in seen))
     obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
-                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}))
+                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), base.source_rows)
     journal.finished()
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
 
@@ -256,9 +244,12 @@ def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | Non
                        rt.clock())
     crash_point("plan")
     stage(rt.progress, "guards", actions=len(plan.actions))
-    previous, workspace = _previous(rt, run_id, mode)
-    tripped = check_guards(_stats(obs, plan, workspace), previous, cfg.guards)
-    planned = Planned(run_id, obs, drift, plan, drift_ids, tripped)
+    scope = run_scope(cfg, mode, rec.job, slice_index, rt.store.get_watermark(SLICE_COUNTER))
+    base = find_baseline(rt.store, run_id, scope)
+    verdicts = judge(_stats(obs, plan, mode, base), base.previous, cfg.guards)
+    tripped = [Tripped(v.guard, v.message) for v in verdicts if v.tripped]
+    note_scope(rt.store, run_id, scope, obs.source_rows, verdicts)
+    planned = Planned(run_id, obs, drift, plan, drift_ids, tripped, verdicts)
     universe_count, ketch_records, braze_count = obs.totals
     rec.planned(universe_count=universe_count, ketch_count=universe_count,
                 ketch_records=ketch_records, ketch_extracted_at=obs.extracted_at,

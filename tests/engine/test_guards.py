@@ -51,8 +51,8 @@ def test_a_healthy_run_trips_nothing():
     (dict(braze_profiles=0), ["empty_extract"], "Braze extract found no profiles"),
     (dict(braze_profiles=1), [], None),
     (dict(ketch_records=0, braze_profiles=0), ["empty_extract", "empty_extract"], "for 1000 subjects"),
-    # an empty universe has nothing to compare: no guard on the sides
-    (dict(universe=0, ketch_records=0, braze_profiles=0), [], None),
+    # an empty universe with no comparable earlier run: the absolute floor refuses it
+    (dict(universe=0, ketch_records=0, braze_profiles=0), ["empty_extract"], "no comparable earlier run"),
 ], ids=["ketch-empty", "ketch-one", "braze-empty", "braze-one", "both-empty", "empty-universe"])
 def test_empty_extract(kw, expected, says):
     tripped = check_guards(stats(**kw), None, LOOSE)
@@ -166,7 +166,8 @@ def test_unsubscribe_and_subscribe_fractions_are_independent():
 def test_fractions_do_not_divide_by_zero():
     tripped = check_guards(stats(universe=0, ketch_records=0, braze_profiles=0, deletions=1, unsubscribes=1,
                                  subscribes=1), None, CFG)
-    assert names(tripped) == ["max_deletion_fraction", "max_subscribe_fraction", "max_unsubscribe_fraction"]
+    assert names(tripped) == ["empty_extract", "max_deletion_fraction", "max_subscribe_fraction",
+                              "max_unsubscribe_fraction"]
 
 
 def test_defaults_match_the_documented_limits():
