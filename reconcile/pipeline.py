@@ -420,6 +420,8 @@ def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False,
     with _run(rt, rec):
         planned = make_plan(rt, rec, mode, slice_index=slice_index)
         code = ExitCode.DRIFT if planned.plan.actions else ExitCode.OK
+        if planned.tripped:  # `run` on this would be refused: say so in the exit code, changes or not
+            code = ExitCode.GUARDS.get(planned.tripped[0].guard, code)
         if dry_run:
             rec.dry_run(code)
             return _reported(rt, _result(rec, planned, RunStatus.DRY_RUN, code)), planned
