@@ -50,7 +50,8 @@ from reconcile.schedules import Job, load_schedules
 log = logging.getLogger("reconcile.scheduling")
 
 POLL_SECONDS = 0.2
-STALL_CHECK_SECONDS = 60.0  # how often the daemon looks for stalled jobs (and after each fire)
+NOTICE_EVERY = 300.0  # a job's skipped fires are told at most this often (the count of the others with it)
+STALL_CHECK_SECONDS = 60.0  # how often the daemon looks for stalled jobs (a fire checks its own job after its run)
 
 
 class MainThreadExecutor(BaseExecutor):
@@ -94,6 +95,8 @@ class Daemon:
         self.sender: Any = None  # notification sender (tests inject one); None: HTTP
         self.started = datetime.now(timezone.utc)
         self.stall_every = STALL_CHECK_SECONDS
+        self._held: dict[tuple[str, str], list[Any]] = {}  # (job, event) -> [detail, last fire, fires]
+        self._told: dict[tuple[str, str], float] = {}  # (job, event) -> when last notified (monotonic)
         self._next_stall_check = 0.0
 
     # jobs --------------------------------------------------------------------------------
@@ -218,9 +221,20 @@ class Daemon:
         return 0
 
     def _housekeeping(self) -> None:
-        """Notices queued by the scheduler thread, and the periodic stall check (main thread)."""
+        """Notices queued by the scheduler thread (at most one per job and kind every
+        NOTICE_EVERY seconds, counting the fires held back), and the periodic stall check."""
         while not self.pending_notices.empty():
-            self._tell(*self.pending_notices.get_nowait())
+            name, event, detail, when = self.pending_notices.get_nowait()
+            held = self._held.setdefault((name, event), [detail, when, 0])
+            held[1], held[2] = when, held[2] + 1
+        now = time.monotonic()
+        for key, (detail, when, count) in list(self._held.items()):
+            if now < self._told.get(key, -NOTICE_EVERY) + NOTICE_EVERY:
+                continue
+            del self._held[key]
+            self._told[key] = now
+            more = f" ({count} fires so far, the last at {when.isoformat()})" if count > 1 and when else ""
+            self._tell(key[0], key[1], detail + more, when)
         if time.monotonic() >= self._next_stall_check:
             self._next_stall_check = time.monotonic() + self.stall_every
             self._check_stalls()
@@ -251,7 +265,7 @@ class Daemon:
                     log.warning("missed: job %s fire at %s %s", aps_job.id, run_time.isoformat(), why,
                                 extra={"event": "fire_missed", "job": aps_job.id, "fire_time": run_time.isoformat(),
                                        "reason": why})
-                    self._tell(aps_job.id, "fire_missed", f"the fire was missed: it {why}", run_time)
+                    self.pending_notices.put((aps_job.id, "fire_missed", f"the fire was missed: it {why}", run_time))
                     events.append(JobExecutionEvent(EVENT_JOB_MISSED, aps_job.id, "default", run_time))
                     continue
                 self._run_one(self.jobs.get(aps_job.id), run_time)
@@ -287,7 +301,6 @@ class Daemon:
             return
         finally:
             self.busy = False
-            self._next_stall_check = 0.0
         if outcome.skipped:
             log.warning("skip: job %s: %s", job.name, outcome.skipped,
                         extra={"event": "fire_skipped", "job": job.name, "fire_time": run_time.isoformat(),
