@@ -29,9 +29,10 @@ def scheduler_cmd(ctx: click.Context, schedules: str | None, only: tuple[str, ..
     from reconcile.schedules import schedules_path
     from reconcile.scheduling.daemon import Daemon
 
-    logger = logging.getLogger("reconcile.scheduling")
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
+    for name in ("reconcile.scheduling", "reconcile.events"):  # fires, skips and each run's end
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
     root = ctx.find_root().obj or {}
     display = _display(ctx) if root.get("log_format") == "json" else None  # text: the log lines say enough
     ctx.exit(Daemon(schedules_path(schedules), only=only, display=display).serve())

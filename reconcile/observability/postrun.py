@@ -26,6 +26,7 @@ from reconcile.models.run import RunStatus
 from reconcile.observability.events import Telemetry
 
 log = logging.getLogger(__name__)
+EVENTS_LOGGER = "reconcile.events"  # run-end events (the scheduler shows them at INFO too)
 
 
 @dataclass
@@ -97,7 +98,7 @@ def run_end(run: Mapping[str, Any], job: str) -> None:
                "exceptions": int(run.get("exceptions_count") or 0), **{f"drift.{k}": v for k, v in counts.items()}}
     level = logging.WARNING if status in WARN_STATUSES else logging.INFO
     why = f": {str(run.get('error'))[:300]}" if run.get("error") and level == logging.WARNING else ""
-    log.log(level, "run %s of job %s ended %s (exit %d)%s", run.get("run_id"), job, status, numbers["exit_code"], why,
+    logging.getLogger(EVENTS_LOGGER).log(level, "run %s of job %s ended %s (exit %d)%s", run.get("run_id"), job, status, numbers["exit_code"], why,
             extra={"event": "run_end", "job": job, "run_id": run.get("run_id"), "outcome": status, "counts": numbers})
 
 
