@@ -40,9 +40,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconcile import pipeline
+from reconcile.pipeline import run as pipeline
 from reconcile.config import DEFAULT_RATE_LIMITS, parse_config
-from reconcile.runtime import SandboxPair, open_runtime, utc_now
+from reconcile.pipeline.session import SandboxPair, open_runtime, utc_now
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.ketch import KetchSim
 from reconcile.sandbox.population import seed_population

@@ -24,7 +24,7 @@ from diff_scale import TOPICS  # noqa: E402
 from reconcile.engine.diff import Rules, diff  # noqa: E402
 from reconcile.engine.frames import Observed, conform  # noqa: E402
 from reconcile.engine.plan import build_plan  # noqa: E402
-from reconcile.part_journal import STATE, PartResult, seen_of  # noqa: E402
+from reconcile.pipeline.parts import STATE, PartResult, seen_of  # noqa: E402
 
 
 def frames(n: int, prefix: str, seed: int, drift: float = 0.03) -> Observed:

@@ -120,7 +120,7 @@ def job_data(folder: Path, keys: str, limits: str, braze_url: str = "http://127.
 def serve_main(args: argparse.Namespace) -> None:
     """Seed both simulators, serve them on loopback, count requests; stop on SIGTERM."""
     from reconcile.config import DEFAULT_RATE_LIMITS, parse_config
-    from reconcile.runtime import utc_now
+    from reconcile.pipeline.session import utc_now
     from reconcile.sandbox.braze import BrazeSim
     from reconcile.sandbox.core import SimResponse
     from reconcile.sandbox.ketch import KetchSim

@@ -93,24 +93,24 @@ def by_path(counts: dict[str, int]) -> dict[str, int]:
 PARTS = [  # (label, "folder/file.py:function"); cumulative seconds under cProfile (they nest)
     ("the whole command (cli invoke)", "cli/main.py:invoke"),
     ("imports (importlib _find_and_load, any depth)", "<frozen importlib._bootstrap>:_find_and_load"),
-    ("open the runtime (state store, clients)", "reconcile/runtime.py:open_runtime"),
+    ("open the runtime (state store, clients)", "reconcile/pipeline/session.py:open_runtime"),
     ("  state store migrations", "store/store.py:_migrate"),
-    ("run lock", "reconcile/runlock.py:run_lock"),
-    ("pipeline.run_job", "reconcile/pipeline.py:run_job"),
-    ("  plan (observe + diff + plan)", "reconcile/pipeline.py:make_plan"),
-    ("    universe: read_universe", "reconcile/observe.py:read_universe"),
+    ("run lock", "reconcile/pipeline/lock.py:run_lock"),
+    ("pipeline.run_job", "reconcile/pipeline/job.py:run_job"),
+    ("  plan (observe + diff + plan)", "reconcile/pipeline/run.py:make_plan"),
+    ("    universe: read_universe", "reconcile/pipeline/read.py:read_universe"),
     ("      build_universe", "engine/universe.py:build_universe"),
     ("      load_listed (universe file)", "engine/universe.py:load_listed"),
     ("      identity.normalize", "engine/identity.py:normalize"),
-    ("    Braze + Ketch state: read_state", "reconcile/observe.py:read_state"),
+    ("    Braze + Ketch state: read_state", "reconcile/pipeline/read.py:read_state"),
     ("      Braze lists of the window", "engine/extract.py:braze_lists"),
     ("      Braze profiles and groups", "engine/extract.py:extract_braze"),
     ("      Ketch reads", "engine/extract.py:extract_ketch"),
     ("    diff", "engine/diff.py:diff"),
-    ("  apply", "reconcile/pipeline.py:apply_planned"),
-    ("  verify", "reconcile/pipeline.py:verify"),
-    ("  report (usage + write_report)", "reconcile/pipeline.py:_report"),
-    ("    report.write_report", "reconcile/report.py:write_report"),
+    ("  apply", "reconcile/pipeline/run.py:apply_planned"),
+    ("  verify", "reconcile/pipeline/run.py:verify"),
+    ("  report (usage + write_report)", "reconcile/pipeline/run.py:_report"),
+    ("    reports.build.write_report", "reconcile/reports/build.py:write_report"),
     ("      holiday calendar (reports/calendar._country_days)", "reports/calendar.py:_country_days"),
     ("      history (reports/history.collect)", "reports/history.py:collect"),
     ("post-run (observability.after_run)", "observability/postrun.py:after_run"),
@@ -200,8 +200,8 @@ def scenario(root: Path, n: int, fraction: float, drift: float, profile: bool) -
 def scenario_in_process(n: int, fraction: float, drift: float) -> dict[str, Any]:
     """The old set-up: the simulators inside the job's process, loaded from JSON at each open."""
     from reconcile.config import parse_config
-    from reconcile.pipeline import run_job as pipeline_run
-    from reconcile.runtime import SandboxPair, load_sandbox, open_runtime, utc_now
+    from reconcile.pipeline.job import run_job as pipeline_run
+    from reconcile.pipeline.session import SandboxPair, load_sandbox, open_runtime, utc_now
     from reconcile.sandbox.braze import BrazeSim
     from reconcile.sandbox.ketch import KetchSim
     from reconcile.sandbox.population import seed_population

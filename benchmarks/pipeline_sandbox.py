@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from reconcile.config import Config, parse_config
-from reconcile.pipeline import apply_planned, make_plan, recorder
-from reconcile.runtime import SandboxPair, open_runtime, utc_now
+from reconcile.pipeline.run import apply_planned, make_plan, recorder
+from reconcile.pipeline.session import SandboxPair, open_runtime, utc_now
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.ketch import KetchSim
 from reconcile.sandbox.population import seed_population

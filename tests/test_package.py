@@ -104,7 +104,7 @@ def test_demo_keeps_history_unless_fresh(tmp_path, monkeypatch):
 def test_a_missing_extra_is_named(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from reconcile import extras
+    from reconcile.config import extras
     from reconcile.cli.main import cli
 
     monkeypatch.setattr(extras, "available", lambda module: module != "uvicorn")

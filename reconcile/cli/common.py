@@ -20,7 +20,7 @@ def get_config(ctx: click.Context, default: str | None = None) -> Config:
     """The job config: --config or $RECONCILE_CONFIG, else `default`. When `default` is the
     sandbox job and the working folder has none, the packaged copy is used, with its paths
     (state, seeded files, reports) under the working folder."""
-    from reconcile.extras import check_config
+    from reconcile.config.extras import check_config
 
     raw = ctx.find_root().obj.get("config_path") or default
     if raw == DEFAULT_CONFIG and not ctx.find_root().obj.get("config_path") and not Path(raw).exists():
@@ -49,7 +49,7 @@ def is_packaged(cfg: Config) -> bool:
 
 
 def runtime(ctx: click.Context, default: str | None = None, cfg: Config | None = None) -> Any:
-    from reconcile.runtime import open_runtime  # heavy (pandas, httpx, SQLAlchemy): only when a command runs
+    from reconcile.pipeline.session import open_runtime  # heavy (pandas, httpx, SQLAlchemy): only when a command runs
 
     progress = (ctx.find_root().obj or {}).get("telemetry")
     return open_runtime(cfg or get_config(ctx, default), progress=progress)

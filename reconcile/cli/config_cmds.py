@@ -44,7 +44,7 @@ def check(ctx: click.Context, fmt: str) -> None:
     if problems:
         raise ConfigError(problems, source=str(path))
     click.echo(f"{path}: ok (config hash {load_config(path).hash()})")
-    from reconcile.report import mask_key_notes
+    from reconcile.reports.masking import mask_key_notes
 
     for note in mask_key_notes(load_config(path)):
         click.echo(f"note: {note}")

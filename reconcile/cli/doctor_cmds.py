@@ -28,8 +28,8 @@ def doctor_cmd(ctx: click.Context, fmt: str) -> None:
 
         reconcile --config jobs/production.toml doctor --format json
     """
-    from reconcile.doctor import run_doctor
-    from reconcile.runtime import install_secret_filter
+    from reconcile.pipeline.doctor import run_doctor
+    from reconcile.pipeline.session import install_secret_filter
 
     cfg = get_config(ctx)
     install_secret_filter(cfg)

@@ -44,7 +44,7 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None) -> None:
     """
     from reconcile.ledger.app import create_app
     from reconcile.ledger.serve import run_forever
-    from reconcile.runtime import install_secret_filter
+    from reconcile.pipeline.session import install_secret_filter
 
     cfg = get_config(ctx)
     if not cfg.ledger.enabled:

@@ -18,8 +18,8 @@ def _config(ctx: click.Context, job: str | None, schedules: str | None) -> Any:
     """The job's config when --job names a schedules.toml job, else --config's."""
     from reconcile.cli.common import get_config
     from reconcile.config import load_config
-    from reconcile.runlock import MANUAL
-    from reconcile.schedules import find_job, load_schedules, schedules_path
+    from reconcile.pipeline.lock import MANUAL
+    from reconcile.config.schedules import find_job, load_schedules, schedules_path
 
     if job and job != MANUAL and not ctx.find_root().obj.get("config_path"):
         path = schedules_path(schedules)
@@ -109,7 +109,7 @@ def release_cmd(ctx: click.Context, job: str | None, lock: str | None, force: bo
         reconcile lock release --job prod-hourly --force --reason "pod lost with its node"
     """
     from reconcile.config import braze_api_key
-    from reconcile.runlock import lock_name
+    from reconcile.pipeline.lock import lock_name
 
     if not force:
         raise DataError("lock release removes a lock whoever holds it; run `reconcile lock status` first, "

@@ -39,7 +39,7 @@ class Cli(click.Group):
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
-        from reconcile.interrupts import Interrupted
+        from reconcile.pipeline.interrupts import Interrupted
 
         try:
             return super().invoke(ctx)

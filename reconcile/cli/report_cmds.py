@@ -47,7 +47,7 @@ def report_cmd(ctx: click.Context, run_id: str | None, since: str | None, job: s
 
         reconcile --config jobs/sandbox.toml report --since 2026-01-01 --format html
     """
-    from reconcile.report import mask_key
+    from reconcile.reports.masking import mask_key
     from reconcile.reports.build import os_user, record_reveal, report_doc, write
     from reconcile.reports.history import Selection, select_runs
     from reconcile.store.store import Store

@@ -29,7 +29,7 @@ actor_option = click.option(
 def _execute(rt, fn, *args, **kwargs):
     """Run one pipeline entry point with signal handling: an interrupt lets the batch in
     flight finish and be journaled (the run closes as interrupted, exit 130/143)."""
-    from reconcile.interrupts import deferred, handle_signals
+    from reconcile.pipeline.interrupts import deferred, handle_signals
 
     ctx = click.get_current_context(silent=True)
     actor = ctx.meta.get("reconcile.actor") if ctx is not None else None
@@ -69,8 +69,8 @@ def plan_cmd(ctx: click.Context, mode: str, out: str | None, masked: bool, fmt: 
         reconcile --config jobs/sandbox.toml plan --out plan.json
     """
     from reconcile.cli.plan_summary import plan_rows, plan_text
-    from reconcile.pipeline import plan_only
-    from reconcile.report import mask, mask_key
+    from reconcile.pipeline.run import plan_only
+    from reconcile.reports.masking import mask, mask_key
 
     if out == "-" and fmt == "json":
         raise click.UsageError("--out - and --format json both write to stdout; pick one")
@@ -80,7 +80,7 @@ def plan_cmd(ctx: click.Context, mode: str, out: str | None, masked: bool, fmt: 
         result, planned = plan_only(rt, mode)
         body = rt.store.get_plan(planned.plan.plan_id)["body"]
         if masked:
-            from reconcile.plan_view import masked_plan
+            from reconcile.reports.masking import masked_plan
             body = masked_plan(body, mask_key(cfg))
         if out == "-":
             click.echo(json.dumps(body, indent=2, default=str))
@@ -140,8 +140,8 @@ def apply_cmd(ctx: click.Context, plan: str, allow: tuple[str, ...], fmt: str, m
 
         reconcile --config jobs/sandbox.toml apply plan.json
     """
-    from reconcile.pipeline import apply_saved
-    from reconcile.runlock import run_lock
+    from reconcile.pipeline.saved import apply_saved
+    from reconcile.pipeline.lock import run_lock
 
     cfg = get_config(ctx)
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt:
@@ -188,8 +188,8 @@ def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]
 
         reconcile --config jobs/sandbox.toml run
     """
-    from reconcile.pipeline import run_job
-    from reconcile.runlock import run_lock
+    from reconcile.pipeline.job import run_job
+    from reconcile.pipeline.lock import run_lock
 
     if ctx.meta.get("reconcile.worker"):
         from reconcile.cli.worker_cmds import run_as_worker
@@ -230,8 +230,8 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
         reconcile demo --subjects 2000 --drift 0.03
     """
     from reconcile.cli.sandbox_cmds import seed_sandbox
-    from reconcile.pipeline import run_job
-    from reconcile.runlock import run_lock
+    from reconcile.pipeline.job import run_job
+    from reconcile.pipeline.lock import run_lock
 
     cfg = get_config(ctx, DEFAULT_CONFIG)
     if not cfg.sandbox.enabled:

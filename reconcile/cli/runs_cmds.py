@@ -84,7 +84,8 @@ def show_cmd(ctx: click.Context, run_id: str, fmt: str, reveal: bool) -> None:
 
         reconcile --config jobs/sandbox.toml runs show latest --format json
     """
-    from reconcile.report import mask_key, markdown, masked, run_document
+    from reconcile.reports.masking import mask_key, masked
+    from reconcile.reports.outcome import markdown, run_document
     from reconcile.store.store import Store
 
     cfg = get_config(ctx)

@@ -14,7 +14,7 @@ from reconcile.config import Config
 
 def seed_sandbox(cfg: Config, subjects: int | None, drift: float | None, seed: int | None) -> Any:
     """Seed fresh simulators from the config's mapping and save them to sandbox.state_file."""
-    from reconcile.runtime import SandboxPair, utc_now
+    from reconcile.pipeline.session import SandboxPair, utc_now
     from reconcile.sandbox.braze import BrazeSim
     from reconcile.sandbox.ketch import KetchSim
     from reconcile.sandbox.population import seed_population
@@ -99,8 +99,8 @@ def serve_cmd(ctx: click.Context, braze_port: int, ketch_port: int, error_rate: 
 
         reconcile sandbox serve --braze-port 9101 --ketch-port 9102 --error-rate 0.05 --permissions partner
     """
-    from reconcile.extras import require
-    from reconcile.runtime import load_sandbox
+    from reconcile.config.extras import require
+    from reconcile.pipeline.session import load_sandbox
 
     require("server", "reconcile sandbox serve")
     from reconcile.sandbox.server import serve

@@ -36,7 +36,7 @@ def show_cmd(schedules: str | None, count: int, fmt: str) -> None:
 
         reconcile schedule show --next 5
     """
-    from reconcile.schedules import load_schedules, schedules_path
+    from reconcile.config.schedules import load_schedules, schedules_path
 
     path = schedules_path(schedules)
     now = datetime.now(timezone.utc)

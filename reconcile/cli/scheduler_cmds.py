@@ -26,7 +26,7 @@ def scheduler_cmd(ctx: click.Context, schedules: str | None, only: tuple[str, ..
 
         reconcile scheduler --schedules /srv/reconcile/schedules.toml
     """
-    from reconcile.schedules import schedules_path
+    from reconcile.config.schedules import schedules_path
     from reconcile.scheduling.daemon import Daemon
 
     for name in ("reconcile.scheduling", "reconcile.events"):  # fires, skips and each run's end
@@ -53,7 +53,7 @@ def run_named_job(ctx: click.Context) -> object:
     from click.core import ParameterSource
 
     from reconcile.errors import DataError
-    from reconcile.schedules import find_job, load_schedules, schedules_path
+    from reconcile.config.schedules import find_job, load_schedules, schedules_path
     from reconcile.scheduling.jobs import run_scheduled
 
     name = ctx.meta["reconcile.job"]

@@ -35,8 +35,8 @@ def run_as_worker(ctx: click.Context, fmt: str) -> None:
     from click.core import ParameterSource
 
     from reconcile.errors import DataError
-    from reconcile.runlock import LEASE_SECONDS
-    from reconcile.schedules import find_job, load_schedules, schedules_path
+    from reconcile.pipeline.lock import LEASE_SECONDS
+    from reconcile.config.schedules import find_job, load_schedules, schedules_path
     from reconcile.scheduling.sweeps import run_worker
 
     name = ctx.meta.get("reconcile.job")

@@ -59,7 +59,7 @@ def _ms(seconds: float) -> int:
 
 def install_shared_budget(rt: Any, api_key: str) -> StoreBudget | None:
     """Count `rt.braze`'s rate windows in `rt.store` (PostgreSQL); None (with a warning) on SQLite."""
-    from reconcile.runlock import workspace_id
+    from reconcile.pipeline.lock import workspace_id
 
     if not getattr(rt.store, "has_session_locks", False):
         log.warning("braze.shared_budget = true needs a PostgreSQL state store; %s keeps the Braze budget "

@@ -86,7 +86,7 @@ class Credentials:
 def create_app(cfg: Config, store: Any, *, environ: Mapping[str, str] | None = None,
                clock: Callable[[], datetime] | None = None) -> Starlette:
     """The ledger app over `store` (a `Store`); credentials are read from the environment now."""
-    from reconcile.runtime import utc_now
+    from reconcile.pipeline.session import utc_now
 
     creds = Credentials.from_config(cfg, environ)
     ledger = LedgerStore.of(store)

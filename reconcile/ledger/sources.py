@@ -1,4 +1,4 @@
-"""What the ledger adds to a run's universe (observe.py, with `[ledger] enabled = true`).
+"""What the ledger adds to a run's universe (pipeline/read.py, with `[ledger] enabled = true`).
 
 - changed subjects: every identity whose consent or subscriptions changed in a message
   received after the last successful run's watermark (both modes), labelled `ledger`,

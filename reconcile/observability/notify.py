@@ -30,7 +30,7 @@ import httpx
 
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 from reconcile.models.run import RunStatus
-from reconcile.observability.settings import NotifyConfig, NotifyTarget
+from reconcile.config.notify import NotifyConfig, NotifyTarget
 
 log = logging.getLogger(__name__)
 

@@ -98,8 +98,9 @@ def run_end(run: Mapping[str, Any], job: str) -> None:
                "exceptions": int(run.get("exceptions_count") or 0), **{f"drift.{k}": v for k, v in counts.items()}}
     level = logging.WARNING if status in WARN_STATUSES else logging.INFO
     why = f": {str(run.get('error'))[:300]}" if run.get("error") and level == logging.WARNING else ""
-    logging.getLogger(EVENTS_LOGGER).log(level, "run %s of job %s ended %s (exit %d)%s", run.get("run_id"), job, status, numbers["exit_code"], why,
-            extra={"event": "run_end", "job": job, "run_id": run.get("run_id"), "outcome": status, "counts": numbers})
+    logging.getLogger(EVENTS_LOGGER).log(
+        level, "run %s of job %s ended %s (exit %d)%s", run.get("run_id"), job, status, numbers["exit_code"], why,
+        extra={"event": "run_end", "job": job, "run_id": run.get("run_id"), "outcome": status, "counts": numbers})
 
 
 def notify_fire(notify: Any, job: str, event: str, detail: str, *, fire_time: datetime | None = None,
@@ -154,7 +155,7 @@ def _notify(cfg: Any, store: Any, run: Mapping[str, Any], open_critical: tuple[i
     if not events:
         return
     try:
-        from reconcile.report import mask, mask_key, mask_text
+        from reconcile.reports.masking import mask, mask_key, mask_text
 
         key = mask_key(cfg, env)
         examples = _examples(store, run["run_id"], key, mask)

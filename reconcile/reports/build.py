@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from reconcile.config import Config
 from reconcile.reports import render
 from reconcile.reports.history import Selection, collect, tool_version
+from reconcile.reports.masking import mask_key, write_private
 from reconcile.reports.scrub import prepared
 
 FORMATS = ("html", "json", "md", "csv")
@@ -58,7 +60,6 @@ def report_doc(store: Any, cfg: Any, sel: Selection, now: datetime, key: bytes |
 
 def write(doc: Mapping[str, Any], folder: Path, stem: str, formats: Iterable[str]) -> list[Path]:
     """Write the report in each format as `<folder>/<stem>.<ext>` (CSV: one file per table)."""
-    from reconcile.report import _write_private
     from reconcile.reports.tables import csv_tables
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,11 +68,30 @@ def write(doc: Mapping[str, Any], folder: Path, stem: str, formats: Iterable[str
         if fmt == "csv":
             for name, text in csv_tables(doc).items():
                 path = folder / f"{stem}.{name}.csv"
-                _write_private(path, text)
+                write_private(path, text)
                 written.append(path)
             continue
         text = {"html": render.html, "json": render.as_json, "md": render.markdown}[fmt](dict(doc))
         path = folder / f"{stem}.{fmt}"
-        _write_private(path, text)
+        write_private(path, text)
         written.append(path)
     return written
+
+
+def write_report(store: Any, run_id: str, cfg: Config, environ: Mapping[str, str] | None = None) -> Path:
+    """Write `<report.dir>/<run_id>.json`, `.md` and `.html` (mode 0600); returns the Markdown path.
+
+    The content is `reconcile.reports`' compliance report for this run, as of the moment it
+    finished (now, for a run without an outcome).
+    """
+    run = store.get_run(run_id)
+    if run is None:
+        raise KeyError(run_id)
+    record_version(store, run_id)
+    now = run.get("finished_at") or datetime.now(timezone.utc)
+    if cfg.report.reveal:
+        record_reveal(store, [run_id], os_user(), datetime.now(timezone.utc), "report.reveal = true")
+    key = None if cfg.report.reveal else mask_key(cfg, environ)
+    doc = report_doc(store, cfg, Selection(run_id=run_id), now, key)
+    written = write(doc, Path(cfg.report.dir), run_id, ("json", "md", "html"))
+    return next(p for p in written if p.suffix == ".md")

@@ -91,7 +91,7 @@ def overrides(run: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_row(run: Mapping[str, Any]) -> dict[str, Any]:
-    from reconcile.report import outcome
+    from reconcile.reports.outcome import outcome
 
     counts = run.get("drift_counts") or {}
     out = outcome(run)
@@ -161,7 +161,7 @@ def _done_by(item: Mapping[str, Any], at: datetime) -> bool:
 
 def collect(store: Any, cfg: Any, sel: Selection, now: datetime) -> dict[str, Any]:
     """Everything the report shows, in clear; mask it with `scrub.masked_report` before use."""
-    from reconcile.report import run_document
+    from reconcile.reports.outcome import run_document
 
     focal, trend_runs = select_runs(store, sel)
     doc = run_document(store, focal["run_id"])

@@ -115,7 +115,7 @@ def prune(store: Any, cutoff: datetime, report_dir: Path | None, *, apply: bool)
 def recorded_prune(store: Any, cfg: Any, clock: Callable[[], datetime], *, apply: bool,
                    months: int | None = None) -> tuple[str, Pruning]:
     """Prune (or count) and record it as a run of mode `prune`; returns (run id, what it did)."""
-    from reconcile.recorder import RunRecorder
+    from reconcile.pipeline.recorder import RunRecorder
 
     now = clock()
     run_id = now.strftime("%Y%m%dT%H%M%S") + "-prune"

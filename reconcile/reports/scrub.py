@@ -1,6 +1,6 @@
 """Masking a report: every identity, wherever it appears.
 
-`reconcile.report.mask_all` masks values under identity keys and email addresses inside
+`reconcile.reports.masking.mask_all` masks values under identity keys and email addresses inside
 free text. An external id echoed inside free text (a Braze error naming a user) is not an
 email, so it is found here by exact match against every identity the report names: each
 word of every other string that equals a known identity (case-insensitively) is masked.
@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconcile.report import IDENTITY_KEY, mask, mask_all
+from reconcile.reports.masking import IDENTITY_KEY, mask, mask_all
 
 WORD = re.compile(r"[^\s,;:()<>\[\]{}\"'=/|`]+")
 PRIVATE_KEY = "_identities"

@@ -44,8 +44,8 @@ from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from reconcile.errors import ConfigError, ReconcileError, RunLocked
-from reconcile.interrupts import Interrupted, signal_name
-from reconcile.schedules import Job, load_schedules
+from reconcile.pipeline.interrupts import Interrupted, signal_name
+from reconcile.config.schedules import Job, load_schedules
 
 log = logging.getLogger("reconcile.scheduling")
 

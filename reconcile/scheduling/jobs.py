@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from reconcile.schedules import Job
+from reconcile.config.schedules import Job
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,12 @@ def run_scheduled(job: Job, *, fire_time: datetime | None = None, environ: Mappi
     run started is notified as `fire_skipped` with the reason, then raised.
     `display(telemetry)`: a progress display to attach (returns an object with `stop()`)."""
     from reconcile.config import braze_api_key, load_config
-    from reconcile.interrupts import Interrupted, deferred, handle_signals
     from reconcile.observability.events import Telemetry, observing
     from reconcile.observability.logs import ContextListener
-    from reconcile.pipeline import run_job
-    from reconcile.runlock import LEASE_SECONDS, run_lock
-    from reconcile.runtime import open_runtime as default_open
+    from reconcile.pipeline.interrupts import Interrupted, deferred, handle_signals
+    from reconcile.pipeline.job import run_job
+    from reconcile.pipeline.lock import LEASE_SECONDS, run_lock
+    from reconcile.pipeline.session import open_runtime as default_open
 
     try:
         cfg = job.job_config(load_config(job.config, environ))
@@ -150,7 +150,7 @@ def tell_failure(cfg: Any, job: Job, fire_time: datetime | None, exc: BaseExcept
 def job_notify(cfg: Any, job: Job) -> Any:
     """The notify settings of a job: its config's `[notify]` (defaults when the config could not
     be read) with the job's own `notify` targets added."""
-    from reconcile.observability.settings import NotifyConfig
+    from reconcile.config.notify import NotifyConfig
 
     base = cfg.notify if cfg is not None else NotifyConfig()
     return base.with_targets(job.notify)

@@ -13,7 +13,7 @@ a Kubernetes Indexed Job, processes on one host) share one sweep:
    lock on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), so simultaneous workers join one sweep.
 2. **Claim.** `SELECT ... FOR UPDATE SKIP LOCKED` takes the first pending slice (or one whose
    claim's lease ended: its worker is gone) and marks it claimed by this worker with a lease.
-3. **Lock.** The slice's run lock (`reconcile.runlock`, named for the job's lock name plus
+3. **Lock.** The slice's run lock (`reconcile.pipeline.lock`, named for the job's lock name plus
    `/slice-<k>`) is taken with the same lease; its heartbeat renews the claim too, and its
    fencing check runs before every batch. A dead holder's lock is taken over at once on
    PostgreSQL (its advisory lock is gone), so its unfinished plan is resumed by the
@@ -45,8 +45,8 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from reconcile.errors import DataError, ReconcileError
-from reconcile.runlock import LEASE_SECONDS, LockLost, RunLock, lock_name, utc_now
-from reconcile.scheduling.holder import holder_name, identity
+from reconcile.pipeline.lock import LEASE_SECONDS, LockLost, RunLock, lock_name, utc_now
+from reconcile.pipeline.holder import holder_name, identity
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Worker:
     def _run_slice(self, index: int) -> bool:
         """Run one claimed slice; False when the worker must stop (the slice's lock was lost)."""
         from reconcile.errors import RunLocked
-        from reconcile.interrupts import Interrupted
+        from reconcile.pipeline.interrupts import Interrupted
 
         store, job = self.rt.store, self.job
         name = slice_job(job.name, index)
@@ -212,10 +212,10 @@ class Worker:
 
     def _observed_run(self, name: str, index: int, lock: Any) -> Any:
         """The slice's run, then (whatever its outcome) the post-run path named for the job."""
-        from reconcile.interrupts import deferred
         from reconcile.observability.events import Telemetry, observing
         from reconcile.observability.logs import ContextListener
-        from reconcile.pipeline import run_job
+        from reconcile.pipeline.interrupts import deferred
+        from reconcile.pipeline.job import run_job
         from reconcile.scheduling.jobs import after_job_runs
 
         job = self.job
@@ -239,7 +239,7 @@ class Worker:
     def _close_sweep(self) -> None:
         """Once the sweep is done with every slice's run a success, move the incremental
         watermark to the sweep's start (each slice checked every subject of its part since)."""
-        from reconcile.observe import WATERMARK
+        from reconcile.pipeline.read import advance_watermark
 
         store = self.rt.store
         sweep = store.get_sweep(self.sweep_id) or {}
@@ -250,10 +250,7 @@ class Worker:
             log.warning("sweep %s done with %d slice(s) failed or not clean; the watermark stays", self.sweep_id,
                         sum(1 for s in slices if s["status"] != "done" or s["exit_code"]))
             return
-        started = sweep["started_at"]
-        current = store.get_watermark(WATERMARK)
-        if current is None or datetime.fromisoformat(current) < started:
-            store.set_watermark(WATERMARK, started.isoformat(), utc_now())
+        advance_watermark(store, sweep["started_at"], utc_now(), only_forward=True)
         log.info("sweep %s of job %s done: %d slices", self.sweep_id, self.job.name, len(slices))
 
 
@@ -262,8 +259,8 @@ def run_worker(job: Any, *, sweep_id: str | None = None, lease_seconds: float = 
                open_runtime: Callable[..., Any] | None = None, sender: Any = None) -> WorkerOutcome:
     """Work on `job`'s sweep until it is done (see the module docstring)."""
     from reconcile.config import braze_api_key, load_config
-    from reconcile.interrupts import handle_signals
-    from reconcile.runtime import open_runtime as default_open
+    from reconcile.pipeline.interrupts import handle_signals
+    from reconcile.pipeline.session import open_runtime as default_open
 
     from reconcile.scheduling.jobs import tell_failure
 

@@ -76,7 +76,7 @@ class SessionLock:
 class LocksMixin(StoreBase):
     """Acquire, renew, inspect and release run leases."""
 
-    lock_owner: str | None = None  # the holder `journal_sending` records; set by reconcile.runlock
+    lock_owner: str | None = None  # the holder `journal_sending` records; set by reconcile.pipeline.lock
 
     def acquire_lock(self, name: str, holder: str, now: datetime, ttl_seconds: float,
                      identity: Row | None = None) -> bool:

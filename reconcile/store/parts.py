@@ -1,4 +1,4 @@
-"""The finished parts of a chunked read (see reconcile/part_journal.py).
+"""The finished parts of a chunked read (see reconcile/pipeline/parts.py).
 
 A run reading a universe larger than `universe.chunk_size` saves each part as it finishes.
 A later run of the same scope (config, mode, sweep slice) with the same number of parts

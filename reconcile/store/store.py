@@ -112,7 +112,7 @@ class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, Bu
         """Set any of the run's recorded fields (see `schema.RUN_FIELDS`).
 
         A `status` must be a `RunStatus` (or its exact value); anything else is a ValueError.
-        `reconcile.recorder.RunRecorder` is the writer of statuses; prefer it.
+        `reconcile.pipeline.recorder.RunRecorder` is the writer of statuses; prefer it.
         """
         unknown = sorted(set(fields) - RUN_FIELDS)
         if unknown:

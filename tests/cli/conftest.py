@@ -1,35 +1,14 @@
-"""Reuse the loopback `world` fixture of tests/engine/conftest.py (loaded by file path, not edited)."""
+"""Reuse the loopback `world` fixture of tests/pipeline/conftest.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-_PATH = Path(__file__).resolve().parents[1] / "engine" / "conftest.py"
-_NAME = "_reconcile_engine_world"
+import pytest
+from click.testing import CliRunner, Result
 
-
-def _load():
-    if _NAME in sys.modules:
-        return sys.modules[_NAME]
-    spec = importlib.util.spec_from_file_location(_NAME, _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_NAME] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-engine = _load()
-world = engine.world  # the fixture: Braze and Ketch simulators served on loopback
-KEY = engine.KEY  # the Braze REST key the simulator accepts
-TOPICS = engine.TOPICS
-
-
-import pytest  # noqa: E402
-from click.testing import CliRunner, Result  # noqa: E402
-
-from reconcile.cli.main import cli  # noqa: E402
+from reconcile.cli.main import cli
+from tests.pipeline.conftest import KEY, TOPICS, world  # noqa: F401  (the fixture; the key the simulator accepts)
 
 
 def job_toml(w) -> str:
@@ -59,7 +38,7 @@ class Job:
 
 
 @pytest.fixture
-def job(world) -> Job:
+def job(world) -> Job:  # noqa: F811  (the fixture imported above)
     path = world.tmp / "job.toml"
     path.write_text(job_toml(world), encoding="utf-8")
     return Job(world, path)

@@ -17,9 +17,9 @@ from reconcile.ledger.app import create_app
 from reconcile.ledger.serve import start_in_thread
 from reconcile.serving import RunningServer
 from reconcile.ledger.store import LedgerStore
-from reconcile.runtime import open_runtime, utc_now
+from reconcile.pipeline.session import open_runtime, utc_now
 from reconcile.store.store import Store
-from tests.engine.conftest import KEY, World, world  # noqa: F401  (the world fixture, re-exported)
+from tests.pipeline.conftest import KEY, World, world  # noqa: F401  (the world fixture, re-exported)
 
 TOKEN = "ledger-test-token-8d1f"
 ENV = {"BRAZE_API_KEY": KEY, "KETCH_WEBHOOK_TOKEN": TOKEN}

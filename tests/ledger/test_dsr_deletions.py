@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from reconcile.config import UniverseConfig, parse_config
-from reconcile.config_model import SqlSource
+from reconcile.config.model import SqlSource
 from reconcile.engine.universe import load_deletions
 from reconcile.errors import ConfigError, DataError
-from reconcile.pipeline import run_job
+from reconcile.pipeline.job import run_job
 
 HEADER = "request_id,subject,identity_space,email,right_code,canonical_right_code,submitted_at\n"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconcile.pipeline import run_job
-from reconcile.report import write_report
+from reconcile.pipeline.job import run_job
+from reconcile.reports.build import write_report
 from tests.ledger.conftest import delete, ledger_config
 
 HEADERS = {"Authorization": "Bearer ketch-callback-7c2a", "X-Ketch-Trace": "t-1"}

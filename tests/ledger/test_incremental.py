@@ -3,8 +3,8 @@ since the last successful run are checked, and nobody else from the identity lis
 
 from __future__ import annotations
 
-from reconcile.observe import since_watermark
-from reconcile.pipeline import run_job
+from reconcile.pipeline.read import since_watermark
+from reconcile.pipeline.job import run_job
 from tests.ledger.conftest import consent, identities, message, now_ts
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from reconcile.errors import DataError, ExitCode
-from reconcile.pipeline import run_job
+from reconcile.pipeline.job import run_job
 
 
 def _rows(path, column: str, values: list[str], extra: dict | None = None) -> None:

@@ -1,5 +1,5 @@
 """Crash safety at seeded points: `reconcile run` SIGKILLs itself at one step (planning,
-journaling, each batch before and after its send, verify, report; reconcile/crashpoints.py),
+journaling, each batch before and after its send, verify, report; reconcile/pipeline/crashpoints.py),
 then the next run resumes. On SQLite and PostgreSQL: the final Braze state is correct, no
 batch the journal had confirmed is sent again, and at most the one batch in flight at the
 kill (answered, not yet journaled) is sent twice."""
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from reconcile.config import load_config
-from reconcile.pipeline import plan_only
-from reconcile.runtime import open_runtime
+from reconcile.pipeline.run import plan_only
+from reconcile.pipeline.session import open_runtime
 from reconcile.store.store import Store
 
 WRITES = {"/subscription/status/set", "/v2/subscription/status/set", "/email/status", "/users/delete",

@@ -13,12 +13,12 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from reconcile.errors import ExitCode, ReconcileError
-from reconcile.pipeline import run_job
+from reconcile.pipeline.job import run_job
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.ketch import KetchSim
 from reconcile.sandbox.server import serve
 
-from conftest import World
+from tests.pipeline.conftest import World
 from wire import ResetProxy
 
 WRITES = r"^/(users/(track|delete|alias/new)|(v2/)?subscription/status/set|email/(blocklist|status))$"

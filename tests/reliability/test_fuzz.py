@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from reconcile.clients import braze_results as br
 from reconcile.clients import ketch_parse as kp
 from reconcile.config import check_file, load_config
-from reconcile.config_model import UniverseConfig
+from reconcile.config.model import UniverseConfig
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
 from reconcile.errors import ConfigError, DataError, ReconcileError
 

@@ -21,7 +21,7 @@ from reconcile.clients.braze import BrazeClient
 from reconcile.config import BrazeConfig
 from reconcile.engine.plan import plan_from_document
 from reconcile.errors import DataError
-from reconcile.pipeline import check_stale
+from reconcile.pipeline.saved import check_stale
 
 KEY_SUFFIX = "-Zq9sekret"
 

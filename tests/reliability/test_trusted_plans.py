@@ -9,8 +9,9 @@ import pytest
 
 from reconcile.errors import DataError
 from reconcile.models.plan import Action
-from reconcile.pipeline import apply_saved, plan_only
-from reconcile.report import masked
+from reconcile.pipeline.run import plan_only
+from reconcile.pipeline.saved import apply_saved
+from reconcile.reports.masking import masked
 
 
 def test_a_plan_file_with_a_hand_added_deletion_is_refused_and_nothing_is_sent(world, tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from reconcile.config import Config
-from reconcile.config_model import ReportConfig, StateConfig
+from reconcile.config.model import ReportConfig, StateConfig
 from reconcile.errors import AuthError, GuardRefused
-from reconcile.recorder import RunRecorder
+from reconcile.pipeline.recorder import RunRecorder
 from reconcile.store.store import Store
 
 UTC = timezone.utc

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.report import write_report
+from reconcile.reports.build import write_report
 from reconcile.store.store import Store
 from tests.reports.chromium import Browser, chromium_path
 from tests.reports.seed import report_config, seed_history

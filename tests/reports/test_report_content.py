@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.report import mask, mask_key, write_report
+from reconcile.reports.build import write_report
+from reconcile.reports.masking import mask, mask_key
 from reconcile.reports.build import report_doc, write
 from reconcile.reports.history import Selection
 from reconcile.store.store import Store

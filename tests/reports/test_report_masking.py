@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.report import mask_key, mask_key_path
+from reconcile.reports.masking import mask_key, mask_key_path
 from reconcile.reports.build import FORMATS, report_doc, write
 from reconcile.reports.history import Selection
 from reconcile.reports.tables import safe_cell, to_csv

@@ -1,3 +1,3 @@
-"""The loopback sandbox world of tests/engine, for the scheduler's end-to-end tests."""
+"""The loopback sandbox world of tests/pipeline, for the scheduler's end-to-end tests."""
 
-from tests.engine.conftest import World, pg_world, world  # noqa: F401  (fixtures)
+from tests.pipeline.conftest import World, pg_world, world  # noqa: F401  (fixtures)

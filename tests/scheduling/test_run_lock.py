@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from reconcile.errors import ExitCode, RunLocked
-from reconcile.runlock import LockLost, RunLock, lock_name
+from reconcile.pipeline.lock import LockLost, RunLock, lock_name
 from reconcile.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +134,7 @@ def test_a_renewal_that_keeps_failing_marks_the_lock_lost_before_the_lease_runs_
 
 HOLDER = """
 import sys, time
-from reconcile.runlock import RunLock
+from reconcile.pipeline.lock import RunLock
 from reconcile.store.store import Store
 store = Store.open(sys.argv[1])
 lock = RunLock(store, sys.argv[2], job="nightly", lease_seconds=600).acquire()
@@ -209,8 +209,8 @@ def test_journal_sending_is_a_compare_and_set_no_two_holders_send_one_batch(stor
 
 
 def test_a_run_whose_lease_is_lost_mid_apply_stops_before_its_next_batch(pg_world):
-    from reconcile.pipeline import run_job
-    from reconcile.runlock import run_lock
+    from reconcile.pipeline.job import run_job
+    from reconcile.pipeline.lock import run_lock
 
     w = pg_world
     cfg = w.config(guards={"max_unsubscribe_fraction": 1.0, "max_deletion_fraction": 1.0, "max_deletions": 10000})

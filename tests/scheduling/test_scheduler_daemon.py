@@ -143,8 +143,8 @@ def test_run_job_is_refused_with_exit_6_while_the_job_runs(world, tmp_path):
 
     from reconcile.cli.main import cli
     from reconcile.config import load_config
-    from reconcile.runlock import RunLock, lock_name
-    from reconcile.schedules import load_schedules
+    from reconcile.pipeline.lock import RunLock, lock_name
+    from reconcile.config.schedules import load_schedules
 
     schedules = setup(world, tmp_path, job("sweep", every="1d"), subjects=60, drift=0.2)
     cfg = load_config(tmp_path / "job.toml")

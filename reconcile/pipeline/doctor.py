@@ -1,0 +1,209 @@
+"""`reconcile doctor`: can this job's configuration work? Checked with harmless requests only.
+
+* Braze: which endpoints the REST API key may call (`reconcile.clients.braze_probe`).
+* Ketch: one `consent/get` and one `subscriptions/get` for a synthetic identity with the
+  configured organization and property codes.
+* State database: opened (and migrated) at the configured URL.
+
+`run_doctor(cfg)` returns a `DoctorReport`; `checks()` is its JSON form, `exit_code()`
+is 0 when every required permission is granted and everything is reachable, else 1.
+With `[sandbox] enabled = true` the clients talk in-process to the seeded simulators,
+whose saved state is left untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from reconcile.clients.braze import BrazeClient
+from reconcile.clients.braze_probe import GRANTED, NOT_GRANTED, PROBE_EMAIL, ProbeResult, first_group, probe_braze
+from reconcile.clients.pacing import RetryPolicy
+from reconcile.config import Config, braze_api_key, state_url
+from reconcile.errors import ApiError, ConfigError, DataError, ExitCode, NotFound, ReconcileError, TransientApiError
+from reconcile.redact import redact_text, sanitize_url
+
+OK, FAILED = "ok", "failed"
+ACCEPTED, UNAUTHORIZED, UNREACHABLE, MISSING = "accepted", "unauthorized", "unreachable", "missing"
+REACHABLE, WRONG_ORG, REFUSED = "reachable", "wrong organization", "refused"
+NEW_KEY_FIX = ("create a new REST API key with the missing permissions (a key's permissions cannot be edited) "
+               "and put it in the variable named by braze.api_key_env")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One non-permission check: its status, whether it passes, and what it found or what to fix."""
+
+    status: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class DoctorReport:
+    braze_endpoint: str
+    key: Outcome
+    permissions: list[ProbeResult]
+    ketch: Outcome
+    store: Outcome
+    notes: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """Everything that makes the job unable to work, each naming what to fix."""
+        out = [] if self.key.ok else [f"Braze key {self.key.status}: {self.key.detail}"]
+        if self.key.ok:
+            out += [f"required permission {r.spec.permission} ({r.spec.endpoint}) is {r.status}: "
+                    f"{r.spec.lost_without}; fix: {NEW_KEY_FIX}"
+                    for r in self.permissions if r.spec.required and r.status != GRANTED]
+        if not self.ketch.ok:
+            out.append(f"Ketch {self.ketch.status}: {self.ketch.detail}")
+        if not self.store.ok:
+            out.append(f"state database {self.store.status}: {self.store.detail}")
+        return out
+
+    def warnings(self) -> list[str]:
+        """One line per optional permission that is not granted, then the notes."""
+        lines = [] if not self.key.ok else [
+            f"optional permission {r.spec.permission} ({r.spec.endpoint}) is {r.status}: {r.spec.lost_without}"
+            for r in self.permissions if not r.spec.required and r.status != GRANTED]
+        return lines + self.notes
+
+    def exit_code(self) -> int:
+        return ExitCode.ERROR if self.problems() else ExitCode.OK
+
+    def checks(self) -> list[dict[str, Any]]:
+        """Every check as a plain dict (the `--format json` output)."""
+        out: list[dict[str, Any]] = [{"check": "braze.key", "endpoint": self.braze_endpoint, **_plain(self.key)}]
+        for r in self.permissions:
+            out.append({"check": "braze.permission", "endpoint": r.spec.endpoint, "method": r.spec.method,
+                        "permission": r.spec.permission, "required": r.spec.required, "status": r.status,
+                        "ok": r.status == GRANTED or not r.spec.required, "http_status": r.http_status,
+                        "detail": r.detail, "lost_without": r.spec.lost_without})
+        out.append({"check": "ketch", **_plain(self.ketch)})
+        out.append({"check": "state", **_plain(self.store)})
+        return out
+
+
+def _plain(outcome: Outcome) -> dict[str, Any]:
+    return {"status": outcome.status, "ok": outcome.ok, "detail": outcome.detail}
+
+
+def run_doctor(cfg: Config, environ: Mapping[str, str] | None = None) -> DoctorReport:
+    braze_transport = ketch_transport = None
+    endpoint = sanitize_url(cfg.braze.rest_endpoint)
+    if cfg.sandbox.enabled:
+        from reconcile.pipeline.session import load_sandbox
+
+        pair = load_sandbox(cfg)
+        braze_transport, ketch_transport = pair.braze.transport(), pair.ketch.transport()
+        endpoint = "in-process sandbox"
+    key, permissions, notes = check_braze(cfg, environ, braze_transport)
+    return DoctorReport(endpoint, key, permissions, check_ketch(cfg, ketch_transport), check_store(cfg, environ),
+                        notes)
+
+
+# -- Braze -------------------------------------------------------------------------------
+def doctor_retry_policy(cfg: Config) -> RetryPolicy:
+    """Fewer and shorter retries than a run: the doctor answers in seconds, not hours."""
+    b = cfg.braze
+    return RetryPolicy(max_retries=min(b.max_retries, 2), backoff_cap_seconds=min(b.backoff_cap_seconds, 5.0),
+                       max_rate_wait_seconds=30.0, max_rate_limited=3)
+
+
+def check_braze(cfg: Config, environ: Mapping[str, str] | None = None,
+                transport: Any = None) -> tuple[Outcome, list[ProbeResult], list[str]]:
+    try:
+        api_key = braze_api_key(cfg, environ)
+    except ConfigError as exc:
+        detail = "; ".join(str(p) for p in exc.problems)
+        return Outcome(MISSING, False, detail), [], []
+    with BrazeClient(cfg.braze, api_key, transport=transport, retry_policy=doctor_retry_policy(cfg)) as client:
+        results = probe_braze(client, cfg)
+    return _key_outcome(cfg, results), results, _braze_notes(cfg, results)
+
+
+def _key_outcome(cfg: Config, results: list[ProbeResult]) -> Outcome:
+    if any(r.key_refused for r in results):
+        return Outcome(UNAUTHORIZED, False,
+                       f"Braze answered HTTP 401: the key in {cfg.braze.api_key_env} is wrong, quoted, "
+                       f"or not a key of the instance at braze.rest_endpoint; fix the key or the endpoint")
+    unreachable = next((r for r in results if r.unreachable), None)
+    if unreachable is not None:
+        return Outcome(UNREACHABLE, False, f"{unreachable.detail}; check braze.rest_endpoint and the network")
+    return Outcome(ACCEPTED, True, f"the key from {cfg.braze.api_key_env} was accepted")
+
+
+def _braze_notes(cfg: Config, results: list[ProbeResult]) -> list[str]:
+    notes = []
+    if results and all(r.status == NOT_GRANTED for r in results):
+        notes.append("every endpoint answered 403: the key has none of these permissions, or the Braze account "
+                     "is inactive (403 Forbidden)")
+    status_get = next((r for r in results if r.spec.endpoint == "/subscription/status/get"), None)
+    if status_get is not None and status_get.http_status == 400 and cfg.mapping.topics:
+        notes.append(f"Braze refused subscription group {first_group(cfg)!r} (mapping.topics[0]): "
+                     f"{status_get.detail}; check the group id in Braze > Subscription Groups")
+    return notes
+
+
+# -- Ketch -------------------------------------------------------------------------------
+def probe_identity(cfg: Config) -> tuple[str, str]:
+    """A synthetic identity in the configured identity space that no real person has."""
+    space = cfg.identity.ketch_space
+    if space == "email" or cfg.identity.braze_key == "email":
+        return space, PROBE_EMAIL
+    return space, f"reconcile-doctor-{secrets.token_hex(8)}"
+
+
+def check_ketch(cfg: Config, transport: Any = None) -> Outcome:
+    from reconcile.clients.ketch import KetchClient
+
+    k = cfg.ketch
+    quick = dataclasses.replace(k, max_retries=min(k.max_retries, 2))
+    base = "in-process sandbox" if transport is not None else sanitize_url(k.base_url)
+    where = f"{base}, organization {k.organization!r}, property {k.property!r}"
+    space, value = probe_identity(cfg)
+    purposes = {cfg.mapping.email_purpose: cfg.mapping.email_purpose_legal_basis} if cfg.mapping.email_purpose else None
+    backend = "auto" if transport is not None else k.http_backend
+    client = KetchClient(quick, transport=transport, http_backend=backend)
+    try:
+        client.run(client.get_consent({space: value}, purposes))
+        client.run(client.get_subscriptions({space: value}))
+    except NotFound as exc:
+        if "organization" in exc.body.lower():
+            return Outcome(WRONG_ORG, False, f"{where}: Ketch answered {exc.body!r}; fix ketch.organization")
+        return Outcome(REFUSED, False, f"{where}: HTTP 404 {exc.body}; check ketch.base_url and ketch.organization")
+    except TransientApiError as exc:
+        return Outcome(UNREACHABLE, False, f"{where}: {exc}; check ketch.base_url and the network")
+    except ApiError as exc:
+        if exc.status_code is None:
+            return Outcome(UNREACHABLE, False, f"{where}: {exc}; check ketch.base_url")
+        return Outcome(REFUSED, False, f"{where}: {exc}; check the ketch codes")
+    except DataError as exc:
+        return Outcome(REFUSED, False, f"{where}: the answer was not understood: {exc}; check ketch.base_url")
+    finally:
+        client.close()
+    return Outcome(REACHABLE, True, f"{where}: consent/get and subscriptions/get answered for a synthetic "
+                                    f"{space} identity")
+
+
+# -- state database ----------------------------------------------------------------------
+def check_store(cfg: Config, environ: Mapping[str, str] | None = None) -> Outcome:
+    from reconcile.store.base import parse_url
+    from reconcile.store.store import Store
+
+    secrets_seen: list[str] = []
+    try:
+        url = state_url(cfg, environ)
+        parsed = parse_url(url)
+        secrets_seen = [str(parsed.password)] if parsed.password else []
+        with Store.open(parsed) as store:
+            return Outcome(OK, True, f"{parsed.get_backend_name()} {store.url}: opened, schema up to date")
+    except ConfigError as exc:
+        return Outcome(FAILED, False, "; ".join(str(p) for p in exc.problems))
+    except ReconcileError as exc:
+        return Outcome(FAILED, False, redact_text(str(exc), secrets_seen))
+    except Exception as exc:  # noqa: BLE001 - any driver or filesystem error is the answer here
+        return Outcome(FAILED, False, f"{type(exc).__name__}: {redact_text(str(exc), secrets_seen)}; "
+                                      "check state.url / state.url_env")

@@ -1,0 +1,475 @@
+"""Read: build the universe and read both sides into the frames of engine/frames.py.
+
+`observe` is what planning and re-checking a saved plan share; `reobserve` is what verify
+reads after the consistency delay (the same Braze read path, plus a fresh Ketch read for
+write-backs). Both take their time, capabilities and caches from the `Context`.
+`observe_and_diff` reads a large universe a part at a time (parts.py); the incremental
+watermark and the sweep slice counter are kept here too.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from reconcile.clients.braze import Stopped
+from reconcile.engine.diff import Rules, diff
+from reconcile.engine import extract as ex
+from reconcile.engine.capabilities import Capabilities
+from reconcile.engine.frames import Observed, conform, isin
+from reconcile.engine.plan import fingerprint
+from reconcile.engine.profiles import ProfileReader
+from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
+from reconcile.ledger.sources import ledger_sources
+from reconcile.observability.events import stage
+from reconcile.pipeline.crashpoints import crash_point
+from reconcile.pipeline.parts import STATE, PartJournal, PartResult, merge, reusable, seen_of
+from reconcile.pipeline.session import Runtime
+
+log = logging.getLogger(__name__)
+WATERMARK = "last_success_started_at"
+SLICE_COUNTER = "full_sweep_slice"
+EXCEPTION_COLUMNS = ["identity", "source", "reason"]
+ABSENCE_SOURCES = frozenset({"deletions", "tombstones"})  # sources whose only question is "still absent?"
+
+
+class StoreCache:
+    """The address -> profiles mapping, kept in the state store."""
+
+    def __init__(self, store: Any, clock: Any, run_id: str):
+        self.store, self.clock, self.run_id = store, clock, run_id
+
+    def lookup(self, email_keys: Iterable[str]) -> pd.DataFrame:
+        return self.store.braze_profiles(list(email_keys))
+
+    def replace(self, email_keys: Iterable[str], rows: pd.DataFrame) -> None:
+        self.store.replace_braze_profiles_for(list(email_keys), rows, self.clock(), self.run_id)
+
+    def forget(self, braze_ids: Iterable[str]) -> None:
+        self.store.forget_braze_profiles(list(braze_ids))
+
+
+@dataclass
+class Observation:
+    """A run's observation. With a chunked read `observed` keeps every subject of the
+    universe but the state frames only of subjects with drift; `sizes` has the totals."""
+
+    observed: Observed
+    exceptions: pd.DataFrame
+    lists: ex.BrazeLists
+    extracted_at: datetime
+    caps: Capabilities = field(default_factory=Capabilities)
+    sizes: tuple[int, int, int] | None = None  # universe, Ketch records, Braze subjects with a profile
+    read_from: datetime | None = None  # the earliest start of a run whose saved parts were taken
+    source_rows: int | None = None  # rows of the configured identity list, whole (the guards' workspace measure)
+
+    @property
+    def totals(self) -> tuple[int, int, int]:
+        if self.sizes is not None:
+            return self.sizes
+        o = self.observed
+        return len(o.universe), int(o.ketch["has_record"].sum()), int(o.braze["exists"].sum())
+
+
+def since_watermark(rt: Runtime) -> datetime | None:
+    value = rt.store.get_watermark(WATERMARK)
+    return datetime.fromisoformat(value) if value else None
+
+
+def advance_watermark(store: Any, started: datetime, now: datetime, *, only_forward: bool = False) -> None:
+    """Move the incremental watermark to `started`, the start of a run (or sweep) that checked
+    every subject since; with `only_forward`, never back."""
+    current = store.get_watermark(WATERMARK) if only_forward else None
+    if current is not None and datetime.fromisoformat(current) >= started:
+        return
+    store.set_watermark(WATERMARK, started.isoformat(), now)
+
+
+def advance_slice(store: Any, slices: int, now: datetime) -> None:
+    """The next full run reads the next of `universe.slices` slices."""
+    counter = int(store.get_watermark(SLICE_COUNTER) or 0) + 1
+    store.set_watermark(SLICE_COUNTER, str(counter % slices), now)
+
+
+def list_window(rt: Runtime, mode: str, since: datetime | None) -> tuple[date, date]:
+    """Braze list window: everything since `full_since` for full runs; for incremental runs
+    the last `window_days`, widened back to the last successful run when that is older."""
+    today = rt.clock().date()
+    if mode == "full":
+        return date.fromisoformat(rt.cfg.universe.full_since), today + timedelta(days=1)
+    start = today - timedelta(days=rt.cfg.universe.window_days)
+    if since is not None:
+        start = min(start, since.date() - timedelta(days=1))
+    return start, today + timedelta(days=1)
+
+
+def _keys_frame(df: pd.DataFrame, ident: str) -> pd.DataFrame:
+    if not len(df):
+        return pd.DataFrame({"subject_key": pd.Series(dtype="string"), "identity": pd.Series(dtype="string")})
+    return df[["subject_key", ident]].drop_duplicates("subject_key").rename(columns={ident: "identity"})
+
+
+def _last_capabilities(rt: Runtime) -> dict[str, bool | None] | None:
+    """The optional permissions the last run of this config recorded within a day (full
+    sweeps ask again, so a new key's permissions are learned at least daily)."""
+    day_ago = rt.clock() - timedelta(days=1)
+    for run in rt.store.list_runs(20):
+        started = run.get("started_at")
+        if run.get("config_hash") == rt.cfg.hash() and run.get("capabilities") and started and started >= day_ago:
+            return dict(run["capabilities"])
+    return None
+
+
+def _open_drift(rt: Runtime) -> pd.DataFrame:
+    rows = [{"subject_key": d["subject_key"], "identity": (d.get("detail") or {}).get("identity") or d["subject_key"]}
+            for d in rt.store.open_drift()]
+    return _keys_frame(pd.DataFrame(rows), "identity")
+
+
+def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, lists: ex.BrazeLists,
+                           full: bool, known: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Under external_id keys, the addresses on Braze's lists resolved to their profiles'
+    external_ids: (identity rows with email and source, exceptions for addresses with none,
+    the profiles read). Addresses held by a profile in `known` (already read by external id)
+    are not looked up again."""
+    parts = [df[["email"]].assign(source=name) for df, name in
+             ((lists.unsubscribed, "braze_unsubscribes"), (lists.bounced, "braze_hard_bounces")) if len(df)]
+    empty = pd.DataFrame({"identity": pd.Series(dtype="string"), "email": pd.Series(dtype="string"),
+                          "_source": pd.Series(dtype="string")})
+    if not parts:
+        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
+    listed = pd.concat(parts, ignore_index=True).dropna(subset=["email"])
+    listed = listed.assign(subject_key=listed["email"].str.strip().str.casefold())
+    held = known["email"].astype("string").str.strip().str.casefold()
+    listed = listed[~isin(listed["subject_key"], held.dropna())]
+    if not len(listed):
+        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
+    addresses = listed.drop_duplicates("subject_key")
+    reader = ProfileReader(rt.braze, caps, cache, now=rt.clock(), cache_days=rt.cfg.braze.profile_cache_days,
+                           segment_id=rt.cfg.braze.segment_id)
+    profiles = reader.read(addresses[["subject_key", "email"]], full_sweep=full)
+    with_id = profiles[profiles["external_id"].notna()]
+    rows = with_id.merge(listed[["subject_key", "source"]], on="subject_key", how="left")
+    found = pd.DataFrame({"identity": rows["external_id"].astype("string"), "email": rows["email"].astype("string"),
+                          "_source": rows["source"].astype("string")})
+    missing = addresses[~isin(addresses["subject_key"], with_id["subject_key"])]
+    reasons = missing["subject_key"].map(lambda k: "no Braze profile holds this address" if not
+                                         (profiles["subject_key"] == k).any() else
+                                         "the address's Braze profiles have no external_id")
+    exc = pd.DataFrame({"identity": missing["email"].astype(str), "source": missing["source"],
+                        "reason": "listed by Braze but not checked under external_id keys: " + reasons})
+    return found, exc, with_id.drop_duplicates("external_id")
+
+
+@dataclass
+class UniverseRead:
+    """What a run knows before it reads anyone's state: the universe, its exceptions, the
+    address lists, and the read context (capabilities, cache, profiles already read)."""
+
+    universe: pd.DataFrame
+    exceptions: pd.DataFrame
+    lists: ex.BrazeLists
+    read: ex.BrazeRead
+    prefetched: ex.Prefetched | None
+    run_id: str = ""
+    absence_skipped: int = 0  # subjects left out: confirmed absent within universe.absence_recheck_hours
+    source_rows: int | None = None  # rows of the configured identity list, whole (before the incremental filter)
+
+
+def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None,
+                  slice_index: int | None = None) -> UniverseRead:
+    """Build the universe (every configured source, Braze's lists, open drift, tombstones);
+    `subjects` restricts it to those keys. A full run given `slice_index` (a sweep worker's
+    claimed slice) keeps exactly the subjects of that slice of `universe.slices`, whatever
+    their source, so the slices of one sweep never share a subject."""
+    cfg = rt.cfg
+    caps = Capabilities() if mode == "full" else Capabilities.remembered(_last_capabilities(rt))
+    cache = StoreCache(rt.store, rt.clock, run_id)
+    since = since_watermark(rt) if mode == "incremental" else None
+    start, end = list_window(rt, mode, since)
+    full = mode == "full" and subjects is None
+    lists = ex.braze_lists(rt.braze, start, end, cfg, caps)
+    listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
+    source_rows = listed.attrs.get("source_rows")
+    deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
+    if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
+        listed, deletions = ledger_sources(rt, since_watermark(rt), listed, deletions)
+    extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
+    read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
+    prefetched = None
+    absent = confirmed_absent(rt) if mode != "full" and subjects is None else {}
+    if cfg.identity.braze_key == "external_id" and subjects is None:
+        # read the known subjects' profiles first: their addresses need no look-up on the lists
+        none = lists.unsubscribed.iloc[0:0]
+        base, _ = build_universe(Sources(listed, deletions, none, lists.bounced.iloc[0:0], open_drift, tombstones),
+                                 "external_id")
+        if full and slice_index is not None:
+            base = base[_in_slice(base, cfg.universe.slices, slice_index)]
+        base = base[~_absence_only(base, absent)]
+        known = ex.profiles_by_external_id(read, base["identity"])
+        resolved, extra_exc, found = _listed_by_external_id(rt, caps, cache, lists, full, known)
+        listed = pd.concat([listed, resolved], ignore_index=True) if len(resolved) else listed
+        prefetched = ex.Prefetched(set(base["identity"].astype(str)) | set(found["external_id"].astype(str)),
+                                   pd.concat([known, found], ignore_index=True))
+    src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
+                  bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
+    universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
+    if full and slice_index is not None:
+        universe = universe[_in_slice(universe, cfg.universe.slices, slice_index)].reset_index(drop=True)
+    elif full and cfg.universe.slices > 1:
+        universe = pick_slice(universe, cfg.universe.slices, int(rt.store.get_watermark(SLICE_COUNTER) or 0))
+    if subjects is not None:
+        universe = universe[isin(universe["subject_key"], subjects)].reset_index(drop=True)
+    skip = _absence_only(universe, absent)
+    if skip.any():
+        log.info("%d subject(s) with a deletion request or tombstone confirmed absent from Braze within the last "
+                 "%g h are not read again (universe.absence_recheck_hours; full sweeps read them)",
+                 int(skip.sum()), cfg.universe.absence_recheck_hours)
+        universe = universe[~skip].reset_index(drop=True)
+    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), source_rows)
+
+
+def confirmed_absent(rt: Runtime) -> dict[str, datetime]:
+    """subject key -> when a run last confirmed it has no Braze profile, within
+    `universe.absence_recheck_hours`."""
+    hours = rt.cfg.universe.absence_recheck_hours
+    return rt.store.absent_since(rt.clock() - timedelta(hours=hours)) if hours > 0 else {}
+
+
+def _absence_only(universe: pd.DataFrame, absent: dict[str, datetime]) -> Any:
+    """Rows brought in only to prove they are still absent (deletion requests, tombstones),
+    confirmed absent recently and not asked to be erased again since: a boolean numpy mask."""
+    if not absent or not len(universe):
+        return pd.Series(False, index=universe.index).to_numpy()
+    labels = universe["sources"].astype("string").fillna("")
+    only = labels.map({v: bool(v) and set(v.split("+")) <= ABSENCE_SOURCES for v in labels.unique()})
+    checked = pd.to_datetime(universe["subject_key"].astype(object).map(absent), utc=True)
+    if "deletion_latest_at" in universe.columns:
+        asked = pd.to_datetime(universe["deletion_latest_at"], utc=True, errors="coerce", format="mixed")
+        newer = (asked > checked).fillna(False).astype(bool)  # a request after the check: read again
+    else:
+        newer = pd.Series(False, index=universe.index)
+    return (only.fillna(False).astype(bool) & checked.notna() & ~newer).to_numpy()
+
+
+def note_absences(rt: Runtime, observed: Observed, run_id: str) -> None:
+    """Record which subjects that must not exist were read without a profile (and clear the
+    record of those found with one), for `confirmed_absent`."""
+    u, b = observed.universe, observed.braze
+    if not len(u):
+        return
+    doomed = (u["deletion_requested"].fillna(False) | u["tombstoned"].fillna(False)).astype(bool).to_numpy()
+    keys = u.loc[doomed, "subject_key"]
+    if not len(keys):
+        return
+    present = set(b.loc[b["exists"].fillna(True).astype(bool).to_numpy(), "subject_key"].astype(str))
+    found = isin(keys, present).to_numpy()
+    rt.store.clear_absent(keys[found].astype(str))
+    rt.store.record_absent(keys[~found].astype(str), rt.clock(), run_id)
+
+
+def _in_slice(universe: pd.DataFrame, slices: int, index: int) -> Any:
+    return (slice_of(universe["subject_key"], slices) == index).to_numpy()
+
+
+def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple[Observed, pd.DataFrame]:
+    """Both sides' state for (part of) the universe: (observed, failed Ketch lookups). A
+    lookup that failed is not "no record": those subjects are left out and reported.
+
+    Ketch (on a helper thread) and Braze (here) are read at the same time, so a run bound
+    by one API's rate limit is not also waiting for the other's. When either read fails
+    the other is stopped (Ketch is cancelled; a Braze read is only waited for) and the
+    first failure is raised."""
+    ketch_read = _KetchRead(rt, universe)
+    try:
+        try:
+            braze, groups, profiles = ex.extract_braze(base.read, universe, base.lists, base.prefetched)
+        except Stopped:
+            ketch_read.result()  # Ketch failed and stopped this read: raise its error
+            raise RuntimeError("the Braze read was stopped although the Ketch read succeeded") from None
+        except BaseException:
+            ketch_read.stop()
+            raise
+        ketch, topics, failed = ketch_read.result()
+    finally:
+        ketch_read.stop()  # the Ketch thread has ended: nothing can stop the Braze client any more
+        _call(rt.braze, "resume")
+    if len(failed):
+        log.warning("%d Ketch lookups failed; those subjects are skipped this run", len(failed))
+        universe = universe[~isin(universe["identity"], failed["identity"])].reset_index(drop=True)
+        keep = set(universe["subject_key"])
+        braze, groups, profiles = (df[isin(df["subject_key"], keep).to_numpy()].reset_index(drop=True)
+                                   for df in (braze, groups, profiles))
+    observed = Observed(universe, ketch, topics, braze, groups, profiles)
+    note_absences(rt, observed, base.run_id)
+    return observed, failed.assign(source="ketch")
+
+
+CHUNK_HASH_KEY = "reconcile-parts1"  # 16 bytes; not the sweep slices' key, so parts split a slice evenly
+
+
+class _KetchRead:
+    """Ketch's side of `read_state`, running on its own thread."""
+
+    def __init__(self, rt: Runtime, universe: pd.DataFrame):
+        self.rt = rt
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ketch-read")
+        self.future = self.pool.submit(self._read, universe)
+        self.pool.shutdown(wait=False)
+
+    def _read(self, universe: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        try:
+            return ex.extract_ketch(self.rt.ketch, universe, self.rt.cfg, self.rt.progress)
+        except BaseException:
+            _call(self.rt.braze, "stop")  # no point reading Braze for a run that will not go on
+            raise
+
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        try:
+            return self.future.result()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Cancel the Ketch read and wait for its thread (a cancelled read ends at once)."""
+        while not self.future.done():
+            _call(self.rt.ketch, "cancel")
+            wait([self.future], timeout=0.05)
+
+
+def _call(client: Any, method: str) -> None:
+    func = getattr(client, method, None)
+    if callable(func):
+        func()
+
+
+def chunks(universe: pd.DataFrame, size: int) -> tuple[int, list[tuple[int, pd.DataFrame]]]:
+    """(parts, [(part number, subjects)]): the universe in ceil(N / size) stable hash slices of
+    about `size` subjects each, so a subject stays in its part when others join or leave."""
+    if len(universe) <= size:
+        return 1, [(0, universe)]
+    parts = -(-len(universe) // size)
+    hashed = pd.util.hash_pandas_object(universe["subject_key"].astype(str), index=False, hash_key=CHUNK_HASH_KEY)
+    number = (hashed.to_numpy() % parts).astype("int64")
+    ordered = universe.assign(_part=number).sort_values(["_part", "subject_key"], kind="stable")
+    present = np.unique(number)
+    starts = np.searchsorted(ordered["_part"].to_numpy(), present)
+    ends = [*starts[1:], len(ordered)]
+    body = ordered.drop(columns="_part")
+    return parts, [(int(n), body.iloc[a:b].reset_index(drop=True)) for n, a, b in zip(present, starts, ends)]
+
+
+def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:
+    """Build the universe and extract both sides in one piece (saved-plan re-checks, tests)."""
+    base = read_universe(rt, mode, run_id, subjects)
+    observed, failed = read_state(rt, base, base.universe)
+    exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
+    return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+
+
+def reobserve(rt: Runtime, obs: Observation, subjects: set[str], *, ketch_too: bool, run_id: str) -> Observed:
+    """Read the given subjects again (verify). The address lists are re-read for the last
+    day and merged with the run's own, so an older opt-out time is not forgotten."""
+    o = obs.observed.subset(subjects)
+    today = rt.clock().date()
+    fresh = ex.braze_lists(rt.braze, today - timedelta(days=1), today + timedelta(days=1), rt.cfg, obs.caps)
+    lists = ex.BrazeLists(pd.concat([obs.lists.unsubscribed, fresh.unsubscribed], ignore_index=True),
+                          pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
+                          obs.lists.bounces_known and fresh.bounces_known)
+    ketch, topics = o.ketch, o.ketch_topics
+    if ketch_too and len(o.universe):
+        ketch, topics, _failed = ex.extract_ketch(rt.ketch, o.universe, rt.cfg, None)
+    read = ex.BrazeRead(rt.braze, rt.cfg, obs.caps, StoreCache(rt.store, rt.clock, run_id), rt.clock())
+    braze, groups, profiles = ex.extract_braze(read, o.universe, lists)
+    observed = Observed(o.universe, ketch, topics, braze, groups, profiles)
+    note_absences(rt, observed, run_id)
+    return observed
+
+
+# ----------------------------------------------------------------------------- chunked reads
+
+
+def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects: set[str] | None = None,
+                     slice_index: int | None = None) -> tuple[Observation, pd.DataFrame, str]:
+    """(observation, drift, fingerprint). A universe larger than `universe.chunk_size` is read
+    and diffed a part at a time, keeping only the state of subjects with drift, so memory
+    follows the part, not the workspace; each finished part is journaled, and the parts an
+    unfinished earlier run left are taken instead of read again (parts.py)."""
+    stage(rt.progress, "extract")
+    base = read_universe(rt, mode, run_id, subjects, slice_index)
+    if base.absence_skipped:
+        from reconcile.reports.build import note_run
+
+        note_run(rt.store, run_id, absence_skipped=base.absence_skipped)
+    count, parts = chunks(base.universe, rt.cfg.universe.chunk_size)
+    if count == 1:
+        observed, failed = read_state(rt, base, base.universe)
+        stage(rt.progress, "diff", subjects=len(observed.universe))
+        drift = diff(observed, rules)
+        exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
+        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, source_rows=base.source_rows)
+        return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
+    journal = PartJournal(rt, run_id, mode, slice_index, count)
+    saved = journal.saved()
+    results = []
+    for n, (number, part) in enumerate(parts, 1):
+        stage(rt.progress, "extract", part=n, parts=len(parts))
+        result, resumed = _read_part(rt, base, part, rules, saved.get(number))
+        if not resumed:
+            journal.save(number, result)
+        crash_point("part")
+        results.append(result)
+    found = [r.failed for r in results if len(r.failed)]
+    exceptions = pd.concat([base.exceptions, *found], ignore_index=True) if found else base.exceptions
+    failed_ids = set(exceptions.loc[exceptions["source"] == "ketch", "identity"]) if len(exceptions) else set()
+    universe = base.universe[~isin(base.universe["identity"], failed_ids)].reset_index(drop=True)
+    state = (conform(pd.concat([r.state[name] for r in results], ignore_index=True), name) for name in STATE)
+    drift = pd.concat([r.drift for r in results], ignore_index=True)
+    drift = drift.sort_values(["subject_key", "drift_class", "field"], kind="stable").reset_index(drop=True)
+    seen = [r.seen for r in results]
+    sizes = (sum(len(s) for s in seen), sum(int(s["has_record"].sum()) for s in seen),
+             sum(int(s["exists"].sum()) for s in seen))
+    obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
+                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), base.source_rows)
+    journal.finished()
+    return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
+
+
+def _read_from(rt: Runtime, run_ids: set[str]) -> Any:
+    """The start of the earliest run whose saved parts this read took (None: none)."""
+    starts = [run["started_at"] for run in (rt.store.get_run(r) for r in run_ids) if run and run.get("started_at")]
+    return min(starts) if starts else None
+
+
+def _print(o: Observed) -> str:
+    return fingerprint(o.universe, o.ketch, o.ketch_topics, o.braze, o.braze_groups, o.braze_profiles)
+
+
+def _read_part(rt: Runtime, base: UniverseRead, part: pd.DataFrame, rules: Rules,
+               saved: tuple[str, PartResult] | None) -> tuple[PartResult, bool]:
+    """(result, resumed): a part read and diffed, or taken from a saved copy with only the
+    subjects that joined it since read (and those that left it dropped)."""
+    if saved is None:
+        return _fresh_part(rt, base, part, rules), False
+    keep = reusable(saved[1], part)
+    kept = saved[1].only(keep)
+    again = part[~isin(part["subject_key"], set(keep)).to_numpy()].reset_index(drop=True)
+    return (merge(kept, _fresh_part(rt, base, again, rules)) if len(again) else kept), True
+
+
+def _fresh_part(rt: Runtime, base: UniverseRead, part: pd.DataFrame, rules: Rules) -> PartResult:
+    observed, failed = read_state(rt, base, part)
+    stage(rt.progress, "diff", subjects=len(observed.universe))
+    drift = diff(observed, rules)
+    o = observed.subset(set(drift["subject_key"]))
+    return PartResult(seen_of(observed.universe, observed.ketch, observed.braze), drift, failed,
+                      {name: getattr(o, name) for name in STATE}, _print(observed))
