@@ -71,33 +71,42 @@ def run_scheduled(job: Job, *, fire_time: datetime | None = None, environ: Mappi
     telemetry = Telemetry()
     telemetry.listeners.append(ContextListener(job.name))
     shown = display(telemetry) if display is not None else None
-    report_path: str | None = None
     try:
         with observing(telemetry), opener(cfg, environ, progress=telemetry) as rt:
-            with run_lock(rt, job.name, api_key=braze_api_key(cfg, environ),
-                          lease_seconds=lease_seconds or LEASE_SECONDS) as lock:
-                if fire_time is not None and not claim_fire(rt.store, lock.name, fire_time, rt.clock()):
-                    why = f"the fire at {fire_time.isoformat()} was already run by another scheduler"
-                    return JobOutcome(job.name, 0, skipped=why)
-                with handle_signals():
-                    result = run_job(rt, mode=job.run_mode, dry_run=job.dry_run, overrides=set(job.allow),
-                                     batch_guard=deferred, before_batch=lock.check, job=job.name)
+            report_path: str | None = None
+            try:
+                with run_lock(rt, job.name, api_key=braze_api_key(cfg, environ),
+                              lease_seconds=lease_seconds or LEASE_SECONDS) as lock:
+                    if fire_time is not None and not claim_fire(rt.store, lock.name, fire_time, rt.clock()):
+                        why = f"the fire at {fire_time.isoformat()} was already run by another scheduler"
+                        return JobOutcome(job.name, 0, skipped=why)
+                    with handle_signals():
+                        result = run_job(rt, mode=job.run_mode, dry_run=job.dry_run, overrides=set(job.allow),
+                                         batch_guard=deferred, before_batch=lock.check, job=job.name)
+            except BaseException as exc:
+                report_path = getattr(exc, "report_path", None)
+                raise
+            finally:  # on the run's own store and clock
+                telemetry.finish()
+                if shown is not None:
+                    shown.stop()
+                    shown = None
+                after_job_runs(cfg, job, telemetry, environ=environ, report_path=report_path, sender=sender,
+                               store=rt.store, now=rt.clock())
     except BaseException as exc:
-        report_path = getattr(exc, "report_path", None)
         if not telemetry.run_ids and not isinstance(exc, Interrupted):
             tell_failure(cfg, job, fire_time, exc, environ, sender)
         raise
     finally:
-        telemetry.finish()
         if shown is not None:
             shown.stop()
-        after_job_runs(cfg, job, telemetry, environ=environ, report_path=report_path, sender=sender)
     status = getattr(result.status, "value", result.status)
     return JobOutcome(job.name, int(result.exit_code), result.run_id, str(status), result=result)
 
 
 def after_job_runs(cfg: Any, job: Job, telemetry: Any, *, environ: Mapping[str, str] | None = None,
-                   report_path: str | None = None, sender: Any = None, store: Any = None) -> None:
+                   report_path: str | None = None, sender: Any = None, store: Any = None,
+                   now: datetime | None = None) -> None:
     """The post-run path for every run `telemetry` saw start, named for `job` (a sweep's slices
     too: their successes count for the job); then the stall check."""
     from contextlib import nullcontext
@@ -115,8 +124,8 @@ def after_job_runs(cfg: Any, job: Job, telemetry: Any, *, environ: Mapping[str, 
                 last = i == len(telemetry.run_ids) - 1
                 after_run(cfg, st, run_id, telemetry if last else None, environ=environ,
                           report_path=report_path if last else None, write_metrics=last, sender=sender,
-                          job=job.name, targets=job.notify, success_jobs=names)
-            check_stalled(st, job, cfg, datetime.now(timezone.utc), environ=environ, sender=sender)
+                          job=job.name, targets=job.notify, success_jobs=names, now=now)
+            check_stalled(st, job, cfg, now or datetime.now(timezone.utc), environ=environ, sender=sender)
     except Exception:  # noqa: BLE001 - what is said after a run must not change its outcome
         log.warning("job %s: post-run metrics and notifications failed", job.name, exc_info=True)
 

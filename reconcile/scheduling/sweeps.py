@@ -234,7 +234,7 @@ class Worker:
             self.rt.progress = progress
             telemetry.finish()
             after_job_runs(self.rt.cfg, job, telemetry, environ=self.environ, report_path=report_path,
-                           sender=self.sender, store=self.rt.store)
+                           sender=self.sender, store=self.rt.store, now=self.rt.clock())
 
     def _close_sweep(self) -> None:
         """Once the sweep is done with every slice's run a success, move the incremental
