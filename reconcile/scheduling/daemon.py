@@ -200,6 +200,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
+        self._next_stall_check = time.monotonic() + self.stall_every  # the first fires come first
         self._thread = threading.Thread(target=self.scheduler.start, name="apscheduler", daemon=True)
         self._thread.start()
         log.info("scheduler started with %d job(s) from %s", len(self.jobs), self.path)
