@@ -211,12 +211,13 @@ class Week:
         self.changes.append(Change("ledger_erasure", email, at))
 
     def braze_resurrection(self, at: datetime) -> None:
-        gone = [e for e in self.erased if not self.sb.braze.profiles_by_email(e)
+        gone = [e for e in self.erased if e not in self.busy and not self.sb.braze.profiles_by_email(e)
                 and not any(c.email == e and c.fixed_at is None for c in self.changes)]
         if not gone:
             return
         email = self.rng.choice(gone)
         self.sb.braze.add_profile(email=email, email_subscribe="subscribed", created_at=at.timestamp())
+        self.busy.add(email)
         self.changes.append(Change("braze_resurrection", email, at))
 
     def braze_flip(self, at: datetime) -> None:
@@ -224,10 +225,14 @@ class Week:
                 and not any(d.email == c.email and d.fixed_at is None for d in self.changes)]
         if not done:
             return
+        done = [e for e in done if e not in self.busy]
+        if not done:
+            return
         email = self.rng.choice(done)
         with self.sb.braze.lock:
             for p in self.sb.braze.db.by_email(email):
                 p.email_subscribe = "subscribed"  # an import overwrote the opt-out
+        self.busy.add(email)  # no other change picks it until it is corrected
         self.changes.append(Change("braze_flip", email, at))
 
     def footer_unsubscribe(self, at: datetime) -> None:
