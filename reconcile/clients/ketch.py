@@ -11,15 +11,20 @@ transport (tests, the in-process sandbox) or `http_backend="httpx"`: httpx.
 
 Every request goes through `resilience`: at most `concurrency` in flight, paced by a
 token bucket (bursts of a tenth of a second's worth, aiolimiter) whose rate adapts
-(`resilience.AdaptiveRate`, AIMD): it starts at `requests_per_second`, rises while
-answers stay fast and clean, halves on 429, 5xx, failed tries or latency growth, and
-never exceeds `max_requests_per_second` (`usage()` reports the rate reached);
-retried on 429, 408, 5xx, timeouts and connection errors with full-jitter backoff under
-a cap; a `Retry-After` (clamped to `max_retry_after_seconds`) pauses every request of
-the client. Each try has an overall deadline of `timeout_seconds` (connect, send, and
-the last byte of the answer), and an answer over `max_body_bytes` (as sent or
-decompressed) is refused. Other 4xx answers, redirects and certificate failures raise
-FatalApiError subclasses at once. A 2xx answer whose body carries an error raises
+(`resilience.AdaptiveRate`): Ketch publishes no limit and sits behind a public CDN, so
+it starts cautiously at `requests_per_second` (20), grows by a quarter for every clean,
+busy second until the first sign of pressure, then probes additively; it halves on 429,
+5xx, failed tries, latency growth or an edge block, and never exceeds
+`max_requests_per_second` (`usage()` reports the rate reached). Tries are retried on
+429, 408, 5xx, timeouts and connection errors with full-jitter backoff under a cap; a
+`Retry-After` (clamped to `max_retry_after_seconds`) pauses every request of the client.
+A 403 or 429 without Ketch's JSON error body (`{"error": {...}}`) comes from the CDN or a
+web firewall in front of the API (Ketch has no authentication, so no permission can be
+missing): it is a rate limit, waited out like a 429. Each try has an overall deadline of
+`timeout_seconds` (connect, send, and the last byte of the answer), and an answer over
+`max_body_bytes` (as sent or decompressed) is refused. Other 4xx answers, redirects and
+certificate failures raise FatalApiError subclasses at once (the run decides which stop
+it: see `engine/extract.py`). A 2xx answer whose body carries an error raises
 `ErrorAnswer`: a failed lookup, never "no record".
 """
 
@@ -60,6 +65,7 @@ _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 10.0
 _FATAL_BY_STATUS: dict[int, type[FatalApiError]] = {401: AuthError, 403: PermissionDenied, 404: NotFound}
 _BACKENDS = ("auto", "aiohttp", "httpx", "native")  # "native": deprecated name of "aiohttp"
+RATE_GROWTH = 0.25  # per clean busy second, until the first sign of pressure
 DEFAULT_CHANNEL = "email"
 
 
@@ -134,7 +140,7 @@ class KetchClient:
         self._org_path = quote(cfg.organization, safe="")
         self._concurrency = max(1, int(cfg.concurrency))
         self._rate = pace or AdaptiveRate(float(cfg.requests_per_second or 0.0),
-                                          float(cfg.max_requests_per_second or 0.0), clock)
+                                          float(cfg.max_requests_per_second or 0.0), clock, growth=RATE_GROWTH)
         self._max_body = int(cfg.max_body_bytes)
         cap = float(cfg.max_retry_after_seconds)
         self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_base_seconds=_BACKOFF_BASE,
@@ -190,7 +196,8 @@ class KetchClient:
                                         collected_at)
 
     async def write_back_optout(self, identities: dict[str, str], topics: dict[tuple[str, str | None], str],
-                                purposes: dict[str, str], at: datetime) -> None:
+                                purposes: dict[str, str], at: datetime,
+                                known_bases: dict[str, str] | None = None) -> list[str]:
         """Write an opt-out that started in Braze back to Ketch, right whether Ketch merges
         or replaces what an update names.
 
@@ -198,12 +205,15 @@ class KetchClient:
         become allowed "false". Reads the subject's subscriptions (and consent when
         purposes are given), then sends every topic and control read, with only the given
         ones denied. A topic without a channel is denied on every channel the read returned
-        for it, else on email."""
+        for it, else on email. Ketch requires a `legalBasisCode` with every purpose an update
+        names: the other purposes read are sent again (kept under the replace reading) only
+        with the basis Ketch answered or `known_bases` gives; returns the codes of those
+        left out for want of one."""
         for key, status in topics.items():
             if status != "denied":
                 raise ValueError(f"write_back_optout writes opt-outs only; topic {key!r} asks for {status!r}")
         if not topics and not purposes:
-            return
+            return []
         reads: list[Awaitable[Any]] = []
         if topics:
             reads.append(self.get_subscriptions(identities))
@@ -213,12 +223,15 @@ class KetchClient:
         subs = current.pop(0) if topics else None
         consent = current.pop(0) if purposes else None
         writes: list[Awaitable[Any]] = []
+        left_out: list[str] = []
         if topics:
             body_topics, body_controls = _optout_topics(subs, topics)
             writes.append(self._write_subscriptions(identities, body_topics, body_controls, at))
         if purposes:
-            writes.append(self._write_consent(identities, _optout_purposes(consent, purposes), at))
+            body_purposes, left_out = _optout_purposes(consent, purposes, known_bases or {})
+            writes.append(self._write_consent(identities, body_purposes, at))
         await _all(writes)
+        return left_out
 
     async def invoke_right(self, identities: dict[str, str], right_code: str, user: dict[str, Any],
                            invoked_at: datetime) -> None:
@@ -402,11 +415,12 @@ class KetchClient:
                     raise
                 status = answer.status_code
                 rate.record(self._clock() - started,
-                            "throttled" if status == 429 else "error" if status >= 500 else "ok")
+                            "throttled" if status == 429 or edge_block(answer) else "error" if status >= 500
+                            else "ok")
                 return answer
 
         attempts = Attempts(self._policy, label, self._gate, clock=self._clock, rng=self._rng,
-                            scrub=mask_identities, describe=error_text)
+                            scrub=mask_identities, describe=error_text, throttled=edge_block)
         reply = await asend_with_retries(send, attempts, self._sleep,
                                          before_send=state.pace if rate.start > 0 else None)
         if reply.status_code >= 300:
@@ -531,19 +545,38 @@ def _optout_topics(current: SubscriptionState | None, changes: dict[tuple[str, s
     return topics, controls
 
 
-def _optout_purposes(current: ConsentState | None, changes: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Every purpose read with its value, the changed ones allowed "false"."""
+def _optout_purposes(current: ConsentState | None, changes: dict[str, str], known: dict[str, str]
+                     ) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """(purposes to send, codes left out): the changed ones allowed "false" with their
+    legal basis, and every other purpose read whose legal basis is known (answered by
+    Ketch, else `known`) with its value. A purpose without one cannot be sent: Ketch's
+    request type requires a legalBasisCode."""
     out: dict[str, dict[str, str]] = {}
+    left_out: list[str] = []
     bases = current.legal_bases if current else {}
     for code, allowed in (current.purposes.items() if current else ()):
-        item = {"allowed": "true" if allowed else "false"}
-        basis = bases.get(code) or changes.get(code)
+        if code in changes:
+            continue
+        basis = bases.get(code) or known.get(code)
         if basis:
-            item["legalBasisCode"] = basis
-        out[code] = item
+            out[code] = {"allowed": "true" if allowed else "false", "legalBasisCode": basis}
+        else:
+            left_out.append(code)
     for code, basis in changes.items():
         out[code] = {"allowed": "false", "legalBasisCode": basis}
-    return out
+    return out, left_out
+
+
+def edge_block(resp: Any) -> bool:
+    """A 403 without Ketch's own JSON error body: the CDN or a web firewall refused the
+    request (an HTML page, or nothing), which is a rate limit, not a missing permission."""
+    if getattr(resp, "status_code", None) != 403:
+        return False
+    try:
+        body = resp.json()
+    except (ValueError, AttributeError):
+        return True
+    return not (isinstance(body, dict) and isinstance(body.get("error"), dict))
 
 
 def error_text(resp: Any) -> str:

@@ -9,6 +9,7 @@ Relative paths are resolved against the config file's folder.
 from __future__ import annotations
 
 import ipaddress
+import re
 import os
 import tomllib
 from datetime import date
@@ -143,6 +144,10 @@ def _braze(data: Any, problems: list[ConfigProblem]) -> BrazeConfig:
         track_batch_size=r.number("track_batch_size", d.track_batch_size, lo=1, hi=75, integer=True),
         profile_cache_days=r.number("profile_cache_days", d.profile_cache_days, lo=0.0, hi=366.0),
         segment_id=r.get("segment_id", str, d.segment_id, '"<id of a segment of all users>"') or None,
+        segment_export_wait_seconds=r.number("segment_export_wait_seconds", d.segment_export_wait_seconds, lo=0.0,
+                                             hi=86400.0),
+        segment_export_poll_seconds=r.number("segment_export_poll_seconds", d.segment_export_poll_seconds, lo=0.01,
+                                             hi=3600.0),
         rate_limits=limits,
     )
     r.unknown()
@@ -208,6 +213,15 @@ def _identity(data: Any, problems: list[ConfigProblem]) -> IdentityConfig:
     return IdentityConfig(space, key)
 
 
+def _legal_bases(r: _Reader) -> tuple[tuple[str, str], ...]:
+    raw = r.get("purpose_legal_bases", dict, {}, '{ analytics = "legitimateinterest" }')
+    if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()):
+        r.fail("purpose_legal_bases", f"must map purpose codes to legal basis codes, got {raw!r}",
+               'set mapping.purpose_legal_bases = { analytics = "legitimateinterest" }')
+        return ()
+    return tuple(sorted(raw.items()))
+
+
 def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) -> MappingConfig:
     """Outside the sandbox the global control's "engaged" status must be stated: read the
     wrong way round it unsubscribes everyone, so it has no silent default."""
@@ -239,6 +253,7 @@ def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) ->
         global_control_engaged=r.get("global_control_engaged", str, d.global_control_engaged, '"granted"'),
         blocklist_control=r.get("blocklist_control", str, d.blocklist_control, '"do_not_contact"'),
         topics=tuple(topics),
+        purpose_legal_bases=_legal_bases(r),
     )
     if not sandbox and cfg.global_control and "global_control_engaged" not in r.data:
         r.fail("global_control_engaged", "is required: it says which Ketch status of the global control means "
@@ -352,6 +367,8 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
         port=r.number("port", d.port, lo=1, hi=65535, integer=True),
         path=path,
         bearer_token_env=r.get("bearer_token_env", str, d.bearer_token_env, '"KETCH_WEBHOOK_TOKEN"') or None,
+        auth_header=_auth_header(r, d.auth_header),
+        auth_scheme=_auth_scheme(r, d.auth_scheme),
         basic_user_env=r.get("basic_user_env", str, d.basic_user_env, '"KETCH_WEBHOOK_USER"') or None,
         basic_password_env=r.get("basic_password_env", str, d.basic_password_env, '"KETCH_WEBHOOK_PASSWORD"') or None,
         max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=16 * 1024 * 1024, integer=True),
@@ -375,6 +392,29 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
                "to the variable holding the secret configured in Ketch's webhook")
     r.unknown()
     return cfg
+
+
+_TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection",
+                               "cookie", "expect", "te", "upgrade", "trailer", "keep-alive"})
+
+
+def _auth_header(r: _Reader, default: str) -> str:
+    name = r.get("auth_header", str, default, '"Authorization"').strip()
+    if not _TOKEN_CHARS.fullmatch(name) or name.lower() in _RESERVED_HEADERS:
+        r.fail("auth_header", f"must be an HTTP header name other than the message's own headers, got {name!r}",
+               'set ledger.auth_header to the header name configured in Ketch\'s webhook, e.g. "X-Ketch-Token"')
+        return default
+    return name
+
+
+def _auth_scheme(r: _Reader, default: str) -> str:
+    scheme = r.get("auth_scheme", str, default, '"Bearer"').strip()
+    if scheme and not _TOKEN_CHARS.fullmatch(scheme):
+        r.fail("auth_scheme", f"must be one word such as Bearer or Token, or \"\" for none, got {scheme!r}",
+               'set ledger.auth_scheme = "Bearer" (or "" when Ketch sends the token alone)')
+        return default
+    return scheme
 
 
 def _guards(data: Any, problems: list[ConfigProblem]) -> GuardConfig:
@@ -407,6 +447,7 @@ def _policy(data: Any, problems: list[ConfigProblem]) -> PolicyConfig:
         alias_unmatched=r.get("alias_unmatched", bool, False, "true"),
         suppress_deleted_emails=r.get("suppress_deleted_emails", bool, False, "true"),
         deletion_prioritization=tuple(prio),
+        ketch_defaults_are_choices=r.get("ketch_defaults_are_choices", bool, False, "true"),
     )
     r.unknown()
     return cfg
@@ -440,7 +481,13 @@ def _simple(data: Any, name: str, cls: type, base: Path, problems: list[ConfigPr
 def _sandbox_problems(sb: SandboxConfig) -> list[ConfigProblem]:
     checks = [("braze_permissions", sb.braze_permissions in ("all", "partner"), 'use "all" or "partner"'),
               ("track_object_limit", sb.track_object_limit >= 1, "use 75 (most contracts) or 50 (MAU CY 24-25)"),
-              ("user_status_shape", sb.user_status_shape in ("users", "documented"), 'use "users" or "documented"')]
+              ("user_status_shape", sb.user_status_shape in ("users", "documented"), 'use "users" or "documented"'),
+              ("track_limit_wording", sb.track_limit_wording in ("documented", "other"),
+               'use "documented" or "other"'),
+              ("segment_export", sb.segment_export in ("url", "bucket", "failed", "busy"),
+               'use "url", "bucket", "failed" or "busy"'),
+              ("segment_export_delay_seconds", sb.segment_export_delay_seconds >= 0, "use 0 or more seconds"),
+              ("alias_visibility_delay_seconds", sb.alias_visibility_delay_seconds >= 0, "use 0 or more seconds")]
     return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix)
             for key, ok, fix in checks if not ok]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from reconcile.config import Config
@@ -58,8 +58,9 @@ class ApplyOutcome:
 class Executor:
     """Sends one action through the client method named for its intent."""
 
-    def __init__(self, cfg: Config, braze: Any, ketch: Any | None):
-        self.cfg, self.braze, self.ketch = cfg, braze, ketch
+    def __init__(self, cfg: Config, braze: Any, ketch: Any | None, clock: Callable[[], datetime] | None = None):
+        """`clock`: the time written back for an opt-out Braze gives no time for (else the epoch)."""
+        self.cfg, self.braze, self.ketch, self.clock = cfg, braze, ketch, clock
 
     def run(self, action: Action) -> BatchOutcome:
         kind, ids, by = action.kind, action.values, action.id_type.value
@@ -81,6 +82,12 @@ class Executor:
             return self._writeback(action)
         return _outcome(action, result.rejected, [_summary(s) for s in result.responses])
 
+    def _written_at(self, at: str) -> datetime:
+        """The opt-out's time for Ketch: Braze's, or when it has none (an opt-out of unknown
+        time, planned with the epoch) now, so it is not older than the grant it overrides."""
+        when = datetime.fromisoformat(at)
+        return self.clock() if when <= _EPOCH and self.clock is not None else when
+
     def _writeback(self, action: Action) -> BatchOutcome:
         if self.ketch is None:
             raise ValueError("a Ketch write-back needs a Ketch client")
@@ -94,13 +101,22 @@ class Executor:
             if not topics and not purposes:
                 continue
             try:
-                self.ketch.run(self.ketch.write_back_optout({space: ident_of[wb.subject_key]}, topics, purposes,
-                                                            datetime.fromisoformat(wb.at)))
+                left_out = self.ketch.run(self.ketch.write_back_optout(
+                    {space: ident_of[wb.subject_key]}, topics, purposes, self._written_at(wb.at),
+                    dict(m.purpose_legal_bases)))
             except ApiError as exc:
                 rejected.append((ident_of[wb.subject_key], str(exc)))
+                continue
+            if left_out:
+                log.warning("consent write-back: purpose(s) %s read without a legal basis were not sent again "
+                            "(set mapping.purpose_legal_bases to keep them if Ketch replaces the purposes an "
+                            "update names)", ", ".join(sorted(left_out)))
         written = len(action.writeback) - len(rejected)
         return _outcome(action, rejected, [{"endpoint": action.endpoint, "status": 200,
                                             "message": f"{written} written back", "items": written}])
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _summary(s: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, empty, isin
 from reconcile.engine.identity import email_key
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
-from reconcile.errors import DataError, FatalApiError, TransientApiError
+from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, TransientApiError
 
 Progress = Callable[[str, int, int], None]
 
@@ -36,11 +36,12 @@ class BrazeLists:
     unsubscribed: pd.DataFrame  # email, unsubscribed_at
     bounced: pd.DataFrame  # email, hard_bounced_at
     bounces_known: bool  # False: the key may not read /email/hard_bounces (or the list is off)
+    blocklisted_by_job: frozenset[str] = frozenset()  # address keys this job blocklisted, Braze confirming
 
 
 def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["email", col])
-    df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="mixed")
+    df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
     df["email"] = df["email"].astype("string")
     return df
 
@@ -71,15 +72,29 @@ def _latest_by_key(df: pd.DataFrame, col: str) -> pd.Series:
 # ----------------------------------------------------------------------------- Ketch
 
 
+def choices(rec: Any, defaults_are_choices: bool = False) -> tuple[Any, Any]:
+    """(consent, subscriptions) of a Ketch record that record a choice. An answer without
+    `collectedAt` holds the jurisdiction's legal-basis defaults for an identity that made no
+    choice: it is no record unless the tenant's policy reads defaults as choices
+    (`policy.ketch_defaults_are_choices`)."""
+    if rec is None:
+        return None, None
+    consent, subs = rec.consent, rec.subscriptions
+    if defaults_are_choices:
+        return consent, subs
+    return (consent if consent is not None and consent.collected_at is not None else None,
+            subs if subs is not None and subs.collected_at is not None else None)
+
+
 def ketch_frames(records: dict[str, Any], universe: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Turn KetchRecord objects (keyed by identity) into the ketch and ketch_topics frames."""
+    """Turn KetchRecord objects (keyed by identity) into the ketch and ketch_topics frames;
+    defaults are not choices (`choices`)."""
     m = cfg.mapping
     rows, topics = [], []
     for key, identity in zip(universe["subject_key"], universe["identity"]):
-        rec = records.get(identity)
-        if rec is None or not rec.has_record:
+        consent, subs = choices(records.get(identity), cfg.policy.ketch_defaults_are_choices)
+        if consent is None and subs is None:
             continue
-        consent, subs = rec.consent, rec.subscriptions
         controls = subs.controls if subs else {}
         rows.append({
             "subject_key": key, "has_record": True,
@@ -95,6 +110,17 @@ def ketch_frames(records: dict[str, Any], universe: pd.DataFrame, cfg: Config) -
     return conform(pd.DataFrame(rows), "ketch"), conform(pd.DataFrame(topics), "ketch_topics")
 
 
+def run_stopping(exc: Exception) -> bool:
+    """Whether a failed Ketch lookup stops the whole run: a 404 (Ketch's paths are fixed, so
+    the organization code or base URL is wrong), a 401 (something in front of the API asks
+    for credentials the job does not have), a redirect or certificate failure (no status).
+    Any other 4xx (a 400 for one identity, a 403 in Ketch's own error shape) fails that
+    subject only; failures for more than half the subjects still stop the run."""
+    if not isinstance(exc, FatalApiError):
+        return False
+    return isinstance(exc, (NotFound, AuthError)) or exc.status_code is None
+
+
 def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(ketch, ketch_topics, failed): identities whose lookup failed after every retry come
@@ -106,7 +132,7 @@ def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Pro
     failed: list[dict[str, str]] = []
 
     def on_error(value: str, exc: Exception) -> None:
-        if isinstance(exc, FatalApiError):  # a wrong org code or a refused request fails the run
+        if run_stopping(exc):  # a wrong organization code or base URL: every lookup would fail
             raise exc
         failed.append({"identity": value, "reason": f"Ketch lookup failed: {type(exc).__name__}: {exc}"[:300]})
 
@@ -135,6 +161,7 @@ class BrazeRead:
     cache: ProfileCache
     now: datetime
     full_sweep: bool = False
+    shared_export: Any = None  # the run's or sweep's SharedExport (full sweeps with braze.segment_id)
 
 
 @dataclass(frozen=True)
@@ -172,7 +199,7 @@ def _check_states(profiles: pd.DataFrame) -> pd.DataFrame:
 
 def _profiles_by_email(ctx: BrazeRead, universe: pd.DataFrame) -> pd.DataFrame:
     reader = ProfileReader(ctx.braze, ctx.caps, ctx.cache, now=ctx.now, cache_days=ctx.cfg.braze.profile_cache_days,
-                           segment_id=ctx.cfg.braze.segment_id)
+                           segment_id=ctx.cfg.braze.segment_id, shared=ctx.shared_export)
     addresses = universe[["subject_key", "identity"]].rename(columns={"identity": "email"})
     return _check_states(reader.read(addresses, full_sweep=ctx.full_sweep))
 
@@ -230,8 +257,13 @@ def summarize(universe: pd.DataFrame, profiles: pd.DataFrame, lists: BrazeLists)
     ekeys = b["email"].map(email_key, na_action="ignore")
     b["unsubscribed_at"] = _times_for(ekeys, _latest_by_key(lists.unsubscribed, "unsubscribed_at"))
     listed = isin(ekeys, _latest_by_key(lists.bounced, "hard_bounced_at").index)
-    b["blocklisted"] = pd.array(listed.to_numpy(), dtype="boolean") if lists.bounces_known \
-        else pd.array([pd.NA] * len(b), dtype="boolean")
+    if lists.bounces_known:
+        b["blocklisted"] = pd.array(listed.to_numpy(), dtype="boolean")
+    else:  # unknown, except where this job's own confirmed blocklist says so
+        known = pd.Series(pd.NA, index=b.index, dtype="boolean")
+        if lists.blocklisted_by_job:
+            known[isin(ekeys, lists.blocklisted_by_job).to_numpy()] = True
+        b["blocklisted"] = known.array
     return conform(b[["subject_key", "exists", "profile_count", "email_subscribe", "email_subscribe_min",
                       "unsubscribed_at", "blocklisted", "email"]], "braze")
 

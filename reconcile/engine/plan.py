@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from reconcile.clients.limits import ENDPOINT, batch_limit
-from reconcile.engine.diff import SUBSCRIBED, Rules
+from reconcile.engine.diff import EVERY_PROFILE, SUBSCRIBED, Rules
 from reconcile.errors import DataError
 from reconcile.models.plan import Action, ActionKind, DriftKey, Field, IdType, Plan, Target, WriteBack
 
@@ -170,13 +170,29 @@ def _profile_targets(profiles: pd.DataFrame, kind: ActionKind) -> pd.DataFrame:
     return pd.DataFrame({"subject_key": hit["subject_key"].astype(str), "value": hit["braze_id"].astype(str)})
 
 
+def _every_profile(todo: pd.DataFrame, kind: ActionKind, rules: Rules) -> npt.NDArray[np.bool_] | None:
+    """For deletions under email keys: the rows whose every profile is deleted by braze_id
+    (diff.EVERY_PROFILE); None for other kinds or when there is none."""
+    if kind is not ActionKind.DELETE or rules.key_type != "email" or "expected" not in todo.columns:
+        return None
+    every = (todo["expected"] == EVERY_PROFILE).fillna(False).to_numpy(dtype=bool)
+    return every if every.any() else None
+
+
 def _targets(rows: pd.DataFrame, kind: ActionKind, rules: Rules, emails: pd.Series,
-             profiles: pd.DataFrame, subjects_sorted: npt.NDArray[np.object_]) -> tuple[IdType, pd.DataFrame, bool]:
+             profiles: pd.DataFrame, subjects_sorted: npt.NDArray[np.object_],
+             by_profile: bool = False) -> tuple[IdType, pd.DataFrame, bool]:
     """(id type, frame of subject_key + value, whether that frame is already one row per
     subject in subject order) for the drift rows of one kind, sorted by subject
-    (`subjects_sorted`: their subject keys, missing as None)."""
+    (`subjects_sorted`: their subject keys, missing as None). `by_profile`: deletions of
+    every profile of each subject, by braze_id."""
     subjects = rows.iloc[_run_starts(subjects_sorted)]  # the first row of each subject
     by_key = IdType.EMAIL if rules.key_type == "email" else IdType.EXTERNAL_ID
+    if by_profile:
+        mine = _among(profiles["subject_key"], subjects["subject_key"])
+        hit = profiles[mine & profiles["braze_id"].notna().to_numpy()]
+        return IdType.BRAZE_ID, pd.DataFrame({"subject_key": hit["subject_key"].astype(str),
+                                              "value": hit["braze_id"].astype(str)}), False
     if kind in (ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE) and rules.key_type == "email":
         return IdType.BRAZE_ID, _profile_targets(profiles[_among(profiles["subject_key"], subjects["subject_key"])],
                                                  kind), False
@@ -224,7 +240,7 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
     Target per target, a DriftKey per planned row, an Action per batch); action ids hash
     JSON texts made a column at a time."""
     used = [c for c in ("subject_key", "identity", "drift_class", "field", "action", "group_id",
-                        "braze_unsubscribed_at") if c in drift.columns]
+                        "braze_unsubscribed_at", "expected") if c in drift.columns]
     todo = drift[used][drift["action"].fillna("").astype(str) != ""].reset_index(drop=True)
     with _gc_paused():
         cols = _KeyColumns.of(todo)  # refuses an unknown field before anything is planned
@@ -243,10 +259,14 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
                 ids = by_group[mine]  # as text; NA stays NA and such rows form no group
                 groups = [(g, mine & (by_group == g).fillna(False).to_numpy(dtype=bool))
                           for g in sorted(ids.dropna().unique().tolist())]
+            every = _every_profile(todo, kind, rules)
+            if every is not None:  # deletions that reach every profile of an address, by braze_id
+                groups = [(None, mine & ~every), (None, mine & every)]
             for group_id, member in groups:
                 pos = order_pos[member[order_pos]]
+                by_profile = every is not None and bool(every[pos].any())
                 id_type, targets, ready = _targets(todo[["subject_key", "identity"]].iloc[pos], kind, rules, emails,
-                                                   profiles, cols.subject[pos])
+                                                   profiles, cols.subject[pos], by_profile)
                 batches = _Batches.of(targets, batch_limit(kind, track_batch_size), cols.subject[pos], ready)
                 if batches is None:
                     continue
@@ -398,7 +418,7 @@ def _writebacks(rows: pd.DataFrame, b: _Batches) -> list[WriteBack]:
     group_ids = rows["group_id"].tolist()
     in_group = (rows["field"] == Field.GROUP).fillna(False).to_numpy(dtype=bool) & rows["group_id"].notna().to_numpy()
     is_email = (rows["field"] == Field.EMAIL_SUBSCRIBE).fillna(False).to_numpy(dtype=bool)
-    at = pd.to_datetime(rows["braze_unsubscribed_at"], utc=True, errors="coerce")
+    at = pd.to_datetime(rows["braze_unsubscribed_at"], utc=True, errors="coerce", format="ISO8601")
     newest = at.groupby(run).max().reindex(range(n)).tolist()
     email = np.bincount(run[is_email], minlength=n) > 0
     groups: list[list[str]] = [[] for _ in range(n)]

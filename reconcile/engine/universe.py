@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from reconcile.config import SqlSource, UniverseConfig, secret
 from reconcile.engine.frames import conform, isin
-from reconcile.engine.identity import normalize
+from reconcile.engine.identity import normalize, shown
 from reconcile.engine.source_checks import checked
+from reconcile.engine.times import PROBLEM, with_times
 from reconcile.errors import DataError
 
 EXCEPTION_COLUMNS = ["identity", "source", "reason"]
@@ -83,30 +84,36 @@ def load_listed(cfg: UniverseConfig, since: datetime | None = None, key_type: st
     frames = []
     total: int | None = 0
     if cfg.csv:
+        what = f"universe.csv {cfg.csv}"
         whole = read_table(cfg.csv, cfg.identity_column, "universe.csv")
         total = (total or 0) + len(whole)
-        frames.append(checked(_changed(whole, since, False), key_type, f"universe.csv {cfg.csv}"))
+        frames.append(checked(_changed(whole, since, False, what), key_type, what))
     if cfg.parquet:
+        what = f"universe.parquet {cfg.parquet}"
         whole = read_table(cfg.parquet, cfg.identity_column, "universe.parquet")
         total = (total or 0) + len(whole)
-        frames.append(checked(_changed(whole, since, False), key_type, f"universe.parquet {cfg.parquet}"))
+        frames.append(checked(_changed(whole, since, False, what), key_type, what))
     if cfg.sql:
         bound = since is not None and ":since" in cfg.sql.query
         df = read_sql(cfg.sql, cfg.identity_column, "universe.sql", {"since": since} if bound else None)
         total = None if bound or total is None else total + len(df)  # a bound query returns only changes
-        frames.append(checked(_changed(df, since, bound), key_type, "universe.sql"))
+        frames.append(checked(_changed(df, since, bound, "universe.sql"), key_type, "universe.sql"))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"identity": pd.Series(dtype="string")})
     out.attrs["source_rows"] = total if frames else None  # the whole list's rows: the guards' workspace measure
     return out
 
 
-def _changed(df: pd.DataFrame, since: datetime | None, already_filtered: bool) -> pd.DataFrame:
+def _changed(df: pd.DataFrame, since: datetime | None, already_filtered: bool, what: str) -> pd.DataFrame:
+    """The rows changed after `since`. A row whose `updated_at` is empty or not a time is
+    kept (it is checked: reading is safe); one that is not a time is reported in the run's
+    exceptions (engine/times.py)."""
     if since is None or already_filtered:
         return df
     if "updated_at" not in df.columns:
         return df.iloc[0:0]
-    updated = pd.to_datetime(df["updated_at"], utc=True, errors="coerce", format="mixed")
-    return df[(updated > pd.Timestamp(since)).fillna(True)]
+    df = with_times(df, "updated_at", what)
+    newer = (df["updated_at"] > pd.Timestamp(since)) | df["updated_at"].isna()
+    return df[newer.fillna(True).astype(bool).to_numpy()]
 
 
 def pick_slice(universe: pd.DataFrame, slices: int, index: int) -> pd.DataFrame:
@@ -124,12 +131,10 @@ def load_deletions(cfg: UniverseConfig, key_type: str = "email") -> pd.DataFrame
     ignored: Counter[str] = Counter()
     if cfg.deletions_csv:
         raw = read_table(cfg.deletions_csv, None, "universe.deletions_csv")
-        what = f"universe.deletions_csv {cfg.deletions_csv}"
-        frames.append(checked(_deletion_rows(checked(raw, None, what), cfg, key_type, what, ignored), key_type, what))
+        frames.append(_deletion_source(raw, cfg, key_type, f"universe.deletions_csv {cfg.deletions_csv}", ignored))
     if cfg.deletions_sql:
         raw = read_sql(cfg.deletions_sql, None, "universe.deletions_sql")
-        what = "universe.deletions_sql"
-        frames.append(checked(_deletion_rows(checked(raw, None, what), cfg, key_type, what, ignored), key_type, what))
+        frames.append(_deletion_source(raw, cfg, key_type, "universe.deletions_sql", ignored))
     if not frames:
         out = pd.DataFrame({"identity": pd.Series(dtype="string"), "requested_at": pd.Series(dtype="string")})
     else:
@@ -138,12 +143,20 @@ def load_deletions(cfg: UniverseConfig, key_type: str = "email") -> pd.DataFrame
     return out
 
 
+def _deletion_source(raw: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: str,
+                     ignored: Counter[str]) -> pd.DataFrame:
+    """One deletions source, checked whole, with `requested_at` parsed (engine/times.py): a
+    row whose time is not a time is quarantined by `build_universe`, a source of mostly
+    such rows refused (after the identity checks: swapped columns read as bad identities)."""
+    rows = _deletion_rows(checked(raw, None, what), cfg, key_type, what, ignored)
+    column = cfg.deletions_requested_at_column if _is_dsr(raw, cfg) else "requested_at"
+    return with_times(checked(rows, key_type, what), "requested_at", what, column)
+
+
 def _deletion_rows(df: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: str,
                    ignored: Counter[str]) -> pd.DataFrame:
     right = cfg.deletions_right_column
-    dsr = cfg.deletions_format == "ketch_dsr" or (
-        cfg.deletions_format == "auto" and right in df.columns and "identity" not in df.columns)
-    if not dsr:
+    if not _is_dsr(df, cfg):
         if "identity" not in df.columns:
             raise DataError(f"{what}: no column 'identity' (columns: {', '.join(map(str, df.columns))}); name the "
                             "column identity, or give Ketch DSR records with universe.deletions_format = \"ketch_dsr\"")
@@ -162,6 +175,12 @@ def _deletion_rows(df: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: s
         names[cfg.deletions_email_column] = "email"
     kept = df[keep.to_numpy()]
     return kept[[c for c in names if c in kept.columns]].rename(columns=names)
+
+
+def _is_dsr(df: pd.DataFrame, cfg: UniverseConfig) -> bool:
+    """Whether a deletions source holds Ketch's DSR records (universe.deletions_format)."""
+    return cfg.deletions_format == "ketch_dsr" or (
+        cfg.deletions_format == "auto" and cfg.deletions_right_column in df.columns and "identity" not in df.columns)
 
 
 def ignored_rights(deletions: pd.DataFrame) -> pd.DataFrame:
@@ -187,8 +206,12 @@ def _normalized(df: pd.DataFrame, source: str, key_type: str, exc: list[pd.DataF
 def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Union of all sources, one row per subject; (universe, exceptions)."""
     exc: list[pd.DataFrame] = []
-    parts = [_normalized(src.listed, "list", key_type, exc)]
-    dels = _normalized(src.deletions, "deletions", key_type, exc)
+    listed = _time_problems(src.listed, "list", "the subject is checked in this run", exc, keep=True)
+    parts = [_normalized(listed, "list", key_type, exc)]
+    deletions = with_times(src.deletions, "requested_at", "deletions", refuse_mostly_bad=False)
+    deletions = _time_problems(deletions, "deletions", "this deletion request is not carried out until its time is "
+                               "fixed (nothing is deleted on a guessed date)", exc, keep=False)
+    dels = _normalized(deletions, "deletions", key_type, exc)
     parts.append(dels)
     if key_type == "email":
         for df, name in ((src.unsubscribed, "braze_unsubscribes"), (src.bounced, "braze_hard_bounces")):
@@ -208,13 +231,30 @@ def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFr
     times = dels.groupby("subject_key")["requested_at"] if "requested_at" in dels.columns and len(dels) else None
     uni["deletion_requested_at"] = uni["subject_key"].map(times.min()) if times is not None else pd.NaT
     # the newest request: one filed after the subject was last confirmed absent makes it read again
-    uni["deletion_latest_at"] = pd.to_datetime(uni["subject_key"].map(times.max()), utc=True, errors="coerce") \
+    uni["deletion_latest_at"] = pd.to_datetime(uni["subject_key"].map(times.max()), utc=True) \
         if times is not None else pd.NaT
     uni["tombstoned"] = isin(uni["subject_key"], src.tombstones["subject_key"])
     if src.deletions.attrs.get("ignored_rights"):
         exc.append(ignored_rights(src.deletions))
     exceptions = pd.concat(exc, ignore_index=True) if exc else pd.DataFrame(columns=EXCEPTION_COLUMNS)
     return conform(uni, "universe"), exceptions
+
+
+def _time_problems(df: pd.DataFrame, source: str, consequence: str, exc: list[pd.DataFrame],
+                   keep: bool) -> pd.DataFrame:
+    """Rows whose time is not a time (`times.PROBLEM`) go to the exceptions, naming the
+    source, row and column; they stay (`keep`) or are quarantined. The column is dropped."""
+    if PROBLEM not in df.columns:
+        return df
+    problem = df[PROBLEM].astype("string")
+    flagged = problem.notna().to_numpy()
+    if flagged.any():
+        shown_ids = df.loc[flagged, "identity"].astype("string").fillna("").map(shown)
+        exc.append(pd.DataFrame({"identity": shown_ids.to_numpy(), "source": source,
+                                 "reason": (problem[flagged] + "; " + consequence).to_numpy()},
+                                columns=EXCEPTION_COLUMNS))
+    out = df.drop(columns=[PROBLEM])
+    return out if keep else out[~flagged]
 
 
 def _source_labels(rows: pd.DataFrame) -> pd.Series:

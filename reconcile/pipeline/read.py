@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
@@ -24,9 +24,11 @@ from reconcile.engine import extract as ex
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.plan import fingerprint
-from reconcile.engine.profiles import ProfileReader
+from reconcile.engine.profiles import PROFILE_FIELDS, ProfileReader
+from reconcile.engine.shared_export import SharedExport, expected_wait
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
-from reconcile.ledger.sources import ledger_sources
+from reconcile.ledger.sources import SOURCE as LEDGER_DELETIONS
+from reconcile.ledger.sources import ErasureLookups, ledger_sources, lookup_exceptions
 from reconcile.observability.events import stage
 from reconcile.pipeline.crashpoints import crash_point
 from reconcile.pipeline.parts import STATE, PartJournal, PartResult, merge, reusable, seen_of
@@ -36,7 +38,8 @@ log = logging.getLogger(__name__)
 WATERMARK = "last_success_started_at"
 SLICE_COUNTER = "full_sweep_slice"
 EXCEPTION_COLUMNS = ["identity", "source", "reason"]
-ABSENCE_SOURCES = frozenset({"deletions", "tombstones"})  # sources whose only question is "still absent?"
+# sources whose only question is "still absent?"
+ABSENCE_SOURCES = frozenset({"deletions", "tombstones", LEDGER_DELETIONS})
 
 
 class StoreCache:
@@ -68,6 +71,7 @@ class Observation:
     sizes: tuple[int, int, int] | None = None  # universe, Ketch records, Braze subjects with a profile
     read_from: datetime | None = None  # the earliest start of a run whose saved parts were taken
     source_rows: int | None = None  # rows of the configured identity list, whole (the guards' workspace measure)
+    erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
     @property
     def totals(self) -> tuple[int, int, int]:
@@ -132,8 +136,33 @@ def _open_drift(rt: Runtime) -> pd.DataFrame:
     return _keys_frame(pd.DataFrame(rows), "identity")
 
 
+def shared_export(rt: Runtime, run_id: str, full: bool) -> SharedExport | None:
+    """The segment export a full sweep shares with its other parts and workers: one per
+    sweep (`rt.export_scope`, set by sweep workers) or per run."""
+    segment_id = rt.cfg.braze.segment_id
+    if not full or not segment_id:
+        return None
+    wait = rt.cfg.braze.segment_export_wait_seconds or expected_wait(_workspace_profiles(rt))
+    scope = f"sweep:{rt.export_scope}" if rt.export_scope else f"run:{run_id}"
+    return SharedExport(rt.store, rt.braze, scope, segment_id, PROFILE_FIELDS, clock=rt.clock, sleep=rt.sleep,
+                        wait_seconds=wait, poll_seconds=rt.cfg.braze.segment_export_poll_seconds)
+
+
+def _workspace_profiles(rt: Runtime) -> int:
+    """Subjects with a Braze profile in the last full run (0: none yet)."""
+    return next((int(r.get("braze_count") or 0) for r in rt.store.list_runs(50)
+                 if r.get("mode") == "full" and r.get("braze_count")), 0)
+
+
+def drop_shared_export(rt: Runtime, read: ex.BrazeRead) -> None:
+    """A run's own export is forgotten once its read is done (a sweep's, when the sweep is)."""
+    if read.shared_export is not None and not rt.export_scope:
+        rt.store.drop_segment_export(read.shared_export.scope)
+
+
 def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, lists: ex.BrazeLists,
-                           full: bool, known: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                           full: bool, known: pd.DataFrame, shared: SharedExport | None = None,
+                           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Under external_id keys, the addresses on Braze's lists resolved to their profiles'
     external_ids: (identity rows with email and source, exceptions for addresses with none,
     the profiles read). Addresses held by a profile in `known` (already read by external id)
@@ -152,7 +181,7 @@ def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, l
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
     addresses = listed.drop_duplicates("subject_key")
     reader = ProfileReader(rt.braze, caps, cache, now=rt.clock(), cache_days=rt.cfg.braze.profile_cache_days,
-                           segment_id=rt.cfg.braze.segment_id)
+                           segment_id=rt.cfg.braze.segment_id, shared=shared)
     profiles = reader.read(addresses[["subject_key", "email"]], full_sweep=full)
     with_id = profiles[profiles["external_id"].notna()]
     rows = with_id.merge(listed[["subject_key", "source"]], on="subject_key", how="left")
@@ -180,6 +209,7 @@ class UniverseRead:
     run_id: str = ""
     absence_skipped: int = 0  # subjects left out: confirmed absent within universe.absence_recheck_hours
     source_rows: int | None = None  # rows of the configured identity list, whole (before the incremental filter)
+    erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
 
 def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None,
@@ -194,15 +224,17 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     since = since_watermark(rt) if mode == "incremental" else None
     start, end = list_window(rt, mode, since)
     full = mode == "full" and subjects is None
-    lists = ex.braze_lists(rt.braze, start, end, cfg, caps)
+    lists = _with_own_blocklist(rt, ex.braze_lists(rt.braze, start, end, cfg, caps))
     listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
     source_rows = listed.attrs.get("source_rows")
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
+    erasures = ErasureLookups()
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
-        listed, deletions = ledger_sources(rt, since_watermark(rt), listed, deletions)
+        listed, deletions, erasures = ledger_sources(rt, since_watermark(rt), listed, deletions)
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
-    read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
+    read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full,
+                        shared_export=shared_export(rt, run_id, full))
     prefetched = None
     absent = confirmed_absent(rt) if mode != "full" and subjects is None else {}
     if cfg.identity.braze_key == "external_id" and subjects is None:
@@ -214,13 +246,14 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
             base = base[_in_slice(base, cfg.universe.slices, slice_index)]
         base = base[~_absence_only(base, absent)]
         known = ex.profiles_by_external_id(read, base["identity"])
-        resolved, extra_exc, found = _listed_by_external_id(rt, caps, cache, lists, full, known)
+        resolved, extra_exc, found = _listed_by_external_id(rt, caps, cache, lists, full, known, read.shared_export)
         listed = pd.concat([listed, resolved], ignore_index=True) if len(resolved) else listed
         prefetched = ex.Prefetched(set(base["identity"].astype(str)) | set(found["external_id"].astype(str)),
                                    pd.concat([known, found], ignore_index=True))
     src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
                   bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
     universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    extra_exc = pd.concat([extra_exc, lookup_exceptions(erasures)], ignore_index=True)
     exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
     if full and slice_index is not None:
         universe = universe[_in_slice(universe, cfg.universe.slices, slice_index)].reset_index(drop=True)
@@ -234,7 +267,16 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                  "%g h are not read again (universe.absence_recheck_hours; full sweeps read them)",
                  int(skip.sum()), cfg.universe.absence_recheck_hours)
         universe = universe[~skip].reset_index(drop=True)
-    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), source_rows)
+    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), erasures=erasures,
+                        source_rows=source_rows)
+
+
+def _with_own_blocklist(rt: Runtime, lists: ex.BrazeLists) -> ex.BrazeLists:
+    """When the key cannot read the hard-bounce list, the addresses this job blocklisted
+    itself (Braze confirming) are the only ones known to be blocklisted."""
+    if lists.bounces_known:
+        return lists
+    return replace(lists, blocklisted_by_job=frozenset(rt.store.blocklisted_by_job()))
 
 
 def confirmed_absent(rt: Runtime) -> dict[str, datetime]:
@@ -253,7 +295,7 @@ def _absence_only(universe: pd.DataFrame, absent: dict[str, datetime]) -> Any:
     only = labels.map({v: bool(v) and set(v.split("+")) <= ABSENCE_SOURCES for v in labels.unique()})
     checked = pd.to_datetime(universe["subject_key"].astype(object).map(absent), utc=True)
     if "deletion_latest_at" in universe.columns:
-        asked = pd.to_datetime(universe["deletion_latest_at"], utc=True, errors="coerce", format="mixed")
+        asked = pd.to_datetime(universe["deletion_latest_at"], utc=True, errors="coerce", format="ISO8601")
         newer = (asked > checked).fillna(False).astype(bool)  # a request after the check: read again
     else:
         newer = pd.Series(False, index=universe.index)
@@ -371,9 +413,12 @@ def chunks(universe: pd.DataFrame, size: int) -> tuple[int, list[tuple[int, pd.D
 def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:
     """Build the universe and extract both sides in one piece (saved-plan re-checks, tests)."""
     base = read_universe(rt, mode, run_id, subjects)
-    observed, failed = read_state(rt, base, base.universe)
+    try:
+        observed, failed = read_state(rt, base, base.universe)
+    finally:
+        drop_shared_export(rt, base.read)
     exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
-    return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+    return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures)
 
 
 def reobserve(rt: Runtime, obs: Observation, subjects: set[str], *, ketch_too: bool, run_id: str) -> Observed:
@@ -382,9 +427,10 @@ def reobserve(rt: Runtime, obs: Observation, subjects: set[str], *, ketch_too: b
     o = obs.observed.subset(subjects)
     today = rt.clock().date()
     fresh = ex.braze_lists(rt.braze, today - timedelta(days=1), today + timedelta(days=1), rt.cfg, obs.caps)
-    lists = ex.BrazeLists(pd.concat([obs.lists.unsubscribed, fresh.unsubscribed], ignore_index=True),
-                          pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
-                          obs.lists.bounces_known and fresh.bounces_known)
+    lists = _with_own_blocklist(rt, ex.BrazeLists(
+        pd.concat([obs.lists.unsubscribed, fresh.unsubscribed], ignore_index=True),
+        pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
+        obs.lists.bounces_known and fresh.bounces_known))
     ketch, topics = o.ketch, o.ketch_topics
     if ketch_too and len(o.universe):
         ketch, topics, _failed = ex.extract_ketch(rt.ketch, o.universe, rt.cfg, None)
@@ -416,7 +462,9 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
         stage(rt.progress, "diff", subjects=len(observed.universe))
         drift = diff(observed, rules)
         exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
-        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, source_rows=base.source_rows)
+        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures,
+                          source_rows=base.source_rows)
+        drop_shared_export(rt, base.read)
         return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
     journal = PartJournal(rt, run_id, mode, slice_index, count)
     saved = journal.saved()
@@ -439,8 +487,10 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     sizes = (sum(len(s) for s in seen), sum(int(s["has_record"].sum()) for s in seen),
              sum(int(s["exists"].sum()) for s in seen))
     obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
-                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), base.source_rows)
+                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), source_rows=base.source_rows,
+                      erasures=base.erasures)
     journal.finished()
+    drop_shared_export(rt, base.read)
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
 
 

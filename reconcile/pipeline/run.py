@@ -220,7 +220,7 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     rec.applying()
     kwargs = {"batch_guard": batch_guard} if batch_guard is not None else {}
     stage(rt.progress, "apply", actions=len(plan.actions))
-    executor = crash_wrapped(Executor(rt.cfg, rt.braze, rt.ketch))
+    executor = crash_wrapped(Executor(rt.cfg, rt.braze, rt.ketch, rt.clock))
     outcome = apply_actions(plan.actions, planned.run_id, store, executor, rt.clock,
                             before_batch=counting(rt.progress, "apply", len(plan.actions), before_batch), **kwargs)
     items = _corrected_items(planned, plan, outcome)

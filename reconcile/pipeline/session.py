@@ -39,6 +39,7 @@ class Runtime:
     progress: Callable[[str, int, int], None] | None = None
     sandbox: Any = None
     workspace: str = ""  # the Braze workspace (endpoint host + a hash of the key), never the key
+    export_scope: str | None = None  # a sweep's id: its workers share one Braze segment export
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:

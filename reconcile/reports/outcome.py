@@ -13,6 +13,7 @@ from typing import Any
 
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 from reconcile.models.run import RUN_STATUSES, RunStatus
+from reconcile.reports.humanize import dash, human_time
 
 MEANING = {
     RunStatus.RUNNING: "no outcome recorded: the run is still going, or its process ended without recording one",
@@ -64,13 +65,13 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Reconciliation run {run['run_id']}", ""]
     lines += _outcome_lines(doc.get("outcome") or outcome(run), run)
     lines += ["", "## Run", "",
-              f"- mode: {run.get('mode')}; job: {run.get('job') or '-'}; config {run.get('config_hash')}",
-              f"- started {run.get('started_at')}, finished {run.get('finished_at')}",
-              f"- universe {run.get('universe_count')} subjects; Ketch records {run.get('ketch_records')}; "
-              f"Braze profiles {run.get('braze_count')}",
-              f"- actions planned {run.get('actions_planned')}, sent {run.get('actions_sent')}, "
-              f"failed {run.get('actions_failed')}; verified {run.get('verified_count')}, "
-              f"unverified {run.get('unverified_count')}", ""]
+              f"- mode: {dash(run.get('mode'))}; job: {dash(run.get('job'))}; config {dash(run.get('config_hash'))}",
+              f"- started {human_time(run.get('started_at'))}, finished {human_time(run.get('finished_at'))}",
+              f"- universe {dash(run.get('universe_count'))} subjects; Ketch records {dash(run.get('ketch_records'))}; "
+              f"Braze profiles {dash(run.get('braze_count'))}",
+              f"- actions planned {dash(run.get('actions_planned'))}, sent {dash(run.get('actions_sent'))}, "
+              f"failed {dash(run.get('actions_failed'))}; verified {dash(run.get('verified_count'))}, "
+              f"unverified {dash(run.get('unverified_count'))}", ""]
     if run.get("drift_counts") is None:
         lines += ["Drift was not computed: the run ended before planning."]
     else:
@@ -85,7 +86,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def _outcome_lines(out: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
-    lines = ["## Outcome", "", f"- status: **{out['status']}**; exit code: {out['exit_code']}",
+    lines = ["## Outcome", "", f"- status: **{dash(out['status'])}**; exit code: {dash(out['exit_code'])}",
              f"- {out['meaning']}"]
     if run.get("guard_overrides"):
         lines.append(f"- guards overridden by explicit flag: {', '.join(map(str, run['guard_overrides']))}")

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 EMAIL_STATES = ("opted_in", "subscribed", "unsubscribed")
 GROUP_STATES = ("subscribed", "unsubscribed")
+UNSUBSCRIBE_LISTS = ("while_any", "current_only")  # readings of when an address leaves /email/unsubscribes
 STANDARD_FIELDS = ("first_name", "last_name", "gender", "dob", "country", "home_city", "language",
                    "time_zone", "attributed_campaign", "attributed_source", "attributed_adgroup",
                    "attributed_ad")
@@ -188,8 +189,12 @@ class _Index:
 class BrazeState:
     """The workspace's data and the rules that change it."""
 
-    def __init__(self, clock: Callable[[], float], seed: int = 0):
+    def __init__(self, clock: Callable[[], float], seed: int = 0, unsubscribe_list: str = "while_any"):
+        if unsubscribe_list not in UNSUBSCRIBE_LISTS:
+            raise ValueError(f"unsubscribe_list must be one of {', '.join(UNSUBSCRIBE_LISTS)}, "
+                             f"got {unsubscribe_list!r}")
         self.clock = clock
+        self.unsubscribe_list = unsubscribe_list
         self.profiles: dict[str, Profile] = {}
         self.groups: dict[str, dict[str, str | None]] = {}
         self.unsubscribes = AddressTable("unsubscribed_at")  # norm -> {email, unsubscribed_at}
@@ -327,12 +332,15 @@ class BrazeState:
         self._sync_unsubscribe(email, state)
 
     def _sync_unsubscribe(self, email: str, state: str) -> None:
+        """The address's place on `/email/unsubscribes` after one of its profiles changed.
+        `unsubscribe_list`: "while_any" keeps it while any profile is unsubscribed;
+        "current_only" takes it off once any profile re-subscribes."""
         key = norm(email)
         if state == "unsubscribed":
             self.unsubscribes.setdefault(key, {"email": email, "unsubscribed_at": iso_utc(self.clock())})
             return
         still_out = any(p.email_subscribe == "unsubscribed" for p in self.by_email(email))
-        if not still_out:
+        if not still_out or self.unsubscribe_list == "current_only":
             self.unsubscribes.pop(key, None)
 
     def set_group(self, profile: Profile, group_id: str, state: str) -> None:

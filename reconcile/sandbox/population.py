@@ -119,10 +119,16 @@ def _inject(s: _Seeder, p: _Person, kind: str) -> str:
         s.list_row(p)
         return ident
     elif kind == "missed_optin" and gid:
+        # an opt-out of known time (on the unsubscribe list) older than Ketch's grant: an
+        # opt-out of unknown time is never resubscribed
         p.allowed, p.engaged, p.collected = True, False, s.now - timedelta(days=1)
         p.topics[gid] = "granted"
         g, groups = s.braze_states(p)
         groups[gid] = "unsubscribed"
+        s.put_ketch(p)
+        s.put_braze(p, "unsubscribed", groups, unsub_at=s.now - timedelta(days=10))
+        s.list_row(p, ident)
+        return ident
     elif kind == "no_consent_record":
         s.put_braze(p, "subscribed", groups)
         s.list_row(p)

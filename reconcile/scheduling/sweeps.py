@@ -134,6 +134,7 @@ class Worker:
                         self.sweep["sweep_id"], self.sweep["slices"], job.slices, self.sweep["slices"])
             rt.cfg = replace(rt.cfg, universe=replace(rt.cfg.universe, slices=int(self.sweep["slices"])))
         self.outcome = WorkerOutcome(job.name, self.sweep["sweep_id"])
+        rt.export_scope = self.sweep_id  # one Braze segment export for the whole sweep, whichever worker starts it
 
     @property
     def sweep_id(self) -> str:
@@ -243,7 +244,10 @@ class Worker:
 
         store = self.rt.store
         sweep = store.get_sweep(self.sweep_id) or {}
-        if sweep.get("status") != "done" or self.job.dry_run:
+        if sweep.get("status") != "done":
+            return
+        store.drop_segment_export(f"sweep:{self.sweep_id}")
+        if self.job.dry_run:
             return
         slices = store.sweep_slices(self.sweep_id)
         if any(s["status"] != "done" or s["exit_code"] for s in slices):

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from reconcile.config import TopicMapping
 from reconcile.engine.diff import Rules, diff
@@ -111,7 +112,7 @@ def test_no_ketch_record_is_reported_never_unsubscribed():
     (T0 + timedelta(days=1), "braze_newer_optout"),
     (T0, "braze_newer_optout"),  # opt-outs win ties
     (T0 - timedelta(days=1), "missed_optin"),
-    (None, "missed_optin"),
+    (None, "braze_newer_optout"),  # an opt-out of unknown time is never resubscribed
 ])
 def test_granted_in_ketch_unsubscribed_in_braze(unsub_at, expected):
     o = observe(subject("a@x.io", ketch={"email_allowed": True, "consent_collected_at": T0, "subs_collected_at": T0},
@@ -186,15 +187,19 @@ def test_missing_topic_state_is_no_opinion_even_beside_granted_topics():
     assert diff(o, RULES).empty
 
 
-def test_blocklist_unknown_without_the_bounce_list_is_planned_only_while_mailable():
+def test_blocklist_unknown_without_the_bounce_list_is_planned_whatever_the_profiles_say():
+    """When unsure, blocklist: unsubscribed profiles, or none, are no evidence of a blocklist;
+    only a known one (the list, or the job's own confirmed blocklist) is."""
     from dataclasses import replace
 
     o = observe(subject("dnc@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "subscribed"}),
-                subject("done@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "unsubscribed"}))
-    unknown = replace(o, braze=o.braze.assign(blocklisted=pd.array([pd.NA] * 2, dtype="boolean")))
+                subject("done@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "unsubscribed"}),
+                subject("ours@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "unsubscribed"}))
+    unknown = replace(o, braze=o.braze.assign(blocklisted=pd.array([pd.NA, pd.NA, True], dtype="boolean")))
     d = diff(unknown, RULES)
     assert ("missed_blocklist", "blocklist") in classes(d, "dnc@x.io")
-    assert ("missed_blocklist", "blocklist") not in classes(d, "done@x.io")
+    assert ("missed_blocklist", "blocklist") in classes(d, "done@x.io")
+    assert ("missed_blocklist", "blocklist") not in classes(d, "ours@x.io")
 
 
 # ----------------------------------------------------------------------------- invariant
@@ -264,7 +269,7 @@ def no_opinion_groups(o: Observed) -> set[tuple[str, str]]:
     return out
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(st.lists(st.integers(0, 10_000), min_size=1, max_size=12, unique=True).flatmap(
     lambda ids: st.tuples(*(random_subject(i) for i in ids))))
 def test_invariant_after_apply_braze_is_never_more_permissive(subjects):
