@@ -67,7 +67,7 @@ def observed(ctx: click.Context, cfg: Config, metrics_file: str | None = None) -
     root = ctx.find_root().obj
     telemetry = Telemetry()
     telemetry.listeners.append(ContextListener(job_name(cfg)))
-    display = display_for(telemetry, quiet=bool(root.get("quiet")))
+    display = display_for(telemetry, quiet=bool(root.get("quiet")), log_format=str(root.get("log_format") or "text"))
     root["telemetry"] = telemetry
     report_path: str | None = None
     try:
@@ -185,6 +185,9 @@ def print_summary(s: Any) -> None:
                f"{dash(s.rejected_items)}; verified {dash(s.verified)}, unverified {dash(s.unverified)}")
     if s.overrides:
         click.echo(f"guards overridden: {', '.join(s.overrides)}")
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and (ctx.find_root().obj or {}).get("log_format") == "json":
+        return  # stderr is NDJSON: the run-end event carries the outcome
     for m in s.messages[:10]:
         click.echo(f"  ! {m}", err=True)
 

@@ -90,12 +90,13 @@ def plan_cmd(ctx: click.Context, mode: str, out: str | None, masked: bool, fmt: 
         rows = plan_rows(planned.plan.actions, lambda s: mask(s, key) if not cfg.report.reveal else s)
         if fmt == "json":
             echo_json({**result.to_dict(), "plan_id": planned.plan.plan_id, "changes": rows,
-                       "guards": [t.to_json() for t in planned.tripped], "plan_file": out})
+                       "guards": [t.to_json() for t in planned.tripped],
+                       "guard_verdicts": [v.to_json() for v in planned.verdicts], "plan_file": out})
         else:
             err = out == "-"
             print_counts(result.counts, err=err)
             click.echo("", err=err)
-            for line in plan_text(planned.plan.plan_id, rows, planned.tripped):
+            for line in plan_text(planned.plan.plan_id, rows, planned.tripped, planned.verdicts):
                 click.echo(line, err=err)
             click.echo(f"run {result.run_id}: plan {planned.plan.plan_id} with {len(planned.plan.actions)} action(s)"
                        + (f", written to {out}" if out_path else ""), err=err)

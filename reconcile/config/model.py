@@ -146,6 +146,7 @@ class GuardConfig:
     max_deletion_fraction: float = 0.05
     max_unsubscribe_fraction: float = 0.25
     max_subscribe_fraction: float = 0.25
+    min_universe: int = 10  # a run with no comparable earlier run: fewer subjects than this is refused
 
 
 @dataclass(frozen=True)

@@ -457,6 +457,7 @@ def _guards(data: Any, problems: list[ConfigProblem]) -> GuardConfig:
         max_deletion_fraction=r.number("max_deletion_fraction", d.max_deletion_fraction, lo=0.0, hi=1.0),
         max_unsubscribe_fraction=r.number("max_unsubscribe_fraction", d.max_unsubscribe_fraction, lo=0.0, hi=1.0),
         max_subscribe_fraction=r.number("max_subscribe_fraction", d.max_subscribe_fraction, lo=0.0, hi=1.0),
+        min_universe=r.number("min_universe", d.min_universe, lo=0, integer=True),
     )
     r.unknown()
     return cfg

@@ -73,6 +73,7 @@ class Observation:
     caps: Capabilities = field(default_factory=Capabilities)
     sizes: tuple[int, int, int] | None = None  # universe, Ketch records, Braze subjects with a profile
     read_from: datetime | None = None  # the earliest start of a run whose saved parts were taken
+    source_rows: int | None = None  # rows of the configured identity list, whole (the guards' workspace measure)
     erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
     @property
@@ -210,6 +211,7 @@ class UniverseRead:
     prefetched: ex.Prefetched | None
     run_id: str = ""
     absence_skipped: int = 0  # subjects left out: confirmed absent within universe.absence_recheck_hours
+    source_rows: int | None = None  # rows of the configured identity list, whole (before the incremental filter)
     erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
 
@@ -227,6 +229,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     full = mode == "full" and subjects is None
     lists = _with_own_blocklist(rt, ex.braze_lists(rt.braze, start, end, cfg, caps))
     listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
+    source_rows = listed.attrs.get("source_rows")
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
     erasures = ErasureLookups()
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
@@ -268,7 +271,8 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                  "%g h are not read again (universe.absence_recheck_hours; full sweeps read them)",
                  int(skip.sum()), cfg.universe.absence_recheck_hours)
         universe = universe[~skip].reset_index(drop=True)
-    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), erasures)
+    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), erasures=erasures,
+                        source_rows=source_rows)
 
 
 def _with_own_blocklist(rt: Runtime, lists: ex.BrazeLists) -> ex.BrazeLists:
@@ -464,7 +468,8 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
         stage(rt.progress, "diff", subjects=len(observed.universe))
         drift = diff(observed, rules)
         exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
-        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures)
+        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures,
+                          source_rows=base.source_rows)
         drop_shared_export(rt, base.read)
         return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
     journal = PartJournal(rt, run_id, mode, slice_index, count)
@@ -488,7 +493,8 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     sizes = (sum(len(s) for s in seen), sum(int(s["has_record"].sum()) for s in seen),
              sum(int(s["exists"].sum()) for s in seen))
     obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
-                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), base.erasures)
+                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), source_rows=base.source_rows,
+                      erasures=base.erasures)
     journal.finished()
     drop_shared_export(rt, base.read)
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
