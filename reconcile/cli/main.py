@@ -88,23 +88,40 @@ class Cli(click.Group):
             exc.exit_code = USAGE  # type: ignore[misc]  # click declares a ClassVar; main() reads exc.exit_code
             raise
         except ReconcileError as exc:
-            click.echo(f"error: {exc}", err=True)
-            _report_line(exc)
+            _say(ctx, f"error: {exc}", "error", exc)
+            _report_line(ctx, exc)
             ctx.exit(exc.exit_code)
         except Interrupted as exc:
-            click.echo(f"interrupted by signal {exc.signum}: the batch in flight was journaled; "
-                       "the next run resumes the rest", err=True)
-            _report_line(exc)
+            _say(ctx, f"interrupted by signal {exc.signum}: the batch in flight was journaled; "
+                 "the next run resumes the rest", "interrupted", exc)
+            _report_line(ctx, exc)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
-            click.echo("interrupted: the next run resumes from the journal", err=True)
-            _report_line(exc)
+            _say(ctx, "interrupted: the next run resumes from the journal", "interrupted", exc)
+            _report_line(ctx, exc)
             ctx.exit(130)
 
 
-def _report_line(exc: BaseException) -> None:
+def _say(ctx: click.Context, text: str, event: str, exc: BaseException | None = None) -> None:
+    """A line for the person at stderr: plain, or with --log-format json an NDJSON event."""
+    if (ctx.obj or {}).get("log_format") != "json":
+        click.echo(text, err=True)
+        return
+    import logging
+
+    extra: dict[str, Any] = {"event": event}
+    for attr, key in (("run_id", "run_id"), ("report_path", "report")):
+        value = getattr(exc, attr, None) if exc is not None else None
+        if value:
+            extra[key] = value
+    if exc is not None and getattr(exc, "exit_code", None) is not None:
+        extra["counts"] = {"exit_code": int(exc.exit_code)}  # type: ignore[attr-defined]
+    logging.getLogger("reconcile.cli").error(text, extra=extra)
+
+
+def _report_line(ctx: click.Context, exc: BaseException) -> None:
     path = getattr(exc, "report_path", None)
-    if path:
+    if path and (ctx.obj or {}).get("log_format") != "json":  # the JSON error event carries it
         click.echo(f"report: {path}", err=True)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+import phonenumbers
+
 from reconcile.config.model import (
     CONFIG_ENV, DEFAULT_RATE_LIMITS, api_key_problem, has_control_chars, ApplyConfig, BrazeConfig,
     Config, GuardConfig, IdentityConfig, KetchConfig, LedgerConfig, MappingConfig, PolicyConfig, RateLimit,
@@ -202,6 +204,10 @@ def _ketch(data: Any, problems: list[ConfigProblem]) -> KetchConfig:
     return cfg
 
 
+PHONE_SOURCES = ("universe", "braze")
+CHANNELS = ("email", "sms")
+
+
 def _identity(data: Any, problems: list[ConfigProblem]) -> IdentityConfig:
     r = _Reader(data, "identity", problems)
     space = r.get("ketch_space", str, "email", '"email"')
@@ -209,8 +215,20 @@ def _identity(data: Any, problems: list[ConfigProblem]) -> IdentityConfig:
     if key not in ("email", "external_id"):
         r.fail("braze_key", f"must be 'email' or 'external_id', got {key!r}", 'set identity.braze_key = "email"')
         key = "email"
+    region = r.get("phone_region", str, "US", '"US"').strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        r.fail("phone_region", f"{region!r} is not a region code the phone number library knows",
+               'set identity.phone_region to the ISO 3166 code national numbers belong to, e.g. "US" or "GB"')
+        region = "US"
+    sources = r.get("phone_sources", list, [], '["braze"]')
+    if not all(isinstance(s, str) and s in PHONE_SOURCES for s in sources):
+        r.fail("phone_sources", f"must list some of {', '.join(PHONE_SOURCES)}, got {sources!r}",
+               'set identity.phone_sources = ["braze"] (each Braze profile\'s phone) and/or "universe" '
+               "(universe.phone_column)")
+        sources = []
+    phone_space = r.get("ketch_phone_space", str, None, '"phone"') or None
     r.unknown()
-    return IdentityConfig(space, key)
+    return IdentityConfig(space, key, region, tuple(dict.fromkeys(sources)), phone_space)
 
 
 def _legal_bases(r: _Reader) -> tuple[tuple[str, str], ...]:
@@ -229,12 +247,20 @@ def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) ->
     d = MappingConfig()
     topics = []
     seen: set[str] = set()
+    pairs: set[tuple[str, str | None]] = set()
     example = '[{topic = "news", channel = "email", subscription_group_id = "..."}]'
     for i, t in enumerate(r.get("topics", list, [], example)):
         tr = _Reader(t, f"mapping.topics[{i}]", problems)
         topic = tr.get("topic", str, "", '"newsletter"')
         group = tr.get("subscription_group_id", str, "", '"<Braze subscription group id>"')
         channel = tr.get("channel", str, None, '"email"')
+        if channel is not None and channel not in CHANNELS:
+            tr.fail("channel", f"must be one of {', '.join(CHANNELS)}, got {channel!r}",
+                    'set channel = "email" or "sms" (the Ketch contact method the group receives)')
+        elif (topic, channel) in pairs:
+            tr.fail("channel", f"topic {topic!r} channel {channel!r} is mapped twice",
+                    "map each topic's channel to one Braze group")
+        pairs.add((topic, channel))
         if not topic:
             tr.fail("topic", "is required", "name the Ketch subscription topic code")
         if not group:
@@ -303,6 +329,7 @@ def _universe(data: Any, base: Path, problems: list[ConfigProblem],
         csv=r.path("csv", base), parquet=r.path("parquet", base),
         sql=_sql(r.get("sql", dict, None, "{...}"), "universe.sql", problems),
         identity_column=r.get("identity_column", str, d.identity_column, '"identity"'),
+        phone_column=r.get("phone_column", str, d.phone_column, '"phone"') or None,
         braze_unsubscribes=r.get("braze_unsubscribes", bool, True, "true"),
         braze_hard_bounces=r.get("braze_hard_bounces", bool, True, "true"),
         window_days=r.number("window_days", d.window_days, lo=1, integer=True),
@@ -375,6 +402,10 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
         expected_completion_hours=r.number("expected_completion_hours", d.expected_completion_hours, lo=0.0,
                                            hi=24.0 * 90),
         callback_hosts=tuple(h.strip(".").lower() for h in hosts),
+        callback_headers=tuple(str(h).strip().lower() for h in r.get("callback_headers", list,
+                                                                   list(d.callback_headers), '["Authorization"]')),
+        callback_loopback_for_tests=r.get("callback_loopback_for_tests", bool, d.callback_loopback_for_tests,
+                                          "false"),
         callback_timeout_seconds=r.number("callback_timeout_seconds", d.callback_timeout_seconds, lo=0.1, hi=300.0),
         callback_max_body_bytes=r.number("callback_max_body_bytes", d.callback_max_body_bytes, lo=0,
                                          hi=16 * 1024 * 1024, integer=True),
@@ -426,6 +457,7 @@ def _guards(data: Any, problems: list[ConfigProblem]) -> GuardConfig:
         max_deletion_fraction=r.number("max_deletion_fraction", d.max_deletion_fraction, lo=0.0, hi=1.0),
         max_unsubscribe_fraction=r.number("max_unsubscribe_fraction", d.max_unsubscribe_fraction, lo=0.0, hi=1.0),
         max_subscribe_fraction=r.number("max_subscribe_fraction", d.max_subscribe_fraction, lo=0.0, hi=1.0),
+        min_universe=r.number("min_universe", d.min_universe, lo=0, integer=True),
     )
     r.unknown()
     return cfg
@@ -486,7 +518,8 @@ def _sandbox_problems(sb: SandboxConfig) -> list[ConfigProblem]:
               ("segment_export", sb.segment_export in ("url", "bucket", "failed", "busy"),
                'use "url", "bucket", "failed" or "busy"'),
               ("segment_export_delay_seconds", sb.segment_export_delay_seconds >= 0, "use 0 or more seconds"),
-              ("alias_visibility_delay_seconds", sb.alias_visibility_delay_seconds >= 0, "use 0 or more seconds")]
+              ("alias_visibility_delay_seconds", sb.alias_visibility_delay_seconds >= 0, "use 0 or more seconds"),
+              ("email_match", sb.email_match in ("lower", "casefold"), 'use "lower" or "casefold"')]
     return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix)
             for key, ok, fix in checks if not ok]
 
@@ -531,12 +564,34 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
     problems.extend(_sandbox_problems(cfg.sandbox))
     report = data.get("report")
     problems.extend(_report_problems(cfg.report, explicit=report if isinstance(report, Mapping) else {}))
+    problems.extend(sms_problems(cfg))
     if cfg.identity.braze_key == "email" and cfg.identity.ketch_space != "email":
         problems.append(ConfigProblem("identity.ketch_space", "Braze key is email but the Ketch space is not",
                                       'use ketch_space = "email" with braze_key = "email"'))
     if problems:
         raise ConfigError(problems, source=str(path) if path else "config")
     return cfg
+
+
+def sms_problems(cfg: Config) -> list[ConfigProblem]:
+    """An SMS group must be addressable: Braze takes only phone or external_id there, so with
+    email keys a phone source is needed; `universe` as a source needs its column."""
+    out = []
+    ident = cfg.identity
+    if "universe" in ident.phone_sources and not cfg.universe.phone_column:
+        out.append(ConfigProblem("identity.phone_sources", "\"universe\" is a phone source but no column is named",
+                                 'set universe.phone_column = "<the identity list\'s phone column>"'))
+    if ident.braze_key != "email" or ident.phone_sources:
+        return out
+    for i, m in enumerate(cfg.mapping.topics):
+        if m.sms:
+            out.append(ConfigProblem(
+                f"mapping.topics[{i}].channel",
+                f"SMS topic {m.topic!r} (group {m.subscription_group_id}) cannot be addressed: Braze takes only "
+                "phone or external_id for an SMS group, the key is email and no phone source is configured",
+                'set identity.phone_sources = ["braze"] (the phone on each Braze profile) or ["universe"] with '
+                'universe.phone_column = "<column>", or use identity.braze_key = "external_id"'))
+    return out
 
 
 def config_path(explicit: str | os.PathLike | None, environ: Mapping[str, str] | None = None) -> Path:

@@ -59,11 +59,15 @@ class Executor:
     """Sends one action through the client method named for its intent."""
 
     def __init__(self, cfg: Config, braze: Any, ketch: Any | None, clock: Callable[[], datetime] | None = None):
-        """`clock`: the time written back for an opt-out Braze gives no time for (else the epoch)."""
+        """`clock`: the time written back for an opt-out Braze gives no time for (an SMS STOP, or
+        an address no longer on the unsubscribe list); else the epoch."""
         self.cfg, self.braze, self.ketch, self.clock = cfg, braze, ketch, clock
 
     def run(self, action: Action) -> BatchOutcome:
         kind, ids, by = action.kind, action.values, action.id_type.value
+        if by == "email" and action.group_id in self._sms_groups():
+            raise ValueError(f"SMS group {action.group_id} cannot be written by email (Braze takes phone or "
+                             "external_id only); plan again")
         if kind is ActionKind.GROUP_UNSUBSCRIBE:
             result = self.braze.unsubscribe_groups(action.group_id, by, ids)
         elif kind is ActionKind.GROUP_SUBSCRIBE:
@@ -88,6 +92,9 @@ class Executor:
         when = datetime.fromisoformat(at)
         return self.clock() if when <= _EPOCH and self.clock is not None else when
 
+    def _sms_groups(self) -> set[str]:
+        return {m.subscription_group_id for m in self.cfg.mapping.topics if m.sms}
+
     def _writeback(self, action: Action) -> BatchOutcome:
         if self.ketch is None:
             raise ValueError("a Ketch write-back needs a Ketch client")
@@ -100,10 +107,12 @@ class Executor:
             purposes = {m.email_purpose: m.email_purpose_legal_basis} if wb.email_subscribe and m.email_purpose else {}
             if not topics and not purposes:
                 continue
+            identities = {space: ident_of[wb.subject_key]}
+            if wb.phone and self.cfg.identity.ketch_phone_space:  # an SMS opt-out names the number too
+                identities[self.cfg.identity.ketch_phone_space] = wb.phone
             try:
                 left_out = self.ketch.run(self.ketch.write_back_optout(
-                    {space: ident_of[wb.subject_key]}, topics, purposes, self._written_at(wb.at),
-                    dict(m.purpose_legal_bases)))
+                    identities, topics, purposes, self._written_at(wb.at), dict(m.purpose_legal_bases)))
             except ApiError as exc:
                 rejected.append((ident_of[wb.subject_key], str(exc)))
                 continue

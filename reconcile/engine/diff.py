@@ -314,8 +314,25 @@ def _groups(b: pd.DataFrame, o: Observed, rules: Rules, keys: _Keys) -> pd.DataF
                          pd.Series(why, index=r.index), "group_unsubscribe"))
     pos = np.concatenate(con_pos)
     c = _group_rows(rec, pos, np.concatenate(con_gid))
-    out += _optin_conflict(c, pd.Series("group", index=c.index), rules, "group_subscribe")
+    sms = np.concatenate([np.full(len(p), m.sms, dtype=bool) for m, p in zip(rules.topics, con_pos)])
+    e = c[~sms].reset_index(drop=True)
+    out += _optin_conflict(e, pd.Series("group", index=e.index), rules, "group_subscribe")
+    out += _sms_stops(c[sms].reset_index(drop=True), rules)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _sms_stops(rows: pd.DataFrame, rules: Rules) -> list[pd.DataFrame]:
+    """Ketch granted an SMS topic, Braze has the number unsubscribed. Braze keeps no time for
+    an SMS opt-out (a STOP reply sets it), so it cannot be shown older than Ketch's grant:
+    it is never resubscribed, whatever `apply_optins` says, and goes back to Ketch as the
+    topic's SMS channel denied when write-back is on."""
+    if not len(rows):
+        return []
+    # the address's email unsubscribe time says nothing about SMS
+    rows = rows.assign(unsubscribed_at=pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]"))
+    return [_rows(rows, "braze_newer_optout", pd.Series("group", index=rows.index), "subscribed", "unsubscribed",
+                  "Braze SMS opt-out of unknown time (a STOP reply keeps none); never resubscribed",
+                  "ketch_writeback" if rules.write_back_optouts else "")]
 
 
 def _group_rows(rec: pd.DataFrame, pos: npt.NDArray[np.intp], group_id: npt.NDArray[np.object_]) -> pd.DataFrame:

@@ -204,6 +204,21 @@ def _targets(rows: pd.DataFrame, kind: ActionKind, rules: Rules, emails: pd.Seri
             True)
 
 
+def _sms_targets(subjects: pd.Series, sms: pd.DataFrame | None) -> list[tuple[IdType, pd.DataFrame]]:
+    """(id type, subject_key + value) per id type an SMS group's subjects are written by; a
+    subject with no phone and no external id has no target (it cannot be reached)."""
+    if sms is None or not len(sms):
+        return []
+    mine = sms[_among(sms["subject_key"], subjects)]
+    out = []
+    for id_type in (IdType.PHONE, IdType.EXTERNAL_ID):
+        rows = mine[(mine["id_type"] == id_type.value).fillna(False).to_numpy()]
+        if len(rows):
+            out.append((id_type, pd.DataFrame({"subject_key": rows["subject_key"].astype(str),
+                                               "value": rows["value"].astype(str)})))
+    return out
+
+
 def _among(values: pd.Series, keys: pd.Series) -> npt.NDArray[np.bool_]:
     """`values.isin(keys)` (a missing value matches a missing key) through one factorize of
     both: hash-coded in one pass instead of a lookup per value."""
@@ -230,9 +245,13 @@ def _by_subject_and_field(todo: pd.DataFrame, subjects: npt.NDArray[np.object_])
 
 
 def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, rules: Rules, *, plan_fp: str,
-               plan_id: str, track_batch_size: int = 75) -> Plan:
+               plan_id: str, track_batch_size: int = 75, sms_targets: pd.DataFrame | None = None,
+               phones: pd.Series | None = None) -> Plan:
     """Batch the actionable drift rows. `emails` maps subject_key -> email (blocklist, alias);
-    `profiles` is the braze_profiles frame (which profiles a global write reaches).
+    `profiles` is the braze_profiles frame (which profiles a global write reaches);
+    `sms_targets` (subject_key, id_type, value; engine/sms.py) what an SMS group is written
+    by under email keys: by phone or external id, one action per id type, never by email; `phones` (subject_key ->
+    E.164) the number an SMS opt-out written back to Ketch names.
 
     Per kind (and group) the rows are sorted by subject and field, the targets are batched by
     subject run lengths, and each batch's drift keys are the rows of its subjects: index
@@ -251,6 +270,7 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
         # that part's stable sort
         order_pos = _by_subject_and_field(todo, cols.subject)
         by_group = todo["group_id"].astype(str) if any(k in _GROUP_KINDS for k in kinds) else None
+        sms_groups = {m.subscription_group_id for m in rules.topics if m.sms}
         for kind in kinds:
             mine = (todo["action"] == kind.value).fillna(False).to_numpy(dtype=bool)
             groups: list[tuple[str | None, npt.NDArray[np.bool_]]] = [(None, mine)]
@@ -264,13 +284,21 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
                 groups = [(None, mine & ~every), (None, mine & every)]
             for group_id, member in groups:
                 pos = order_pos[member[order_pos]]
+                if group_id in sms_groups and rules.key_type == "email":
+                    for id_type, targets in _sms_targets(todo["subject_key"].iloc[pos], sms_targets):
+                        batches = _Batches.of(targets, batch_limit(kind, track_batch_size), cols.subject[pos])
+                        if batches is not None:
+                            actions += _actions(kind, id_type, group_id, batches, pos, cols, key_json, None, rules,
+                                                plan_id, len(actions))
+                    continue
                 by_profile = every is not None and bool(every[pos].any())
                 id_type, targets, ready = _targets(todo[["subject_key", "identity"]].iloc[pos], kind, rules, emails,
                                                    profiles, cols.subject[pos], by_profile)
                 batches = _Batches.of(targets, batch_limit(kind, track_batch_size), cols.subject[pos], ready)
                 if batches is None:
                     continue
-                writeback = _writebacks(todo.iloc[pos], batches) if kind is ActionKind.KETCH_WRITEBACK else None
+                writeback = _writebacks(todo.iloc[pos], batches, _sms_phones(phones, rules)) \
+                    if kind is ActionKind.KETCH_WRITEBACK else None
                 actions += _actions(kind, id_type, group_id, batches, pos, cols, key_json, writeback, rules,
                                     plan_id, len(actions))
         return Plan(plan_id=plan_id, fingerprint=plan_fp, actions=tuple(actions))
@@ -407,7 +435,17 @@ def _actions(kind: ActionKind, id_type: IdType, group_id: str | None, b: _Batche
     return out
 
 
-def _writebacks(rows: pd.DataFrame, b: _Batches) -> list[WriteBack]:
+def _sms_phones(phones: pd.Series | None, rules: Rules) -> tuple[dict[str, str], frozenset[str]]:
+    """(subject_key -> E.164, the SMS groups) for write-backs."""
+    sms = frozenset(m.subscription_group_id for m in rules.topics if m.sms)
+    if phones is None or not sms:
+        return {}, sms
+    known = phones.dropna()
+    return dict(zip(known.index.astype(str), known.astype(str))), sms
+
+
+def _writebacks(rows: pd.DataFrame, b: _Batches,
+                sms: tuple[dict[str, str], frozenset[str]] = ({}, frozenset())) -> list[WriteBack]:
     """One WriteBack per (batch, subject) segment: the subject's group fields (in row
     order), whether its global field is among its rows, and its newest Braze opt-out time
     (epoch when none). `rows` are the kind's drift rows, sorted by subject."""
@@ -431,8 +469,9 @@ def _writebacks(rows: pd.DataFrame, b: _Batches) -> list[WriteBack]:
             out.append(WriteBack(subject, (), False, epoch))
             continue
         r = int(run[lo])
+        phone = sms[0].get(subject) if sms[1] & set(groups[r]) else None
         out.append(WriteBack(subject, tuple(groups[r]), bool(email[r]),
-                             epoch if pd.isna(newest[r]) else newest[r].isoformat()))
+                             epoch if pd.isna(newest[r]) else newest[r].isoformat(), phone))
     return out
 
 

@@ -180,12 +180,17 @@ def _received(raw: bytes, at: datetime, cfg: Config) -> Received:
     try:
         msg = m.parse(raw)
     except m.Invalid as exc:
-        doc = _json_or_none(raw)
+        doc = None if m.too_deep(raw) else _json_or_none(raw)
         outcome = "unknown_kind" if exc.unknown_kind else "invalid"
         uid = exc.metadata.get("uid") if exc.unknown_kind else None
         return Received(outcome, exc.status, exc.reply(), stored_body(raw, doc, keep), len(raw), at, uid=uid,
                         api_version=_str(doc, "apiVersion"), kind=exc.kind, tenant=exc.metadata.get("tenant"),
                         error=str(exc)[:1000])
+    wrong = _scope_problem(msg, cfg)
+    if wrong:
+        return Received("invalid", 400, m.error_body(400, "invalid", wrong, msg.metadata),
+                        stored_body(raw, msg.document, keep), len(raw), at, api_version=msg.api_version,
+                        kind=msg.kind, tenant=msg.tenant, error=wrong)
     rec = Received("accepted", 204, None, stored_body(raw, msg.document, keep), len(raw), at, uid=msg.uid,
                    api_version=msg.api_version, kind=msg.kind, tenant=msg.tenant)
     identity = m.subject_identity(msg, cfg.identity.ketch_space, cfg.identity.braze_key)
@@ -200,6 +205,20 @@ def _received(raw: bytes, at: datetime, cfg: Config) -> Received:
     else:
         rec.reply_status, rec.reply = 200, m.other_dsr_response(msg, at, cfg.ledger.expected_completion_hours)
     return rec
+
+
+def _scope_problem(msg: m.Message, cfg: Config) -> str | None:
+    """Why a message is not for this job: another Ketch organization (`metadata.tenant`) or
+    another property (`request.property`) than the configured ones; None when it is."""
+    org, prop = cfg.ketch.organization, cfg.ketch.property
+    if msg.tenant is not None and org and msg.tenant != org:
+        return (f"metadata.tenant: {msg.tenant[:80]!r} is not this ledger's Ketch organization ({org!r}); send the "
+                "organization's messages to its own ledger")
+    given = msg.request.get("property")
+    if isinstance(given, str) and prop and given != prop:
+        return (f"request.property: {given[:80]!r} is not this ledger's Ketch property ({prop!r}); send the "
+                "property's messages to its own ledger")
+    return None
 
 
 def _request_row(msg: m.Message, identity: str | None, cfg: Config) -> dict[str, Any]:

@@ -75,7 +75,35 @@ def timestamp(value: Any) -> datetime | None:
     return from_epoch(value)
 
 
+MAX_DEPTH = 32  # Ketch's messages nest 5 deep; deeper is refused before it is parsed
+
+
+def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text nests arrays and objects deeper than `limit` (strings skipped),
+    judged before parsing: Python's parser and everything that walks the document recurse."""
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
 def parse(body: bytes) -> Message:
+    if too_deep(body):
+        raise Invalid(f"the body nests deeper than {MAX_DEPTH} levels; Ketch's messages do not")
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -24,8 +24,11 @@ from reconcile.engine import extract as ex
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.plan import fingerprint
+from reconcile.engine.identity import email_keys
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileReader
 from reconcile.engine.shared_export import SharedExport, expected_wait
+from reconcile.engine.sms import invalid_profile_phones
+from reconcile.pipeline.owed import with_owed
 from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
 from reconcile.ledger.sources import SOURCE as LEDGER_DELETIONS
 from reconcile.ledger.sources import ErasureLookups, ledger_sources, lookup_exceptions
@@ -70,6 +73,7 @@ class Observation:
     caps: Capabilities = field(default_factory=Capabilities)
     sizes: tuple[int, int, int] | None = None  # universe, Ketch records, Braze subjects with a profile
     read_from: datetime | None = None  # the earliest start of a run whose saved parts were taken
+    source_rows: int | None = None  # rows of the configured identity list, whole (the guards' workspace measure)
     erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
     @property
@@ -173,8 +177,8 @@ def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, l
     if not parts:
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
     listed = pd.concat(parts, ignore_index=True).dropna(subset=["email"])
-    listed = listed.assign(subject_key=listed["email"].str.strip().str.casefold())
-    held = known["email"].astype("string").str.strip().str.casefold()
+    listed = listed.assign(subject_key=email_keys(listed["email"]))
+    held = email_keys(known["email"])
     listed = listed[~isin(listed["subject_key"], held.dropna())]
     if not len(listed):
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
@@ -207,6 +211,7 @@ class UniverseRead:
     prefetched: ex.Prefetched | None
     run_id: str = ""
     absence_skipped: int = 0  # subjects left out: confirmed absent within universe.absence_recheck_hours
+    source_rows: int | None = None  # rows of the configured identity list, whole (before the incremental filter)
     erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
 
@@ -224,10 +229,12 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     full = mode == "full" and subjects is None
     lists = _with_own_blocklist(rt, ex.braze_lists(rt.braze, start, end, cfg, caps))
     listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
+    source_rows = listed.attrs.get("source_rows")
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
     erasures = ErasureLookups()
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
         listed, deletions, erasures = ledger_sources(rt, since_watermark(rt), listed, deletions)
+    listed = with_owed(rt.store, listed)  # subjects whose read failed in an earlier run
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
     read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full,
@@ -249,7 +256,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                                    pd.concat([known, found], ignore_index=True))
     src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
                   bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
-    universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    universe, exceptions = build_universe(src, cfg.identity.braze_key, cfg.identity.phone_region)
     extra_exc = pd.concat([extra_exc, lookup_exceptions(erasures)], ignore_index=True)
     exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
     if full and slice_index is not None:
@@ -264,7 +271,8 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                  "%g h are not read again (universe.absence_recheck_hours; full sweeps read them)",
                  int(skip.sum()), cfg.universe.absence_recheck_hours)
         universe = universe[~skip].reset_index(drop=True)
-    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), erasures)
+    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), erasures=erasures,
+                        source_rows=source_rows)
 
 
 def _with_own_blocklist(rt: Runtime, lists: ex.BrazeLists) -> ex.BrazeLists:
@@ -348,7 +356,9 @@ def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple
                                    for df in (braze, groups, profiles))
     observed = Observed(universe, ketch, topics, braze, groups, profiles)
     note_absences(rt, observed, base.run_id)
-    return observed, failed.assign(source="ketch")
+    bad_phones = invalid_profile_phones(universe, profiles, rt.cfg)
+    failed = failed.assign(source="ketch")
+    return observed, (pd.concat([failed, bad_phones], ignore_index=True) if len(bad_phones) else failed)
 
 
 CHUNK_HASH_KEY = "reconcile-parts1"  # 16 bytes; not the sweep slices' key, so parts split a slice evenly
@@ -458,7 +468,8 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
         stage(rt.progress, "diff", subjects=len(observed.universe))
         drift = diff(observed, rules)
         exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
-        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures)
+        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures,
+                          source_rows=base.source_rows)
         drop_shared_export(rt, base.read)
         return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
     journal = PartJournal(rt, run_id, mode, slice_index, count)
@@ -482,7 +493,8 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     sizes = (sum(len(s) for s in seen), sum(int(s["has_record"].sum()) for s in seen),
              sum(int(s["exists"].sum()) for s in seen))
     obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
-                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), base.erasures)
+                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), source_rows=base.source_rows,
+                      erasures=base.erasures)
     journal.finished()
     drop_shared_export(rt, base.read)
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])

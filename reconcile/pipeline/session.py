@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from reconcile.pipeline.interrupts import raise_if_pending
 from reconcile.clients.braze import BrazeClient
 from reconcile.clients.ketch import KetchClient
 from reconcile.config import Config, braze_api_key, proxy_problems, state_url
@@ -107,7 +108,8 @@ def open_runtime(cfg: Config, environ: Mapping[str, str] | None = None, *, clock
             rt.sandbox = load_sandbox(cfg)
             rt._closers.append(rt.sandbox.save)
             braze_transport, ketch_transport = rt.sandbox.braze.transport(), rt.sandbox.ketch.transport()
-        rt.braze = BrazeClient(cfg.braze, braze_api_key(cfg, environ), transport=braze_transport, sleep=sleep)
+        rt.braze = BrazeClient(cfg.braze, braze_api_key(cfg, environ), transport=braze_transport, sleep=sleep,
+                               interrupt_check=raise_if_pending)
         rt._closers.append(rt.braze.close)
         from reconcile.pipeline.lock import workspace_id
 

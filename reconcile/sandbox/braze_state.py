@@ -13,6 +13,7 @@ addresses are matched case-insensitively and stored as first given.
 from __future__ import annotations
 
 import bisect
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
@@ -28,8 +29,25 @@ TRACK_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existi
 Timestamp = float | int | str | datetime
 
 
+EMAIL_MATCHES = ("lower", "casefold")
+_match = ["lower"]
+
+
+def set_email_match(mode: str) -> None:
+    """How the simulated workspace compares addresses (process-wide): "lower" (Unicode
+    lower-casing: the Kelvin sign meets ``k``), or "casefold" (NFKC and Unicode case folding:
+    ``ſ`` meets ``s``, ``ß`` meets ``ss``, fullwidth letters meet ASCII), the least convenient
+    reading of Braze's undocumented comparison, under which a look-up by a look-alike
+    address answers with another person's profile."""
+    if mode not in EMAIL_MATCHES:
+        raise ValueError(f"email_match must be one of {', '.join(EMAIL_MATCHES)}, got {mode!r}")
+    _match[0] = mode
+
+
 def norm(email: str) -> str:
-    """The key an address is matched by: trimmed and lower-cased."""
+    """The key an address is matched by: trimmed and lower-cased (see `set_email_match`)."""
+    if _match[0] == "casefold":
+        return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email.strip()).casefold())
     return email.strip().lower()
 
 
@@ -344,8 +362,39 @@ class BrazeState:
             self.unsubscribes.pop(key, None)
 
     def set_group(self, profile: Profile, group_id: str, state: str) -> None:
-        profile.groups[group_id] = state
-        self.touch(profile)
+        """A group state; an SMS group's state belongs to the number: every profile holding
+        the profile's phone takes it."""
+        holders = self.by_phone(profile.phone) if profile.phone and self.is_sms(group_id) else []
+        for target in holders or [profile]:
+            target.groups[group_id] = state
+            self.touch(target)
+
+    def is_sms(self, group_id: str) -> bool:
+        return (self.groups.get(group_id) or {}).get("channel") == "sms"
+
+    def set_phone(self, profile: Profile, phone: str | None) -> None:
+        """A profile's number changes. Braze: the new number inherits the profile's SMS group
+        states, unless the number already exists in the workspace, whose states it then takes."""
+        if phone == profile.phone:
+            return
+        others = [p for p in self.by_phone(phone) if p is not profile] if phone else []
+        profile.phone = phone
+        if others:
+            source = max(others, key=Profile.recency)
+            for gid in [g for g in profile.groups if self.is_sms(g)]:
+                del profile.groups[gid]
+            profile.groups.update({g: st for g, st in source.groups.items() if self.is_sms(g)})
+
+    def sms_stop(self, phone: str, group_ids: Iterable[str] | None = None) -> int:
+        """A STOP reply from `phone`: its SMS groups (all, or the given ones) unsubscribed on
+        every profile holding the number. Braze records no time for it anywhere."""
+        holders = self.by_phone(phone)
+        groups = list(group_ids) if group_ids is not None else [g for g in self.groups if self.is_sms(g)]
+        for profile in holders:
+            for gid in groups:
+                profile.groups[gid] = "unsubscribed"
+            self.touch(profile)
+        return len(holders)
 
     def block(self, email: str) -> None:
         """`/email/blocklist`: unsubscribe the address everywhere and mark it hard bounced."""
@@ -393,7 +442,7 @@ class BrazeState:
         if "email" in obj:
             self.attach_email(profile, obj["email"])
         if "phone" in obj:
-            profile.phone = obj["phone"]
+            self.set_phone(profile, obj["phone"])
         for key, value in obj.items():
             if key in TRACK_KEYS:
                 continue

@@ -300,3 +300,34 @@ def test_a_group_read_for_several_profiles_is_one_drift_item_per_subject():
                         groups=[("g-news", "unsubscribed"), ("g-news", "subscribed")]))
     d = diff(o, RULES)
     assert d[["drift_class", "field", "group_id"]].values.tolist() == [["missed_optout", "group", "g-news"]]
+
+
+SMS_NEWS = TopicMapping("newsletter", "sms", "g-news-sms")
+
+
+@pytest.mark.parametrize("unsub_at", [None, T0 - timedelta(days=30), T0 + timedelta(days=1)])
+@pytest.mark.parametrize("apply_optins, write_back", [(False, False), (True, False), (True, True)])
+def test_an_sms_opt_out_of_unknown_time_is_never_resubscribed(unsub_at, apply_optins, write_back):
+    """Ketch grants the topic's SMS channel, Braze has the number unsubscribed (a STOP reply
+    keeps no time; the address's email unsubscribe time says nothing about SMS)."""
+    o = observe(subject("a@x.io", ketch={"email_allowed": True, "consent_collected_at": T0, "subs_collected_at": T0},
+                        braze={"email_subscribe": "subscribed", "unsubscribed_at": unsub_at},
+                        topics=[("newsletter", "email", "granted"), ("newsletter", "sms", "granted")],
+                        groups=[("g-news", "subscribed"), ("g-news-sms", "unsubscribed")]))
+    d = diff(o, Rules(topics=(NEWS, SMS_NEWS), apply_optins=apply_optins, write_back_optouts=write_back))
+    (row,) = d.to_dict("records")
+    assert (row["drift_class"], row["group_id"]) == ("braze_newer_optout", "g-news-sms")
+    assert row["action"] == ("ketch_writeback" if write_back else "") and "STOP" in row["reason"]
+    assert pd.isna(row["braze_unsubscribed_at"])
+
+
+def test_a_topics_email_and_sms_channels_reach_their_own_groups():
+    o = observe(subject("a@x.io", ketch={"email_allowed": True, "subs_collected_at": T0},
+                        topics=[("newsletter", "email", "granted"), ("newsletter", "sms", "denied")],
+                        groups=[("g-news", "subscribed"), ("g-news-sms", "subscribed")], braze={"email_subscribe": "subscribed"}),
+                subject("b@x.io", ketch={"email_allowed": True, "subs_collected_at": T0},
+                        topics=[("newsletter", "email", "denied")],  # no opinion on SMS
+                        groups=[("g-news", "subscribed"), ("g-news-sms", "subscribed")], braze={"email_subscribe": "subscribed"}))
+    d = diff(o, Rules(topics=(NEWS, SMS_NEWS)))
+    assert classes(d, "a@x.io") == {("missed_optout", "group:g-news-sms")}
+    assert classes(d, "b@x.io") == {("missed_optout", "group:g-news")}
