@@ -13,7 +13,8 @@ from reconcile.errors import DataError
 BASE_FILES = [("reconcile.toml", "reconcile.toml"), ("schedules.toml", "schedules.toml"),
               ("env.example", ".env.example")]
 DEPLOY_FILES = ["reconcile-scheduler.service", "reconcile-job@.service", "reconcile-job@.timer", "crontab",
-                "kubernetes-cronjob.yaml", "kubernetes-sweep-job.yaml", "kubernetes-ledger.yaml", "compose.yaml"]
+                "kubernetes-cronjob.yaml", "kubernetes-sweep-job.yaml", "kubernetes-ledger.yaml", "compose.yaml",
+                "prometheus-alerts.yml"]
 
 
 def scaffold_files(deploy: bool) -> list[tuple[str, str]]:
