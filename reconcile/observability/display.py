@@ -41,6 +41,7 @@ class _State:
     def on_stage(self, name: str, counts: dict[str, int]) -> None:
         self.stage = name
         self.done, self.total, self.count_stage, self.count_started = 0, 0, "", None
+        self.last_endpoint = ""
 
     def on_count(self, stage: str, done: int, total: int) -> None:
         if stage != self.count_stage or done < self.done or self.count_started is None:
