@@ -204,7 +204,7 @@ def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]
     cfg = get_config(ctx)
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt:
         if dry_run:
-            result = run_job(rt, mode=mode, dry_run=True)
+            result = run_job(rt, mode=mode, dry_run=True, overrides=set(allow))
         else:
             with run_lock(rt) as lock:
                 result = _execute(rt, run_job, mode=mode, overrides=set(allow), only=only_kinds(only),
