@@ -49,6 +49,7 @@ class World:
                         "global_control_engaged": "granted", "topics": TOPICS},
             "universe": {"csv": "universe.csv", "deletions_csv": "deletions.csv", "full_since": "2015-01-01"},
             "apply": {"consistency_delay_seconds": 0},
+            "guards": {"min_universe": 1},  # worlds of a handful of subjects; an empty one is still refused
             "state": {"url": self.state_url},
             "report": {"dir": "reports"},
             "sandbox": {"enabled": True},  # only so the seeded files may be missing at load time

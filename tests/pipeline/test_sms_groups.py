@@ -68,6 +68,7 @@ braze_hard_bounces = false
 max_unsubscribe_fraction = 1.0
 max_subscribe_fraction = 1.0
 max_shrink_fraction = 1.0
+min_universe = 1
 
 [policy]
 {policy}
