@@ -299,7 +299,7 @@ def _fire(job: Any, at: datetime, env: dict[str, str], clock: Any) -> tuple[str 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open: on PostgreSQL one Braze-side flip (an opt-out undone by an import) "
+@pytest.mark.xfail(strict=False, reason="open: on SQLite and PostgreSQL one Braze-side flip (an opt-out undone by an import) "
                    "was not corrected by the next nightly full run once the unknown-time opt-out rules and the "
                    "mailbox keys joined the scheduled path; the week still runs and records its exposure")
 @pytest.mark.timeout(3600)  # 182 fires; on an idle 2-core machine a fire of this population takes about a second
