@@ -137,7 +137,7 @@ def test_a_look_alike_deletion_through_the_cli_deletes_nobody_and_is_reported(wo
     (w.tmp / "deletions.csv").write_text("identity,requested_at\n" + "".join(
         f"{a},2026-01-01T00:00:00Z\n" for a in looks))
     path = w.tmp / "job.toml"
-    path.write_text(w.toml(), encoding="utf-8")
+    path.write_text(w.toml("\n[guards]\nmin_universe = 1\n"), encoding="utf-8")
     job = Job(w, path)
     result = job.cli("run", "--format", "json")
     assert result.exit_code == 4, result.output
