@@ -81,7 +81,8 @@ class _Reader:
                 self.fail(name, "unknown key", "remove it or check its spelling against docs/config.md")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP address (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -100,12 +101,12 @@ def _check_url(r: _Reader, name: str, value: str, *, braze: bool) -> None:
     if parts.scheme not in ("http", "https") or not host:
         r.fail(name, f"not an http(s) URL: {value!r}", f"set {r.key(name)} = \"https://...\"")
         return
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         r.fail(name, f"plain http is allowed only for loopback hosts, got {host}",
                "use https, or 127.0.0.1/localhost for a local sandbox")
     if parts.username or parts.password:
         r.fail(name, "credentials in the URL", "remove user:password from the URL; keys come from *_env variables")
-    if braze and not _is_loopback(host) and not (host.endswith(".braze.com") or host.endswith(".braze.eu")):
+    if braze and not is_loopback(host) and not (host.endswith(".braze.com") or host.endswith(".braze.eu")):
         r.fail(name, f"{host} is not a Braze REST instance",
                "use your instance's REST endpoint, e.g. https://rest.iad-01.braze.com or https://rest.fra-01.braze.eu")
 
