@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -77,7 +78,7 @@ class ReportingMixin(StoreBase):
             drift = _rows(conn, select(drift_items).where(drift_items.c.subject_key.in_(keys))
                           .order_by(drift_items.c.id))
             journaled = [a for a in _rows(conn, select(actions).where(
-                or_(*[cast(actions.c.subject_keys, String).like(f"%{_like(k)}%") for k in keys])).order_by(
+                or_(*[cast(actions.c.subject_keys, String).like(f"%{_like(k)}%", escape="\\") for k in keys])).order_by(
                 actions.c.created_at, actions.c.seq)) if set(a.get("subject_keys") or []) & set(keys)]
             run_ids = {i[c] for i in drift for c in ("first_seen_run", "last_seen_run", "resolved_run") if i.get(c)}
             planned = _rows(conn, select(plans).where(plans.c.run_id.in_(run_ids))) if run_ids else []
@@ -113,5 +114,7 @@ def _lower_in(column: Any, keys: Iterable[str]) -> Any:
 
 
 def _like(key: str) -> str:
-    """`key` as it appears in the JSON text of a subject_keys list, escaped for LIKE."""
-    return '"' + key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', '\\"') + '"'
+    """`key` as the JSON text of a subject_keys list spells it (the store writes JSON with
+    `ensure_ascii=False`), escaped for LIKE with the escape character backslash."""
+    text = json.dumps(key, ensure_ascii=False)
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
