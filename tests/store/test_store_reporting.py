@@ -26,3 +26,4 @@ def test_subject_records_find_the_batches_naming_a_key_with_like_wildcards(store
     journaled = store.subject_records([key])["journaled"]
 
     assert [a["action_id"] for a in journaled] == ["plan-s:0"]
+
