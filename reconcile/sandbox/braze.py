@@ -48,8 +48,7 @@ from reconcile.sandbox.braze_checks import (
     segment_export_request, segment_zip, track_problem,
 )
 from reconcile.sandbox.braze_state import (
-    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, set_email_match,
-    to_epoch,
+    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, to_epoch,
 )
 from reconcile.sandbox.core import SimRequest, SimResponse, Simulator
 
@@ -136,7 +135,6 @@ class BrazeSim(Simulator):
                  alias_visibility_delay_seconds: float = 0.0, unsubscribe_list: str = "while_any",
                  email_match: str = "lower"):
         super().__init__(clock=clock, seed=seed)
-        set_email_match(email_match)
         if track_limit_wording not in TRACK_LIMIT_WORDINGS:
             raise ValueError(f"track_limit_wording must be 'documented' or 'other', got {track_limit_wording!r}")
         if segment_export not in SEGMENT_EXPORT_MODES:
@@ -163,7 +161,7 @@ class BrazeSim(Simulator):
         self.alias_visibility_delay_seconds = alias_visibility_delay_seconds
         self.hidden_aliases: dict[tuple[str, str], float] = {}  # alias -> when /users/track sees it
         self.exports: dict[str, dict[str, Any]] = {}  # object_prefix -> {segment_id, ready_at, signature, content}
-        self.db = BrazeState(clock, seed, unsubscribe_list)
+        self.db = BrazeState(clock, seed, unsubscribe_list, email_match)
         for name, (limit, seconds) in rate_limits_with_defaults(rate_limits).items():
             self.limiter.set_limit(name, limit, seconds)
         self._register_routes()
@@ -254,12 +252,12 @@ class BrazeSim(Simulator):
     def add_unsubscribe(self, email: str, at: Timestamp) -> None:
         """Record a global unsubscribe event for an address (profiles are not changed)."""
         with self.lock:
-            self.db.unsubscribes[norm(email)] = {"email": email, "unsubscribed_at": iso_utc(at)}
+            self.db.unsubscribes[self.db.norm(email)] = {"email": email, "unsubscribed_at": iso_utc(at)}
 
     def add_hard_bounce(self, email: str, at: Timestamp) -> None:
         """Record a hard bounce for an address."""
         with self.lock:
-            self.db.hard_bounces[norm(email)] = {"email": email, "hard_bounced_at": iso_utc(at)}
+            self.db.hard_bounces[self.db.norm(email)] = {"email": email, "hard_bounced_at": iso_utc(at)}
 
     def profiles_by_email(self, email: str) -> list[Profile]:
         """Copies of every profile holding the address (case-insensitive), deletions applied."""
@@ -505,10 +503,11 @@ class BrazeSim(Simulator):
         """Events in [start_date 00:00 UTC, end of end_date], newest first by default."""
         query = ListQuery.parse(req)
         if query.email is not None:  # the table is keyed by the normalised address: one row at most
-            row = table.get(norm(query.email))
+            row = table.get(self.db.norm(query.email))
             rows = [row] if row is not None and query.matches(row["email"], row[stamp], email_wins) else []
         else:
-            rows = _window_page(table if isinstance(table, AddressTable) else AddressTable(stamp, table), query)
+            listed = table if isinstance(table, AddressTable) else self.db.address_table(stamp, table)
+            rows = _window_page(listed, query)
         page = rows[query.offset:query.offset + query.limit] if query.email is not None else rows
         return SimResponse(200, {"emails": [dict(r) for r in page], "message": "success"})
 

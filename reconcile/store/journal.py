@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from reconcile.errors import RunLocked, StoreError
+from reconcile.models.mailbox import key_or_none
 from reconcile.store.base import Row, StoreBase, as_tuple
-from reconcile.store.profiles import email_key
 from reconcile.store.schema import ACTION_RESULTS, ACTION_UNFINISHED, PLAN_STATUSES
 from reconcile.store.schema import actions as action_table
 from reconcile.store.schema import locks as lock_table
@@ -142,8 +142,9 @@ class JournalMixin(StoreBase):
                 if not isinstance(payload, dict) or (isinstance(summary, dict) and summary.get("rejected")):
                     continue
                 for target in payload.get("targets") or []:
-                    if isinstance(target, list) and len(target) == 3 and isinstance(target[2], str):
-                        out.add(email_key(target[2]))
+                    key = key_or_none(target[2]) if isinstance(target, list) and len(target) == 3 else None
+                    if key is not None:
+                        out.add(key)
         return out
 
     def unfinished_plans(self) -> list[str]:
