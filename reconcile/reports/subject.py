@@ -25,15 +25,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from reconcile.models.mailbox import key_or_none
 from reconcile.reports.requests import place
 
 TOKEN = re.compile(r"^(?:[^@\s]\*\*\*@[^#\s]+|id)#[0-9a-f]{10}$")
 
 
 def subject_keys_for(identity: str) -> list[str]:
-    """The subject keys an identity may be stored under: as given (trimmed), and case-folded."""
+    """The subject keys an identity may be stored under: as given (trimmed), and for an
+    address its mailbox key (models/mailbox.py), the key the engine matches by. Never a
+    Unicode case folding: `uſer@example.com` is not `user@example.com`'s subject."""
     text = identity.strip()
-    return list(dict.fromkeys([text, text.casefold()]))
+    return list(dict.fromkeys([text, key_or_none(text) or text]))
 
 
 def known_keys(store: Any) -> set[str]:
@@ -64,11 +67,11 @@ def subject_story(store: Any, keys: list[str], groups: Mapping[str, tuple[str, s
                 and any(isinstance(t, list) and t and t[0] in keys for t in a.get("targets") or [])]
     found = ({i["subject_key"] for i in drift} | {t["subject_key"] for t in tomb}
              | {k for a in journaled for k in a.get("subject_keys") or []}
-             | {str(x).casefold() for x in [r.get("identity") for r in requests] + [c["identity"] for c in changes]
-                + [e.get("identity") for e in exceptions] if x}
+             | {key_or_none(x) or str(x).strip() for x in [r.get("identity") for r in requests]
+                + [c["identity"] for c in changes] + [e.get("identity") for e in exceptions] if x}
              | {p["email_key"] for p in profiles} | {p.get("external_id") for p in profiles})
     story = {
-        "subject_keys": [k for k in keys if k in found or k.casefold() in found and k == k.casefold()] or keys[-1:],
+        "subject_keys": [k for k in keys if k in found] or keys[-1:],
         "known": bool(drift or journaled or exceptions or tomb or requests or changes or profiles),
         "drift": [_drift(i, groups) for i in drift],
         "corrections": [_action(a) for a in journaled],

@@ -13,7 +13,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import idna
 from sqlalchemy import Connection, String, case, cast, func, or_, select
+
+from reconcile.models.mailbox import key_or_none
 
 from reconcile.store.base import Row, StoreBase
 from reconcile.store.schema import (
@@ -82,18 +85,21 @@ class ReportingMixin(StoreBase):
                 actions.c.created_at, actions.c.seq)) if set(a.get("subject_keys") or []) & set(keys)]
             run_ids = {i[c] for i in drift for c in ("first_seen_run", "last_seen_run", "resolved_run") if i.get(c)}
             planned = _rows(conn, select(plans).where(plans.c.run_id.in_(run_ids))) if run_ids else []
-            exceptions = _rows(conn, select(run_exceptions).where(_lower_in(run_exceptions.c.identity, keys)))
+            exceptions = _naming(keys, _rows(conn, select(run_exceptions)
+                                             .where(_lower_in(run_exceptions.c.identity, keys))))
             tomb = _rows(conn, select(tombstones).where(tombstones.c.subject_key.in_(keys)))
-            requests = _rows(conn, select(ledger_requests).where(_lower_in(ledger_requests.c.identity, keys))
-                             .order_by(ledger_requests.c.received_at))
+            requests = _naming(keys, _rows(conn, select(ledger_requests)
+                                           .where(_lower_in(ledger_requests.c.identity, keys))
+                                           .order_by(ledger_requests.c.received_at)))
             uids = [r["uid"] for r in requests]
             history = _rows(conn, select(ledger_request_history)
                             .where(ledger_request_history.c.request_uid.in_(uids))
                             .order_by(ledger_request_history.c.at)) if uids else []
             callbacks = _rows(conn, select(ledger_callbacks).where(ledger_callbacks.c.request_uid.in_(uids))
                               .order_by(ledger_callbacks.c.position)) if uids else []
-            changes = _rows(conn, select(ledger_changes).where(_lower_in(ledger_changes.c.identity, keys))
-                            .order_by(ledger_changes.c.received_at))
+            changes = _naming(keys, _rows(conn, select(ledger_changes)
+                                          .where(_lower_in(ledger_changes.c.identity, keys))
+                                          .order_by(ledger_changes.c.received_at)))
             profiles = _rows(conn, select(braze_profiles).where(or_(braze_profiles.c.email_key.in_(keys),
                                                                     braze_profiles.c.external_id.in_(keys))))
             run_ids |= {a["run_id"] for a in journaled if a.get("run_id")} | {e["run_id"] for e in exceptions}
@@ -110,7 +116,29 @@ def _rows(conn: Connection, query: Any) -> list[Row]:
 
 
 def _lower_in(column: Any, keys: Iterable[str]) -> Any:
-    return func.lower(column).in_([k.casefold() for k in keys])
+    """A superset of the rows whose identity has one of `keys` as its mailbox key (or is one
+    of them): SQL lower() folds ASCII only on SQLite and by the locale on PostgreSQL, so
+    every spelling either may compare against is listed. `_naming` then keeps the exact ones."""
+    return func.lower(column).in_(sorted({s for k in keys for s in _spellings(k)}))
+
+
+def _spellings(key: str) -> set[str]:
+    local, at, domain = key.rpartition("@")
+    if not at:
+        return {key, key.lower()}
+    try:
+        shown = idna.decode(domain) if "xn--" in domain else domain
+    except (idna.IDNAError, UnicodeError):
+        shown = domain
+    return {f"{loc}@{dom}" for loc in (local, local.lower()) for dom in (domain, shown, shown.lower())}
+
+
+def _naming(keys: Iterable[str], rows: list[Row]) -> list[Row]:
+    """The rows whose identity is one of `keys` or has one of them as its mailbox key: a
+    look-alike (`uſer@`, the Kelvin sign, `straße`) never names another person's key."""
+    wanted = set(keys)
+    return [r for r in rows if isinstance(r.get("identity"), str)
+            and (r["identity"].strip() in wanted or key_or_none(r["identity"]) in wanted)]
 
 
 def _like(key: str) -> str:
