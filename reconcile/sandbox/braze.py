@@ -86,6 +86,9 @@ Handler = Callable[[SimRequest], SimResponse]
 
 TRACK_LIMIT_WORDINGS = ("documented", "other")
 SEGMENT_EXPORT_MODES = ("url", "bucket", "failed", "busy")
+# `/subscription/status/get` for a group the workspace does not have (undocumented): a 400
+# naming the group, or every identifier answered "Unknown" as for a group it never held.
+UNKNOWN_GROUP_READS = ("refused", "unknown")
 
 
 def braze_sim_options(sandbox_cfg: Any) -> dict[str, Any]:
@@ -133,8 +136,10 @@ class BrazeSim(Simulator):
                  segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000,
                  track_limit_wording: str = "documented", segment_export: str = "url",
                  alias_visibility_delay_seconds: float = 0.0, unsubscribe_list: str = "while_any",
-                 email_match: str = "lower"):
+                 email_match: str = "lower", unknown_group_read: str = "refused"):
         super().__init__(clock=clock, seed=seed)
+        if unknown_group_read not in UNKNOWN_GROUP_READS:
+            raise ValueError(f"unknown_group_read must be 'refused' or 'unknown', got {unknown_group_read!r}")
         if track_limit_wording not in TRACK_LIMIT_WORDINGS:
             raise ValueError(f"track_limit_wording must be 'documented' or 'other', got {track_limit_wording!r}")
         if segment_export not in SEGMENT_EXPORT_MODES:
@@ -150,6 +155,7 @@ class BrazeSim(Simulator):
         self.track_object_limit = track_object_limit
         self.require_fields_to_export = require_fields_to_export
         self.not_found_style = not_found_style
+        self.unknown_group_read = unknown_group_read
         self.user_status_shape = USER_STATUS_SHAPES[user_status_shape]
         self.permissions = None if permissions is None else set(
             permission_set(permissions) if isinstance(permissions, str) else permissions)
@@ -331,9 +337,13 @@ class BrazeSim(Simulator):
     # -- subscription groups -------------------------------------------------------------
     def _status_get(self, req: SimRequest) -> SimResponse:
         """Capitalised state per submitted identifier; the most recently updated matching
-        profile that has a state for the group speaks for a shared email."""
-        group_id = known_group(self.db, req.arg("subscription_group_id"))
+        profile that has a state for the group speaks for a shared email. An unknown group is
+        refused (400), or with `unknown_group_read="unknown"` answered "Unknown" for each id."""
         kind, ids = pick_identifiers(req.args("external_id"), req.args("email"), req.args("phone"))
+        asked = req.arg("subscription_group_id")
+        if self.unknown_group_read == "unknown" and isinstance(asked, str) and asked and asked not in self.db.groups:
+            return SimResponse(200, {"status": {ident: "Unknown" for ident in ids}, "message": "success"})
+        group_id = known_group(self.db, asked)
         if kind == "email" and self.db.is_sms(group_id):  # SMS groups take phone or external_id only
             raise BadRequest(Msg.WRONG_CHANNEL.format(channel="sms"))
         status: dict[str, str] = {}
