@@ -1,5 +1,5 @@
 """Crash safety at seeded points: `reconcile run` SIGKILLs itself at one step (planning,
-journaling, each batch before and after its send, verify, report; reconcile/pipeline/crashpoints.py),
+journaling, the first, second and last batch before and after its send, verify, report; reconcile/pipeline/crashpoints.py),
 then the next run resumes. On SQLite and PostgreSQL: the final Braze state is correct, no
 batch the journal had confirmed is sent again, and at most the one batch in flight at the
 kill (answered, not yet journaled) is sent twice."""
@@ -22,8 +22,10 @@ from reconcile.store.store import Store
 
 WRITES = {"/subscription/status/set", "/v2/subscription/status/set", "/email/status", "/users/delete",
           "/email/blocklist", "/users/track", "/users/alias/new"}
-BATCHES = 8  # the seeded plan has at least this many; each one is killed before and after its send
-POINTS = [("plan", 1), ("journal", 1), *[(p, n) for n in range(1, BATCHES + 1) for p in ("before_send", "after_send")],
+BATCHES = 8  # the seeded plan has at least this many
+# the first batch, one after a confirmed batch, and the last one, each killed before and after its send
+# (batches 3-7 take the same path as 2)
+POINTS = [("plan", 1), ("journal", 1), *[(p, n) for n in (1, 2, BATCHES) for p in ("before_send", "after_send")],
           ("verify", 1), ("report", 1)]
 STATE_ENV = "CRASH_TEST_STATE_URL"
 
