@@ -72,7 +72,7 @@ def stop(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> tuple[int, str
     if proc.poll() is None:
         proc.send_signal(signum)
     try:
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -174,7 +174,7 @@ def test_two_scheduler_replicas_on_one_postgresql_apply_each_fire_once(world, tm
         def fired() -> int:
             return sum(1 for r in runs(pg_database) if r["job"] == "sweep" and r["finished_at"])
 
-        wait_for(lambda: fired() >= 3, 60, "three fires of the job", replicas[0])
+        wait_for(lambda: fired() >= 3, 180, "three fires of the job", replicas[0])
         results = [stop(p) for p in replicas]
     finally:
         for p in replicas:
