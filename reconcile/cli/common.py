@@ -49,10 +49,10 @@ def is_packaged(cfg: Config) -> bool:
 
 
 def runtime(ctx: click.Context, default: str | None = None, cfg: Config | None = None) -> Any:
-    from reconcile.pipeline.session import open_runtime  # heavy (pandas, httpx, SQLAlchemy): only when a command runs
+    from reconcile.pipeline.session import open_session  # heavy (pandas, httpx, SQLAlchemy): only when a command runs
 
     progress = (ctx.find_root().obj or {}).get("telemetry")
-    return open_runtime(cfg or get_config(ctx, default), progress=progress)
+    return open_session(cfg or get_config(ctx, default), progress=progress)
 
 
 @contextmanager
@@ -69,22 +69,18 @@ def observed(ctx: click.Context, cfg: Config, metrics_file: str | None = None) -
     telemetry.listeners.append(ContextListener(job_name(cfg)))
     display = display_for(telemetry, quiet=bool(root.get("quiet")))
     root["telemetry"] = telemetry
-    report_path: str | None = None
     try:
         with observing(telemetry):
             yield telemetry
-    except BaseException as exc:
-        report_path = getattr(exc, "report_path", None)
-        raise
     finally:
         telemetry.finish()
         root.pop("telemetry", None)
         if display is not None:
             display.stop()
-        _after(cfg, telemetry, Path(metrics_file) if metrics_file else None, report_path)
+        _after(cfg, telemetry, Path(metrics_file) if metrics_file else None)
 
 
-def _after(cfg: Config, telemetry: Any, metrics_file: Path | None, report_path: str | None) -> None:
+def _after(cfg: Config, telemetry: Any, metrics_file: Path | None) -> None:
     import logging
 
     from reconcile.config import state_url
@@ -98,7 +94,7 @@ def _after(cfg: Config, telemetry: Any, metrics_file: Path | None, report_path: 
             for i, run_id in enumerate(telemetry.run_ids):
                 last = i == len(telemetry.run_ids) - 1
                 after_run(cfg, store, run_id, telemetry if last else None, metrics_file=metrics_file,
-                          report_path=report_path if last else None, write_metrics=last)
+                          write_metrics=last)
     except Exception:  # noqa: BLE001 - what is said after a run must not change its outcome
         logging.getLogger(__name__).warning("post-run metrics and notifications failed", exc_info=True)
 

@@ -94,7 +94,7 @@ def prune_cmd(ctx: click.Context, apply_: bool) -> None:
         reconcile --config jobs/sandbox.toml prune           # counts only
         reconcile --config jobs/sandbox.toml prune --apply
     """
-    from reconcile.reports.prune import recorded_prune
+    from reconcile.pipeline.prune import recorded_prune
     from reconcile.store.store import Store
 
     cfg = get_config(ctx)

@@ -25,6 +25,7 @@ from reconcile.engine.frames import conform, empty, isin
 from reconcile.engine.identity import email_key
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
 from reconcile.errors import DataError, FatalApiError, TransientApiError
+from reconcile.engine.ports import BrazeListReads, BrazeReads, KetchReads
 
 Progress = Callable[[str, int, int], None]
 
@@ -45,7 +46,7 @@ def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
     return df
 
 
-def braze_lists(braze: Any, start: date, end: date, cfg: Config, caps: Capabilities) -> BrazeLists:
+def braze_lists(braze: BrazeListReads, start: date, end: date, cfg: Config, caps: Capabilities) -> BrazeLists:
     """Braze's email lists in [start, end]."""
     unsub = list(braze.email_unsubscribes(start, end)) if cfg.universe.braze_unsubscribes else []
     bounced = caps.call("email.hard_bounces", lambda: list(braze.email_hard_bounces(start, end))) \
@@ -95,7 +96,7 @@ def ketch_frames(records: dict[str, Any], universe: pd.DataFrame, cfg: Config) -
     return conform(pd.DataFrame(rows), "ketch"), conform(pd.DataFrame(topics), "ketch_topics")
 
 
-def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
+def extract_ketch(ketch: KetchReads, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(ketch, ketch_topics, failed): identities whose lookup failed after every retry come
     back in `failed` (identity, reason) instead of stopping the run. They must not be read
@@ -129,7 +130,7 @@ class BrazeRead:
     """What a Braze read needs besides the universe: the client, the key's known
     capabilities, the address -> profiles cache, the time, and whether this is a full sweep."""
 
-    braze: Any
+    braze: BrazeReads
     cfg: Config
     caps: Capabilities
     cache: ProfileCache

@@ -30,6 +30,7 @@ from reconcile.clients.braze_profiles import PROFILE_FIELDS as BRAZE_PROFILE_FIE
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, isin
 from reconcile.errors import DataError
+from reconcile.engine.ports import BrazeReads
 
 PROFILE_FIELDS = list(BRAZE_PROFILE_FIELDS)  # also the braze_profiles frame's columns (frames.py)
 CACHE_COLUMNS = ["email_key", "braze_id", "external_id"]
@@ -82,7 +83,7 @@ def _users_frame(users: list[dict[str, Any]]) -> pd.DataFrame:
 class ProfileReader:
     """Reads the profiles of a set of addresses (see the module doc for the order)."""
 
-    def __init__(self, braze: Any, caps: Capabilities, cache: ProfileCache, *, now: datetime,
+    def __init__(self, braze: BrazeReads, caps: Capabilities, cache: ProfileCache, *, now: datetime,
                  cache_days: float, segment_id: str | None = None):
         self.braze, self.caps, self.cache = braze, caps, cache
         self.fresh_after = pd.Timestamp(now - timedelta(days=cache_days))
@@ -94,7 +95,7 @@ class ProfileReader:
         todo = addresses[["subject_key", "email"]].drop_duplicates("subject_key")
         found: list[pd.DataFrame] = []
         if full_sweep and self.segment_id and len(todo):
-            bulk = self._segment(set(todo["subject_key"]))
+            bulk = self._segment(self.segment_id, set(todo["subject_key"]))
             if bulk is not None:
                 return self._attach(todo, bulk)
         if len(todo):
@@ -116,9 +117,9 @@ class ProfileReader:
         return conform(out.drop_duplicates("braze_id").reset_index(drop=True), "braze_profiles")
 
     # -- 1. bulk export ----------------------------------------------------------------
-    def _segment(self, keys: set[str]) -> pd.DataFrame | None:
+    def _segment(self, segment_id: str, keys: set[str]) -> pd.DataFrame | None:
         rows = self.caps.call("users.export.segment",
-                              lambda: list(self.braze.export_segment(self.segment_id, PROFILE_FIELDS)))
+                              lambda: list(self.braze.export_segment(segment_id, PROFILE_FIELDS)))
         if rows is None:
             return None
         users = _users_frame(rows)

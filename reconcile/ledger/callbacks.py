@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconcile.config import Config
-from reconcile.ledger.store import LedgerStore
+from reconcile.store.ledger import LedgerStore
 
 log = logging.getLogger(__name__)
 DROPPED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-type", "expect"}

@@ -24,7 +24,7 @@ import pandas as pd
 from reconcile.engine.identity import normalize
 from reconcile.ledger import messages as m
 from reconcile.ledger.callbacks import deliver_due
-from reconcile.ledger.store import LedgerStore
+from reconcile.store.ledger import LedgerStore
 from reconcile.models.run import RunStatus
 
 log = logging.getLogger(__name__)

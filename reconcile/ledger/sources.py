@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from reconcile.ledger.store import LedgerStore
+from reconcile.store.ledger import LedgerStore
 
 
 def _iso(value: datetime | None) -> Any:

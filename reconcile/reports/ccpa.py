@@ -47,7 +47,8 @@ def request_log(aged: Iterable[Mapping[str, Any]],
             "manner": MANNER[a["source"]],
             "response_date": _day(responded),
             "response_nature": nature,
-            "denial_basis": (reasons.get(a["drift_id"]) or "identity could not be resolved to one profile") if denied else "",
+            "denial_basis": (reasons.get(a["drift_id"]) or "identity could not be resolved to one profile")
+            if denied else "",
             "verified_date": _day(a.get("verified_at")),
             "days_to_respond": (responded - a["source_at"]).days if responded else None,
         })

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
+from reconcile.engine.classes import DRIFT_CLASSES
 from reconcile.models.run import RUN_STATUSES, RunStatus
 
 MEANING = {
@@ -57,43 +57,3 @@ def run_document(store: Any, run_id: str) -> dict[str, Any]:
                     | {"subjects": len(a.get("subject_keys") or [])} for a in actions],
         "drift_items": store.drift_items(run_id=run_id),
     }
-
-
-def markdown(doc: dict[str, Any]) -> str:
-    run = doc["run"]
-    lines = [f"# Reconciliation run {run['run_id']}", ""]
-    lines += _outcome_lines(doc.get("outcome") or outcome(run), run)
-    lines += ["", "## Run", "",
-              f"- mode: {run.get('mode')}; job: {run.get('job') or '-'}; config {run.get('config_hash')}",
-              f"- started {run.get('started_at')}, finished {run.get('finished_at')}",
-              f"- universe {run.get('universe_count')} subjects; Ketch records {run.get('ketch_records')}; "
-              f"Braze profiles {run.get('braze_count')}",
-              f"- actions planned {run.get('actions_planned')}, sent {run.get('actions_sent')}, "
-              f"failed {run.get('actions_failed')}; verified {run.get('verified_count')}, "
-              f"unverified {run.get('unverified_count')}", ""]
-    if run.get("drift_counts") is None:
-        lines += ["Drift was not computed: the run ended before planning."]
-    else:
-        lines += ["| drift class | severity | count |", "|---|---|---|"]
-        lines += [f"| {c} | {SEVERITY[c]} | {n} |" for c, n in doc["drift_counts"].items()]
-    if doc["exceptions"]:
-        lines += ["", f"## Exceptions ({len(doc['exceptions'])})", "",
-                  "| identity | source | reason |", "|---|---|---|"]
-        lines += [f"| {_cell(e['identity'])} | {_cell(e['source'])} | {_cell(e['reason'])} |"
-                  for e in doc["exceptions"][:200]]
-    return "\n".join(lines) + "\n"
-
-
-def _outcome_lines(out: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
-    lines = ["## Outcome", "", f"- status: **{out['status']}**; exit code: {out['exit_code']}",
-             f"- {out['meaning']}"]
-    if run.get("guard_overrides"):
-        lines.append(f"- guards overridden by explicit flag: {', '.join(map(str, run['guard_overrides']))}")
-    if out.get("error"):
-        text = str(out["error"]).replace("```", "'''")
-        lines += ["", "Why:", "", "```text", text, "```"]
-    return lines
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")

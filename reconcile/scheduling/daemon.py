@@ -38,6 +38,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from reconcile.errors import ConfigError, ReconcileError, RunLocked
 from reconcile.pipeline.interrupts import Interrupted, signal_name
 from reconcile.config.schedules import Job, load_schedules
+from reconcile.observability.events import RunIds
 
 log = logging.getLogger("reconcile.scheduling")
 
@@ -201,10 +202,12 @@ class Daemon:
         if job is None:  # removed by a reload after it fired
             return
         self.busy = True
+        runs = RunIds()
         try:
-            outcome = run_scheduled(job, fire_time=run_time, environ=self.environ, lease_seconds=self.lease_seconds)
+            outcome = run_scheduled(job, fire_time=run_time, environ=self.environ, lease_seconds=self.lease_seconds,
+                                    progress=runs)
         except Interrupted as exc:
-            run_id = getattr(exc, "run_id", None)
+            run_id = runs.last
             log.warning("job %s stopped by %s%s; no new runs will start; the next fire resumes it", job.name,
                         signal_name(exc.signum),
                         f": run {run_id} closed as interrupted" if run_id else " before its run started")

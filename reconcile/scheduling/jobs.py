@@ -47,17 +47,19 @@ def claim_fire(store: Any, lock_name: str, fire_time: datetime, now: datetime) -
 
 
 def run_scheduled(job: Job, *, fire_time: datetime | None = None, environ: Mapping[str, str] | None = None,
-                  lease_seconds: float | None = None, open_runtime: Callable[..., Any] | None = None) -> JobOutcome:
-    """Run `job` once (see the module docstring); raises RunLocked, Interrupted, ReconcileError."""
+                  lease_seconds: float | None = None, open_session: Callable[..., Any] | None = None,
+                  progress: Any = None) -> JobOutcome:
+    """Run `job` once (see the module docstring); raises RunLocked, Interrupted, ReconcileError.
+    `progress` receives the run's events (`observability.events.RunIds` keeps the run ids)."""
     from reconcile.config import braze_api_key, load_config
     from reconcile.pipeline.interrupts import deferred, handle_signals
     from reconcile.pipeline.job import run_job
     from reconcile.pipeline.lock import LEASE_SECONDS, run_lock
-    from reconcile.pipeline.session import open_runtime as default_open
+    from reconcile.pipeline.session import open_session as default_open
 
     cfg = job.job_config(load_config(job.config, environ))
-    opener = open_runtime or default_open
-    with opener(cfg, environ) as rt:
+    opener = open_session or default_open
+    with opener(cfg, environ, progress=progress) as rt:
         with run_lock(rt, job.name, api_key=braze_api_key(cfg, environ),
                       lease_seconds=lease_seconds or LEASE_SECONDS) as lock:
             if fire_time is not None and not claim_fire(rt.store, lock.name, fire_time, rt.clock()):

@@ -42,11 +42,15 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from reconcile.errors import DataError, ReconcileError
-from reconcile.pipeline.lock import LEASE_SECONDS, LockLost, RunLock, lock_name, utc_now
 from reconcile.pipeline.holder import holder_name, identity
+from reconcile.pipeline.lock import LEASE_SECONDS, LockLost, RunLock, lock_name, utc_now
+from reconcile.observability.events import RunIds
+
+if TYPE_CHECKING:
+    from reconcile.pipeline.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +120,14 @@ def require_sliced(job: Any) -> None:
 class Worker:
     """One worker of a job's sweep (see the module docstring)."""
 
-    def __init__(self, rt: Any, job: Any, api_key: str, *, sweep_id: str | None = None,
+    def __init__(self, rt: Session, job: Any, api_key: str, *, sweep_id: str | None = None,
                  lease_seconds: float = LEASE_SECONDS, poll_seconds: float = POLL_SECONDS,
                  sleep: Callable[[float], None] = time.sleep):
         require_sliced(job)
         if lease_seconds <= 0:
             raise DataError(f"--lease-seconds must be positive, got {lease_seconds}")
-        self.rt, self.job, self.api_key = rt, job, api_key
+        self.runs = RunIds(rt.progress)
+        self.rt, self.job, self.api_key = replace(rt, progress=self.runs), job, api_key
         self.lease_seconds, self.poll = float(lease_seconds), min(poll_seconds, lease_seconds / 3)
         self.sleep = sleep
         self.holder = holder_name(identity())
@@ -130,7 +135,8 @@ class Worker:
         if self.sweep["slices"] != job.slices:
             log.warning("sweep %s has %d slices, the job now %d; this sweep is finished with its own %d",
                         self.sweep["sweep_id"], self.sweep["slices"], job.slices, self.sweep["slices"])
-            rt.cfg = replace(rt.cfg, universe=replace(rt.cfg.universe, slices=int(self.sweep["slices"])))
+            slices = int(self.sweep["slices"])
+            self.rt = replace(self.rt, cfg=replace(rt.cfg, universe=replace(rt.cfg.universe, slices=slices)))
         self.outcome = WorkerOutcome(job.name, self.sweep["sweep_id"])
 
     @property
@@ -177,6 +183,7 @@ class Worker:
             self.sleep(self.poll)
             return True
         log.info("slice %d of sweep %s: running as job %s", index, self.sweep_id, name)
+        started = len(self.runs.ids)
         try:
             result = run_job(self.rt, mode=job.run_mode, dry_run=job.dry_run, overrides=set(job.allow),
                              batch_guard=deferred, before_batch=lock.check, job=name, slice_index=index)
@@ -185,12 +192,12 @@ class Worker:
             raise
         except LockLost as exc:
             self.outcome.stopped = str(exc)
-            self.outcome.slices.append(SliceOutcome(index, getattr(exc, "run_id", None), "failed",
+            self.outcome.slices.append(SliceOutcome(index, self._run_of(started), "failed",
                                                     int(exc.exit_code), str(exc)))
             return False
         except Exception as exc:  # noqa: BLE001 - the slice fails, the sweep goes on
             code = int(exc.exit_code) if isinstance(exc, ReconcileError) else 1
-            run_id = getattr(exc, "run_id", None)
+            run_id = self._run_of(started)
             log.error("slice %d of sweep %s failed: %s", index, self.sweep_id, exc)
             store.finish_slice(self.sweep_id, index, self.holder, utc_now(), failed=True, run_id=run_id,
                                exit_code=code, error=f"{type(exc).__name__}: {exc}")
@@ -209,6 +216,10 @@ class Worker:
         self.outcome.slices.append(SliceOutcome(index, result.run_id, status, int(result.exit_code)))
         self._close_sweep()
         return True
+
+    def _run_of(self, started: int) -> str | None:
+        """The run a slice's exception ended: the last one started since `started` runs."""
+        return self.runs.last if len(self.runs.ids) > started else None
 
     def _close_sweep(self) -> None:
         """Once the sweep is done with every slice's run a success, move the incremental
@@ -230,15 +241,15 @@ class Worker:
 
 def run_worker(job: Any, *, sweep_id: str | None = None, lease_seconds: float = LEASE_SECONDS,
                poll_seconds: float = POLL_SECONDS, environ: Mapping[str, str] | None = None,
-               open_runtime: Callable[..., Any] | None = None) -> WorkerOutcome:
+               open_session: Callable[..., Any] | None = None) -> WorkerOutcome:
     """Work on `job`'s sweep until it is done (see the module docstring)."""
     from reconcile.config import braze_api_key, load_config
     from reconcile.pipeline.interrupts import handle_signals
-    from reconcile.pipeline.session import open_runtime as default_open
+    from reconcile.pipeline.session import open_session as default_open
 
     require_sliced(job)
     cfg = job.job_config(load_config(job.config, environ))
-    opener = open_runtime or default_open
+    opener = open_session or default_open
     with opener(cfg, environ) as rt:
         worker = Worker(rt, job, braze_api_key(cfg, environ), sweep_id=sweep_id, lease_seconds=lease_seconds,
                         poll_seconds=poll_seconds)

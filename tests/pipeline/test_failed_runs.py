@@ -105,9 +105,9 @@ def test_run_job_attaches_the_report_to_the_exception(world, case):
         (world.tmp / "universe.csv").write_text("email\na@example.com\n", encoding="utf-8")
     if case == "503":
         world.braze.faults.fail_next(r".*", 503, times=10**6)
-    from reconcile.pipeline.session import open_runtime
+    from reconcile.pipeline.session import open_session
 
-    with open_runtime(cfg, env, clock=lambda: world.now) as rt:
+    with open_session(cfg, env, clock=lambda: world.now) as rt:
         with pytest.raises(expected) as caught:
             run_job(rt)
         run = rt.store.list_runs(1)[0]

@@ -17,7 +17,8 @@ from reconcile.clients import braze_results as br
 from reconcile.clients import ketch_parse as kp
 from reconcile.config import check_file, load_config
 from reconcile.config.model import UniverseConfig
-from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
+from reconcile.engine.universe import Sources, build_universe
+from reconcile.pipeline.sources import load_deletions, load_listed
 from reconcile.errors import ConfigError, DataError, ReconcileError
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,4 +1,4 @@
-"""The ledger's tables in the state store (schema.py: ledger_*).
+"""The ledger's tables in the state store (schema.py: ledger_*), for `reconcile/ledger/`.
 
 `LedgerStore.of(store)` shares the `Store`'s engine: the ledger server and the job each
 open the state store as usual (which migrates it) and reach these tables through it.
@@ -62,7 +62,7 @@ def stored_body(raw: bytes, doc: Any | None, limit: int) -> str:
 class LedgerStore(StoreBase):
     @classmethod
     def of(cls, store: Any) -> LedgerStore:
-        return cls(store._engine, store._url)
+        return cls.on(store)
 
     # receiving ---------------------------------------------------------------------------
 
