@@ -48,11 +48,30 @@ def is_packaged(cfg: Config) -> bool:
     return cfg.path is not None and str(cfg.path) == str(files("reconcile.jobs").joinpath(PACKAGED_JOB))
 
 
+def run_ids(ctx: click.Context, cfg: Config) -> Any:
+    """A progress object keeping the ids of the runs a command starts (passing every event
+    on to the command's telemetry), so an error can name the report of the run it ended."""
+    from reconcile.observability.events import RunIds
+
+    root = ctx.find_root().obj
+    runs = RunIds(root.get("telemetry"))
+    root["runs"], root["report_dir"] = runs, Path(cfg.report.dir)
+    return runs
+
+
+def failed_run_report(ctx: click.Context) -> Path | None:
+    """The report of the last run the command started, once it is written."""
+    root = ctx.find_root().obj or {}
+    runs, folder = root.get("runs"), root.get("report_dir")
+    path = folder / f"{runs.last}.md" if runs is not None and runs.last and folder is not None else None
+    return path if path is not None and path.exists() else None
+
+
 def runtime(ctx: click.Context, default: str | None = None, cfg: Config | None = None) -> Any:
     from reconcile.pipeline.session import open_session  # heavy (pandas, httpx, SQLAlchemy): only when a command runs
 
-    progress = (ctx.find_root().obj or {}).get("telemetry")
-    return open_session(cfg or get_config(ctx, default), progress=progress)
+    cfg = cfg or get_config(ctx, default)
+    return open_session(cfg, progress=run_ids(ctx, cfg))
 
 
 @contextmanager

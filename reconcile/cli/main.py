@@ -48,22 +48,24 @@ class Cli(click.Group):
             raise
         except ReconcileError as exc:
             click.echo(f"error: {exc}", err=True)
-            _report_line(exc)
+            _report_line(ctx)
             ctx.exit(exc.exit_code)
         except Interrupted as exc:
             click.echo(f"interrupted by signal {exc.signum}: the batch in flight was journaled; "
                        "the next run resumes the rest", err=True)
-            _report_line(exc)
+            _report_line(ctx)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt as exc:
+        except KeyboardInterrupt:
             click.echo("interrupted: the next run resumes from the journal", err=True)
-            _report_line(exc)
+            _report_line(ctx)
             ctx.exit(130)
 
 
-def _report_line(exc: BaseException) -> None:
-    path = getattr(exc, "report_path", None)
-    if path:
+def _report_line(ctx: click.Context) -> None:
+    from reconcile.cli.common import failed_run_report
+
+    path = failed_run_report(ctx)
+    if path is not None:
         click.echo(f"report: {path}", err=True)
 
 
