@@ -15,16 +15,17 @@ from typing import Any
 import pandas as pd
 
 from reconcile.store.ledger import LedgerStore
+from reconcile.store.store import Store
 
 
 def _iso(value: datetime | None) -> Any:
     return value.isoformat() if value is not None else pd.NA
 
 
-def ledger_sources(rt: Any, since: datetime | None, listed: pd.DataFrame,
+def ledger_sources(store: Store, since: datetime | None, listed: pd.DataFrame,
                    deletions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`listed` and `deletions` with the ledger's subjects added."""
-    ledger = LedgerStore.of(rt.store)
+    ledger = LedgerStore.of(store)
     changed = ledger.changed_since(since)
     if changed:
         rows = pd.DataFrame({"identity": pd.Series([c["identity"] for c in changed], dtype="string"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from reconcile.engine.guards import ALL_KINDS
-from reconcile.ledger.erasures import settle_erasures
+from reconcile.ledger.erasures import Settled, settle_erasures
 from reconcile.models.plan import ActionKind
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.pipeline.read import advance_slice, advance_watermark
@@ -34,7 +34,9 @@ def run_job(rt: Session, *, mode: str = "full", dry_run: bool = False, overrides
             started = min(started, planned.obs.read_from)
         result = apply_planned(rt, rec, planned, overrides, only, batch_guard=batch_guard, before_batch=before_batch,
                                actor=actor)
-        settle_erasures(rt, planned, result)  # after verify: DeleteRequest outcomes and their Ketch callbacks
+        # after verify: DeleteRequest outcomes and their Ketch callbacks
+        settle_erasures(rt.cfg, rt.store, rt.clock, rt.sleep,
+                        Settled(planned.run_id, str(result.status), planned.obs.observed, planned.drift))
     result = reported(rt, rec, result)
     if result.status in (RunStatus.APPLIED, RunStatus.IN_SYNC) and only == ALL_KINDS and slice_index is None:
         advance_watermark(rt.store, started, rt.clock())

@@ -199,7 +199,7 @@ def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None
     listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
-        listed, deletions = ledger_sources(rt, since_watermark(rt), listed, deletions)
+        listed, deletions = ledger_sources(rt.store, since_watermark(rt), listed, deletions)
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
     read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
