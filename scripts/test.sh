@@ -2,8 +2,11 @@
 # The project's test command, run from the repository root inside the activated venv:
 #   bash scripts/test.sh [pytest args...]
 # PostgreSQL tests need RECONCILE_TEST_PG_URL (see scripts/pg-test-server.sh).
+# Property tests run under the derandomised Hypothesis profile `ci` (tests/hypothesis_profiles.py):
+# the same examples every run. Random exploration: scripts/explore.sh.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 python -m pytest -q "$@"
 rc=$?
 if [[ $rc -eq 5 ]]; then

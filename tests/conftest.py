@@ -19,6 +19,8 @@ from sqlalchemy.engine import URL, make_url
 
 from reconcile.store.store import Store
 
+import hypothesis_profiles  # noqa: F401  # loads the Hypothesis profile before any test module is imported
+
 # Read before `clean_environ` strips RECONCILE_* for each test.
 PG_SERVER_URL = os.environ.get("RECONCILE_TEST_PG_URL", "")
 IN_CI = os.environ.get("CI", "").lower() == "true"

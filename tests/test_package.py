@@ -80,6 +80,15 @@ def test_wheel_installs_in_a_fresh_venv_and_runs_the_demo_in_an_empty_folder(tmp
                            "--help"], capture_output=True, text=True, cwd=work, env=env)
     assert "64" in runs.stdout and "Exit codes" in runs.stdout
     assert len(list((work / "reports").glob("*.md"))) == 2  # the first demo's history was kept
+    index = (work / "reports" / "index.html").read_text()
+    assert index.count('href="2') == 2  # the installed templates build the index, linking both reports
+    listed = subprocess.run([str(env_dir / "bin" / "reconcile"), "runs", "list"], capture_output=True, text=True,
+                            cwd=work, env=env)  # the packaged sandbox job, as `demo` uses it
+    assert listed.returncode == 0 and listed.stdout.splitlines()[0].split()[:2] == ["RUN", "STARTED"]
+    assert len(listed.stdout.splitlines()) == 3
+    version = subprocess.check_output([str(py), "-c", "from importlib.metadata import version; "
+                                       "print(version('ketch-braze-reconcile'))"], text=True, cwd=work, env=env).strip()
+    assert f"by reconcile {version}" in report.with_suffix(".html").read_text()
 
 
 def test_demo_keeps_history_unless_fresh(tmp_path, monkeypatch):

@@ -179,9 +179,11 @@ def print_counts(counts: dict[str, int], err: bool = False) -> None:
 
 def print_summary(s: Any) -> None:
     print_counts(s.counts)
-    click.echo(f"run {s.run_id}: {s.status} (exit {s.exit_code}); actions planned {s.actions_planned}, "
-               f"sent {s.actions_sent}, failed {s.actions_failed}, items rejected {s.rejected_items}; "
-               f"verified {s.verified}, unverified {s.unverified}")
+    from reconcile.reports.humanize import dash
+
+    click.echo(f"run {s.run_id}: {s.status} (exit {s.exit_code}); actions planned {dash(s.actions_planned)}, "
+               f"sent {dash(s.actions_sent)}, failed {dash(s.actions_failed)}, items rejected "
+               f"{dash(s.rejected_items)}; verified {dash(s.verified)}, unverified {dash(s.unverified)}")
     if s.overrides:
         click.echo(f"guards overridden: {', '.join(s.overrides)}")
     for m in s.messages[:10]:

@@ -113,9 +113,9 @@ def _register() -> None:
     for command in report_cmds.COMMANDS:
         cli.add_command(command)
         _with_epilog(command)
-    from reconcile.cli import lock_cmds, scheduler_cmds
+    from reconcile.cli import lock_cmds, scheduler_cmds, subject_cmds
 
-    for command in lock_cmds.COMMANDS + scheduler_cmds.COMMANDS:
+    for command in lock_cmds.COMMANDS + scheduler_cmds.COMMANDS + subject_cmds.COMMANDS:
         cli.add_command(command)
         _with_epilog(command)
 

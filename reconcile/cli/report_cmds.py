@@ -87,7 +87,7 @@ def prune_cmd(ctx: click.Context, apply_: bool) -> None:
     """Remove history older than report.retention_months (default 24); never live drift.
 
     Runs as a dry run first: it prints what would be removed. Both are recorded as a run
-    of mode `prune` with the counts.
+    of mode `prune` with the counts; --apply rebuilds the report folder's index.html.
 
     Example:
 
@@ -95,11 +95,14 @@ def prune_cmd(ctx: click.Context, apply_: bool) -> None:
         reconcile --config jobs/sandbox.toml prune --apply
     """
     from reconcile.pipeline.prune import recorded_prune
+    from reconcile.reports.index import write_index
     from reconcile.store.store import Store
 
     cfg = get_config(ctx)
     with Store.open(state_url(cfg)) as store:
         run_id, result = recorded_prune(store, cfg, lambda: datetime.now(timezone.utc), apply=apply_)
+        if apply_:
+            write_index(store, Path(cfg.report.dir), datetime.now(timezone.utc))
     counts = result.counts()
     verb = "removed" if apply_ else "would remove"
     click.echo(f"{verb} (older than {counts['cutoff']}): {counts['runs']} run(s), {counts['drift_items']} drift "

@@ -6,9 +6,10 @@ import json
 
 import click
 
-from reconcile.cli.common import echo_json, format_option, get_config
+from reconcile.cli.common import DEFAULT_CONFIG, echo_json, format_option, get_config
 from reconcile.config import state_url
 from reconcile.errors import DataError
+from reconcile.models.run import RUN_STATUSES
 
 
 @click.group("runs")
@@ -46,28 +47,37 @@ def resolve_run(store, ref: str) -> str:
 
 @runs_group.command("list")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
+@click.option("--job", help="Only runs of this scheduled job.")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(RUN_STATUSES),
+              help="Only runs that ended with this outcome (repeatable).")
+@click.option("--since", help="Only runs started since then: a date (2026-01-31), an ISO time, or an age (24h, 7d).")
 @format_option
 @click.pass_context
-def list_cmd(ctx: click.Context, limit: int, fmt: str) -> None:
-    """List recent runs, newest first.
+def list_cmd(ctx: click.Context, limit: int, job: str | None, statuses: tuple[str, ...], since: str | None,
+             fmt: str) -> None:
+    """List recent runs, newest first: when, how long, which job, how it ended.
 
     Example:
 
-        reconcile --config jobs/sandbox.toml runs list --limit 5 --format json
+        reconcile --config jobs/sandbox.toml runs list --status failed --status refused --since 7d
     """
+    from datetime import datetime, timezone
+
+    from reconcile.cli.runs_table import json_row, matching_runs, parse_since, row, table
     from reconcile.store.store import Store
 
-    cfg = get_config(ctx)
+    cfg = get_config(ctx, DEFAULT_CONFIG)
+    start = parse_since(since, datetime.now(timezone.utc))
     with Store.open(state_url(cfg)) as store:
-        runs = store.list_runs(limit)
+        runs = matching_runs(store, job=job, statuses=statuses, since=start, limit=limit)
     if fmt == "json":
-        echo_json([{k: r.get(k) for k in LIST_FIELDS} for r in runs])
+        echo_json([json_row(r, LIST_FIELDS) for r in runs])
         return
-    for r in runs:
-        counts = r.get("drift_counts") or {}
-        click.echo(f"{r['run_id']}  {r.get('mode') or '':<11} {r.get('status') or '':<9} exit={r.get('exit_code')} "
-                   f"drift={sum(counts.values())} actions={r.get('actions_planned') or 0} "
-                   f"started={r.get('started_at')}")
+    if not runs:
+        click.echo("no runs match" if (job or statuses or since) else
+                   "no runs recorded yet; start one with `reconcile run` or `reconcile demo`")
+        return
+    click.echo(table([row(r) for r in runs]))
 
 
 @runs_group.command("show")
@@ -93,7 +103,7 @@ def show_cmd(ctx: click.Context, run_id: str, fmt: str, reveal: bool) -> None:
     from reconcile.reports.render import markdown
     from reconcile.store.store import Store
 
-    cfg = get_config(ctx)
+    cfg = get_config(ctx, DEFAULT_CONFIG)
     key = None if reveal or cfg.report.reveal else mask_key(cfg)
     with Store.open(state_url(cfg)) as store:
         run_id = resolve_run(store, run_id)

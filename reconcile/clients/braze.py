@@ -26,9 +26,10 @@ go through. Errors carrying a per-array `index` (`/users/track`, `/users/alias/n
 mapped straight back to the caller's object; a 2xx answer with `errors` that name no
 index is resolved by the same splitting.
 
-`/users/track` takes 75 objects on most contracts and 50 on others: a "Max Input Length
-Exceeded" answer to a larger batch is split to 50 and resent, and the client keeps sending
-50 from then on (one warning names `braze.track_batch_size`).
+`/users/track` takes 75 objects on most contracts and 50 on others: any 400 to a batch of
+more than 50 objects ("Max Input Length Exceeded", or other wording) is split to 50 and
+resent, and the client keeps sending 50 from then on (one warning names
+`braze.track_batch_size`).
 
 The engine calls the intent-named writes (`unsubscribe_groups`, `set_global_state`,
 `delete_profiles`, `blocklist_emails`, `create_alias_optouts`, `braze_writes.py`), whose
@@ -213,10 +214,11 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
 
     def _call(self, klass: str, method: str, path: str, *, body: Any = None,
               params: list[tuple[str, Any]] | None = None,
-              seen: Callable[[httpx.Response], None] | None = None) -> br.Answer:
+              seen: Callable[[httpx.Response], None] | None = None, final: frozenset[int] = frozenset()) -> br.Answer:
+        """One request, paced and retried; `final`: statuses raised at once, never retried."""
         request = self._http.build_request(method, path, json=body, params=params)
         label = RequestLabel("braze", method, self._label_url(path, params))
-        response = self._pacer.send(klass, lambda: self._send(request), label, path)
+        response = self._pacer.send(klass, lambda: self._send(request), label, path, final=final)
         decoded = _decode(response)
         message = br.mask_emails(self._scrub(br.body_message(decoded, response.text)))
         if 200 <= response.status_code < 300:
@@ -267,15 +269,15 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
                     build: Callable[[list[Any]], dict[str, Any]]) -> None:
         try:
             answer = self._call(klass, "POST", result.endpoint, body=build(chunk))
-        except BatchRefused as exc:
+        except (BatchRefused, LimitExceeded) as exc:
+            if self._lower_track_cap(result, chunk, exc):
+                for part in chunked(chunk, CONTRACT_TRACK_OBJECTS):
+                    self._send_batch(result, klass, part, build)
+                return
+            if not isinstance(exc, BatchRefused):
+                raise
             result.record(400, exc.body, len(chunk))
             outcome = br.refuse_items(chunk, exc)
-        except LimitExceeded as exc:
-            if not self._lower_track_cap(result, chunk, exc):
-                raise
-            for part in chunked(chunk, CONTRACT_TRACK_OBJECTS):
-                self._send_batch(result, klass, part, build)
-            return
         else:
             self._confirm(result.endpoint, answer)
             result.record(answer.status, answer.message, len(chunk))
@@ -296,17 +298,20 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
                 "the batch is not known to be applied and must be sent again",
                 service="braze", status_code=answer.status, method="POST", url=answer.url, body=answer.message)
 
-    def _lower_track_cap(self, result: WriteResult, chunk: list[Any], exc: LimitExceeded) -> bool:
-        """After "Max Input Length Exceeded" to more than 50 track objects: send 50 from now on."""
-        if (result.endpoint != "/users/track" or len(chunk) <= CONTRACT_TRACK_OBJECTS
-                or "max input length" not in exc.body.lower()):
+    def _lower_track_cap(self, result: WriteResult, chunk: list[Any], exc: FatalApiError) -> bool:
+        """After any 400 to more than 50 track objects: send 50 from now on. Braze documents
+        "Max Input Length Exceeded" for the contracts capped at 50, but a 400 in other words
+        (or with an `errors` list naming the objects over the cap) is the same refusal, and
+        50-object requests tell a real per-object error apart at the cost of one request."""
+        if result.endpoint != "/users/track" or len(chunk) <= CONTRACT_TRACK_OBJECTS:
             return False
         with self._lock:
             first, self._track_cap = self._track_cap is None, CONTRACT_TRACK_OBJECTS
         if first:
-            log.warning("braze /users/track refused %d objects (Max Input Length Exceeded): this contract takes at "
-                        "most %d per request; sending %d from now on (set braze.track_batch_size = %d)",
-                        len(chunk), CONTRACT_TRACK_OBJECTS, CONTRACT_TRACK_OBJECTS, CONTRACT_TRACK_OBJECTS)
+            log.warning("braze /users/track refused %d objects with a 400 (%s): read as this contract's cap of %d "
+                        "objects per request; sending %d from now on (set braze.track_batch_size = %d)",
+                        len(chunk), (exc.body or "no message")[:120], CONTRACT_TRACK_OBJECTS, CONTRACT_TRACK_OBJECTS,
+                        CONTRACT_TRACK_OBJECTS)
         return True
 
     def _track_size(self) -> int:

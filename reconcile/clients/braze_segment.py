@@ -9,6 +9,14 @@ answers 403/404 (an S3-style XML error); it is polled every `poll_seconds` until
 file; it is a zip of JSON-lines files (one user object per line, about one file per
 5,000 users), or a single gzip file. Every line is parsed; a malformed one is a
 `DataError` naming the file and line.
+
+Braze's documented failures raise `ExportUnavailable` (the caller reads profile by
+profile instead), each without waiting or retrying: `kind="bucket"` (a success without
+`url`: the workspace writes exports to its own S3/Azure/GCS bucket), `kind="busy"` (429:
+an export of the segment is already running; the answer is taken as it is, never
+retried, so the shared rate budget is not held back waiting for it) and
+`kind="not_ready"` (no file within `timeout_seconds`: Braze reports a failed export by
+email only, so a file that does not come is all a client sees).
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from reconcile.errors import DataError, FatalApiError, TransientApiError, UnconfirmedWrite
+from reconcile.clients.braze_results import ExportUnavailable
+from reconcile.errors import DataError, FatalApiError, UnconfirmedWrite
 
 SEGMENT_EXPORT_PATH = "/users/export/segment"
 MAX_EXPORT_BYTES = 2 * 1024 ** 3
@@ -46,9 +55,9 @@ def export_location(body: Any, endpoint: str) -> str:
                                service="braze", method="POST", url=endpoint)
     url = body.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise FatalApiError("the answer has no download 'url': the workspace writes segment exports to its own "
-                            "S3/Azure/GCS bucket; read them from there or remove the bucket in Braze "
-                            "(Partner Integrations > Data Export)", service="braze", method="POST", url=endpoint)
+        raise ExportUnavailable("bucket", "the answer has no download 'url': the workspace writes segment exports to "
+                                "its own S3/Azure/GCS bucket, which this job does not read; profiles are read one by "
+                                "one instead", service="braze", method="POST", url=endpoint)
     return url
 
 
@@ -108,7 +117,14 @@ class SegmentExports:
         body: dict[str, Any] = {"segment_id": segment_id, "fields_to_export": fields_list}
         if callback_endpoint:
             body["callback_endpoint"] = callback_endpoint
-        answer = self._call("shared", "POST", SEGMENT_EXPORT_PATH, body=body)  # type: ignore[attr-defined]
+        try:
+            answer = self._call("shared", "POST", SEGMENT_EXPORT_PATH, body=body,  # type: ignore[attr-defined]
+                                final=frozenset({429}))
+        except FatalApiError as exc:
+            if exc.status_code != 429:
+                raise
+            raise ExportUnavailable("busy", "an export of this segment is already running (429); not retried",
+                                    service="braze", method="POST", url=exc.url, status_code=429) from None
         url = export_location(answer.body, answer.url)
         return export_lines(self._await_download(url, poll_seconds, timeout_seconds, max_bytes))
 
@@ -123,9 +139,10 @@ class SegmentExports:
                     return spool
                 remaining = deadline - clock()
                 if remaining <= 0:
-                    raise TransientApiError(
-                        f"the segment export was not ready after {timeout_seconds:g}s; raise timeout_seconds "
-                        "or run again later", service="braze-export", method="GET", url=download_label(url))
+                    raise ExportUnavailable(
+                        "not_ready", f"the segment export was not ready after {timeout_seconds:g}s (failed, or slower "
+                        "than allowed; raise timeout_seconds)", service="braze-export", method="GET",
+                        url=download_label(url))
                 sleep(min(max(poll_seconds, 0.0), remaining))
 
     @staticmethod

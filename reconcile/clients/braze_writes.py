@@ -9,7 +9,7 @@ ones it refused; `responses` summarise every answered request. Batching (50 ids,
     set_global_state                        /users/track email_subscribe by external_id or braze_id
     delete_profiles                         /users/delete by external_id, braze_id or email
     blocklist_emails                        /email/blocklist
-    create_alias_optouts                    /users/alias/new, then /users/track per alias
+    create_alias_optouts                    /users/track per alias, creating the alias profile
 
 `set_global_state` by `braze_id` reaches exactly one profile: that is how each of several
 profiles sharing one address is corrected (`users/track` by email updates only one).
@@ -25,7 +25,7 @@ from reconcile.clients.braze_results import WriteResult
 GROUP_ID_TYPES = ("external_id", "email")
 GLOBAL_ID_TYPES = ("external_id", "braze_id")
 DELETE_ID_TYPES = ("external_id", "braze_id", "email")
-ALIAS_AND_TRACK = "/users/alias/new + /users/track"
+ALIAS_TRACK = "/users/track"
 
 
 def identifiers(ids: Iterable[Any], what: str) -> list[str]:
@@ -98,21 +98,16 @@ class IntentWrites:
         return by_identifier(self.email_blocklist(identifiers(emails, "emails")), str)  # type: ignore[attr-defined]
 
     def create_alias_optouts(self, emails: Iterable[str], alias_label: str) -> WriteResult:
-        """An alias-only profile per address (alias name = the address) carrying the opt-out:
-        `/users/alias/new`, then `/users/track` with `email_subscribe: unsubscribed` and
-        `_update_existing_only: false`. An address whose alias was refused is not tracked."""
+        """An alias-only profile per address (alias name = the address) carrying the opt-out,
+        in one `/users/track` object each: `user_alias`, `email`, `email_subscribe:
+        unsubscribed` and `_update_existing_only: false`, which creates the alias profile when
+        none exists and updates it when one does. No `/users/alias/new` first: Braze asks for
+        a delay between the two calls (the new alias may not be visible to `/users/track`
+        yet, which would make a second profile for it), and `/users/track` needs none."""
         if not isinstance(alias_label, str) or not alias_label.strip():
             raise ValueError("create_alias_optouts: alias_label must be a non-empty string (e.g. \"ketch_email\")")
-        addresses = identifiers(emails, "emails")
-        made = self.users_alias_new([{"alias_name": e, "alias_label": alias_label}  # type: ignore[attr-defined]
-                                     for e in addresses])
-        refused = dict((item["alias_name"], reason) for item, reason in made.rejected)
         track = self.users_track([  # type: ignore[attr-defined]
             {"user_alias": {"alias_name": e, "alias_label": alias_label}, "email": e,
              "email_subscribe": "unsubscribed", "_update_existing_only": False}
-            for e in addresses if e not in refused])
-        out = by_identifier(track, lambda obj: obj["user_alias"]["alias_name"], ALIAS_AND_TRACK)
-        out.rejected[:0] = list(refused.items())
-        out.requests_sent += made.requests_sent
-        out.responses[:0] = made.responses
-        return out
+            for e in identifiers(emails, "emails")])
+        return by_identifier(track, lambda obj: obj["user_alias"]["alias_name"], ALIAS_TRACK)

@@ -11,15 +11,20 @@ transport (tests, the in-process sandbox) or `http_backend="httpx"`: httpx.
 
 Every request goes through `resilience`: at most `concurrency` in flight, paced by a
 token bucket (bursts of a tenth of a second's worth, aiolimiter) whose rate adapts
-(`resilience.AdaptiveRate`, AIMD): it starts at `requests_per_second`, rises while
-answers stay fast and clean, halves on 429, 5xx, failed tries or latency growth, and
-never exceeds `max_requests_per_second` (`usage()` reports the rate reached);
-retried on 429, 408, 5xx, timeouts and connection errors with full-jitter backoff under
-a cap; a `Retry-After` (clamped to `max_retry_after_seconds`) pauses every request of
-the client. Each try has an overall deadline of `timeout_seconds` (connect, send, and
-the last byte of the answer), and an answer over `max_body_bytes` (as sent or
-decompressed) is refused. Other 4xx answers, redirects and certificate failures raise
-FatalApiError subclasses at once. A 2xx answer whose body carries an error raises
+(`resilience.AdaptiveRate`): Ketch publishes no limit and sits behind a public CDN, so
+it starts cautiously at `requests_per_second` (20), grows by a quarter for every clean,
+busy second until the first sign of pressure, then probes additively; it halves on 429,
+5xx, failed tries, latency growth or an edge block, and never exceeds
+`max_requests_per_second` (`usage()` reports the rate reached). Tries are retried on
+429, 408, 5xx, timeouts and connection errors with full-jitter backoff under a cap; a
+`Retry-After` (clamped to `max_retry_after_seconds`) pauses every request of the client.
+A 403 or 429 without Ketch's JSON error body (`{"error": {...}}`) comes from the CDN or a
+web firewall in front of the API (Ketch has no authentication, so no permission can be
+missing): it is a rate limit, waited out like a 429. Each try has an overall deadline of
+`timeout_seconds` (connect, send, and the last byte of the answer), and an answer over
+`max_body_bytes` (as sent or decompressed) is refused. Other 4xx answers, redirects and
+certificate failures raise FatalApiError subclasses at once (the run decides which stop
+it: see `engine/extract.py`). A 2xx answer whose body carries an error raises
 `ErrorAnswer`: a failed lookup, never "no record".
 """
 
@@ -60,6 +65,7 @@ _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 10.0
 _FATAL_BY_STATUS: dict[int, type[FatalApiError]] = {401: AuthError, 403: PermissionDenied, 404: NotFound}
 _BACKENDS = ("auto", "aiohttp", "httpx", "native")  # "native": deprecated name of "aiohttp"
+RATE_GROWTH = 0.25  # per clean busy second, until the first sign of pressure
 DEFAULT_CHANNEL = "email"
 
 
@@ -134,7 +140,7 @@ class KetchClient:
         self._org_path = quote(cfg.organization, safe="")
         self._concurrency = max(1, int(cfg.concurrency))
         self._rate = pace or AdaptiveRate(float(cfg.requests_per_second or 0.0),
-                                          float(cfg.max_requests_per_second or 0.0), clock)
+                                          float(cfg.max_requests_per_second or 0.0), clock, growth=RATE_GROWTH)
         self._max_body = int(cfg.max_body_bytes)
         cap = float(cfg.max_retry_after_seconds)
         self._policy = RetryPolicy(max_retries=cfg.max_retries, backoff_base_seconds=_BACKOFF_BASE,
@@ -402,11 +408,12 @@ class KetchClient:
                     raise
                 status = answer.status_code
                 rate.record(self._clock() - started,
-                            "throttled" if status == 429 else "error" if status >= 500 else "ok")
+                            "throttled" if status == 429 or edge_block(answer) else "error" if status >= 500
+                            else "ok")
                 return answer
 
         attempts = Attempts(self._policy, label, self._gate, clock=self._clock, rng=self._rng,
-                            scrub=mask_identities, describe=error_text)
+                            scrub=mask_identities, describe=error_text, throttled=edge_block)
         reply = await asend_with_retries(send, attempts, self._sleep,
                                          before_send=state.pace if rate.start > 0 else None)
         if reply.status_code >= 300:
@@ -544,6 +551,18 @@ def _optout_purposes(current: ConsentState | None, changes: dict[str, str]) -> d
     for code, basis in changes.items():
         out[code] = {"allowed": "false", "legalBasisCode": basis}
     return out
+
+
+def edge_block(resp: Any) -> bool:
+    """A 403 without Ketch's own JSON error body: the CDN or a web firewall refused the
+    request (an HTML page, or nothing), which is a rate limit, not a missing permission."""
+    if getattr(resp, "status_code", None) != 403:
+        return False
+    try:
+        body = resp.json()
+    except (ValueError, AttributeError):
+        return True
+    return not (isinstance(body, dict) and isinstance(body.get("error"), dict))
 
 
 def error_text(resp: Any) -> str:

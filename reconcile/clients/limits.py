@@ -17,7 +17,7 @@ ENDPOINT: dict[ActionKind, str] = {
     ActionKind.BLOCKLIST: "/email/blocklist",
     ActionKind.DELETE: "/users/delete",
     ActionKind.KETCH_WRITEBACK: "ketch:/subscriptions/update",
-    ActionKind.ALIAS_OPTOUT: "/users/alias/new",
+    ActionKind.ALIAS_OPTOUT: "/users/track",  # creates the alias profile itself: no /users/alias/new race
     ActionKind.GROUP_SUBSCRIBE: "/subscription/status/set",
     ActionKind.GLOBAL_SUBSCRIBE: "/users/track",
 }
@@ -28,6 +28,6 @@ def batch_limit(kind: ActionKind, track_batch_size: int) -> int:
     track = max(1, min(track_batch_size, MAX_TRACK_OBJECTS))
     if kind in (ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE):
         return track
-    if kind is ActionKind.ALIAS_OPTOUT:  # one alias and one track object per address
+    if kind is ActionKind.ALIAS_OPTOUT:  # one track object per alias profile, at most 50 a batch as before
         return min(MAX_IDS, track)
     return MAX_IDS

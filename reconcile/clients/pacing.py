@@ -326,8 +326,9 @@ class Pacer:
             budget.limit = limit
 
     def send(self, klass: str, send: Callable[[], httpx.Response], label: RequestLabel,
-             endpoint: str | None = None) -> httpx.Response:
-        """Send until an answer that is neither 429 nor retryable, or raise after the retries."""
+             endpoint: str | None = None, final: frozenset[int] = frozenset()) -> httpx.Response:
+        """Send until an answer that is neither 429 nor retryable, or raise after the retries.
+        `final`: statuses returned as they are, never retried (nor waited for at the gate)."""
         budget = self.budget(klass)
         name = endpoint or urlsplit(label.url).path
 
@@ -342,7 +343,7 @@ class Pacer:
             return answer
 
         attempts = Attempts(self.policy, label, budget, clock=self._clock, wall=self._clock,
-                            rng=self._rng, scrub=self._scrub, describe=lambda r: self._scrub(r.text))
+                            rng=self._rng, scrub=self._scrub, describe=lambda r: self._scrub(r.text), final=final)
         return send_with_retries(timed, attempts, self._sleep)
 
     def usage(self) -> dict[str, dict[str, Any]]:

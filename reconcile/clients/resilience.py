@@ -277,7 +277,12 @@ class AdaptiveRate:
 
     def __init__(self, start: float, ceiling: float, clock: Clock, *, step: float | None = None,
                  floor: float = 1.0, epoch_seconds: float = 1.0, min_answers: int = 10,
-                 busy_fraction: float = 0.8, latency_factor: float = 2.0, latency_margin_seconds: float = 0.05):
+                 busy_fraction: float = 0.8, latency_factor: float = 2.0, latency_margin_seconds: float = 0.05,
+                 growth: float = 0.0):
+        """`growth` > 0: a cautious start that climbs fast on measured success: until the
+        first decrease, a clean busy epoch multiplies the rate by (1 + growth) (at least
+        `step` more); after it, the additive `step` applies (probing near a found limit)."""
+        self.growth = max(0.0, float(growth))
         self.start = float(start)
         self.ceiling = max(float(ceiling), self.start)
         self.floor = min(float(floor), self.start) if self.start > 0 else 0.0
@@ -329,7 +334,8 @@ class AdaptiveRate:
             return
         self._best_latency = mean if best is None else min(best, mean)
         if self._epoch_clean and self._epoch_answers >= self._busy * self.rate * elapsed:
-            self.rate = min(self.ceiling, self.rate + self.step)
+            rise = max(self.step, self.rate * self.growth) if self.growth and not self.decreases else self.step
+            self.rate = min(self.ceiling, self.rate + rise)
             self.peak = max(self.peak, self.rate)
             self.increases += 1
         self._new_epoch(now)
@@ -353,10 +359,15 @@ class Attempts:
 
     def __init__(self, policy: RetryPolicy, label: RequestLabel, gate: RateGate, *, clock: Clock,
                  rng: random.Random, wall: Clock = time.time, scrub: Callable[[str], str] = lambda t: t,
-                 describe: Callable[[Any], str] = lambda answer: ""):
+                 describe: Callable[[Any], str] = lambda answer: "", final: frozenset[int] = frozenset(),
+                 throttled: Callable[[Any], bool] | None = None):
+        """`final`: statuses that end the call as they are (the caller reads them), e.g. a
+        429 that means "busy", not "slow down". `throttled(answer)`: whether an answer
+        that is not a 429 is a rate limit all the same (an edge's 403 page)."""
         self.policy, self.label, self.gate = policy, label, gate
         self._clock, self._wall, self._rng = clock, wall, rng
         self._scrub, self._describe = scrub, describe
+        self._final, self._throttled = final, throttled
         self.failures = 0
         self.rate_limited = 0
         self.rate_waited = 0.0
@@ -393,7 +404,9 @@ class Attempts:
         status = result.status_code
         _tell("request", self.label.service, self.label.url, status)
         log.debug("%s %s %s -> %d", self.label.service, self.label.method, self.label.url, status)
-        if status == 429:
+        if status in self._final:
+            return None
+        if status == 429 or (self._throttled is not None and self._throttled(result)):
             return self._rate_limited(result)
         if is_retryable_status(status):
             return self._failed(f"server answered {status}", result)
@@ -426,8 +439,9 @@ class Attempts:
             wait = self.policy.backoff(self.rate_limited - 1, self._rng)
         self.reset_at = self._wall() + wait
         if self.rate_limited > self.policy.max_rate_limited:
-            raise RateLimited(f"still rate limited after {self.rate_limited} answers of 429 "
-                              f"({self.tries - 1} attempt(s))", reset_at=self.reset_at, status_code=429,
+            kind = "429" if answer.status_code == 429 else f"{answer.status_code} (a rate limit at the edge)"
+            raise RateLimited(f"still rate limited after {self.rate_limited} answers of {kind} "
+                              f"({self.tries - 1} attempt(s))", reset_at=self.reset_at, status_code=answer.status_code,
                               body=self._describe(answer), **self.label.where())
         self.gate.block_until(now + wait)
         return 0.0  # the wait happens at the gate, shared with every other request

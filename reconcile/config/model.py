@@ -52,6 +52,8 @@ class BrazeConfig:
     track_batch_size: int = 75
     profile_cache_days: float = 7.0
     segment_id: str | None = None
+    segment_export_wait_seconds: float = 0.0  # longest wait for the export's file; 0: sized from the workspace
+    segment_export_poll_seconds: float = 15.0  # between looks at the export's download (and its shared record)
     rate_limits: Mapping[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
 
 
@@ -63,7 +65,7 @@ class KetchConfig:
     environment: str = "production"
     jurisdiction: str = ""
     concurrency: int = 32
-    requests_per_second: float = 200.0  # the starting rate; adapted between it and max_requests_per_second
+    requests_per_second: float = 20.0  # the cautious starting rate; rises on measured success up to the max
     max_requests_per_second: float = 500.0
     timeout_seconds: float = 10.0
     max_retries: int = 5
@@ -201,6 +203,10 @@ class SandboxConfig:
     braze_permissions: str = "all"  # "all" or "partner" (the eight of Braze's Ketch partner page)
     track_object_limit: int = 75  # most /users/track objects per request the simulated contract takes
     user_status_shape: str = "users"  # /subscription/user/status answer: "users" or "documented"
+    track_limit_wording: str = "documented"  # the 400 over track_object_limit: "documented" or "other" wording
+    segment_export: str = "url"  # /users/export/segment: "url", "bucket" (no url), "failed" or "busy" (429)
+    segment_export_delay_seconds: float = 0.0  # until the export's file can be downloaded
+    alias_visibility_delay_seconds: float = 0.0  # until /users/track sees an alias made by /users/alias/new
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,10 @@ def _braze(data: Any, problems: list[ConfigProblem]) -> BrazeConfig:
         track_batch_size=r.number("track_batch_size", d.track_batch_size, lo=1, hi=75, integer=True),
         profile_cache_days=r.number("profile_cache_days", d.profile_cache_days, lo=0.0, hi=366.0),
         segment_id=r.get("segment_id", str, d.segment_id, '"<id of a segment of all users>"') or None,
+        segment_export_wait_seconds=r.number("segment_export_wait_seconds", d.segment_export_wait_seconds, lo=0.0,
+                                             hi=86400.0),
+        segment_export_poll_seconds=r.number("segment_export_poll_seconds", d.segment_export_poll_seconds, lo=0.01,
+                                             hi=3600.0),
         rate_limits=limits,
     )
     r.unknown()
@@ -439,7 +443,13 @@ def _simple(data: Any, name: str, cls: type, base: Path, problems: list[ConfigPr
 def _sandbox_problems(sb: SandboxConfig) -> list[ConfigProblem]:
     checks = [("braze_permissions", sb.braze_permissions in ("all", "partner"), 'use "all" or "partner"'),
               ("track_object_limit", sb.track_object_limit >= 1, "use 75 (most contracts) or 50 (MAU CY 24-25)"),
-              ("user_status_shape", sb.user_status_shape in ("users", "documented"), 'use "users" or "documented"')]
+              ("user_status_shape", sb.user_status_shape in ("users", "documented"), 'use "users" or "documented"'),
+              ("track_limit_wording", sb.track_limit_wording in ("documented", "other"),
+               'use "documented" or "other"'),
+              ("segment_export", sb.segment_export in ("url", "bucket", "failed", "busy"),
+               'use "url", "bucket", "failed" or "busy"'),
+              ("segment_export_delay_seconds", sb.segment_export_delay_seconds >= 0, "use 0 or more seconds"),
+              ("alias_visibility_delay_seconds", sb.alias_visibility_delay_seconds >= 0, "use 0 or more seconds")]
     return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix)
             for key, ok, fix in checks if not ok]
 

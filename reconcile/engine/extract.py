@@ -24,8 +24,8 @@ from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, empty, isin
 from reconcile.engine.identity import email_key
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
-from reconcile.errors import DataError, FatalApiError, TransientApiError
-from reconcile.engine.ports import BrazeListReads, BrazeReads, KetchReads
+from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, TransientApiError
+from reconcile.engine.ports import BrazeListReads, BrazeReads, KetchReads, SharedRows
 
 Progress = Callable[[str, int, int], None]
 
@@ -41,7 +41,7 @@ class BrazeLists:
 
 def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["email", col])
-    df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="mixed")
+    df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
     df["email"] = df["email"].astype("string")
     return df
 
@@ -96,6 +96,17 @@ def ketch_frames(records: dict[str, Any], universe: pd.DataFrame, cfg: Config) -
     return conform(pd.DataFrame(rows), "ketch"), conform(pd.DataFrame(topics), "ketch_topics")
 
 
+def run_stopping(exc: Exception) -> bool:
+    """Whether a failed Ketch lookup stops the whole run: a 404 (Ketch's paths are fixed, so
+    the organization code or base URL is wrong), a 401 (something in front of the API asks
+    for credentials the job does not have), a redirect or certificate failure (no status).
+    Any other 4xx (a 400 for one identity, a 403 in Ketch's own error shape) fails that
+    subject only; failures for more than half the subjects still stop the run."""
+    if not isinstance(exc, FatalApiError):
+        return False
+    return isinstance(exc, (NotFound, AuthError)) or exc.status_code is None
+
+
 def extract_ketch(ketch: KetchReads, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(ketch, ketch_topics, failed): identities whose lookup failed after every retry come
@@ -107,7 +118,7 @@ def extract_ketch(ketch: KetchReads, universe: pd.DataFrame, cfg: Config, progre
     failed: list[dict[str, str]] = []
 
     def on_error(value: str, exc: Exception) -> None:
-        if isinstance(exc, FatalApiError):  # a wrong org code or a refused request fails the run
+        if run_stopping(exc):  # a wrong organization code or base URL: every lookup would fail
             raise exc
         failed.append({"identity": value, "reason": f"Ketch lookup failed: {type(exc).__name__}: {exc}"[:300]})
 
@@ -136,6 +147,7 @@ class BrazeRead:
     cache: ProfileCache
     now: datetime
     full_sweep: bool = False
+    shared_export: SharedRows | None = None  # the run's or sweep's SharedExport (full sweeps with braze.segment_id)
 
 
 @dataclass(frozen=True)
@@ -173,7 +185,7 @@ def _check_states(profiles: pd.DataFrame) -> pd.DataFrame:
 
 def _profiles_by_email(ctx: BrazeRead, universe: pd.DataFrame) -> pd.DataFrame:
     reader = ProfileReader(ctx.braze, ctx.caps, ctx.cache, now=ctx.now, cache_days=ctx.cfg.braze.profile_cache_days,
-                           segment_id=ctx.cfg.braze.segment_id)
+                           segment_id=ctx.cfg.braze.segment_id, shared=ctx.shared_export)
     addresses = universe[["subject_key", "identity"]].rename(columns={"identity": "email"})
     return _check_states(reader.read(addresses, full_sweep=ctx.full_sweep))
 

@@ -75,7 +75,7 @@ def conform(df: pd.DataFrame, name: str) -> pd.DataFrame:
         if col not in out.columns:
             out[col] = pd.Series(False if dtype == "bool" else pd.NA, index=out.index)
         if dtype == UTC_TS:
-            out[col] = pd.to_datetime(out[col], utc=True, errors="coerce", format="mixed")
+            out[col] = pd.to_datetime(out[col], utc=True, errors="coerce", format="ISO8601")
         elif dtype == "bool":
             out[col] = out[col].fillna(False).astype(bool)
         else:

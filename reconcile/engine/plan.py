@@ -398,7 +398,7 @@ def _writebacks(rows: pd.DataFrame, b: _Batches) -> list[WriteBack]:
     group_ids = rows["group_id"].tolist()
     in_group = (rows["field"] == Field.GROUP).fillna(False).to_numpy(dtype=bool) & rows["group_id"].notna().to_numpy()
     is_email = (rows["field"] == Field.EMAIL_SUBSCRIBE).fillna(False).to_numpy(dtype=bool)
-    at = pd.to_datetime(rows["braze_unsubscribed_at"], utc=True, errors="coerce")
+    at = pd.to_datetime(rows["braze_unsubscribed_at"], utc=True, errors="coerce", format="ISO8601")
     newest = at.groupby(run).max().reindex(range(n)).tolist()
     email = np.bincount(run[is_email], minlength=n) > 0
     groups: list[list[str]] = [[] for _ in range(n)]

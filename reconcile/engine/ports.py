@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
 
+import pandas as pd
+
 from reconcile.clients.braze_profiles import ProfileRef
 from reconcile.clients.braze_results import ExportResult, WriteResult
 from reconcile.clients.ketch_parse import KetchRecord
@@ -64,6 +66,36 @@ class BrazeWrites(Protocol):
     def blocklist_emails(self, emails: Iterable[str]) -> WriteResult: ...
 
     def create_alias_optouts(self, emails: Iterable[str], alias_label: str) -> WriteResult: ...
+
+
+class SharedRows(Protocol):
+    """The segment export of a run or sweep, shared by its parts and workers
+    (engine/shared_export.py): the profiles of some addresses, None when unavailable."""
+
+    @property
+    def scope(self) -> str: ...
+
+    def rows_for(self, email_keys: Iterable[str]) -> pd.DataFrame | None: ...
+
+
+class SegmentExportStore(Protocol):
+    """Where a shared segment export is claimed, stored and waited for (store/segment_exports.py)."""
+
+    def prune_segment_exports(self, before: datetime) -> int: ...
+
+    def claim_segment_export(self, scope: str, segment_id: str, holder: str,
+                             now: datetime) -> tuple[bool, dict[str, Any]]: ...
+
+    def add_segment_export_rows(self, scope: str, frame: pd.DataFrame) -> int: ...
+
+    def finish_segment_export(self, scope: str, holder: str, status: str, now: datetime, *,
+                              profiles: int | None = ..., reason: str | None = ...) -> bool: ...
+
+    def give_up_segment_export(self, scope: str, now: datetime, reason: str) -> None: ...
+
+    def segment_export(self, scope: str) -> dict[str, Any] | None: ...
+
+    def segment_export_rows(self, scope: str, email_keys: Iterable[str]) -> pd.DataFrame: ...
 
 
 class KetchReads(Protocol):

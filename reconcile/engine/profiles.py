@@ -6,7 +6,8 @@ address, never proof about each profile. So the job enumerates the profiles of e
 address it checks and reads each one's `email_subscribe`. Reads, cheapest first:
 
 1. a full sweep with `braze.segment_id` and the `users.export.segment` permission: one bulk
-   export lists every profile of the workspace;
+   export lists every profile of the workspace, one per run or sweep (`shared_export.py`),
+   and when Braze cannot deliver it (own bucket, failed, busy) the reads below are taken;
 2. addresses whose profiles were enumerated within `braze.profile_cache_days` (kept in the
    state store) and all carry an external_id: `users/export/ids` by external_id, 50 a request;
 3. with the `subscription.groups.get` permission, `subscription/user/status` by email (50
@@ -21,17 +22,20 @@ again the authoritative way (1, 3 or 4). Enumerations (1, 3, 4) refresh the cach
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Protocol
 
 import pandas as pd
 
 from reconcile.clients.braze_profiles import PROFILE_FIELDS as BRAZE_PROFILE_FIELDS
+from reconcile.clients.braze_results import ExportUnavailable
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, isin
 from reconcile.errors import DataError
-from reconcile.engine.ports import BrazeReads
+from reconcile.engine.ports import BrazeReads, SharedRows
 
+log = logging.getLogger(__name__)
 PROFILE_FIELDS = list(BRAZE_PROFILE_FIELDS)  # also the braze_profiles frame's columns (frames.py)
 CACHE_COLUMNS = ["email_key", "braze_id", "external_id"]
 
@@ -84,18 +88,21 @@ class ProfileReader:
     """Reads the profiles of a set of addresses (see the module doc for the order)."""
 
     def __init__(self, braze: BrazeReads, caps: Capabilities, cache: ProfileCache, *, now: datetime,
-                 cache_days: float, segment_id: str | None = None):
+                 cache_days: float, segment_id: str | None = None, shared: SharedRows | None = None):
+        """`shared`: the run's or sweep's `SharedExport` (one export for every part and
+        worker); without it a full sweep with `segment_id` starts its own export."""
         self.braze, self.caps, self.cache = braze, caps, cache
         self.fresh_after = pd.Timestamp(now - timedelta(days=cache_days))
         self.segment_id = segment_id
+        self.shared = shared
 
     def read(self, addresses: pd.DataFrame, *, full_sweep: bool) -> pd.DataFrame:
         """addresses: subject_key (email key), email (as sent). Returns one row per profile
         found: subject_key, braze_id, external_id, email, email_subscribe."""
         todo = addresses[["subject_key", "email"]].drop_duplicates("subject_key")
         found: list[pd.DataFrame] = []
-        if full_sweep and self.segment_id and len(todo):
-            bulk = self._segment(self.segment_id, set(todo["subject_key"]))
+        if full_sweep and (self.shared is not None or self.segment_id) and len(todo):
+            bulk = self._segment(set(todo["subject_key"]))
             if bulk is not None:
                 return self._attach(todo, bulk)
         if len(todo):
@@ -117,23 +124,39 @@ class ProfileReader:
         return conform(out.drop_duplicates("braze_id").reset_index(drop=True), "braze_profiles")
 
     # -- 1. bulk export ----------------------------------------------------------------
-    def _segment(self, segment_id: str, keys: set[str]) -> pd.DataFrame | None:
-        rows = self.caps.call("users.export.segment",
-                              lambda: list(self.braze.export_segment(segment_id, PROFILE_FIELDS)))
-        if rows is None:
+    def _segment(self, keys: set[str]) -> pd.DataFrame | None:
+        """The profiles of these addresses from the segment export; None when it is
+        unavailable (a bucket export, a failed or busy one, no permission)."""
+        shared, segment_id = self.shared, self.segment_id
+        if shared is not None:
+            mine = self.caps.call("users.export.segment", lambda: shared.rows_for(keys))
+            if mine is None:
+                return None
+        elif segment_id is not None:
+            rows = self.caps.call("users.export.segment", lambda: self._export_once(segment_id))
+            if rows is None:
+                return None
+            users = _users_frame(rows)
+            users = users[users["email_key"].notna() & users["braze_id"].notna()]
+            mine = users[isin(users["email_key"], keys)]
+        else:
             return None
-        users = _users_frame(rows)
-        users = users[users["email_key"].notna() & users["braze_id"].notna()]
-        mine = users[isin(users["email_key"], keys)]
         self.cache.replace(keys, mine[CACHE_COLUMNS])
-        return mine
+        return mine[["email_key", *PROFILE_FIELDS]]
+
+    def _export_once(self, segment_id: str) -> list[dict[str, Any]] | None:
+        try:
+            return list(self.braze.export_segment(segment_id, PROFILE_FIELDS))
+        except ExportUnavailable as exc:
+            log.warning("braze segment export unavailable (%s: %s); profiles are read one by one", exc.kind, exc)
+            return None
 
     # -- 2. cached external ids ----------------------------------------------------------
     def _cached(self, todo: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         known = self.cache.lookup(todo["subject_key"])
         if not len(known):
             return _users_frame([]), todo
-        seen = pd.to_datetime(known["last_seen_at"], utc=True, errors="coerce")
+        seen = pd.to_datetime(known["last_seen_at"], utc=True, errors="coerce", format="ISO8601")
         usable = (seen >= self.fresh_after).fillna(False) & known["external_id"].notna()
         bad_addr = set(known.loc[~usable.to_numpy(), "email_key"])
         good = known[usable.to_numpy() & ~isin(known["email_key"], bad_addr).to_numpy()]

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reconcile.engine.frames import conform, isin
-from reconcile.engine.identity import normalize
+from reconcile.engine.identity import normalize, shown
+from reconcile.engine.times import PROBLEM, with_times
 
 EXCEPTION_COLUMNS = ["identity", "source", "reason"]
 
@@ -59,8 +60,12 @@ def _normalized(df: pd.DataFrame, source: str, key_type: str, exc: list[pd.DataF
 def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Union of all sources, one row per subject; (universe, exceptions)."""
     exc: list[pd.DataFrame] = []
-    parts = [_normalized(src.listed, "list", key_type, exc)]
-    dels = _normalized(src.deletions, "deletions", key_type, exc)
+    listed = _time_problems(src.listed, "list", "the subject is checked in this run", exc, keep=True)
+    parts = [_normalized(listed, "list", key_type, exc)]
+    deletions = with_times(src.deletions, "requested_at", "deletions", refuse_mostly_bad=False)
+    deletions = _time_problems(deletions, "deletions", "this deletion request is not carried out until its time is "
+                               "fixed (nothing is deleted on a guessed date)", exc, keep=False)
+    dels = _normalized(deletions, "deletions", key_type, exc)
     parts.append(dels)
     if key_type == "email":
         for df, name in ((src.unsubscribed, "braze_unsubscribes"), (src.bounced, "braze_hard_bounces")):
@@ -80,13 +85,30 @@ def build_universe(src: Sources, key_type: str) -> tuple[pd.DataFrame, pd.DataFr
     times = dels.groupby("subject_key")["requested_at"] if "requested_at" in dels.columns and len(dels) else None
     uni["deletion_requested_at"] = uni["subject_key"].map(times.min()) if times is not None else pd.NaT
     # the newest request: one filed after the subject was last confirmed absent makes it read again
-    uni["deletion_latest_at"] = pd.to_datetime(uni["subject_key"].map(times.max()), utc=True, errors="coerce") \
+    uni["deletion_latest_at"] = pd.to_datetime(uni["subject_key"].map(times.max()), utc=True) \
         if times is not None else pd.NaT
     uni["tombstoned"] = isin(uni["subject_key"], src.tombstones["subject_key"])
     if src.deletions.attrs.get("ignored_rights"):
         exc.append(ignored_rights(src.deletions))
     exceptions = pd.concat(exc, ignore_index=True) if exc else pd.DataFrame(columns=EXCEPTION_COLUMNS)
     return conform(uni, "universe"), exceptions
+
+
+def _time_problems(df: pd.DataFrame, source: str, consequence: str, exc: list[pd.DataFrame],
+                   keep: bool) -> pd.DataFrame:
+    """Rows whose time is not a time (`times.PROBLEM`) go to the exceptions, naming the
+    source, row and column; they stay (`keep`) or are quarantined. The column is dropped."""
+    if PROBLEM not in df.columns:
+        return df
+    problem = df[PROBLEM].astype("string")
+    flagged = problem.notna().to_numpy()
+    if flagged.any():
+        shown_ids = df.loc[flagged, "identity"].astype("string").fillna("").map(shown)
+        exc.append(pd.DataFrame({"identity": shown_ids.to_numpy(), "source": source,
+                                 "reason": (problem[flagged] + "; " + consequence).to_numpy()},
+                                columns=EXCEPTION_COLUMNS))
+    out = df.drop(columns=[PROBLEM])
+    return out if keep else out[~flagged]
 
 
 def _source_labels(rows: pd.DataFrame) -> pd.Series:

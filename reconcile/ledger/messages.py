@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
+
+from reconcile.engine.times import from_epoch
 
 CONSENT = "ConsentRequest"
 TOPICS = "SubscriptionTopicRequest"
@@ -68,14 +70,9 @@ def error_body(status: int, code: str, message: str, metadata: dict[str, Any] | 
 
 
 def timestamp(value: Any) -> datetime | None:
-    """A UNIX timestamp in seconds (milliseconds are recognised by their size) as UTC."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    seconds = value / 1000 if value > 100_000_000_000 else value
-    try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return None
+    """A UNIX timestamp in seconds (milliseconds are recognised by their size) as UTC, by
+    the rules every source time follows (engine/times.py); None when it is not one."""
+    return from_epoch(value)
 
 
 def parse(body: bytes) -> Message:
@@ -144,7 +141,8 @@ def _strings(r: dict[str, Any], names: tuple[str, ...], *, required: bool) -> st
 
 def _time(r: dict[str, Any], name: str) -> str | None:
     if timestamp(r.get(name)) is None:
-        return f"request.{name}: required, a UNIX timestamp in seconds"
+        return (f"request.{name}: required, a UNIX timestamp in seconds (a JSON number between 2000-01-01 and "
+                f"2100-01-01), got {str(r.get(name))[:40]!r}")
     return None
 
 

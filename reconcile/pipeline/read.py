@@ -24,7 +24,9 @@ from reconcile.engine import extract as ex
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.plan import fingerprint
-from reconcile.engine.profiles import ProfileReader
+from reconcile.engine.profiles import PROFILE_FIELDS, ProfileReader
+from reconcile.engine.ports import SharedRows
+from reconcile.engine.shared_export import SharedExport, expected_wait
 from reconcile.engine.universe import Sources, build_universe, pick_slice, slice_of
 from reconcile.ledger.sources import ledger_sources
 from reconcile.observability.events import stage
@@ -134,8 +136,33 @@ def _open_drift(rt: Session) -> pd.DataFrame:
     return _keys_frame(pd.DataFrame(rows), "identity")
 
 
+def shared_export(rt: Session, run_id: str, full: bool) -> SharedExport | None:
+    """The segment export a full sweep shares with its other parts and workers: one per
+    sweep (`rt.export_scope`, set by sweep workers) or per run."""
+    segment_id = rt.cfg.braze.segment_id
+    if not full or not segment_id:
+        return None
+    wait = rt.cfg.braze.segment_export_wait_seconds or expected_wait(_workspace_profiles(rt))
+    scope = f"sweep:{rt.export_scope}" if rt.export_scope else f"run:{run_id}"
+    return SharedExport(rt.store, rt.braze, scope, segment_id, PROFILE_FIELDS, clock=rt.clock, sleep=rt.sleep,
+                        wait_seconds=wait, poll_seconds=rt.cfg.braze.segment_export_poll_seconds)
+
+
+def _workspace_profiles(rt: Session) -> int:
+    """Subjects with a Braze profile in the last full run (0: none yet)."""
+    return next((int(r.get("braze_count") or 0) for r in rt.store.list_runs(50)
+                 if r.get("mode") == "full" and r.get("braze_count")), 0)
+
+
+def drop_shared_export(rt: Session, read: ex.BrazeRead) -> None:
+    """A run's own export is forgotten once its read is done (a sweep's, when the sweep is)."""
+    if read.shared_export is not None and not rt.export_scope:
+        rt.store.drop_segment_export(read.shared_export.scope)
+
+
 def _listed_by_external_id(rt: Session, caps: Capabilities, cache: StoreCache, lists: ex.BrazeLists,
-                           full: bool, known: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                           full: bool, known: pd.DataFrame, shared: SharedRows | None = None,
+                           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Under external_id keys, the addresses on Braze's lists resolved to their profiles'
     external_ids: (identity rows with email and source, exceptions for addresses with none,
     the profiles read). Addresses held by a profile in `known` (already read by external id)
@@ -154,7 +181,7 @@ def _listed_by_external_id(rt: Session, caps: Capabilities, cache: StoreCache, l
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
     addresses = listed.drop_duplicates("subject_key")
     reader = ProfileReader(rt.braze, caps, cache, now=rt.clock(), cache_days=rt.cfg.braze.profile_cache_days,
-                           segment_id=rt.cfg.braze.segment_id)
+                           segment_id=rt.cfg.braze.segment_id, shared=shared)
     profiles = reader.read(addresses[["subject_key", "email"]], full_sweep=full)
     with_id = profiles[profiles["external_id"].notna()]
     rows = with_id.merge(listed[["subject_key", "source"]], on="subject_key", how="left")
@@ -202,7 +229,8 @@ def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None
         listed, deletions = ledger_sources(rt.store, since_watermark(rt), listed, deletions)
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
-    read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full)
+    read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full,
+                        shared_export=shared_export(rt, run_id, full))
     prefetched = None
     absent = confirmed_absent(rt) if mode != "full" and subjects is None else {}
     if cfg.identity.braze_key == "external_id" and subjects is None:
@@ -214,7 +242,7 @@ def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None
             base = base[_in_slice(base, cfg.universe.slices, slice_index)]
         base = base[~_absence_only(base, absent)]
         known = ex.profiles_by_external_id(read, base["identity"])
-        resolved, extra_exc, found = _listed_by_external_id(rt, caps, cache, lists, full, known)
+        resolved, extra_exc, found = _listed_by_external_id(rt, caps, cache, lists, full, known, read.shared_export)
         listed = pd.concat([listed, resolved], ignore_index=True) if len(resolved) else listed
         prefetched = ex.Prefetched(set(base["identity"].astype(str)) | set(found["external_id"].astype(str)),
                                    pd.concat([known, found], ignore_index=True))
@@ -253,7 +281,7 @@ def _absence_only(universe: pd.DataFrame, absent: dict[str, datetime]) -> Any:
     only = labels.map({v: bool(v) and set(v.split("+")) <= ABSENCE_SOURCES for v in labels.unique()})
     checked = pd.to_datetime(universe["subject_key"].astype(object).map(absent), utc=True)
     if "deletion_latest_at" in universe.columns:
-        asked = pd.to_datetime(universe["deletion_latest_at"], utc=True, errors="coerce", format="mixed")
+        asked = pd.to_datetime(universe["deletion_latest_at"], utc=True, errors="coerce", format="ISO8601")
         newer = (asked > checked).fillna(False).astype(bool)  # a request after the check: read again
     else:
         newer = pd.Series(False, index=universe.index)
@@ -371,7 +399,10 @@ def chunks(universe: pd.DataFrame, size: int) -> tuple[int, list[tuple[int, pd.D
 def observe(rt: Session, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:
     """Build the universe and extract both sides in one piece (saved-plan re-checks, tests)."""
     base = read_universe(rt, mode, run_id, subjects)
-    observed, failed = read_state(rt, base, base.universe)
+    try:
+        observed, failed = read_state(rt, base, base.universe)
+    finally:
+        drop_shared_export(rt, base.read)
     exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
     return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
 
@@ -416,6 +447,7 @@ def observe_and_diff(rt: Session, mode: str, rec: RunRecorder, rules: Rules, sub
         drift = diff(observed, rules)
         exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
         obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+        drop_shared_export(rt, base.read)
         return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
     journal = PartJournal(rt, run_id, mode, slice_index, count)
     saved = journal.saved()
@@ -440,6 +472,7 @@ def observe_and_diff(rt: Session, mode: str, rec: RunRecorder, rules: Rules, sub
     obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
                       _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}))
     journal.finished()
+    drop_shared_export(rt, base.read)
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
 
 

@@ -61,9 +61,11 @@ class SandboxPair:
 class Session:
     """What one run works with, opened by `open_session()` and closed with it (a context
     manager): the config, the state store, both clients, the clock and sleep, the progress
-    display, the sandbox pair (in-process simulators) and the Braze workspace (the endpoint
-    host and a hash of the key, never the key). Frozen: a caller that needs a variation
-    (a sweep's own slice count) makes one with `dataclasses.replace`, sharing the closers."""
+    display, the sandbox pair (in-process simulators), the Braze workspace (the endpoint
+    host and a hash of the key, never the key) and the export scope (a sweep's id, set by
+    its workers: they share one Braze segment export). Frozen: a caller that needs a
+    variation (a sweep's own slice count, its export scope) makes one with
+    `dataclasses.replace`, sharing the closers."""
 
     cfg: Config
     store: Store
@@ -74,6 +76,7 @@ class Session:
     progress: Progress | None = None
     sandbox: SandboxPair | None = None
     workspace: str = ""
+    export_scope: str | None = None  # a sweep's id: its workers share one Braze segment export
     closers: ExitStack = field(default_factory=ExitStack, repr=False, compare=False)
 
     def close(self) -> None:
@@ -150,4 +153,4 @@ def open_session(cfg: Config, environ: Mapping[str, str] | None = None, *, clock
     except BaseException:
         stack.close()
         raise
-    return Session(cfg, store, braze, ketch, clock, sleep, progress, sandbox, workspace, stack)
+    return Session(cfg, store, braze, ketch, clock, sleep, progress, sandbox, workspace, closers=stack)

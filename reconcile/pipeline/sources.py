@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from reconcile.config import SqlSource, UniverseConfig, secret
 from reconcile.engine.source_checks import checked
+from reconcile.engine.times import with_times
 from reconcile.errors import DataError
 
 
@@ -65,25 +66,31 @@ def load_listed(cfg: UniverseConfig, since: datetime | None = None, key_type: st
     oversized field (engine/source_checks.py)."""
     frames = []
     if cfg.csv:
-        df = _changed(read_table(cfg.csv, cfg.identity_column, "universe.csv"), since, False)
-        frames.append(checked(df, key_type, f"universe.csv {cfg.csv}"))
+        what = f"universe.csv {cfg.csv}"
+        df = _changed(read_table(cfg.csv, cfg.identity_column, "universe.csv"), since, False, what)
+        frames.append(checked(df, key_type, what))
     if cfg.parquet:
-        df = _changed(read_table(cfg.parquet, cfg.identity_column, "universe.parquet"), since, False)
-        frames.append(checked(df, key_type, f"universe.parquet {cfg.parquet}"))
+        what = f"universe.parquet {cfg.parquet}"
+        df = _changed(read_table(cfg.parquet, cfg.identity_column, "universe.parquet"), since, False, what)
+        frames.append(checked(df, key_type, what))
     if cfg.sql:
         bound = since is not None and ":since" in cfg.sql.query
         df = read_sql(cfg.sql, cfg.identity_column, "universe.sql", {"since": since} if bound else None)
-        frames.append(checked(_changed(df, since, bound), key_type, "universe.sql"))
+        frames.append(checked(_changed(df, since, bound, "universe.sql"), key_type, "universe.sql"))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"identity": pd.Series(dtype="string")})
 
 
-def _changed(df: pd.DataFrame, since: datetime | None, already_filtered: bool) -> pd.DataFrame:
+def _changed(df: pd.DataFrame, since: datetime | None, already_filtered: bool, what: str) -> pd.DataFrame:
+    """The rows changed after `since`. A row whose `updated_at` is empty or not a time is
+    kept (it is checked: reading is safe); one that is not a time is reported in the run's
+    exceptions (engine/times.py)."""
     if since is None or already_filtered:
         return df
     if "updated_at" not in df.columns:
         return df.iloc[0:0]
-    updated = pd.to_datetime(df["updated_at"], utc=True, errors="coerce", format="mixed")
-    return df[(updated > pd.Timestamp(since)).fillna(True)]
+    df = with_times(df, "updated_at", what)
+    newer = (df["updated_at"] > pd.Timestamp(since)) | df["updated_at"].isna()
+    return df[newer.fillna(True).astype(bool).to_numpy()]
 
 
 def load_deletions(cfg: UniverseConfig, key_type: str = "email") -> pd.DataFrame:
@@ -93,12 +100,10 @@ def load_deletions(cfg: UniverseConfig, key_type: str = "email") -> pd.DataFrame
     ignored: Counter[str] = Counter()
     if cfg.deletions_csv:
         raw = read_table(cfg.deletions_csv, None, "universe.deletions_csv")
-        what = f"universe.deletions_csv {cfg.deletions_csv}"
-        frames.append(checked(_deletion_rows(checked(raw, None, what), cfg, key_type, what, ignored), key_type, what))
+        frames.append(_deletion_source(raw, cfg, key_type, f"universe.deletions_csv {cfg.deletions_csv}", ignored))
     if cfg.deletions_sql:
         raw = read_sql(cfg.deletions_sql, None, "universe.deletions_sql")
-        what = "universe.deletions_sql"
-        frames.append(checked(_deletion_rows(checked(raw, None, what), cfg, key_type, what, ignored), key_type, what))
+        frames.append(_deletion_source(raw, cfg, key_type, "universe.deletions_sql", ignored))
     if not frames:
         out = pd.DataFrame({"identity": pd.Series(dtype="string"), "requested_at": pd.Series(dtype="string")})
     else:
@@ -107,12 +112,20 @@ def load_deletions(cfg: UniverseConfig, key_type: str = "email") -> pd.DataFrame
     return out
 
 
+def _deletion_source(raw: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: str,
+                     ignored: Counter[str]) -> pd.DataFrame:
+    """One deletions source, checked whole, with `requested_at` parsed (engine/times.py): a
+    row whose time is not a time is quarantined by `build_universe`, a source of mostly
+    such rows refused (after the identity checks: swapped columns read as bad identities)."""
+    rows = _deletion_rows(checked(raw, None, what), cfg, key_type, what, ignored)
+    column = cfg.deletions_requested_at_column if _is_dsr(raw, cfg) else "requested_at"
+    return with_times(checked(rows, key_type, what), "requested_at", what, column)
+
+
 def _deletion_rows(df: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: str,
                    ignored: Counter[str]) -> pd.DataFrame:
     right = cfg.deletions_right_column
-    dsr = cfg.deletions_format == "ketch_dsr" or (
-        cfg.deletions_format == "auto" and right in df.columns and "identity" not in df.columns)
-    if not dsr:
+    if not _is_dsr(df, cfg):
         if "identity" not in df.columns:
             raise DataError(f"{what}: no column 'identity' (columns: {', '.join(map(str, df.columns))}); name the "
                             "column identity, or give Ketch DSR records with universe.deletions_format = \"ketch_dsr\"")
@@ -131,3 +144,9 @@ def _deletion_rows(df: pd.DataFrame, cfg: UniverseConfig, key_type: str, what: s
         names[cfg.deletions_email_column] = "email"
     kept = df[keep.to_numpy()]
     return kept[[c for c in names if c in kept.columns]].rename(columns=names)
+
+
+def _is_dsr(df: pd.DataFrame, cfg: UniverseConfig) -> bool:
+    """Whether a deletions source holds Ketch's DSR records (universe.deletions_format)."""
+    return cfg.deletions_format == "ketch_dsr" or (
+        cfg.deletions_format == "auto" and cfg.deletions_right_column in df.columns and "identity" not in df.columns)

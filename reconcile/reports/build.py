@@ -76,7 +76,8 @@ def write(doc: Mapping[str, Any], folder: Path, stem: str, formats: Iterable[str
 
 
 def write_report(store: Any, run_id: str, cfg: Config, environ: Mapping[str, str] | None = None) -> Path:
-    """Write `<report.dir>/<run_id>.json`, `.md` and `.html` (mode 0600); returns the Markdown path.
+    """Write `<report.dir>/<run_id>.json`, `.md` and `.html` (mode 0600) and rebuild the folder's
+    `index.html`; returns the Markdown path.
 
     The content is `reconcile.reports`' compliance report for this run, as of the moment it
     finished (now, for a run without an outcome).
@@ -91,4 +92,7 @@ def write_report(store: Any, run_id: str, cfg: Config, environ: Mapping[str, str
     key = None if cfg.report.reveal else mask_key(cfg, environ)
     doc = report_doc(store, cfg, Selection(run_id=run_id), now, key)
     written = write(doc, Path(cfg.report.dir), run_id, ("json", "md", "html"))
+    from reconcile.reports.index import write_index
+
+    write_index(store, Path(cfg.report.dir), datetime.now(timezone.utc))
     return next(p for p in written if p.suffix == ".md")

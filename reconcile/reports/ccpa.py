@@ -1,8 +1,11 @@
-"""The CCPA request log (11 CCR §7101) and yearly metrics (§7102), from aged SLA items.
+"""The CCPA request log (11 CCR §7101) and yearly metrics (§7102), one row per request.
 
 The job sees a request when Braze disagreed with it: an opt-out Braze had not applied, a
 deletion whose profile still existed. Requests Braze already honoured never become drift
 and are not in this log; the consent platform's own log holds those.
+
+A request is one person's opt-out or deletion, however many places in Braze it had to
+reach (`reconcile.reports.requests`): the log counts requests, not drift items.
 
 Log fields: date of request, nature, manner, date and nature of the response, and the
 basis for any denial. A deletion whose email matches several Braze profiles is not
@@ -25,34 +28,42 @@ RESPONSE = {"missed_optout": "complied: unsubscribed in Braze", "missed_blocklis
             "missed_deletion": "complied: Braze profile deleted", "resurrected": "complied: reappeared profile deleted"}
 
 
-def request_log(aged: Iterable[Mapping[str, Any]],
+def request_log(requests: Iterable[Mapping[str, Any]],
                 reasons: Mapping[Any, str | None] | None = None) -> list[dict[str, Any]]:
-    """One row per request the job acted on or could not; `reasons` maps drift ids to reasons."""
+    """One row per consumer request (`reconcile.reports.requests.group_requests`), the
+    places in Braze it concerned listed inside it; `reasons` maps drift ids to reasons."""
     reasons = reasons or {}
     rows = []
-    for a in aged:
-        denied = a["drift_class"] == "ambiguous_identity"
-        responded = a["first_seen_at"] if denied else a["done_at"]
+    for r in requests:
+        items = r["items"]
+        denied = [i for i in items if i["drift_class"] == "ambiguous_identity"]
         if denied:
+            responded = min(i["first_seen_at"] for i in denied)
             nature = "denied: the email matches several Braze profiles; not deleted without a prioritization rule"
-        elif a["done_at"] is not None:
-            nature = RESPONSE[a["drift_class"]] if a.get("corrected_at") else "complied: found honoured in Braze"
+        elif r["done_at"] is not None:
+            responded = r["done_at"]
+            nature = "; ".join(dict.fromkeys(
+                RESPONSE[i["drift_class"]] if i.get("corrected_at") else "complied: found honoured in Braze"
+                for i in items))
         else:
-            nature = "pending"
+            responded, nature = None, "pending"
+        verified = [i.get("verified_at") for i in items]
         rows.append({
-            "subject_key": a["subject_key"],
-            "request_date": _day(a["source_at"]),
-            "request_date_source": a["source_label"],
-            "nature": NATURE[a["kind"]],
-            "manner": MANNER[a["source"]],
+            "subject_key": r["subject_key"],
+            "request_date": _day(r["source_at"]),
+            "request_date_source": r["source_label"],
+            "nature": NATURE[r["kind"]],
+            "manner": MANNER[r["source"]],
+            "places": "; ".join(r["places"]),
+            "items": len(items),
             "response_date": _day(responded),
             "response_nature": nature,
-            "denial_basis": (reasons.get(a["drift_id"]) or "identity could not be resolved to one profile")
-            if denied else "",
-            "verified_date": _day(a.get("verified_at")),
-            "days_to_respond": (responded - a["source_at"]).days if responded else None,
+            "denial_basis": "; ".join(dict.fromkeys(reasons.get(i["drift_id"]) or
+                                                    "identity could not be resolved to one profile" for i in denied)),
+            "verified_date": _day(max(verified)) if verified and all(v is not None for v in verified) else "",
+            "days_to_respond": (responded - r["source_at"]).days if responded else None,
         })
-    return sorted(rows, key=lambda r: (r["request_date"], r["nature"]))
+    return sorted(rows, key=lambda r: (r["request_date"], r["nature"], r["subject_key"]))
 
 
 def yearly_metrics(log: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -47,8 +47,8 @@ def _frame(chart: Chart, axis: int, ticks: Sequence[int]) -> tuple[float, float]
     return pw, ph
 
 
-def line_chart(title: str, values: Sequence[int], labels: Sequence[str]) -> Chart:
-    chart = Chart(title, "line", empty=not values)
+def line_chart(title: str, values: Sequence[int], labels: Sequence[str], width: int = WIDTH) -> Chart:
+    chart = Chart(title, "line", width=width, empty=not values)
     axis, ticks = _scale(max(values, default=0))
     pw, ph = _frame(chart, axis, ticks)
     n = len(values)
@@ -56,8 +56,11 @@ def line_chart(title: str, values: Sequence[int], labels: Sequence[str]) -> Char
         x = LEFT + (pw * i / (n - 1) if n > 1 else pw / 2)
         chart.points.append({"x": round(x, 1), "y": round(TOP + ph - ph * v / axis, 1), "value": v, "label": label})
     chart.polyline = " ".join(f"{p['x']},{p['y']}" for p in chart.points)
-    every = max(1, -(-n // 6))
-    chart.x_labels = [{"x": p["x"], "text": p["label"]} for i, p in enumerate(chart.points) if i % every == 0]
+    every = max(1, -(-n // max(2, width // 110)))
+    shown = [(i, p) for i, p in enumerate(chart.points) if i % every == 0]
+    chart.x_labels = [{"x": p["x"], "text": p["label"],
+                       "anchor": "start" if n > 1 and i == 0 else "end" if n > 1 and i == n - 1 else "middle"}
+                      for i, p in shown]
     return chart
 
 

@@ -21,7 +21,10 @@ from typing import Any
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 from reconcile.errors import DataError
 from reconcile.reports.ccpa import request_log, yearly_metrics
+from reconcile.reports.changes import change_section, items_since, run_end
+from reconcile.reports.requests import group_requests, topic_names
 from reconcile.reports.sla import SlaPolicy, done_time, sla_section
+from reconcile.reports.verdict import verdict
 
 TREND_RUNS = 90
 RUN_LIMIT = 5000
@@ -44,9 +47,13 @@ class Selection:
         return ", ".join(parts) or "the latest run"
 
 
+DISTRIBUTION = "ketch-braze-reconcile"
+
+
 def tool_version() -> str:
+    """The installed distribution's version (`pip show ketch-braze-reconcile`)."""
     try:
-        return metadata.version("reconcile")
+        return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return "unknown"
 
@@ -111,21 +118,6 @@ def summary(run: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def changes(run: Mapping[str, Any], previous: Mapping[str, Any] | None, items: Sequence[Mapping[str, Any]]) -> dict:
-    now, before = run.get("drift_counts") or {}, (previous or {}).get("drift_counts") or {}
-    rid = run["run_id"]
-    return {
-        "previous_run": previous["run_id"] if previous else None,
-        "previous_status": previous.get("status") if previous else None,
-        "by_class": [{"drift_class": c, "severity": SEVERITY[c], "before": int(before.get(c, 0)) if previous else None,
-                      "now": int(now.get(c, 0)), "delta": int(now.get(c, 0)) - int(before.get(c, 0))}
-                     for c in DRIFT_CLASSES],
-        "new": sum(1 for i in items if i["first_seen_run"] == rid),
-        "carried_over": sum(1 for i in items if i["last_seen_run"] == rid and i["first_seen_run"] != rid),
-        "resolved": sum(1 for i in items if i.get("resolved_run") == rid),
-    }
-
-
 def trends(runs: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]], aged: Sequence[Mapping]) -> dict:
     critical = [i for i in items if i["drift_class"] in CRITICAL]
     points = []
@@ -160,10 +152,14 @@ def collect(store: Any, cfg: Any, sel: Selection, now: datetime) -> dict[str, An
     policy = SlaPolicy.from_config(cfg.report)
     sla = sla_section(scope, policy, now)
     everything = sla_section(items, policy, now)["items"]
-    log = request_log(sla["items"], {i["id"]: i.get("reason") for i in scope})
+    groups = topic_names(cfg.mapping.topics)
+    requests = group_requests(sla["items"], groups)
+    log = request_log(requests, {i["id"]: i.get("reason") for i in scope})
     prior = [r for r in trend_runs if r["run_id"] != focal["run_id"] and r["started_at"] <= focal["started_at"]]
     previous = prior[-1] if prior else _previous(store, focal)
     run = doc["run"]
+    changed = change_section(run, previous, items_since(store, run_end(previous) if previous else None,
+                                                         run_end(run)))
     return doc | {
         "report": {"generated_at": now, "tool_version": tool_version(), "selection": sel.describe(),
                    "runs_covered": len(trend_runs)},
@@ -175,8 +171,10 @@ def collect(store: Any, cfg: Any, sel: Selection, now: datetime) -> dict[str, An
         "unverified": [i for i in doc["drift_items"] if i["status"] == "corrected"],
         "rejected": [a for a in doc["actions"] if a["status"] in ("rejected", "failed")],
         "rejected_items": [e for e in doc["exceptions"] if e.get("source") == "braze_rejected"],
-        "changes": changes(run, previous, doc["drift_items"]),
-        "sla": sla,
+        "changes": changed,
+        "verdict": verdict(run, doc["outcome"], requests, changed),
+        "sla": sla | {"requests": requests, "request_counts": _request_counts(requests)},
+        "proposed": proposed(store, run) if not doc["actions"] else [],
         "ccpa": {"requests": log, "metrics": yearly_metrics(log)},
         "trends": trends(trend_runs, items, everything),
         "runs": [run_row(r) for r in trend_runs],
@@ -193,3 +191,24 @@ def _previous(store: Any, focal: Mapping[str, Any]) -> dict[str, Any] | None:
         if run["started_at"] < focal["started_at"] and run.get("mode") not in MAINTENANCE_MODES:
             return run
     return None
+
+
+def _request_counts(requests: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    from reconcile.reports.sla import ORDER
+
+    return {name: sum(1 for r in requests if r["sla"] == name) for name in ORDER} | {"total": len(requests)}
+
+
+def proposed(store: Any, run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The corrections a saved plan proposes (a plan or dry run journals none)."""
+    plan = store.get_plan(run["plan_id"]) if run.get("plan_id") else None
+    body = (plan or {}).get("body") or {}
+    out = []
+    for a in body.get("actions") or []:
+        if not isinstance(a, Mapping):
+            continue
+        subjects = list(dict.fromkeys(str(t[0]) for t in a.get("targets") or [] if isinstance(t, list) and t))
+        out.append({"seq": a.get("seq"), "kind": a.get("kind"), "endpoint": a.get("endpoint"),
+                    "group_id": a.get("group_id"), "subjects": len(subjects),
+                    "drift_items": len(a.get("drift_keys") or [])})
+    return out

@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from reconcile.reports.charts import report_charts
+from reconcile.reports.humanize import dash, human_duration
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 BRIEF_CHARS = 400
@@ -26,6 +27,12 @@ def _ts(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     return str(value)
+
+
+def _day(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    return value.strftime("%Y-%m-%d") if isinstance(value, datetime) else str(value)[:10]
 
 
 def _brief(value: Any) -> str:
@@ -45,7 +52,7 @@ def _env(autoescape: bool) -> Environment:
         autoescape=autoescape,
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
-    env.filters.update(ts=_ts, brief=_brief, cell=_cell)
+    env.filters.update(ts=_ts, brief=_brief, cell=_cell, day=_day, dash=dash, duration=human_duration)
     return env
 
 
@@ -55,6 +62,10 @@ _TEXT = _env(False)
 
 def html(doc: dict[str, Any]) -> str:
     return _HTML.get_template("report.html.j2").render(doc=doc, charts=report_charts(doc["trends"]), csp=Markup(CSP))
+
+
+def index_html(idx: dict[str, Any], charts: dict[str, Any]) -> str:
+    return _HTML.get_template("index.html.j2").render(idx=idx, charts=charts, csp=Markup(CSP))
 
 
 def markdown(doc: dict[str, Any]) -> str:

@@ -10,11 +10,18 @@ ready). The data model lives in `braze_state`, request checks, response shapes a
 error message in `braze_checks`.
 
 The less convenient behaviours Braze may show are options: `track_object_limit=50` (the
-MAU CY 24-25 contracts), `user_status_shape="documented"` (the flat answer of
-`/subscription/user/status`), `not_found_style="omit"`, `permissions="partner"` (the
-eight permissions of Braze's Ketch partner page), `deletion_delay_seconds`,
-`segment_export_delay_seconds`. `braze_sim_options(cfg.sandbox)` maps the job config's
-`[sandbox]` keys to these arguments.
+MAU CY 24-25 contracts), `track_limit_wording="other"` (that limit refused with a 400 in
+other words than "Max Input Length Exceeded", with an `errors` entry per object over it),
+`user_status_shape="documented"` (the flat answer of `/subscription/user/status`),
+`not_found_style="omit"`, `permissions="partner"` (the eight permissions of Braze's Ketch
+partner page), `deletion_delay_seconds`, `alias_visibility_delay_seconds` (an alias made by
+`/users/alias/new` is not seen by `/users/track` until then, which creates a second
+profile for it), and for `/users/export/segment`: `segment_export_delay_seconds` (the file
+appears late), `segment_export="bucket"` (no `url`: the files go to the customer's own
+bucket), `"failed"` (the export never produces a file), `"busy"` (another integration's
+export of the segment is running: every start is refused with 429, as one started while
+this job's own export runs always is). `braze_sim_options(cfg.sandbox)` maps the job
+config's `[sandbox]` keys to these arguments.
 
     sim = BrazeSim(clock=fake_clock)
     sim.add_group("news")
@@ -75,13 +82,22 @@ SLOW_EXPORT_FIELDS = frozenset({"campaigns_received", "canvases_received"})
 Handler = Callable[[SimRequest], SimResponse]
 
 
+TRACK_LIMIT_WORDINGS = ("documented", "other")
+SEGMENT_EXPORT_MODES = ("url", "bucket", "failed", "busy")
+
+
 def braze_sim_options(sandbox_cfg: Any) -> dict[str, Any]:
     """`BrazeSim` keyword arguments for a `SandboxConfig` (`braze_permissions`,
-    `track_object_limit`, `user_status_shape`)."""
+    `track_object_limit`, `track_limit_wording`, `user_status_shape`, `segment_export`,
+    `segment_export_delay_seconds`, `alias_visibility_delay_seconds`)."""
     return {
         "permissions": set(permission_set(getattr(sandbox_cfg, "braze_permissions", "all"))),
         "track_object_limit": int(getattr(sandbox_cfg, "track_object_limit", 75)),
+        "track_limit_wording": getattr(sandbox_cfg, "track_limit_wording", "documented"),
         "user_status_shape": getattr(sandbox_cfg, "user_status_shape", "users"),
+        "segment_export": getattr(sandbox_cfg, "segment_export", "url"),
+        "segment_export_delay_seconds": float(getattr(sandbox_cfg, "segment_export_delay_seconds", 0.0)),
+        "alias_visibility_delay_seconds": float(getattr(sandbox_cfg, "alias_visibility_delay_seconds", 0.0)),
     }
 
 
@@ -111,8 +127,14 @@ class BrazeSim(Simulator):
                  track_object_limit: int = 75, require_fields_to_export: bool = True,
                  not_found_style: str = "unknown", user_status_shape: str = "users",
                  permissions: set[str] | frozenset[str] | str | None = None, segment_id: str = "all-users",
-                 segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000):
+                 segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000,
+                 track_limit_wording: str = "documented", segment_export: str = "url",
+                 alias_visibility_delay_seconds: float = 0.0):
         super().__init__(clock=clock, seed=seed)
+        if track_limit_wording not in TRACK_LIMIT_WORDINGS:
+            raise ValueError(f"track_limit_wording must be 'documented' or 'other', got {track_limit_wording!r}")
+        if segment_export not in SEGMENT_EXPORT_MODES:
+            raise ValueError(f"segment_export must be one of {', '.join(SEGMENT_EXPORT_MODES)}, got {segment_export!r}")
         if not_found_style not in ("unknown", "omit"):
             raise ValueError(f"not_found_style must be 'unknown' or 'omit', got {not_found_style!r}")
         if user_status_shape not in USER_STATUS_SHAPES:
@@ -130,6 +152,10 @@ class BrazeSim(Simulator):
         self.segment_id = segment_id
         self.segment_export_delay_seconds = segment_export_delay_seconds
         self.segment_file_users = segment_file_users
+        self.track_limit_wording = track_limit_wording
+        self.segment_export = segment_export
+        self.alias_visibility_delay_seconds = alias_visibility_delay_seconds
+        self.hidden_aliases: dict[tuple[str, str], float] = {}  # alias -> when /users/track sees it
         self.exports: dict[str, dict[str, Any]] = {}  # object_prefix -> {segment_id, ready_at, signature, content}
         self.db = BrazeState(clock, seed)
         for name, (limit, seconds) in rate_limits_with_defaults(rate_limits).items():
@@ -349,7 +375,11 @@ class BrazeSim(Simulator):
         if not all(isinstance(a, list) for a in arrays.values()):
             raise BadRequest(Msg.NO_TRACK_DATA)
         if sum(map(len, arrays.values())) > self.track_object_limit:
-            raise BadRequest(Msg.MAX_INPUT)
+            if self.track_limit_wording == "documented":
+                raise BadRequest(Msg.MAX_INPUT)
+            flat = [(name, index) for name, objects in arrays.items() for index in range(len(objects))]
+            raise BadRequest(Msg.OVER_CONTRACT, [{"type": Msg.OVER_CONTRACT_OBJECT, "input_array": name, "index": i}
+                                                 for name, i in flat[self.track_object_limit:]])
         errors: list[dict[str, Any]] = []
         counts = {f"{name}_processed": 0 for name in TRACK_ARRAYS if body.get(name)}
         for name, objects in arrays.items():
@@ -365,7 +395,7 @@ class BrazeSim(Simulator):
         return SimResponse(201, {"message": "success", **counts, **({"errors": errors} if errors else {})})
 
     def _track_apply(self, obj: dict[str, Any], array: str) -> None:
-        profile = self.db.resolve(obj)
+        profile = self._not_yet_visible(obj) or self.db.resolve(obj)
         if profile is None:
             return
         if array == "attributes":
@@ -433,6 +463,21 @@ class BrazeSim(Simulator):
         if owner is not None:
             owner.user_aliases.append({"alias_name": name, "alias_label": label})
             self.db.touch(owner)
+            if self.alias_visibility_delay_seconds > 0:
+                self.hidden_aliases[(name, label)] = self.clock() + self.alias_visibility_delay_seconds
+
+    def _not_yet_visible(self, obj: dict[str, Any]) -> Profile | None:
+        """A track object naming an alias `/users/alias/new` made too recently: Braze has not
+        propagated it, so an object that may create a profile creates a second one for it."""
+        alias = obj.get("user_alias")
+        if not isinstance(alias, dict) or obj.get("external_id") is not None:
+            return None
+        key = (str(alias.get("alias_name")), str(alias.get("alias_label")))
+        if self.hidden_aliases.get(key, 0.0) <= self.clock() or obj.get("_update_existing_only") is not False:
+            return None
+        twin = self.db.new_profile()
+        twin.user_aliases.append({"alias_name": key[0], "alias_label": key[1]})
+        return twin
 
     # -- email endpoints -----------------------------------------------------------------
     def _unsubscribes(self, req: SimRequest) -> SimResponse:
@@ -473,17 +518,23 @@ class BrazeSim(Simulator):
 
     # -- /users/export/segment and its download --------------------------------------------
     def _export_segment(self, req: SimRequest) -> SimResponse:
-        """Start an export of the built-in all-users segment; one per segment at a time. The
-        file (a zip of JSON-lines files) is prepared now and served once the delay passed."""
+        """Start an export of the built-in all-users segment; one per segment at a time (429
+        while one runs, as Braze answers). The file (a zip of JSON-lines files) is prepared
+        now and served once the delay passed (never, for a failed export)."""
         segment_id, fields = segment_export_request(body_of(req), {self.segment_id})
         now = self.clock()
-        if any(e["segment_id"] == segment_id and e["ready_at"] > now for e in self.exports.values()):
-            raise BadRequest(Msg.EXPORT_RUNNING.format(segment_id=segment_id))
+        running = any(e["segment_id"] == segment_id and e["ready_at"] > now for e in self.exports.values())
+        if running or self.segment_export == "busy":
+            raise BadRequest(Msg.EXPORT_RUNNING.format(segment_id=segment_id), status=429)
         prefix = f"{self.rng.getrandbits(128):032x}-{int(now)}"
         users = [export_user(p, fields) for p in self.db.profiles.values()]
-        self.exports[prefix] = {"segment_id": segment_id, "ready_at": now + self.segment_export_delay_seconds,
-                                "signature": f"{self.rng.getrandbits(128):032x}",
+        ends = self.segment_export in ("failed", "bucket")  # failed at once, or written to the bucket at once
+        self.exports[prefix] = {"segment_id": segment_id, "signature": f"{self.rng.getrandbits(128):032x}",
+                                "ready_at": now if ends else now + self.segment_export_delay_seconds,
+                                "failed": self.segment_export == "failed",
                                 "content": segment_zip(prefix, users, self.segment_file_users)}
+        if self.segment_export == "bucket":  # the files land in the customer's bucket: no download URL
+            return SimResponse(201, {"message": "success", "object_prefix": prefix})
         export = self.exports[prefix]
         url = f"{req.origin()}{DOWNLOADS}{prefix}.zip?X-Amz-Expires=3600&X-Amz-Signature={export['signature']}"
         return SimResponse(201, {"message": "success", "object_prefix": prefix, "url": url})
@@ -501,7 +552,7 @@ class BrazeSim(Simulator):
         if export is not None and req.arg("X-Amz-Signature") != export["signature"]:
             return _xml(403, s3_error("SignatureDoesNotMatch", "The request signature we calculated does not match "
                                       "the signature you provided.", key, request_id))
-        if export is None or export["ready_at"] > self.clock():
+        if export is None or export["ready_at"] > self.clock() or export.get("failed"):
             return _xml(404, s3_error("NoSuchKey", "The specified key does not exist.", key, request_id))
         return SimResponse(200, export["content"], {"Content-Type": "application/zip"})
 

@@ -29,6 +29,12 @@ and `collectedAt` is the request's (epoch seconds) or the clock's. A consent get
 every stored purpose, whichever purposes the request lists (the tag filters them itself).
 With `rate_limit=(n, seconds)` the API routes share one fixed window and a 429 carries
 `Retry-After` (seconds until the window resets).
+
+Ketch publishes no rate limit and serves the API through a CDN, so a client may meet the
+edge rather than the API: `edge_style="html403"` answers requests over the rate limit
+with the 403 HTML page a CDN or web firewall shows (no JSON error, no `Retry-After`)
+instead of the API's 429. `refused_identities` get a 400 with the API's JSON error on
+both gets (a request Ketch refuses for one subject, e.g. an identity value it rejects).
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: 
                 429: "too_many_requests", 500: "internal", 502: "bad_gateway", 503: "unavailable"}
 
 Topics = dict[tuple[str, str | None], str]
+EDGE_BLOCK_PAGE = (b"<!DOCTYPE html><html><head><title>Attention Required! | Access denied</title></head>"
+                   b"<body><h1>Sorry, you have been blocked</h1><p>Error 1015: you are being rate limited.</p>"
+                   b"</body></html>")
 
 
 class BadRequest(ValueError):
@@ -94,8 +103,11 @@ class KetchSim(Simulator):
                  rate_limit: tuple[int, float] | None = None, consent_empty: str | None = None,
                  subscriptions_empty: str | None = None, hide_topics: Iterable[str] = (),
                  error_identities: Iterable[str] = (), error_share: float = 0.0, error_style: str = "message",
-                 update_mode: str = "merge"):
+                 update_mode: str = "merge", edge_style: str = "json429", refused_identities: Iterable[str] = ()):
         super().__init__(clock=clock, seed=seed)
+        _check_choice("edge_style", edge_style, ("json429", "html403"))
+        self.edge_style = edge_style
+        self.refused_identities = tuple(refused_identities)
         for name, value in (("empty_style", empty_style), ("consent_empty", consent_empty or empty_style),
                             ("subscriptions_empty", subscriptions_empty or empty_style)):
             _check_choice(name, value, ("204", "empty_object"))
@@ -137,6 +149,8 @@ class KetchSim(Simulator):
 
     def _dispatch(self, req: SimRequest) -> SimResponse:
         resp = super()._dispatch(req)
+        if resp.status == 429 and self.edge_style == "html403":
+            return SimResponse(403, EDGE_BLOCK_PAGE, {"Content-Type": "text/html; charset=UTF-8"})
         if resp.status == 429 and "Retry-After" not in resp.headers:
             resp.headers["Retry-After"] = self._retry_after(resp.headers)
         return resp
@@ -148,10 +162,19 @@ class KetchSim(Simulator):
         return str(max(1, math.ceil(float(reset) - self.clock())))
 
     # -- routes ------------------------------------------------------------------------
+    def _refused(self, identities: dict[str, str]) -> SimResponse | None:
+        refused = {_value_key(v) for v in self.refused_identities}
+        if refused and any(_value_key(v) in refused for v in identities.values()):
+            return SimResponse(400, self.error_body(400, "invalid identity value"))
+        return None
+
     def _consent_get(self, req: SimRequest) -> SimResponse:
         body, err = self._open(req)
         if err:
             return err
+        refused = self._refused(body["identities"])
+        if refused is not None:
+            return refused
         if self._errs(body["identities"]):
             return self._error_answer()
         rec = self._find(body["identities"])
@@ -174,6 +197,9 @@ class KetchSim(Simulator):
         body, err = self._open(req)
         if err:
             return err
+        refused = self._refused(body["identities"])
+        if refused is not None:
+            return refused
         if self._errs(body["identities"]):
             return self._error_answer()
         rec = self._find(body["identities"])
@@ -373,7 +399,8 @@ class KetchSim(Simulator):
                             "consent_empty": self.consent_empty, "subscriptions_empty": self.subscriptions_empty,
                             "hide_topics": list(self.hide_topics), "error_identities": list(self.error_identities),
                             "error_share": self.error_share, "error_style": self.error_style,
-                            "update_mode": self.update_mode},
+                            "update_mode": self.update_mode,
+                            "edge_style": self.edge_style, "refused_identities": list(self.refused_identities)},
                 "records": [_record_to_dict(r) for r in self._records],
                 "rights": list(self.rights),
             }

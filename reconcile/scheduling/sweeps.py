@@ -138,6 +138,8 @@ class Worker:
             slices = int(self.sweep["slices"])
             self.rt = replace(self.rt, cfg=replace(rt.cfg, universe=replace(rt.cfg.universe, slices=slices)))
         self.outcome = WorkerOutcome(job.name, self.sweep["sweep_id"])
+        # one Braze segment export for the whole sweep, whichever worker starts it
+        self.rt = replace(self.rt, export_scope=self.sweep_id)
 
     @property
     def sweep_id(self) -> str:
@@ -228,7 +230,10 @@ class Worker:
 
         store = self.rt.store
         sweep = store.get_sweep(self.sweep_id) or {}
-        if sweep.get("status") != "done" or self.job.dry_run:
+        if sweep.get("status") != "done":
+            return
+        store.drop_segment_export(f"sweep:{self.sweep_id}")
+        if self.job.dry_run:
             return
         slices = store.sweep_slices(self.sweep_id)
         if any(s["status"] != "done" or s["exit_code"] for s in slices):

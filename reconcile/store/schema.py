@@ -28,6 +28,10 @@
                      and when a run last confirmed they have no profile
     run_parts        the finished parts of a chunked read (each part's drift and the state of
                      its drift subjects), so a run that stops mid-read is resumed part by part
+    segment_exports  the one Braze segment export of a run or sweep: who started it, its status
+                     (running, ready, unavailable and why), so parts and workers share it
+    segment_export_rows  the profiles that export listed (address, ids, global state), kept
+                     until the run or sweep is done
 
 Migrations live in `migrations/versions/`; a test checks they produce exactly this schema.
 """
@@ -419,3 +423,31 @@ run_parts = Table(
 )
 
 RUN_FIELDS = frozenset(c.name for c in runs.columns) - {"run_id", "mode", "config_hash", "started_at"}
+
+SEGMENT_EXPORT_STATUSES = ("running", "ready", "unavailable")
+
+segment_exports = Table(
+    "segment_exports",
+    metadata,
+    Column("scope", String, primary_key=True),
+    Column("segment_id", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("holder", String, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("profiles", Integer),
+    Column("reason", Text),
+    CheckConstraint(_in("status", SEGMENT_EXPORT_STATUSES), name="status"),
+)
+
+segment_export_rows = Table(
+    "segment_export_rows",
+    metadata,
+    Column("scope", String, primary_key=True),
+    Column("braze_id", Text, primary_key=True),
+    Column("email_key", Text, nullable=False),
+    Column("email", Text),
+    Column("external_id", Text),
+    Column("email_subscribe", String),
+    Index(None, "scope", "email_key"),
+)

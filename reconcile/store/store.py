@@ -12,6 +12,7 @@ newest revision, and returns a `Store` with these parts:
     shared Braze rate budgets     reconcile.store.budgets
     confirmed absences            reconcile.store.absence
     saved parts of chunked reads  reconcile.store.parts
+    shared segment exports        reconcile.store.segment_exports
     tombstones, watermarks        this module
 
 All timestamps are timezone-aware UTC datetimes supplied by the caller. Rows come back as
@@ -47,6 +48,7 @@ from reconcile.store.locks import LocksMixin
 from reconcile.store.parts import PartsMixin
 from reconcile.store.profiles import ProfilesMixin
 from reconcile.store.prune import PruneMixin
+from reconcile.store.segment_exports import SegmentExportsMixin
 from reconcile.store.sweeps import SweepsMixin
 from reconcile.store.schema import (
     RUN_FIELDS,
@@ -61,7 +63,7 @@ TOMBSTONE_FIELDS = ("subject_key", "identity", "deleted_at", "run_id", "reason")
 
 
 class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, BudgetsMixin, AbsenceMixin, PruneMixin,
-            PartsMixin):
+            PartsMixin, SegmentExportsMixin):
     """Runs, drift, plans, the action journal, tombstones, watermarks, locks, Braze profiles,
     sweeps, shared rate budgets, confirmed absences and saved parts of chunked reads."""
 

@@ -146,18 +146,39 @@ def test_blocklist_emails_unsubscribes_and_marks_hard_bounced():
 
 
 # -- alias opt-outs --------------------------------------------------------------------------
-def test_create_alias_optouts_makes_an_unsubscribed_alias_profile_per_address():
+def test_create_alias_optouts_makes_an_unsubscribed_alias_profile_per_address_in_one_track_call():
     sim = BrazeSim(api_key=KEY)
     result = sim_client(sim).create_alias_optouts(["a@x.com", "b@x.com"], "ketch_email")
-    assert calls(sim, "/users/alias/new")[0]["body"] == {"user_aliases": [
-        {"alias_name": "a@x.com", "alias_label": "ketch_email"}, {"alias_name": "b@x.com", "alias_label": "ketch_email"}]}
+    assert calls(sim, "/users/alias/new") == [], "no alias/new: users/track makes the alias profile itself"
     assert calls(sim, "/users/track")[0]["body"]["attributes"][0] == {
         "user_alias": {"alias_name": "a@x.com", "alias_label": "ketch_email"}, "email": "a@x.com",
         "email_subscribe": "unsubscribed", "_update_existing_only": False}
-    assert result.ok == ["a@x.com", "b@x.com"] and result.requests_sent == 2
-    assert [r.endpoint for r in result.responses] == ["/users/alias/new", "/users/track"]
+    assert result.ok == ["a@x.com", "b@x.com"] and result.requests_sent == 1
+    assert [r.endpoint for r in result.responses] == ["/users/track"]
     profiles = sim.profiles_by_email("a@x.com")
     assert len(profiles) == 1 and profiles[0].email_subscribe == "unsubscribed" and profiles[0].external_id is None
+    assert profiles[0].has_alias("a@x.com", "ketch_email")
+    again = sim_client(sim).create_alias_optouts(["a@x.com"], "ketch_email")  # an existing alias profile is updated
+    assert again.ok == ["a@x.com"] and len(sim.profiles_by_email("a@x.com")) == 1
+
+
+def test_the_sandbox_alias_delay_makes_alias_new_then_track_a_second_profile():
+    """The switch the alias-race test relies on: with the delay, the old two-call sequence
+    leaves two profiles carrying the alias (one of them still subscribed)."""
+    clock = [1000.0]
+    sim = BrazeSim(api_key=KEY, clock=lambda: clock[0], alias_visibility_delay_seconds=300)
+    c = sim_client(sim)
+    c.users_alias_new([{"alias_name": "a@x.com", "alias_label": "ketch_email"}])
+    c.users_track([{"user_alias": {"alias_name": "a@x.com", "alias_label": "ketch_email"}, "email": "a@x.com",
+                    "email_subscribe": "unsubscribed", "_update_existing_only": False}])
+    twins = [p for p in sim.db.profiles.values() if p.has_alias("a@x.com", "ketch_email")]
+    assert sorted(p.email_subscribe for p in twins) == ["subscribed", "unsubscribed"]
+    clock[0] += 301  # once visible, users/track finds the alias profile
+    c.users_alias_new([{"alias_name": "b@x.com", "alias_label": "ketch_email"}])
+    clock[0] += 301
+    c.users_track([{"user_alias": {"alias_name": "b@x.com", "alias_label": "ketch_email"},
+                    "email_subscribe": "unsubscribed", "_update_existing_only": False}])
+    assert len([p for p in sim.db.profiles.values() if p.has_alias("b@x.com", "ketch_email")]) == 1
 
 
 def test_create_alias_optouts_rejections_are_keyed_by_email():

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from reconcile.clients.ketch import KetchClient, normalize_base_url
 from reconcile.clients.resilience import retry_after_seconds
@@ -435,7 +436,8 @@ def test_other_4xx_are_fatal_and_typed(status: int, error: type[FatalApiError]) 
 
 
 def test_error_messages_carry_a_sanitized_url() -> None:
-    with client_for(transport=answering(403), base_url="https://user:hunter2@ketch.test/web/v3") as client, \
+    forbidden = {"error": {"code": "forbidden", "message": "no", "status": 403}}  # Ketch's own shape: not the edge
+    with client_for(transport=answering(403, forbidden), base_url="https://user:hunter2@ketch.test/web/v3") as client, \
             pytest.raises(PermissionDenied) as info:
         client.run(client.get_consent({"email": "a@x.com"}))
     assert "hunter2" not in str(info.value) and "https://ketch.test/web/v3/consent/acme/get" in str(info.value)
@@ -586,7 +588,7 @@ statuses = st.sampled_from(["granted", "denied"])
 codes = st.text("abcdefgh_", min_size=1, max_size=6)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(purposes=st.dictionaries(codes, st.booleans(), max_size=4),
        topics=st.dictionaries(codes, st.dictionaries(st.sampled_from(["email", "sms", "push"]), statuses,
                                                      min_size=1, max_size=3), max_size=3),
@@ -977,3 +979,17 @@ def test_aiohttp_sync_facade_inside_a_running_event_loop(no_proxy_env: None) -> 
     with serve(sim) as server:
         records = asyncio.run(main(server.url))
     check_records(records, 20)
+
+
+@pytest.mark.parametrize("page", [b"<html><body>Sorry, you have been blocked</body></html>", b"", b'{"message": "x"}'])
+def test_a_403_without_ketchs_error_shape_is_the_edge_and_waited_out_like_a_429(page: bytes) -> None:
+    """A CDN or web firewall in front of the unauthenticated API: retried after a back-off,
+    then answered; never a PermissionDenied."""
+    answers = iter([httpx.Response(403, content=page, headers={"Content-Type": "text/html"}),
+                    httpx.Response(200, json={"purposes": {"p": {"allowed": "true"}}})])
+    transport = httpx.MockTransport(lambda request: next(answers))
+    with client_for(transport=transport) as client:
+        consent = client.run(client.get_consent({"email": "a@x.com"}))
+        usage = client.usage()
+    assert consent is not None and consent.purposes == {"p": True}
+    assert usage["rate_limited"] == 1

@@ -26,7 +26,7 @@ def test_defaults(tmp_path: Path):
     cfg = config(tmp_path)
     assert cfg.braze.export_fast_mode == "auto" and cfg.braze.read_concurrency == 4
     assert cfg.braze.budget_share == 0.5
-    assert cfg.ketch.requests_per_second == 200 and cfg.ketch.max_requests_per_second == 500
+    assert cfg.ketch.requests_per_second == 20 and cfg.ketch.max_requests_per_second == 500  # a cautious start
 
 
 @pytest.mark.parametrize("value", ["auto", True, False])

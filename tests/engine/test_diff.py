@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from reconcile.config import TopicMapping
 from reconcile.engine.diff import Rules, diff
@@ -264,7 +265,7 @@ def no_opinion_groups(o: Observed) -> set[tuple[str, str]]:
     return out
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(st.lists(st.integers(0, 10_000), min_size=1, max_size=12, unique=True).flatmap(
     lambda ids: st.tuples(*(random_subject(i) for i in ids))))
 def test_invariant_after_apply_braze_is_never_more_permissive(subjects):

@@ -94,7 +94,7 @@ def test_batch_limits_are_the_documented_ones():
         assert batch_limit(kind, 50) == 50
         assert batch_limit(kind, 500) == 75, "users/track is capped at 75 objects"
         assert batch_limit(kind, 0) == 1
-    assert batch_limit(ActionKind.ALIAS_OPTOUT, 30) == 30, "one alias and one track object per address"
+    assert batch_limit(ActionKind.ALIAS_OPTOUT, 30) == 30, "one track object per alias profile"
 
 
 @pytest.mark.parametrize("kind", ID_BATCHED, ids=[k.value for k in ID_BATCHED])

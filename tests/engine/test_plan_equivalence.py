@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from reconcile.clients.limits import ENDPOINT, batch_limit
 from reconcile.engine import plan as plan_module
@@ -219,7 +220,7 @@ def assert_ids_hash_content(plan: Plan) -> None:
         assert a.action_id == hashlib.sha256(f"{plan.plan_id}\x1e{a.content_hash()}".encode()).hexdigest()[:20]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_build_plan_equals_the_replaced_implementation(case):
     args = (case["drift"], case["emails"], case["profiles"], case["rules"])
@@ -233,7 +234,7 @@ def test_build_plan_equals_the_replaced_implementation(case):
         assert [a.to_json() for a in new[1].actions] == [a.to_json() for a in old[1].actions]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(cases())
 def test_drift_keys_equal_the_replaced_implementation(case):
     assert outcome(drift_keys, case["drift"]) == outcome(old_drift_keys, case["drift"])

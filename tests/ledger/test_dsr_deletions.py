@@ -46,7 +46,7 @@ def test_the_submission_time_is_the_request_time_and_external_id_keys_use_subjec
     path.write_text(HEADER + "r1,u000001,account_id,a@example.com,erasure,delete,2026-02-01T00:00:00Z\n"
                     "r2,u000002,account_id,b@example.com,access,get,2026-02-02T00:00:00Z\n")
     got = load_deletions(UniverseConfig(deletions_csv=path), "external_id")
-    assert got.to_dict("records") == [{"identity": "u000001", "requested_at": "2026-02-01T00:00:00Z",
+    assert got.to_dict("records") == [{"identity": "u000001", "requested_at": pd.Timestamp("2026-02-01T00:00:00Z"),
                                        "email": "a@example.com"}]
     assert got.attrs["ignored_rights"] == {"get": 1}
     by_email = load_deletions(UniverseConfig(deletions_csv=path), "email")
@@ -65,7 +65,7 @@ def test_a_dsr_query_with_mapped_columns_and_rights(tmp_path):
                          deletions_identity_column="who", deletions_requested_at_column="at")
     got = load_deletions(cfg)
     assert got[["identity", "requested_at"]].to_dict("records") == [{"identity": "a@example.com",
-                                                                    "requested_at": "2026-01-01"}]
+                                                                    "requested_at": pd.Timestamp("2026-01-01", tz="UTC")}]
     assert got.attrs["ignored_rights"] == {"get": 1, "(none)": 1}
 
 

@@ -10,18 +10,20 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from reconcile.clients import braze_results as br
 from reconcile.clients import ketch_parse as kp
 from reconcile.config import check_file, load_config
 from reconcile.config.model import UniverseConfig
+from reconcile.engine.times import parse_time
 from reconcile.engine.universe import Sources, build_universe
 from reconcile.pipeline.sources import load_deletions, load_listed
 from reconcile.errors import ConfigError, DataError, ReconcileError
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
                     st.text(max_size=30), st.sampled_from(["", "\x00", "\r\n", "2015-13-45", "https://x\r\n.y", "native"]))
@@ -103,10 +105,17 @@ def test_any_universe_file_is_read_refused_or_its_rows_rejected(values: list[str
             assert "\x00" not in shown and len(shown) < 400
 
 
+times = st.one_of(st.text(max_size=25), st.sampled_from(["0", "12", "1/2", "now", "2026-02-30", "", "1772366400",
+                                                          "2026-03-01T12:00:00Z", "2026-03-01 13:00:00+01:00"]))
+
+
 @FUZZ
-@given(st.lists(st.tuples(cells, st.text(max_size=25)), max_size=20),
+@given(st.lists(st.tuples(cells, times), max_size=20),
        st.sampled_from([["identity", "requested_at"], ["requested_at", "identity"], ["email", "canonical_right_code"],
                         ["x", "y"]]))
+@example(rows=[("0@0.0", "0"), ("0@0.1", "0")], columns=["identity", "requested_at"])  # dateutil read '0' as a date
+@example(rows=[("a@example.com", "1/2"), ("a@example.com", "2026-03-01T12:00:00Z")], columns=["identity", "requested_at"])
+@example(rows=[("a@example.com", "12"), ("b@example.com", "now")], columns=["identity", "requested_at"])
 def test_any_deletions_file_is_read_or_refused_and_only_valid_identities_are_deleted(rows, columns) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "deletions.csv"
@@ -118,12 +127,24 @@ def test_any_deletions_file_is_read_or_refused_and_only_valid_identities_are_del
             return
         empty = pd.DataFrame({"identity": pd.Series(dtype="string")})
         keys = pd.DataFrame({"subject_key": pd.Series(dtype="string"), "identity": pd.Series(dtype="string")})
-        universe, _exc = build_universe(
+        universe, exceptions = build_universe(
             Sources(empty, dels, pd.DataFrame({"email": pd.Series(dtype="string")}),
                     pd.DataFrame({"email": pd.Series(dtype="string")}), keys, keys), "email")
         from reconcile.engine.identity import normalize
         valid, _ = normalize(universe["identity"], "email")
         assert len(valid) == len(universe)  # every subject to delete has a valid address
+        if "requested_at" not in columns:
+            return
+        # every time the plan may see was read by the explicit formats, never guessed
+        written = pd.read_csv(path, dtype="string", keep_default_na=False)["requested_at"]
+        readable = {parse_time(v) for v in written} - {None}
+        asked = universe.loc[universe["deletion_requested"], "deletion_requested_at"].dropna()
+        assert {t.to_pydatetime() for t in asked} <= readable
+        # and a row whose time is not one is quarantined, named by file, row and column
+        reasons = " ".join(exceptions["reason"])
+        for row, value in enumerate(written, start=1):
+            if value.strip() and parse_time(value) is None:
+                assert f"{path}: row {row}, column 'requested_at': " in reasons, (row, value)
 
 
 ENDPOINTS = ["/users/track", "/users/delete", "/email/blocklist", "/subscription/status/set"]

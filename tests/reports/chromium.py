@@ -96,6 +96,19 @@ class Browser:
         result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)
         return result["result"].get("value")
 
+    def set_viewport(self, session: str, width: int, height: int) -> None:
+        self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
+                                                         "mobile": False}, session=session)
+
+    def screenshot(self, session: str, path: Path, full_page: bool = False) -> Path:
+        """Write a PNG of the viewport (or the whole page)."""
+        import base64
+
+        shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": full_page},
+                         session=session)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
     def requested_urls(self) -> list[str]:
         return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
 

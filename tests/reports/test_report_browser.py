@@ -50,7 +50,7 @@ def test_the_html_report_renders_in_chromium_and_requests_nothing(browser: Brows
         html = write_report(store, ids["overridden"], report_config(tmp_path, url)).with_suffix(".html")
     session = browser.open_page(html.as_uri())
     dom = browser.evaluate(session, DOM_CHECKS)
-    assert dom["summary"] == "Run summary" and dom["status"] == "applied"
+    assert dom["summary"] == "Run details" and dom["status"] == "applied"
     assert dom["slaRows"] == 2 and dom["breached"] == 1 and dom["breachedColor"] == "rgb(253, 226, 225)"
     assert dom["openCriticalPoints"] == 3 and dom["openCriticalLine"]
     assert dom["ttrBars"] == 16 and dom["ttrWidth"] > 300

@@ -36,10 +36,15 @@ def test_the_detailed_run_has_summary_guards_override_actions_and_changes(seeded
     assert doc["actions"][0]["response_summary"]["deleted"] == 1
     assert [i["subject_key"] for i in doc["unverified"]] == [EXT]
     ch = doc["changes"]
-    assert ch["previous_run"] == ids["refused"] and ch["new"] == 1 and ch["carried_over"] == 1 and ch["resolved"] == 1
+    # open when the refused run ended: the deletion and Carl's opt-in; new: Bob's opt-out; Carl's opt-in
+    # was not found again (resolved); the deletion was corrected but not verified, so it is still open
+    assert ch["previous_run"] == ids["refused"]
+    assert {k: ch["total"][k] for k in ("before", "new", "fixed", "resolved", "now")} == {
+        "before": 2, "new": 1, "fixed": 0, "resolved": 1, "now": 2}
     by = {c["drift_class"]: c for c in ch["by_class"]}
     assert (by["missed_optout"]["before"], by["missed_optout"]["now"], by["missed_optout"]["delta"]) == (0, 1, 1)
-    assert by["missed_optin"]["delta"] == -1
+    assert (by["missed_optin"]["resolved"], by["missed_optin"]["delta"]) == (1, -1)
+    assert (by["missed_deletion"]["before"], by["missed_deletion"]["now"], by["missed_deletion"]["found"]) == (1, 1, 1)
     assert [r["run_id"] for r in doc["runs"]] == [ids["applied"], ids["refused"], ids["overridden"]]
 
 
@@ -117,3 +122,20 @@ def test_masked_report_keys_by_the_kept_secret(seeded) -> None:
     paths = write(doc, cfg.report.dir, "x", ["csv"])
     assert {p.name for p in paths} == {f"x.{n}.csv" for n in
                                        ("requests", "metrics", "sla", "drift", "exceptions", "actions", "runs")}
+
+
+def test_a_subjects_story_on_each_database(seeded) -> None:
+    """`reconcile subject`'s gathering on SQLite and PostgreSQL: drift, the batch that named
+    the subject (found inside the JSON list of subject keys), and its place in words."""
+    from reconcile.reports.subject import subject_keys_for, subject_story
+
+    store, _, ids = seeded
+    story = subject_story(store, subject_keys_for(ANN), {})
+    assert story["subject_keys"] == [ANN.casefold()] and story["known"]
+    assert [(d["drift_class"], d["channel"], d["status"]) for d in story["drift"]] == [
+        ("missed_optout", "email", "verified")]
+    assert [(a["action_id"], a["status"]) for a in story["corrections"]] == [("a1", "confirmed")]
+    assert [r["run_id"] for r in story["runs"]] == [ids["applied"]]
+    ext = subject_story(store, subject_keys_for(EXT), {})
+    assert [a["action_id"] for a in ext["corrections"]] == ["a3"]  # not a1: the LIKE is checked exactly
+    assert subject_story(store, subject_keys_for("nobody@example.com"), {})["known"] is False

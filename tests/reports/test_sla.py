@@ -105,17 +105,19 @@ def _counted_day_by_day(cal: BusinessCalendar, start: date, end: date) -> int:
     return sum(1 for i in range(1, (end - start).days + 1) if cal.is_business_day(start + timedelta(days=i)))
 
 
+@pytest.mark.hypothesis  # its property runs inside: `scripts/explore.sh` selects it
 def test_business_days_between_matches_counting_day_by_day():
     from datetime import timedelta
 
     from hypothesis import given, settings
     from hypothesis import strategies as st
+    from hypothesis_profiles import examples
 
     days = st.dates(min_value=date(2019, 1, 1), max_value=date(2030, 12, 31))
     calendars = st.builds(BusinessCalendar, st.sampled_from([(), ("US",), ("DE-BY", "FR"), ("GB",)]),
                           st.frozensets(days, max_size=6))
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=examples(300), deadline=None)
     @given(calendars, days, st.integers(min_value=-900, max_value=900))
     def check(cal: BusinessCalendar, start: date, span: int) -> None:
         end = start + timedelta(days=span)

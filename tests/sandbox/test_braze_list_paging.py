@@ -9,6 +9,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.braze_checks import ListQuery
@@ -44,7 +45,7 @@ rows_strategy = st.dictionaries(
     st.integers(0, 40), st.tuples(st.integers(0, 30), st.integers(0, 86_399), st.booleans()), max_size=60)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=rows_strategy, start=st.one_of(st.none(), st.integers(0, 30)), span=st.integers(1, 20),
        limit=st.integers(1, 12), offset=st.integers(0, 30), direction=st.sampled_from([None, "asc", "desc"]),
        pick=st.one_of(st.none(), st.integers(0, 45)), bounces=st.booleans())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from reconcile.sandbox.braze import BrazeSim
 
@@ -27,7 +28,7 @@ writes = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(writes, max_size=12))
 def test_shared_email_state_and_persistence(ops: list[tuple[str, dict]]) -> None:
     clock = iter(range(1_714_560_000, 1_714_570_000, 7))
@@ -59,7 +60,7 @@ POST_ROUTES = ["/users/export/ids", "/subscription/status/set", "/v2/subscriptio
                "/users/delete", "/users/alias/new", "/email/status", "/email/blocklist"]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.sampled_from(POST_ROUTES), json_values)
 def test_any_json_body_gets_a_braze_answer_never_a_crash(path: str, body: object) -> None:
     sim = BrazeSim(clock=lambda: 1_714_560_000.0)

@@ -97,7 +97,7 @@ def test_download_needs_the_signature_and_refuses_an_authorization_header(sim: B
 def test_one_export_per_segment_at_a_time(client: httpx.Client, clock: Clock) -> None:
     assert start(client).status_code == 201
     busy = start(client)
-    assert busy.status_code == 400 and busy.json()["message"] == Msg.EXPORT_RUNNING.format(segment_id="all-users")
+    assert busy.status_code == 429 and busy.json()["message"] == Msg.EXPORT_RUNNING.format(segment_id="all-users")
     clock.t += 30
     assert start(client).status_code == 201
 

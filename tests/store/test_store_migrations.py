@@ -40,6 +40,8 @@ TABLES = {
     "rate_budget_windows",
     "absence_checks",
     "run_parts",
+    "segment_exports",
+    "segment_export_rows",
 }
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 INI = Path(migrate.__file__).with_name("alembic.ini")
