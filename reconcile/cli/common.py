@@ -86,7 +86,7 @@ def observed(ctx: click.Context, cfg: Config, metrics_file: str | None = None) -
     root = ctx.find_root().obj
     telemetry = Telemetry()
     telemetry.listeners.append(ContextListener(job_name(cfg)))
-    display = display_for(telemetry, quiet=bool(root.get("quiet")))
+    display = display_for(telemetry, quiet=bool(root.get("quiet")), log_format=str(root.get("log_format") or "text"))
     root["telemetry"] = telemetry
     try:
         with observing(telemetry):
@@ -177,6 +177,20 @@ def print_counts(counts: dict[str, int], err: bool = False) -> None:
         click.echo(f"  {c:<20} {SEVERITY[c]:<9} {counts.get(c, 0)}", err=err)
 
 
+def print_channels(store: Any, run_id: str, cfg: Any) -> None:
+    """The run's drift items per channel, when an SMS topic is mapped: found and corrected."""
+    from reconcile.reports.channels import by_channel, sms_groups
+
+    sms = sms_groups(cfg)
+    if not sms:
+        return
+    click.echo("drift by channel (found, corrected):")
+    for r in by_channel(store.drift_items(run_id=run_id), sms):
+        note = "  (SMS opt-outs of unknown time: never resubscribed)" \
+            if r["channel"] == "sms" and r["drift_class"] == "braze_newer_optout" else ""
+        click.echo(f"  {r['channel']:<6} {r['drift_class']:<20} {r['count']:>5} {r['corrected']:>5}{note}")
+
+
 def print_summary(s: Any) -> None:
     print_counts(s.counts)
     from reconcile.reports.humanize import dash
@@ -186,6 +200,9 @@ def print_summary(s: Any) -> None:
                f"{dash(s.rejected_items)}; verified {dash(s.verified)}, unverified {dash(s.unverified)}")
     if s.overrides:
         click.echo(f"guards overridden: {', '.join(s.overrides)}")
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and (ctx.find_root().obj or {}).get("log_format") == "json":
+        return  # stderr is NDJSON: the run-end event carries the outcome
     for m in s.messages[:10]:
         click.echo(f"  ! {m}", err=True)
 

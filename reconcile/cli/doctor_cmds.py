@@ -19,7 +19,9 @@ def doctor_cmd(ctx: click.Context, fmt: str) -> None:
     Probes every Braze endpoint the job may call with a request Braze refuses as invalid
     (or a read of an identity that does not exist) and reports which permissions the REST
     API key has; reads one synthetic identity from Ketch with the configured codes; opens
-    and migrates the state database. Nothing about a real person is changed.
+    and migrates the state database. With `subscription.groups.get`, checks each mapped
+    group's channel against Braze's, from the groups up to 50 profiles of the identity list
+    have a state in. Nothing about a real person is changed.
 
     Exit 0 when every required permission is granted and everything is reachable (missing
     optional permissions are warnings), 1 otherwise.
@@ -50,6 +52,8 @@ def _print_text(report) -> None:
     k, s = report.ketch, report.store
     click.echo(f"Ketch: {k.status}: {k.detail}")
     click.echo(f"State database: {s.status}: {s.detail}")
+    if report.channels is not None:
+        click.echo(f"Subscription group channels: {report.channels.status}: {report.channels.detail}")
     for line in report.warnings():
         click.echo(f"warning: {line}", err=True)
     problems = report.problems()

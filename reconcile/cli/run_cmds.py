@@ -10,7 +10,7 @@ import click
 
 from reconcile.cli.common import (
     DEFAULT_CONFIG, allow_option, echo_json, format_option, get_config, is_packaged, metrics_option, mode_option,
-    observed, only_kinds, only_option, population_options, print_counts, print_summary, runtime,
+    observed, only_kinds, only_option, population_options, print_channels, print_counts, print_summary, runtime,
 )
 from reconcile.cli.schedule_cmds import job_option, schedules_meta_option
 from reconcile.cli.worker_cmds import worker_options
@@ -90,12 +90,13 @@ def plan_cmd(ctx: click.Context, mode: str, out: str | None, masked: bool, fmt: 
         rows = plan_rows(planned.plan.actions, lambda s: mask(s, key) if not cfg.report.reveal else s)
         if fmt == "json":
             echo_json({**result.to_dict(), "plan_id": planned.plan.plan_id, "changes": rows,
-                       "guards": [t.to_json() for t in planned.tripped], "plan_file": out})
+                       "guards": [t.to_json() for t in planned.tripped],
+                       "guard_verdicts": [v.to_json() for v in planned.verdicts], "plan_file": out})
         else:
             err = out == "-"
             print_counts(result.counts, err=err)
             click.echo("", err=err)
-            for line in plan_text(planned.plan.plan_id, rows, planned.tripped):
+            for line in plan_text(planned.plan.plan_id, rows, planned.tripped, planned.verdicts):
                 click.echo(line, err=err)
             click.echo(f"run {result.run_id}: plan {planned.plan.plan_id} with {len(planned.plan.actions)} action(s)"
                        + (f", written to {out}" if out_path else ""), err=err)
@@ -243,6 +244,7 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt, run_lock(rt) as lock:
         result = _execute(rt, run_job, mode="full", before_batch=lock.check)
         print_summary(result)
+        print_channels(rt.store, result.run_id, cfg)
     click.echo(f"state database: {cfg.state.url}")
     click.echo(f"report: {result.report_path}")
     if is_packaged(cfg):

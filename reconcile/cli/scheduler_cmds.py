@@ -29,10 +29,22 @@ def scheduler_cmd(ctx: click.Context, schedules: str | None, only: tuple[str, ..
     from reconcile.config.schedules import schedules_path
     from reconcile.scheduling.daemon import Daemon
 
-    logger = logging.getLogger("reconcile.scheduling")
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    ctx.exit(Daemon(schedules_path(schedules), only=only).serve())
+    for name in ("reconcile.scheduling", "reconcile.events"):  # fires, skips and each run's end
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    root = ctx.find_root().obj or {}
+    display = _display(ctx) if root.get("log_format") == "json" else None  # text: the log lines say enough
+    ctx.exit(Daemon(schedules_path(schedules), only=only, display=display).serve())
+
+
+def _display(ctx: click.Context):
+    """A progress display factory for each run, as the interactive commands show it."""
+    from reconcile.observability.display import display_for
+
+    root = ctx.find_root().obj or {}
+    return lambda telemetry: display_for(telemetry, quiet=bool(root.get("quiet")),
+                                         log_format=str(root.get("log_format") or "text"))
 
 
 
@@ -56,7 +68,7 @@ def run_named_job(ctx: click.Context) -> object:
 
     path = schedules_path(ctx.meta.get("reconcile.schedules"))
     job = find_job(load_schedules(path), name, str(path))
-    outcome = run_scheduled(job, progress=run_ids(ctx, job.job_config(load_config(job.config))))
+    outcome = run_scheduled(job, display=_display(ctx), progress=run_ids(ctx, job.job_config(load_config(job.config))))
     return outcome.result
 
 

@@ -129,7 +129,8 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
 
     def __init__(self, cfg: BrazeConfig, api_key: str, *, transport: httpx.BaseTransport | None = None,
                  sleep: Sleep = time.sleep, clock: Clock = time.time, rng: random.Random | None = None,
-                 max_pages: int = 10_000, retry_policy: RetryPolicy | None = None):
+                 max_pages: int = 10_000, retry_policy: RetryPolicy | None = None,
+                 interrupt_check: Callable[[], None] | None = None):
         key = api_key.strip().strip("\"'")
         if not key:
             raise ValueError("the Braze REST API key is empty")
@@ -141,6 +142,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         self._scrub = _Scrubber(key)
         policy = retry_policy or RetryPolicy(max_retries=cfg.max_retries, backoff_cap_seconds=cfg.backoff_cap_seconds)
         self._stopped = threading.Event()
+        self._interrupt_check = interrupt_check or (lambda: None)
         self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=self._pausing(sleep), rng=rng,
                             scrub=self._scrub, shares={name: cfg.budget_share for name in SHARED_CLASSES})
         self._http = httpx.Client(base_url=cfg.rest_endpoint, transport=transport, timeout=cfg.timeout_seconds,
@@ -172,8 +174,10 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         def pause(seconds: float) -> None:
             if self._stopped.is_set():
                 raise Stopped("Braze read stopped")
-            if sleep is time.sleep:
-                self._stopped.wait(seconds)
+            if sleep is time.sleep:  # in slices: a signal waiting to stop the run ends the wait
+                deadline = time.monotonic() + seconds
+                while (left := deadline - time.monotonic()) > 0 and not self._stopped.wait(min(left, 0.2)):
+                    self._interrupt_check()
             else:
                 sleep(seconds)
             if self._stopped.is_set():
@@ -427,10 +431,13 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
 
     # -- subscription groups: read ----------------------------------------------------
     def subscription_status_get(self, group_id: str, *, external_ids: Iterable[str] | None = None,
-                                emails: Iterable[str] | None = None) -> dict[str, str]:
-        """identifier -> "subscribed" | "unsubscribed" | "unknown" for one group."""
+                                emails: Iterable[str] | None = None,
+                                phones: Iterable[str] | None = None) -> dict[str, str]:
+        """identifier -> "subscribed" | "unsubscribed" | "unknown" for one group (phones in
+        E.164, for SMS groups)."""
         out: dict[str, str] = {}
-        chunks = [(id_field, chunk) for id_field, idents in _id_sets(external_id=external_ids, email=emails)
+        chunks = [(id_field, chunk) for id_field, idents in _id_sets(external_id=external_ids, email=emails,
+                                                                     phone=phones)
                   for chunk in chunked(idents, MAX_IDS)]
         for found in self._in_order(lambda c: self._status_chunk(group_id, *c), chunks):
             out.update(found)
@@ -451,6 +458,8 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
             half = len(chunk) // 2
             return {**self._status_chunk(group_id, id_field, chunk[:half]),
                     **self._status_chunk(group_id, id_field, chunk[half:])}
+        if id_field == "phone" and isinstance(body, Mapping) and body.get("status") == {}:
+            return {ident: "unknown" for ident in chunk}  # numbers no profile holds (yet) are not malformed
         return br.status_map(body, url, chunk, caseless=id_field == "email")
 
     def subscription_user_status(self, *, external_ids: Iterable[str] | None = None,
@@ -480,11 +489,13 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
 
     # -- subscription groups: write ---------------------------------------------------
     def subscription_status_set(self, group_id: str, state: str, *, external_ids: Iterable[str] | None = None,
-                                emails: Iterable[str] | None = None) -> WriteResult:
-        """Set one group's state for any number of users (50 per request, one id type each)."""
+                                emails: Iterable[str] | None = None,
+                                phones: Iterable[str] | None = None) -> WriteResult:
+        """Set one group's state for any number of users (50 per request, one id type each;
+        phones in E.164 for SMS groups, never together with emails)."""
         br.check_state(state, br.STATES)
         result = WriteResult("/subscription/status/set")
-        for id_field, idents in _id_sets(external_id=external_ids, email=emails):
+        for id_field, idents in _id_sets(external_id=external_ids, email=emails, phone=phones):
             def build(chunk: list[str], id_field: str = id_field) -> dict[str, Any]:
                 return {"subscription_group_id": group_id, "subscription_state": state, id_field: chunk}
             self._write(result, "subscription_set", idents, MAX_IDS, build)

@@ -5,7 +5,7 @@ identifiers Braze accepted and whose `rejected` holds `(identifier, reason)` pai
 ones it refused; `responses` summarise every answered request. Batching (50 ids, the
 `/users/track` cap), pacing, splitting and confirmation are `BrazeClient`'s.
 
-    unsubscribe_groups / subscribe_groups   /subscription/status/set by external_id or email
+    unsubscribe_groups / subscribe_groups   /subscription/status/set by external_id, email or phone
     set_global_state                        /users/track email_subscribe by external_id or braze_id
     delete_profiles                         /users/delete by external_id, braze_id or email
     blocklist_emails                        /email/blocklist
@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 from reconcile.clients import braze_results as br
 from reconcile.clients.braze_results import WriteResult
 
-GROUP_ID_TYPES = ("external_id", "email")
+GROUP_ID_TYPES = ("external_id", "email", "phone")
 GLOBAL_ID_TYPES = ("external_id", "braze_id")
 DELETE_ID_TYPES = ("external_id", "braze_id", "email")
 ALIAS_TRACK = "/users/track"
@@ -70,7 +70,7 @@ class IntentWrites:
         if not isinstance(group_id, str) or not group_id.strip():
             raise ValueError(f"{method}: group_id must be the Braze subscription group id (a non-empty string)")
         idents = identifiers(ids, "ids")
-        plural = "external_ids" if id_type == "external_id" else "emails"
+        plural = {"external_id": "external_ids", "email": "emails", "phone": "phones"}[id_type]
         result = self.subscription_status_set(group_id, state, **{plural: idents})  # type: ignore[attr-defined]
         return by_identifier(result, str)
 

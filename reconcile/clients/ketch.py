@@ -196,7 +196,8 @@ class KetchClient:
                                         collected_at)
 
     async def write_back_optout(self, identities: dict[str, str], topics: dict[tuple[str, str | None], str],
-                                purposes: dict[str, str], at: datetime) -> None:
+                                purposes: dict[str, str], at: datetime,
+                                known_bases: dict[str, str] | None = None) -> list[str]:
         """Write an opt-out that started in Braze back to Ketch, right whether Ketch merges
         or replaces what an update names.
 
@@ -204,12 +205,15 @@ class KetchClient:
         become allowed "false". Reads the subject's subscriptions (and consent when
         purposes are given), then sends every topic and control read, with only the given
         ones denied. A topic without a channel is denied on every channel the read returned
-        for it, else on email."""
+        for it, else on email. Ketch requires a `legalBasisCode` with every purpose an update
+        names: the other purposes read are sent again (kept under the replace reading) only
+        with the basis Ketch answered or `known_bases` gives; returns the codes of those
+        left out for want of one."""
         for key, status in topics.items():
             if status != "denied":
                 raise ValueError(f"write_back_optout writes opt-outs only; topic {key!r} asks for {status!r}")
         if not topics and not purposes:
-            return
+            return []
         reads: list[Awaitable[Any]] = []
         if topics:
             reads.append(self.get_subscriptions(identities))
@@ -219,12 +223,15 @@ class KetchClient:
         subs = current.pop(0) if topics else None
         consent = current.pop(0) if purposes else None
         writes: list[Awaitable[Any]] = []
+        left_out: list[str] = []
         if topics:
             body_topics, body_controls = _optout_topics(subs, topics)
             writes.append(self._write_subscriptions(identities, body_topics, body_controls, at))
         if purposes:
-            writes.append(self._write_consent(identities, _optout_purposes(consent, purposes), at))
+            body_purposes, left_out = _optout_purposes(consent, purposes, known_bases or {})
+            writes.append(self._write_consent(identities, body_purposes, at))
         await _all(writes)
+        return left_out
 
     async def invoke_right(self, identities: dict[str, str], right_code: str, user: dict[str, Any],
                            invoked_at: datetime) -> None:
@@ -538,19 +545,26 @@ def _optout_topics(current: SubscriptionState | None, changes: dict[tuple[str, s
     return topics, controls
 
 
-def _optout_purposes(current: ConsentState | None, changes: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Every purpose read with its value, the changed ones allowed "false"."""
+def _optout_purposes(current: ConsentState | None, changes: dict[str, str], known: dict[str, str]
+                     ) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """(purposes to send, codes left out): the changed ones allowed "false" with their
+    legal basis, and every other purpose read whose legal basis is known (answered by
+    Ketch, else `known`) with its value. A purpose without one cannot be sent: Ketch's
+    request type requires a legalBasisCode."""
     out: dict[str, dict[str, str]] = {}
+    left_out: list[str] = []
     bases = current.legal_bases if current else {}
     for code, allowed in (current.purposes.items() if current else ()):
-        item = {"allowed": "true" if allowed else "false"}
-        basis = bases.get(code) or changes.get(code)
+        if code in changes:
+            continue
+        basis = bases.get(code) or known.get(code)
         if basis:
-            item["legalBasisCode"] = basis
-        out[code] = item
+            out[code] = {"allowed": "true" if allowed else "false", "legalBasisCode": basis}
+        else:
+            left_out.append(code)
     for code, basis in changes.items():
         out[code] = {"allowed": "false", "legalBasisCode": basis}
-    return out
+    return out, left_out
 
 
 def edge_block(resp: Any) -> bool:

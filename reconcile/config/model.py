@@ -78,6 +78,9 @@ class KetchConfig:
 class IdentityConfig:
     ketch_space: str = "email"
     braze_key: str = "email"  # "email" or "external_id"
+    phone_region: str = "US"  # ISO region national phone numbers are read in (E.164 otherwise)
+    phone_sources: tuple[str, ...] = ()  # where a subject's phone numbers come from: "universe", "braze"
+    ketch_phone_space: str | None = None  # Ketch identity space of phone numbers (SMS write-backs carry it)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,11 @@ class TopicMapping:
     topic: str
     channel: str | None
     subscription_group_id: str
+
+    @property
+    def sms(self) -> bool:
+        """An SMS group: addressed by phone or external_id only, never by email."""
+        return self.channel == "sms"
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,8 @@ class MappingConfig:
     global_control_engaged: str = "granted"
     blocklist_control: str | None = None
     topics: tuple[TopicMapping, ...] = ()
+    # legal basis of other purposes, for a consent write-back when Ketch's answer names none
+    purpose_legal_bases: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ class UniverseConfig:
     parquet: Path | None = None
     sql: SqlSource | None = None
     identity_column: str = "identity"
+    phone_column: str | None = None  # column of the identity list holding phone numbers
     braze_unsubscribes: bool = True
     braze_hard_bounces: bool = True
     window_days: int = 30
@@ -135,6 +146,7 @@ class GuardConfig:
     max_deletion_fraction: float = 0.05
     max_unsubscribe_fraction: float = 0.25
     max_subscribe_fraction: float = 0.25
+    min_universe: int = 10  # a run with no comparable earlier run: fewer subjects than this is refused
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,7 @@ class PolicyConfig:
     alias_unmatched: bool = False
     suppress_deleted_emails: bool = False
     deletion_prioritization: tuple[str, ...] = ()
+    ketch_defaults_are_choices: bool = False  # read a Ketch answer without collectedAt as the person's choice
 
 
 @dataclass(frozen=True)
@@ -161,11 +174,15 @@ class LedgerConfig:
     port: int = 8787
     path: str = "/ketch/events"
     bearer_token_env: str | None = None
+    auth_header: str = "Authorization"  # the header Ketch's webhook sends the secret in
+    auth_scheme: str = "Bearer"  # the word before the token ("" for none); a bare token is accepted too
     basic_user_env: str | None = None
     basic_password_env: str | None = None
     max_body_bytes: int = 256 * 1024
     expected_completion_hours: float = 48.0
-    callback_hosts: tuple[str, ...] = ()  # allowed callback host suffixes; empty: any https host
+    callback_hosts: tuple[str, ...] = ()  # allowed callback host suffixes; required outside the sandbox
+    callback_headers: tuple[str, ...] = ("authorization",)  # the only message headers forwarded to a callback
+    callback_loopback_for_tests: bool = False  # plain http to 127.0.0.1 callbacks (tests only)
     callback_timeout_seconds: float = 10.0
     callback_max_body_bytes: int = 64 * 1024
     callback_tries_per_run: int = 3
@@ -185,7 +202,7 @@ class ReportConfig:
     dir: Path = Path("reports")
     mask_key_env: str = "RECONCILE_MASK_KEY"
     reveal: bool = False
-    regulations: tuple[str, ...] = ("can_spam", "ccpa")  # deadlines: can_spam, tcpa, ccpa, gdpr
+    regulations: tuple[str, ...] = ("can_spam", "tcpa", "ccpa")  # deadlines: can_spam (email), tcpa (SMS), ccpa, gdpr
     holiday_countries: tuple[str, ...] = ("US",)  # ISO codes, "US-CA" for a subdivision
     extra_holidays: tuple[str, ...] = ()  # ISO dates that are not business days
     timezone: str = "UTC"  # where business days are counted
@@ -207,6 +224,7 @@ class SandboxConfig:
     segment_export: str = "url"  # /users/export/segment: "url", "bucket" (no url), "failed" or "busy" (429)
     segment_export_delay_seconds: float = 0.0  # until the export's file can be downloaded
     alias_visibility_delay_seconds: float = 0.0  # until /users/track sees an alias made by /users/alias/new
+    email_match: str = "lower"  # how the simulated Braze compares addresses: "lower" or "casefold"
 
 
 @dataclass(frozen=True)

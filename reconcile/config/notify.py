@@ -1,7 +1,8 @@
 """The `[notify]` section of a job config (`[metrics]` is in `config/metrics.py`).
 
     [notify]
-    events = ["critical_drift", "guard_refused", "run_failed", "run_interrupted", "sla_breach"]
+    events = ["critical_drift", "guard_refused", "run_failed", "run_interrupted", "sla_breach",
+              "fire_missed", "fire_skipped", "stalled"]
     sla_business_days = 10          # open critical drift older than this is an SLA breach
     timeout_seconds = 5
     retries = 2
@@ -28,7 +29,8 @@ from typing import Any
 
 from reconcile.errors import ConfigProblem
 
-EVENTS = ("critical_drift", "guard_refused", "run_failed", "run_interrupted", "sla_breach")
+EVENTS = ("critical_drift", "guard_refused", "run_failed", "run_interrupted", "sla_breach", "fire_missed",
+          "fire_skipped", "stalled")
 KINDS = ("webhook", "slack")
 
 
@@ -49,6 +51,14 @@ class NotifyConfig:
 
     def secret_names(self) -> list[str]:
         return [t.url_env for t in self.targets]
+
+    def with_targets(self, extra: Any) -> "NotifyConfig":
+        """These settings with `extra` targets (a schedules.toml job's `notify`) added to the
+        config's, each (kind, variable) once."""
+        from dataclasses import replace
+
+        more = tuple(NotifyTarget(t.kind, t.url_env) for t in extra or ())
+        return replace(self, targets=tuple(dict.fromkeys(self.targets + more)))
 
 
 def _problem(key: str, problem: str, fix: str) -> ConfigProblem:

@@ -9,12 +9,15 @@ Relative paths are resolved against the config file's folder.
 from __future__ import annotations
 
 import ipaddress
+import re
 import os
 import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
+
+import phonenumbers
 
 from reconcile.config.model import (
     CONFIG_ENV, DEFAULT_RATE_LIMITS, api_key_problem, has_control_chars, ApplyConfig, BrazeConfig,
@@ -201,6 +204,10 @@ def _ketch(data: Any, problems: list[ConfigProblem]) -> KetchConfig:
     return cfg
 
 
+PHONE_SOURCES = ("universe", "braze")
+CHANNELS = ("email", "sms")
+
+
 def _identity(data: Any, problems: list[ConfigProblem]) -> IdentityConfig:
     r = _Reader(data, "identity", problems)
     space = r.get("ketch_space", str, "email", '"email"')
@@ -208,8 +215,29 @@ def _identity(data: Any, problems: list[ConfigProblem]) -> IdentityConfig:
     if key not in ("email", "external_id"):
         r.fail("braze_key", f"must be 'email' or 'external_id', got {key!r}", 'set identity.braze_key = "email"')
         key = "email"
+    region = r.get("phone_region", str, "US", '"US"').strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        r.fail("phone_region", f"{region!r} is not a region code the phone number library knows",
+               'set identity.phone_region to the ISO 3166 code national numbers belong to, e.g. "US" or "GB"')
+        region = "US"
+    sources = r.get("phone_sources", list, [], '["braze"]')
+    if not all(isinstance(s, str) and s in PHONE_SOURCES for s in sources):
+        r.fail("phone_sources", f"must list some of {', '.join(PHONE_SOURCES)}, got {sources!r}",
+               'set identity.phone_sources = ["braze"] (each Braze profile\'s phone) and/or "universe" '
+               "(universe.phone_column)")
+        sources = []
+    phone_space = r.get("ketch_phone_space", str, None, '"phone"') or None
     r.unknown()
-    return IdentityConfig(space, key)
+    return IdentityConfig(space, key, region, tuple(dict.fromkeys(sources)), phone_space)
+
+
+def _legal_bases(r: _Reader) -> tuple[tuple[str, str], ...]:
+    raw = r.get("purpose_legal_bases", dict, {}, '{ analytics = "legitimateinterest" }')
+    if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()):
+        r.fail("purpose_legal_bases", f"must map purpose codes to legal basis codes, got {raw!r}",
+               'set mapping.purpose_legal_bases = { analytics = "legitimateinterest" }')
+        return ()
+    return tuple(sorted(raw.items()))
 
 
 def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) -> MappingConfig:
@@ -219,12 +247,20 @@ def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) ->
     d = MappingConfig()
     topics = []
     seen: set[str] = set()
+    pairs: set[tuple[str, str | None]] = set()
     example = '[{topic = "news", channel = "email", subscription_group_id = "..."}]'
     for i, t in enumerate(r.get("topics", list, [], example)):
         tr = _Reader(t, f"mapping.topics[{i}]", problems)
         topic = tr.get("topic", str, "", '"newsletter"')
         group = tr.get("subscription_group_id", str, "", '"<Braze subscription group id>"')
         channel = tr.get("channel", str, None, '"email"')
+        if channel is not None and channel not in CHANNELS:
+            tr.fail("channel", f"must be one of {', '.join(CHANNELS)}, got {channel!r}",
+                    'set channel = "email" or "sms" (the Ketch contact method the group receives)')
+        elif (topic, channel) in pairs:
+            tr.fail("channel", f"topic {topic!r} channel {channel!r} is mapped twice",
+                    "map each topic's channel to one Braze group")
+        pairs.add((topic, channel))
         if not topic:
             tr.fail("topic", "is required", "name the Ketch subscription topic code")
         if not group:
@@ -243,6 +279,7 @@ def _mapping(data: Any, problems: list[ConfigProblem], sandbox: bool = False) ->
         global_control_engaged=r.get("global_control_engaged", str, d.global_control_engaged, '"granted"'),
         blocklist_control=r.get("blocklist_control", str, d.blocklist_control, '"do_not_contact"'),
         topics=tuple(topics),
+        purpose_legal_bases=_legal_bases(r),
     )
     if not sandbox and cfg.global_control and "global_control_engaged" not in r.data:
         r.fail("global_control_engaged", "is required: it says which Ketch status of the global control means "
@@ -292,6 +329,7 @@ def _universe(data: Any, base: Path, problems: list[ConfigProblem],
         csv=r.path("csv", base), parquet=r.path("parquet", base),
         sql=_sql(r.get("sql", dict, None, "{...}"), "universe.sql", problems),
         identity_column=r.get("identity_column", str, d.identity_column, '"identity"'),
+        phone_column=r.get("phone_column", str, d.phone_column, '"phone"') or None,
         braze_unsubscribes=r.get("braze_unsubscribes", bool, True, "true"),
         braze_hard_bounces=r.get("braze_hard_bounces", bool, True, "true"),
         window_days=r.number("window_days", d.window_days, lo=1, integer=True),
@@ -356,12 +394,18 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
         port=r.number("port", d.port, lo=1, hi=65535, integer=True),
         path=path,
         bearer_token_env=r.get("bearer_token_env", str, d.bearer_token_env, '"KETCH_WEBHOOK_TOKEN"') or None,
+        auth_header=_auth_header(r, d.auth_header),
+        auth_scheme=_auth_scheme(r, d.auth_scheme),
         basic_user_env=r.get("basic_user_env", str, d.basic_user_env, '"KETCH_WEBHOOK_USER"') or None,
         basic_password_env=r.get("basic_password_env", str, d.basic_password_env, '"KETCH_WEBHOOK_PASSWORD"') or None,
         max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=16 * 1024 * 1024, integer=True),
         expected_completion_hours=r.number("expected_completion_hours", d.expected_completion_hours, lo=0.0,
                                            hi=24.0 * 90),
         callback_hosts=tuple(h.strip(".").lower() for h in hosts),
+        callback_headers=tuple(str(h).strip().lower() for h in r.get("callback_headers", list,
+                                                                   list(d.callback_headers), '["Authorization"]')),
+        callback_loopback_for_tests=r.get("callback_loopback_for_tests", bool, d.callback_loopback_for_tests,
+                                          "false"),
         callback_timeout_seconds=r.number("callback_timeout_seconds", d.callback_timeout_seconds, lo=0.1, hi=300.0),
         callback_max_body_bytes=r.number("callback_max_body_bytes", d.callback_max_body_bytes, lo=0,
                                          hi=16 * 1024 * 1024, integer=True),
@@ -381,6 +425,29 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
     return cfg
 
 
+_TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection",
+                               "cookie", "expect", "te", "upgrade", "trailer", "keep-alive"})
+
+
+def _auth_header(r: _Reader, default: str) -> str:
+    name = r.get("auth_header", str, default, '"Authorization"').strip()
+    if not _TOKEN_CHARS.fullmatch(name) or name.lower() in _RESERVED_HEADERS:
+        r.fail("auth_header", f"must be an HTTP header name other than the message's own headers, got {name!r}",
+               'set ledger.auth_header to the header name configured in Ketch\'s webhook, e.g. "X-Ketch-Token"')
+        return default
+    return name
+
+
+def _auth_scheme(r: _Reader, default: str) -> str:
+    scheme = r.get("auth_scheme", str, default, '"Bearer"').strip()
+    if scheme and not _TOKEN_CHARS.fullmatch(scheme):
+        r.fail("auth_scheme", f"must be one word such as Bearer or Token, or \"\" for none, got {scheme!r}",
+               'set ledger.auth_scheme = "Bearer" (or "" when Ketch sends the token alone)')
+        return default
+    return scheme
+
+
 def _guards(data: Any, problems: list[ConfigProblem]) -> GuardConfig:
     r = _Reader(data, "guards", problems)
     d = GuardConfig()
@@ -390,6 +457,7 @@ def _guards(data: Any, problems: list[ConfigProblem]) -> GuardConfig:
         max_deletion_fraction=r.number("max_deletion_fraction", d.max_deletion_fraction, lo=0.0, hi=1.0),
         max_unsubscribe_fraction=r.number("max_unsubscribe_fraction", d.max_unsubscribe_fraction, lo=0.0, hi=1.0),
         max_subscribe_fraction=r.number("max_subscribe_fraction", d.max_subscribe_fraction, lo=0.0, hi=1.0),
+        min_universe=r.number("min_universe", d.min_universe, lo=0, integer=True),
     )
     r.unknown()
     return cfg
@@ -410,6 +478,7 @@ def _policy(data: Any, problems: list[ConfigProblem]) -> PolicyConfig:
         alias_unmatched=r.get("alias_unmatched", bool, False, "true"),
         suppress_deleted_emails=r.get("suppress_deleted_emails", bool, False, "true"),
         deletion_prioritization=tuple(prio),
+        ketch_defaults_are_choices=r.get("ketch_defaults_are_choices", bool, False, "true"),
     )
     r.unknown()
     return cfg
@@ -449,7 +518,8 @@ def _sandbox_problems(sb: SandboxConfig) -> list[ConfigProblem]:
               ("segment_export", sb.segment_export in ("url", "bucket", "failed", "busy"),
                'use "url", "bucket", "failed" or "busy"'),
               ("segment_export_delay_seconds", sb.segment_export_delay_seconds >= 0, "use 0 or more seconds"),
-              ("alias_visibility_delay_seconds", sb.alias_visibility_delay_seconds >= 0, "use 0 or more seconds")]
+              ("alias_visibility_delay_seconds", sb.alias_visibility_delay_seconds >= 0, "use 0 or more seconds"),
+              ("email_match", sb.email_match in ("lower", "casefold"), 'use "lower" or "casefold"')]
     return [ConfigProblem(f"sandbox.{key}", f"invalid value {getattr(sb, key)!r}", fix)
             for key, ok, fix in checks if not ok]
 
@@ -494,12 +564,34 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
     problems.extend(_sandbox_problems(cfg.sandbox))
     report = data.get("report")
     problems.extend(_report_problems(cfg.report, explicit=report if isinstance(report, Mapping) else {}))
+    problems.extend(sms_problems(cfg))
     if cfg.identity.braze_key == "email" and cfg.identity.ketch_space != "email":
         problems.append(ConfigProblem("identity.ketch_space", "Braze key is email but the Ketch space is not",
                                       'use ketch_space = "email" with braze_key = "email"'))
     if problems:
         raise ConfigError(problems, source=str(path) if path else "config")
     return cfg
+
+
+def sms_problems(cfg: Config) -> list[ConfigProblem]:
+    """An SMS group must be addressable: Braze takes only phone or external_id there, so with
+    email keys a phone source is needed; `universe` as a source needs its column."""
+    out = []
+    ident = cfg.identity
+    if "universe" in ident.phone_sources and not cfg.universe.phone_column:
+        out.append(ConfigProblem("identity.phone_sources", "\"universe\" is a phone source but no column is named",
+                                 'set universe.phone_column = "<the identity list\'s phone column>"'))
+    if ident.braze_key != "email" or ident.phone_sources:
+        return out
+    for i, m in enumerate(cfg.mapping.topics):
+        if m.sms:
+            out.append(ConfigProblem(
+                f"mapping.topics[{i}].channel",
+                f"SMS topic {m.topic!r} (group {m.subscription_group_id}) cannot be addressed: Braze takes only "
+                "phone or external_id for an SMS group, the key is email and no phone source is configured",
+                'set identity.phone_sources = ["braze"] (the phone on each Braze profile) or ["universe"] with '
+                'universe.phone_column = "<column>", or use identity.braze_key = "external_id"'))
+    return out
 
 
 def config_path(explicit: str | os.PathLike | None, environ: Mapping[str, str] | None = None) -> Path:

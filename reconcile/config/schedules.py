@@ -267,7 +267,7 @@ class _Job:
             if key not in known:
                 self.fail(f"guards.{key}", "unknown guard threshold", f"use one of {', '.join(known)}")
                 continue
-            integer = key == "max_deletions"
+            integer = key in ("max_deletions", "min_universe")
             ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
                   and (not integer or isinstance(v, int)))
             if ok and not integer and v > 1:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from reconcile.config import Config
@@ -59,11 +59,17 @@ class ApplyOutcome:
 class Executor:
     """Sends one action through the client method named for its intent."""
 
-    def __init__(self, cfg: Config, braze: BrazeWrites, ketch: KetchWrites | None):
-        self.cfg, self.braze, self.ketch = cfg, braze, ketch
+    def __init__(self, cfg: Config, braze: BrazeWrites, ketch: KetchWrites | None,
+                 clock: Callable[[], datetime] | None = None):
+        """`clock`: the time written back for an opt-out Braze gives no time for (an SMS STOP, or
+        an address no longer on the unsubscribe list); else the epoch."""
+        self.cfg, self.braze, self.ketch, self.clock = cfg, braze, ketch, clock
 
     def run(self, action: Action) -> BatchOutcome:
         kind, ids, by = action.kind, action.values, action.id_type.value
+        if by == "email" and action.group_id in self._sms_groups():
+            raise ValueError(f"SMS group {action.group_id} cannot be written by email (Braze takes phone or "
+                             "external_id only); plan again")
         if kind is ActionKind.GROUP_UNSUBSCRIBE:
             result = self.braze.unsubscribe_groups(_group_of(action), by, ids)
         elif kind is ActionKind.GROUP_SUBSCRIBE:
@@ -82,6 +88,15 @@ class Executor:
             return self._writeback(action)
         return _outcome(action, result.rejected, [_summary(s) for s in result.responses])
 
+    def _written_at(self, at: str) -> datetime:
+        """The opt-out's time for Ketch: Braze's, or when it has none (an opt-out of unknown
+        time, planned with the epoch) now, so it is not older than the grant it overrides."""
+        when = datetime.fromisoformat(at)
+        return self.clock() if when <= _EPOCH and self.clock is not None else when
+
+    def _sms_groups(self) -> set[str]:
+        return {m.subscription_group_id for m in self.cfg.mapping.topics if m.sms}
+
     def _writeback(self, action: Action) -> BatchOutcome:
         if self.ketch is None:
             raise ValueError("a Ketch write-back needs a Ketch client")
@@ -94,11 +109,19 @@ class Executor:
             purposes = {m.email_purpose: m.email_purpose_legal_basis} if wb.email_subscribe and m.email_purpose else {}
             if not topics and not purposes:
                 continue
+            identities = {space: ident_of[wb.subject_key]}
+            if wb.phone and self.cfg.identity.ketch_phone_space:  # an SMS opt-out names the number too
+                identities[self.cfg.identity.ketch_phone_space] = wb.phone
             try:
-                self.ketch.run(self.ketch.write_back_optout({space: ident_of[wb.subject_key]}, topics, purposes,
-                                                            datetime.fromisoformat(wb.at)))
+                left_out = self.ketch.run(self.ketch.write_back_optout(
+                    identities, topics, purposes, self._written_at(wb.at), dict(m.purpose_legal_bases)))
             except ApiError as exc:
                 rejected.append((ident_of[wb.subject_key], str(exc)))
+                continue
+            if left_out:
+                log.warning("consent write-back: purpose(s) %s read without a legal basis were not sent again "
+                            "(set mapping.purpose_legal_bases to keep them if Ketch replaces the purposes an "
+                            "update names)", ", ".join(sorted(left_out)))
         written = len(action.writeback) - len(rejected)
         return _outcome(action, rejected, [{"endpoint": action.endpoint, "status": 200,
                                             "message": f"{written} written back", "items": written}])
@@ -109,6 +132,9 @@ def _group_of(action: Action) -> str:
     if not action.group_id:
         raise ValueError(f"action {action.action_id} ({action.kind.value}) names no subscription group")
     return action.group_id
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _summary(s: Any) -> dict[str, Any]:

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OPTIONAL: dict[str, str] = {
-    "email.hard_bounces": "hard-bounced addresses are not read: they do not join the universe, and an "
-                          "address counts as blocklisted only once none of its profiles can be mailed",
+    "email.hard_bounces": "hard-bounced addresses are not read: they do not join the universe, and only "
+                          "addresses this job blocklisted itself count as blocklisted (others that must be "
+                          "suppressed are blocklisted again)",
     "subscription.groups.get": "profiles sharing an address are found by one users/export/ids request per "
                                "address instead of 50 addresses per request",
     "users.export.segment": "full sweeps read profiles through users/export/ids instead of one bulk export",

@@ -44,12 +44,11 @@ def diff(observed: Observed, rules: Rules) -> pd.DataFrame:
     keys = _Keys.build(base, observed)
     base["_code"] = keys.base
     doomed = base["deletion_requested"] | base["tombstoned"]
-    deletions, delete_codes = _deletions(base[doomed], rules)
-    deleting = pd.Series(keys.mark(delete_codes)[keys.base], index=base.index)
+    deletions = _deletions(base[doomed], rules)
     kept = base[~doomed]
     parts = [
         deletions,
-        _blocklist(base, doomed, deleting, rules),
+        _blocklist(base, doomed, rules),
         _global(kept, rules),
         _groups(kept, observed, rules, keys),
         _no_record(kept, keys),
@@ -122,6 +121,7 @@ def _equals(s: pd.Series, value: str) -> npt.NDArray[np.bool_]:
 
 def _base(o: Observed) -> pd.DataFrame:
     u = o.universe[["subject_key", "identity", "email", "deletion_requested", "tombstoned"]]
+    u = u.assign(erase_all=_asked_by_ketch(o.universe))
     k = o.ketch.drop(columns=[c for c in ("identity",) if c in o.ketch.columns])
     b = o.braze.rename(columns={"email": "braze_email"})
     base = u.merge(k, on="subject_key", how="left").merge(b, on="subject_key", how="left")
@@ -131,6 +131,19 @@ def _base(o: Observed) -> pd.DataFrame:
     base["profile_count"] = base["profile_count"].fillna(0).astype("int32")
     base["email"] = base["email"].fillna(base["braze_email"])
     return base
+
+
+EVERY_PROFILE = "absent (every profile)"  # `expected` of a deletion that reaches each profile by braze_id
+ERASE_ALL_SOURCE = "ketch_delete_request"  # ledger/sources.py: a Ketch DeleteRequest named this address
+
+
+def _asked_by_ketch(universe: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Subjects a Ketch DeleteRequest names: every profile holding the address is erased."""
+    if "sources" not in universe.columns or not len(universe):
+        return np.zeros(len(universe), dtype=bool)
+    labels = universe["sources"].astype("string").fillna("")
+    flag = {v: ERASE_ALL_SOURCE in v.split("+") for v in labels.unique()}
+    return labels.map(flag).fillna(False).to_numpy(dtype=bool)
 
 
 def _col(value: Any, n: int) -> Any:
@@ -156,10 +169,11 @@ def _rows(df: pd.DataFrame, drift_class: str, field: str | pd.Series, expected: 
     return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
-def _deletions(d: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, npt.NDArray[np.intp]]:
-    """The deletion drift rows, and the subject codes whose profile this plan deletes."""
+def _deletions(d: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """The deletion drift rows."""
     present = d[d["exists"]]
-    ambiguous = (rules.key_type == "email") & (present["profile_count"] > 1) & (not rules.deletion_prioritization)
+    ambiguous = (rules.key_type == "email") & (present["profile_count"] > 1) & (not rules.deletion_prioritization) \
+        & ~present["erase_all"]
     out = []
     amb = present[ambiguous]
     if len(amb):
@@ -169,27 +183,30 @@ def _deletions(d: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, npt.NDArray
     act = present[~ambiguous]
     requested = act[act["deletion_requested"]]
     if len(requested):
-        out.append(_rows(requested, "missed_deletion", "profile", "absent", "present",
-                         "Ketch deletion request, Braze profile still exists", "delete"))
+        why = pd.Series("Ketch deletion request, Braze profile still exists", index=requested.index)
+        shared = requested["erase_all"] & (requested["profile_count"] > 1) & (rules.key_type == "email")
+        why = why.mask(shared, "Ketch DeleteRequest for this address, " + requested["profile_count"].astype(str)
+                       + " Braze profiles hold it: each is deleted by braze_id")
+        expected = pd.Series("absent", index=requested.index).mask(shared, EVERY_PROFILE)
+        out.append(_rows(requested, "missed_deletion", "profile", expected, "present", why, "delete"))
     back = act[~act["deletion_requested"]]
     if len(back):
         out.append(_rows(back, "resurrected", "profile", "absent", "present",
                          "deleted earlier (tombstone), profile exists again in Braze", "delete"))
-    return (pd.concat(out, ignore_index=True) if out else pd.DataFrame()), act["_code"].to_numpy(np.intp)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def _not_blocklisted(base: pd.DataFrame, deleting: pd.Series) -> pd.Series:
-    """Known not to be on the blocklist; when the hard-bounce list cannot be read, taken as
-    not blocklisted while the address can still be mailed (a profile is subscribed) or its
-    profile is being deleted in this plan (the last chance to suppress it)."""
+def _not_blocklisted(base: pd.DataFrame) -> pd.Series:
+    """Not known to be on the blocklist. When the hard-bounce list cannot be read (NA), the
+    address is not assumed blocklisted, whatever its profiles say (zero profiles is no
+    evidence): blocklisting is idempotent, so when unsure it is blocklisted again."""
     known = base["blocklisted"]
-    mailable = base["email_subscribe"].isin(SUBSCRIBED).fillna(False) | deleting
-    return (known == False).fillna(False) | (known.isna() & mailable)  # noqa: E712
+    return (known == False).fillna(False) | known.isna()  # noqa: E712
 
 
-def _blocklist(base: pd.DataFrame, doomed: pd.Series, deleting: pd.Series, rules: Rules) -> pd.DataFrame:
+def _blocklist(base: pd.DataFrame, doomed: pd.Series, rules: Rules) -> pd.DataFrame:
     should = (doomed & rules.suppress_deleted_emails) | (base["has_record"] & base["blocklist_engaged"])
-    miss = base[should & _not_blocklisted(base, deleting) & base["email"].notna()]
+    miss = base[should & _not_blocklisted(base) & base["email"].notna()]
     if not len(miss):
         return pd.DataFrame()
     why = miss["blocklist_engaged"].map({True: "Ketch do-not-contact control is active",
@@ -209,16 +226,22 @@ def _expected_global(b: pd.DataFrame) -> pd.Series:
 
 def _optin_conflict(rows: pd.DataFrame, field: str | pd.Series, rules: Rules,
                     subscribe_action: str) -> list[pd.DataFrame]:
-    """Ketch granted, Braze unsubscribed: a newer Braze opt-out wins, ties included."""
-    newer = rows["unsubscribed_at"].notna() & (
-        rows["_collected"].isna() | (rows["unsubscribed_at"] >= rows["_collected"]))
+    """Ketch granted, Braze unsubscribed: a newer Braze opt-out wins, ties included, and so
+    does an opt-out of unknown time (the address is not, or no longer, on Braze's unsubscribe
+    list: under one reading of the list an address leaves it once any of its profiles
+    re-subscribes), which is never resubscribed whatever the policy."""
+    unknown = rows["unsubscribed_at"].isna().to_numpy(dtype=bool)
+    newer = unknown | (rows["_collected"].isna() | (rows["unsubscribed_at"] >= rows["_collected"])).fillna(
+        False).to_numpy(dtype=bool)
     out = []
     n = rows[newer]
     if len(n):
+        why = pd.Series("Braze opt-out (braze_unsubscribed_at) is not older than Ketch's grant; never resubscribed",
+                        index=n.index).mask(n["unsubscribed_at"].isna(),
+                                            "Braze opt-out of unknown time (the address is not on Braze's unsubscribe "
+                                            "list); never resubscribed")
         out.append(_rows(n, "braze_newer_optout", field if isinstance(field, str) else field[newer], "subscribed",
-                         "unsubscribed", "Braze opt-out (braze_unsubscribed_at) is not older than Ketch's "
-                         "grant; never resubscribed",
-                         "ketch_writeback" if rules.write_back_optouts else ""))
+                         "unsubscribed", why, "ketch_writeback" if rules.write_back_optouts else ""))
     m = rows[~newer]
     if len(m):
         out.append(_rows(m, "missed_optin", field if isinstance(field, str) else field[~newer], "subscribed",
@@ -291,8 +314,25 @@ def _groups(b: pd.DataFrame, o: Observed, rules: Rules, keys: _Keys) -> pd.DataF
                          pd.Series(why, index=r.index), "group_unsubscribe"))
     pos = np.concatenate(con_pos)
     c = _group_rows(rec, pos, np.concatenate(con_gid))
-    out += _optin_conflict(c, pd.Series("group", index=c.index), rules, "group_subscribe")
+    sms = np.concatenate([np.full(len(p), m.sms, dtype=bool) for m, p in zip(rules.topics, con_pos)])
+    e = c[~sms].reset_index(drop=True)
+    out += _optin_conflict(e, pd.Series("group", index=e.index), rules, "group_subscribe")
+    out += _sms_stops(c[sms].reset_index(drop=True), rules)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _sms_stops(rows: pd.DataFrame, rules: Rules) -> list[pd.DataFrame]:
+    """Ketch granted an SMS topic, Braze has the number unsubscribed. Braze keeps no time for
+    an SMS opt-out (a STOP reply sets it), so it cannot be shown older than Ketch's grant:
+    it is never resubscribed, whatever `apply_optins` says, and goes back to Ketch as the
+    topic's SMS channel denied when write-back is on."""
+    if not len(rows):
+        return []
+    # the address's email unsubscribe time says nothing about SMS
+    rows = rows.assign(unsubscribed_at=pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]"))
+    return [_rows(rows, "braze_newer_optout", pd.Series("group", index=rows.index), "subscribed", "unsubscribed",
+                  "Braze SMS opt-out of unknown time (a STOP reply keeps none); never resubscribed",
+                  "ketch_writeback" if rules.write_back_optouts else "")]
 
 
 def _group_rows(rec: pd.DataFrame, pos: npt.NDArray[np.intp], group_id: npt.NDArray[np.object_]) -> pd.DataFrame:

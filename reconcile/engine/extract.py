@@ -13,7 +13,7 @@ key may read it) whether it is suppressed; neither is taken as any profile's sta
 from __future__ import annotations
 
 from datetime import date
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
@@ -22,8 +22,9 @@ import pandas as pd
 from reconcile.config import Config
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, empty, isin
-from reconcile.engine.identity import email_key
+from reconcile.engine.identity import email_key, email_keys
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
+from reconcile.engine.sms import check_channels, email_topics, read_sms_groups, sms_addresses, sms_topics
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, TransientApiError
 from reconcile.engine.ports import BrazeListReads, BrazeReads, KetchReads, SharedRows
 
@@ -37,6 +38,7 @@ class BrazeLists:
     unsubscribed: pd.DataFrame  # email, unsubscribed_at
     bounced: pd.DataFrame  # email, hard_bounced_at
     bounces_known: bool  # False: the key may not read /email/hard_bounces (or the list is off)
+    blocklisted_by_job: frozenset[str] = frozenset()  # address keys this job blocklisted, Braze confirming
 
 
 def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
@@ -65,22 +67,36 @@ def _latest_by_key(df: pd.DataFrame, col: str) -> pd.Series:
     """address key -> latest time; an empty list gives an empty series of the right dtype."""
     if not len(df):
         return pd.Series(dtype="datetime64[ns, UTC]", index=pd.Index([], dtype="string"))
-    keys = df["email"].str.strip().str.casefold()
+    keys = email_keys(df["email"])
     return df.assign(_k=keys).groupby("_k")[col].max()
 
 
 # ----------------------------------------------------------------------------- Ketch
 
 
+def choices(rec: Any, defaults_are_choices: bool = False) -> tuple[Any, Any]:
+    """(consent, subscriptions) of a Ketch record that record a choice. An answer without
+    `collectedAt` holds the jurisdiction's legal-basis defaults for an identity that made no
+    choice: it is no record unless the tenant's policy reads defaults as choices
+    (`policy.ketch_defaults_are_choices`)."""
+    if rec is None:
+        return None, None
+    consent, subs = rec.consent, rec.subscriptions
+    if defaults_are_choices:
+        return consent, subs
+    return (consent if consent is not None and consent.collected_at is not None else None,
+            subs if subs is not None and subs.collected_at is not None else None)
+
+
 def ketch_frames(records: dict[str, Any], universe: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Turn KetchRecord objects (keyed by identity) into the ketch and ketch_topics frames."""
+    """Turn KetchRecord objects (keyed by identity) into the ketch and ketch_topics frames;
+    defaults are not choices (`choices`)."""
     m = cfg.mapping
     rows, topics = [], []
     for key, identity in zip(universe["subject_key"], universe["identity"]):
-        rec = records.get(identity)
-        if rec is None or not rec.has_record:
+        consent, subs = choices(records.get(identity), cfg.policy.ketch_defaults_are_choices)
+        if consent is None and subs is None:
             continue
-        consent, subs = rec.consent, rec.subscriptions
         controls = subs.controls if subs else {}
         rows.append({
             "subject_key": key, "has_record": True,
@@ -147,6 +163,7 @@ class BrazeRead:
     cache: ProfileCache
     now: datetime
     full_sweep: bool = False
+    checked: set[str] = field(default_factory=set, compare=False)  # once-per-run checks done ("channels")
     shared_export: SharedRows | None = None  # the run's or sweep's SharedExport (full sweeps with braze.segment_id)
 
 
@@ -164,12 +181,30 @@ def extract_braze(ctx: BrazeRead, universe: pd.DataFrame, lists: BrazeLists, pre
     """(braze, braze_groups, braze_profiles) for the universe."""
     if ctx.cfg.identity.braze_key == "email":
         profiles = _profiles_by_email(ctx, universe)
+        _check_group_channels(ctx, universe, profiles)
         groups = _groups_email(ctx, universe, profiles)
+        if sms_topics(ctx.cfg):  # never by email: by each profile's phone or external id
+            sms = read_sms_groups(ctx.braze, sms_topics(ctx.cfg), sms_addresses(universe, profiles, ctx.cfg))
+            groups = conform(pd.concat([groups, sms], ignore_index=True), "braze_groups") if len(sms) else groups
     else:
         profiles = _profiles_by_external_id(ctx, universe, prefetched)
+        _check_group_channels(ctx, universe, profiles)
         found = isin(universe["subject_key"], profiles["subject_key"])
         groups = _groups(ctx, universe[found.to_numpy()], "external_id", "identity")
     return summarize(universe, profiles, lists), groups, profiles
+
+
+def _check_group_channels(ctx: BrazeRead, universe: pd.DataFrame, profiles: pd.DataFrame) -> None:
+    """A mapped group whose channel Braze names differently stops the run before anything
+    is written (read with `subscription.groups.get`, from up to 50 of the subjects read)."""
+    held = universe[isin(universe["subject_key"], profiles["subject_key"]).to_numpy()]
+    if "channels" in ctx.checked or not len(held):
+        return
+    ctx.checked.add("channels")
+    id_field = "email" if ctx.cfg.identity.braze_key == "email" else "external_id"
+    wrong = check_channels(ctx.braze, ctx.caps, ctx.cfg, id_field, held["identity"].astype(str).head(50).tolist())
+    if wrong:
+        raise DataError("subscription group channels do not match the mapping: " + "; ".join(wrong))
 
 
 def _check_states(profiles: pd.DataFrame) -> pd.DataFrame:
@@ -243,20 +278,26 @@ def summarize(universe: pd.DataFrame, profiles: pd.DataFrame, lists: BrazeLists)
     ekeys = b["email"].map(email_key, na_action="ignore")
     b["unsubscribed_at"] = _times_for(ekeys, _latest_by_key(lists.unsubscribed, "unsubscribed_at"))
     listed = isin(ekeys, _latest_by_key(lists.bounced, "hard_bounced_at").index)
-    b["blocklisted"] = pd.array(listed.to_numpy(), dtype="boolean") if lists.bounces_known \
-        else pd.array([pd.NA] * len(b), dtype="boolean")
+    if lists.bounces_known:
+        b["blocklisted"] = pd.array(listed.to_numpy(), dtype="boolean")
+    else:  # unknown, except where this job's own confirmed blocklist says so
+        known = pd.Series(pd.NA, index=b.index, dtype="boolean")
+        if lists.blocklisted_by_job:
+            known[isin(ekeys, lists.blocklisted_by_job).to_numpy()] = True
+        b["blocklisted"] = known.array
     return conform(b[["subject_key", "exists", "profile_count", "email_subscribe", "email_subscribe_min",
                       "unsubscribed_at", "blocklisted", "email"]], "braze")
 
 
 def _groups(ctx: BrazeRead, rows: pd.DataFrame, id_type: str, id_col: str) -> pd.DataFrame:
     """Group state per (subject, mapped group) read by `id_type`; identifiers Braze does not
-    know are `unknown`. An answer naming none of the identifiers asked about is malformed."""
+    know are `unknown`. An answer naming none of the identifiers asked about is malformed.
+    Under email keys only the email groups are read here (SMS groups: sms.py)."""
     by_email = id_type == "email"
     ids = rows[id_col].astype(str)
-    look = ids.str.strip().str.casefold() if by_email else ids
+    look = email_keys(ids) if by_email else ids
     frames = []
-    for m in ctx.cfg.mapping.topics:
+    for m in (email_topics(ctx.cfg) if ctx.cfg.identity.braze_key == "email" else ctx.cfg.mapping.topics):
         if not len(ids):
             break
         answer = ctx.braze.subscription_status_get(m.subscription_group_id, **{"emails" if by_email else

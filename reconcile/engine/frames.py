@@ -2,7 +2,7 @@
 
 Every frame is keyed by `subject_key` (see identity.py). Columns and dtypes:
 
-universe      subject_key, identity (str, for API calls), email (str|NA),
+universe      subject_key, identity (str, for API calls), email (str|NA), phone (E.164 str|NA),
               deletion_requested (bool), deletion_requested_at (datetime64[UTC]|NaT),
               tombstoned (bool), sources (str, "+"-joined source names)
 ketch         subject_key, has_record (bool), email_allowed (boolean, NA = no opinion),
@@ -17,7 +17,7 @@ braze         subject_key, exists (bool), profile_count (int),
               blocklisted (boolean: on the hard-bounce list; NA = the list could not be read),
               email (str|NA)
 braze_profiles subject_key, braze_id (str), external_id (str|NA), email (str|NA),
-              email_subscribe (str|NA): one row per Braze profile of a subject
+              email_subscribe (str|NA), phone (E.164 str|NA): one row per Braze profile of a subject
 braze_groups  subject_key, group_id (str), status ("subscribed"|"unsubscribed"|"unknown")
 drift         see DRIFT_COLUMNS
 """
@@ -33,7 +33,7 @@ UTC_TS: Final = "datetime64[ns, UTC]"
 ColumnDtype = Literal["string", "bool", "boolean", "category", "int32", "datetime64[ns, UTC]"]
 
 SCHEMAS: dict[str, dict[str, ColumnDtype]] = {
-    "universe": {"subject_key": "string", "identity": "string", "email": "string",
+    "universe": {"subject_key": "string", "identity": "string", "email": "string", "phone": "string",
                  "deletion_requested": "bool", "deletion_requested_at": UTC_TS,
                  "tombstoned": "bool", "sources": "string"},
     "ketch": {"subject_key": "string", "has_record": "bool", "email_allowed": "boolean",
@@ -44,7 +44,7 @@ SCHEMAS: dict[str, dict[str, ColumnDtype]] = {
               "email_subscribe": "string", "email_subscribe_min": "string", "unsubscribed_at": UTC_TS,
               "blocklisted": "boolean", "email": "string"},
     "braze_profiles": {"subject_key": "string", "braze_id": "string", "external_id": "string",
-                       "email": "string", "email_subscribe": "string"},
+                       "email": "string", "email_subscribe": "string", "phone": "string"},
     "braze_groups": {"subject_key": "string", "group_id": "string", "status": "category"},
 }
 

@@ -1,8 +1,10 @@
 """Identity normalisation: raw identities in, subject keys and rejected rows out.
 
-A subject key is what matching uses: for emails the trimmed, case-folded address; for
-external ids the trimmed string. The trimmed original is kept for API calls. Invalid
-identities are never dropped silently: they come back with a reason.
+A subject key is what matching uses: for emails the mailbox key of models/mailbox.py (trimmed,
+ASCII-lower-cased, the domain as its IDNA A-label; non-ASCII characters of the local part kept
+as they are, so look-alike addresses stay distinct subjects); for external ids the trimmed
+string. The trimmed original is kept for API calls. Invalid identities are never dropped
+silently: they come back with a reason.
 
 What an email address must look like (RFC 5321/5322 dot-atom, with RFC 6531's UTF-8):
 
@@ -32,7 +34,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
+
+from reconcile.models.mailbox import MailboxError, key_or_none, mailbox_key
 
 MAX_EMAIL_LENGTH = 254
 MAX_LOCAL_LENGTH = 64
@@ -78,7 +83,8 @@ def normalize(raw: pd.Series, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame
         local = plain.str.rsplit("@", n=1).str[0]
         reject(local.str.len() > MAX_LOCAL_LENGTH, f"email local part longer than {MAX_LOCAL_LENGTH} characters")
         reject(local.str.startswith("+"), "email local part starts with '+' (a subaddress tag with no mailbox)")
-        key = trimmed.str.casefold()
+        key, why = _mailbox_keys(plain)
+        reason = reason.mask(reason.isna() & why.notna(), why)
     else:
         byte_length = plain.str.encode("utf-8").str.len()  # type: ignore[misc]  # pandas-stubs: .str.len() of str only
         reject(byte_length > MAX_EXTERNAL_ID_BYTES, f"external_id longer than {MAX_EXTERNAL_ID_BYTES} bytes")
@@ -91,9 +97,34 @@ def normalize(raw: pd.Series, key_type: str) -> tuple[pd.DataFrame, pd.DataFrame
     return valid, invalid
 
 
+def _mailbox_keys(plain: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(mailbox key, reason when there is none) per address; plain ASCII is lower-cased in
+    one vectorised pass, only non-ASCII addresses go through `mailbox_key` one by one."""
+    key = plain.str.lower().to_numpy(dtype=object, copy=True)  # exact for ASCII text
+    why = np.full(len(plain), None, dtype=object)
+    for pos in _non_ascii(plain):
+        try:
+            key[pos] = mailbox_key(plain.iloc[pos])
+        except MailboxError as exc:
+            key[pos], why[pos] = None, str(exc)
+    return pd.Series(key, index=plain.index, dtype="string"), pd.Series(why, index=plain.index, dtype="string")
+
+
+def _non_ascii(text: pd.Series) -> np.ndarray:
+    ascii_only = text.map(str.isascii, na_action="ignore").astype("boolean").fillna(True).to_numpy(dtype=bool)
+    return np.flatnonzero(~ascii_only)
+
+
 def email_key(value: str | None) -> str | None:
-    """The matching key of one email (trimmed, case-folded), or None."""
-    if value is None:
-        return None
-    v = str(value).strip()
-    return v.casefold() if v else None
+    """The matching key of one email (models/mailbox.py), or None."""
+    return key_or_none(value)
+
+
+def email_keys(values: pd.Series) -> pd.Series:
+    """`email_key` of each value (NA where there is none), vectorised for ASCII addresses."""
+    text = values.astype("string").str.strip()
+    out = text.str.lower().to_numpy(dtype=object, copy=True)  # exact for ASCII text
+    for pos in _non_ascii(text):
+        out[pos] = key_or_none(text.iloc[pos])
+    result = pd.Series(out, index=values.index, dtype="string")
+    return result.mask(result == "", pd.NA)

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from reconcile.clients.limits import ENDPOINT, batch_limit
-from reconcile.engine.diff import SUBSCRIBED, Rules
+from reconcile.engine.diff import EVERY_PROFILE, SUBSCRIBED, Rules
 from reconcile.errors import DataError
 from reconcile.models.plan import Action, ActionKind, DriftKey, Field, IdType, Plan, Target, WriteBack
 
@@ -170,13 +170,29 @@ def _profile_targets(profiles: pd.DataFrame, kind: ActionKind) -> pd.DataFrame:
     return pd.DataFrame({"subject_key": hit["subject_key"].astype(str), "value": hit["braze_id"].astype(str)})
 
 
+def _every_profile(todo: pd.DataFrame, kind: ActionKind, rules: Rules) -> npt.NDArray[np.bool_] | None:
+    """For deletions under email keys: the rows whose every profile is deleted by braze_id
+    (diff.EVERY_PROFILE); None for other kinds or when there is none."""
+    if kind is not ActionKind.DELETE or rules.key_type != "email" or "expected" not in todo.columns:
+        return None
+    every = (todo["expected"] == EVERY_PROFILE).fillna(False).to_numpy(dtype=bool)
+    return every if every.any() else None
+
+
 def _targets(rows: pd.DataFrame, kind: ActionKind, rules: Rules, emails: pd.Series,
-             profiles: pd.DataFrame, subjects_sorted: npt.NDArray[np.object_]) -> tuple[IdType, pd.DataFrame, bool]:
+             profiles: pd.DataFrame, subjects_sorted: npt.NDArray[np.object_],
+             by_profile: bool = False) -> tuple[IdType, pd.DataFrame, bool]:
     """(id type, frame of subject_key + value, whether that frame is already one row per
     subject in subject order) for the drift rows of one kind, sorted by subject
-    (`subjects_sorted`: their subject keys, missing as None)."""
+    (`subjects_sorted`: their subject keys, missing as None). `by_profile`: deletions of
+    every profile of each subject, by braze_id."""
     subjects = rows.iloc[_run_starts(subjects_sorted)]  # the first row of each subject
     by_key = IdType.EMAIL if rules.key_type == "email" else IdType.EXTERNAL_ID
+    if by_profile:
+        mine = _among(profiles["subject_key"], subjects["subject_key"])
+        hit = profiles[mine & profiles["braze_id"].notna().to_numpy()]
+        return IdType.BRAZE_ID, pd.DataFrame({"subject_key": hit["subject_key"].astype(str),
+                                              "value": hit["braze_id"].astype(str)}), False
     if kind in (ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE) and rules.key_type == "email":
         return IdType.BRAZE_ID, _profile_targets(profiles[_among(profiles["subject_key"], subjects["subject_key"])],
                                                  kind), False
@@ -186,6 +202,21 @@ def _targets(rows: pd.DataFrame, kind: ActionKind, rules: Rules, emails: pd.Seri
     id_type = IdType.KETCH if kind is ActionKind.KETCH_WRITEBACK else by_key
     return (id_type, pd.DataFrame({"subject_key": subjects["subject_key"], "value": subjects["identity"]}).dropna(),
             True)
+
+
+def _sms_targets(subjects: pd.Series, sms: pd.DataFrame | None) -> list[tuple[IdType, pd.DataFrame]]:
+    """(id type, subject_key + value) per id type an SMS group's subjects are written by; a
+    subject with no phone and no external id has no target (it cannot be reached)."""
+    if sms is None or not len(sms):
+        return []
+    mine = sms[_among(sms["subject_key"], subjects)]
+    out = []
+    for id_type in (IdType.PHONE, IdType.EXTERNAL_ID):
+        rows = mine[(mine["id_type"] == id_type.value).fillna(False).to_numpy()]
+        if len(rows):
+            out.append((id_type, pd.DataFrame({"subject_key": rows["subject_key"].astype(str),
+                                               "value": rows["value"].astype(str)})))
+    return out
 
 
 def _among(values: pd.Series, keys: pd.Series) -> npt.NDArray[np.bool_]:
@@ -214,9 +245,13 @@ def _by_subject_and_field(todo: pd.DataFrame, subjects: npt.NDArray[np.object_])
 
 
 def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, rules: Rules, *, plan_fp: str,
-               plan_id: str, track_batch_size: int = 75) -> Plan:
+               plan_id: str, track_batch_size: int = 75, sms_targets: pd.DataFrame | None = None,
+               phones: pd.Series | None = None) -> Plan:
     """Batch the actionable drift rows. `emails` maps subject_key -> email (blocklist, alias);
-    `profiles` is the braze_profiles frame (which profiles a global write reaches).
+    `profiles` is the braze_profiles frame (which profiles a global write reaches);
+    `sms_targets` (subject_key, id_type, value; engine/sms.py) what an SMS group is written
+    by under email keys: by phone or external id, one action per id type, never by email; `phones` (subject_key ->
+    E.164) the number an SMS opt-out written back to Ketch names.
 
     Per kind (and group) the rows are sorted by subject and field, the targets are batched by
     subject run lengths, and each batch's drift keys are the rows of its subjects: index
@@ -224,7 +259,7 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
     Target per target, a DriftKey per planned row, an Action per batch); action ids hash
     JSON texts made a column at a time."""
     used = [c for c in ("subject_key", "identity", "drift_class", "field", "action", "group_id",
-                        "braze_unsubscribed_at") if c in drift.columns]
+                        "braze_unsubscribed_at", "expected") if c in drift.columns]
     todo = drift[used][drift["action"].fillna("").astype(str) != ""].reset_index(drop=True)
     with _gc_paused():
         cols = _KeyColumns.of(todo)  # refuses an unknown field before anything is planned
@@ -235,6 +270,7 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
         # that part's stable sort
         order_pos = _by_subject_and_field(todo, cols.subject)
         by_group = todo["group_id"].astype(str) if any(k in _GROUP_KINDS for k in kinds) else None
+        sms_groups = {m.subscription_group_id for m in rules.topics if m.sms}
         for kind in kinds:
             mine = (todo["action"] == kind.value).fillna(False).to_numpy(dtype=bool)
             groups: list[tuple[str | None, npt.NDArray[np.bool_]]] = [(None, mine)]
@@ -243,14 +279,26 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
                 ids = by_group[mine]  # as text; NA stays NA and such rows form no group
                 groups = [(g, mine & (by_group == g).fillna(False).to_numpy(dtype=bool))
                           for g in sorted(ids.dropna().unique().tolist())]
+            every = _every_profile(todo, kind, rules)
+            if every is not None:  # deletions that reach every profile of an address, by braze_id
+                groups = [(None, mine & ~every), (None, mine & every)]
             for group_id, member in groups:
                 pos = order_pos[member[order_pos]]
+                if group_id in sms_groups and rules.key_type == "email":
+                    for id_type, targets in _sms_targets(todo["subject_key"].iloc[pos], sms_targets):
+                        batches = _Batches.of(targets, batch_limit(kind, track_batch_size), cols.subject[pos])
+                        if batches is not None:
+                            actions += _actions(kind, id_type, group_id, batches, pos, cols, key_json, None, rules,
+                                                plan_id, len(actions))
+                    continue
+                by_profile = every is not None and bool(every[pos].any())
                 id_type, targets, ready = _targets(todo[["subject_key", "identity"]].iloc[pos], kind, rules, emails,
-                                                   profiles, cols.subject[pos])
+                                                   profiles, cols.subject[pos], by_profile)
                 batches = _Batches.of(targets, batch_limit(kind, track_batch_size), cols.subject[pos], ready)
                 if batches is None:
                     continue
-                writeback = _writebacks(todo.iloc[pos], batches) if kind is ActionKind.KETCH_WRITEBACK else None
+                writeback = _writebacks(todo.iloc[pos], batches, _sms_phones(phones, rules)) \
+                    if kind is ActionKind.KETCH_WRITEBACK else None
                 actions += _actions(kind, id_type, group_id, batches, pos, cols, key_json, writeback, rules,
                                     plan_id, len(actions))
         return Plan(plan_id=plan_id, fingerprint=plan_fp, actions=tuple(actions))
@@ -387,7 +435,17 @@ def _actions(kind: ActionKind, id_type: IdType, group_id: str | None, b: _Batche
     return out
 
 
-def _writebacks(rows: pd.DataFrame, b: _Batches) -> list[WriteBack]:
+def _sms_phones(phones: pd.Series | None, rules: Rules) -> tuple[dict[str, str], frozenset[str]]:
+    """(subject_key -> E.164, the SMS groups) for write-backs."""
+    sms = frozenset(m.subscription_group_id for m in rules.topics if m.sms)
+    if phones is None or not sms:
+        return {}, sms
+    known = phones.dropna()
+    return dict(zip(known.index.astype(str), known.astype(str))), sms
+
+
+def _writebacks(rows: pd.DataFrame, b: _Batches,
+                sms: tuple[dict[str, str], frozenset[str]] = ({}, frozenset())) -> list[WriteBack]:
     """One WriteBack per (batch, subject) segment: the subject's group fields (in row
     order), whether its global field is among its rows, and its newest Braze opt-out time
     (epoch when none). `rows` are the kind's drift rows, sorted by subject."""
@@ -411,8 +469,9 @@ def _writebacks(rows: pd.DataFrame, b: _Batches) -> list[WriteBack]:
             out.append(WriteBack(subject, (), False, epoch))
             continue
         r = int(run[lo])
+        phone = sms[0].get(subject) if sms[1] & set(groups[r]) else None
         out.append(WriteBack(subject, tuple(groups[r]), bool(email[r]),
-                             epoch if pd.isna(newest[r]) else newest[r].isoformat()))
+                             epoch if pd.isna(newest[r]) else newest[r].isoformat(), phone))
     return out
 
 

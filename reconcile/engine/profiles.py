@@ -32,11 +32,13 @@ from reconcile.clients.braze_profiles import PROFILE_FIELDS as BRAZE_PROFILE_FIE
 from reconcile.clients.braze_results import ExportUnavailable
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, isin
+from reconcile.engine.identity import email_key, email_keys
 from reconcile.errors import DataError
 from reconcile.engine.ports import BrazeReads, SharedRows
 
 log = logging.getLogger(__name__)
-PROFILE_FIELDS = list(BRAZE_PROFILE_FIELDS)  # also the braze_profiles frame's columns (frames.py)
+# also the braze_profiles frame's columns (frames.py); `phone` addresses SMS groups (sms.py)
+PROFILE_FIELDS = list(dict.fromkeys([*BRAZE_PROFILE_FIELDS, "phone"]))
 CACHE_COLUMNS = ["email_key", "braze_id", "external_id"]
 
 
@@ -73,7 +75,7 @@ class MemoryCache:
 
 
 def _email_keys(values: pd.Series) -> pd.Series:
-    return values.astype("string").str.strip().str.casefold()
+    return email_keys(values)
 
 
 def _users_frame(users: list[dict[str, Any]]) -> pd.DataFrame:
@@ -184,7 +186,7 @@ class ProfileReader:
                               lambda: self.braze.user_profiles_by_email(todo["email"].astype(str).tolist()))
         if not refs:  # permission missing, an answer that cannot tell profiles apart, or nobody found
             return _users_frame([]), todo
-        listed = pd.DataFrame([{"email_key": (r.email or "").strip().casefold() or None,
+        listed = pd.DataFrame([{"email_key": email_key(r.email),
                                 "external_id": r.external_id} for r in refs], columns=["email_key", "external_id"])
         listed = listed[listed["email_key"].notna()]
         without_xid = set(listed.loc[listed["external_id"].isna(), "email_key"])

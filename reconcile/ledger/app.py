@@ -3,12 +3,13 @@
     POST {ledger.path}   a Ketch Forwarder message (ketch-api.md §3.3)
     GET  /healthz        200 when the state store answers, 503 otherwise
 
-Every POST is authenticated first (the configured bearer token or basic auth, compared in
-constant time), then read up to `ledger.max_body_bytes` (413 beyond), validated (400 in
-the spec's Error shape) and recorded in the state store with the answer given, keyed by
-`metadata.uid`: a replay is answered the same and stored once. Unknown kinds are answered
-400 and kept for inspection. The access log names method, path, status, kind and time,
-never an identity, a uid or a header.
+Every POST is authenticated first (the configured token in `ledger.auth_header`, alone or
+after `ledger.auth_scheme`, or basic auth; compared in constant time), then read up to
+`ledger.max_body_bytes` (413 beyond), validated (400 in the spec's Error shape) and
+recorded in the state store with the answer given, keyed by `metadata.uid`: a replay is
+answered the same and stored once. Unknown kinds are answered 400 and kept for inspection.
+The access log names method, path, status, kind and time, never an identity, a uid or a
+header.
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ class TooLarge(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
+    """What a message must carry in `header`: the token, alone or after `scheme` (any case),
+    and/or HTTP Basic credentials. Every configured form is compared, in constant time."""
+
     bearer: bytes | None
     basic: bytes | None  # the expected "user:password"
+    header: str = "Authorization"
+    scheme: str = "Bearer"
 
     @classmethod
     def from_config(cls, cfg: Config, environ: Mapping[str, str] | None = None) -> Credentials:
@@ -62,25 +68,38 @@ class Credentials:
                                           'set ledger.bearer_token_env = "KETCH_WEBHOOK_TOKEN"'))
         if problems:
             raise ConfigError(problems)
-        return cls(token.encode() if token else None, f"{user}:{password}".encode() if user else None)
+        return cls(token.encode() if token else None, f"{user}:{password}".encode() if user else None,
+                   lc.auth_header, lc.auth_scheme)
 
     def accepts(self, header: str | None) -> bool:
-        scheme, _, value = (header or "").strip().partition(" ")
-        scheme, value = scheme.lower(), value.strip()
+        """Whether the value of the auth header holds the secret. Each form is compared
+        whatever the others gave, so the time taken does not say which one came close."""
+        text = (header or "").strip()
+        scheme, _, rest = text.partition(" ")
+        scheme, rest = scheme.lower(), rest.strip()
         ok = False
         if self.bearer is not None:
-            given = value.encode() if scheme == "bearer" else b""
-            ok |= hmac.compare_digest(given, self.bearer) and scheme == "bearer"
+            bare = hmac.compare_digest(text.encode(), self.bearer)
+            schemed = hmac.compare_digest(rest.encode(), self.bearer)
+            ok |= bare or (bool(self.scheme) and scheme == self.scheme.lower() and schemed)
         if self.basic is not None:
             try:
-                given = base64.b64decode(value, validate=True) if scheme == "basic" else b""
+                given = base64.b64decode(rest, validate=True) if scheme == "basic" else b""
             except ValueError:
                 given = b""
             ok |= hmac.compare_digest(given, self.basic) and scheme == "basic"
         return ok
 
     def challenge(self) -> str:
-        return 'Bearer realm="ketch-ledger"' if self.bearer is not None else 'Basic realm="ketch-ledger"'
+        if self.bearer is None:
+            return 'Basic realm="ketch-ledger"'
+        return f'{self.scheme or "Token"} realm="ketch-ledger"'
+
+    def refusal(self) -> str:
+        form = f"{self.scheme} <token>" if self.scheme and self.bearer is not None else "the token"
+        if self.basic is not None:
+            form = f"{form} or Basic credentials" if self.bearer is not None else "Basic credentials"
+        return f"missing or wrong credentials: expected {form} in the {self.header} header"
 
 
 def create_app(cfg: Config, store: Any, *, environ: Mapping[str, str] | None = None,
@@ -103,8 +122,8 @@ def create_app(cfg: Config, store: Any, *, environ: Mapping[str, str] | None = N
                      (time.monotonic() - started) * 1000)
 
     async def _handle(request: Request) -> tuple[int, str, Response]:
-        if not creds.accepts(request.headers.get("authorization")):
-            body = m.error_body(401, "forbidden", "missing or wrong credentials")
+        if not creds.accepts(request.headers.get(creds.header)):
+            body = m.error_body(401, "forbidden", creds.refusal())
             return 401, "-", JSONResponse(body, 401, headers={"WWW-Authenticate": creds.challenge()})
         try:
             raw = await _body(request, limit)
@@ -148,12 +167,17 @@ def _received(raw: bytes, at: datetime, cfg: Config) -> Received:
     try:
         msg = m.parse(raw)
     except m.Invalid as exc:
-        doc = _json_or_none(raw)
+        doc = None if m.too_deep(raw) else _json_or_none(raw)
         outcome = "unknown_kind" if exc.unknown_kind else "invalid"
         uid = exc.metadata.get("uid") if exc.unknown_kind else None
         return Received(outcome, exc.status, exc.reply(), stored_body(raw, doc, keep), len(raw), at, uid=uid,
                         api_version=_str(doc, "apiVersion"), kind=exc.kind, tenant=exc.metadata.get("tenant"),
                         error=str(exc)[:1000])
+    wrong = _scope_problem(msg, cfg)
+    if wrong:
+        return Received("invalid", 400, m.error_body(400, "invalid", wrong, msg.metadata),
+                        stored_body(raw, msg.document, keep), len(raw), at, api_version=msg.api_version,
+                        kind=msg.kind, tenant=msg.tenant, error=wrong)
     rec = Received("accepted", 204, None, stored_body(raw, msg.document, keep), len(raw), at, uid=msg.uid,
                    api_version=msg.api_version, kind=msg.kind, tenant=msg.tenant)
     identity = m.subject_identity(msg, cfg.identity.ketch_space, cfg.identity.braze_key)
@@ -166,14 +190,28 @@ def _received(raw: bytes, at: datetime, cfg: Config) -> Received:
         rec.request = _request_row(msg, identity, cfg)
         rec.callbacks = [_callback_row(i, cb, cfg) for i, cb in enumerate(msg.request.get("callbacks") or [])]
     else:
-        rec.reply_status, rec.reply = 200, m.other_dsr_response(msg)
+        rec.reply_status, rec.reply = 200, m.other_dsr_response(msg, at, cfg.ledger.expected_completion_hours)
     return rec
+
+
+def _scope_problem(msg: m.Message, cfg: Config) -> str | None:
+    """Why a message is not for this job: another Ketch organization (`metadata.tenant`) or
+    another property (`request.property`) than the configured ones; None when it is."""
+    org, prop = cfg.ketch.organization, cfg.ketch.property
+    if msg.tenant is not None and org and msg.tenant != org:
+        return (f"metadata.tenant: {msg.tenant[:80]!r} is not this ledger's Ketch organization ({org!r}); send the "
+                "organization's messages to its own ledger")
+    given = msg.request.get("property")
+    if isinstance(given, str) and prop and given != prop:
+        return (f"request.property: {given[:80]!r} is not this ledger's Ketch property ({prop!r}); send the "
+                "property's messages to its own ledger")
+    return None
 
 
 def _request_row(msg: m.Message, identity: str | None, cfg: Config) -> dict[str, Any]:
     r = msg.request
     return {"uid": msg.uid, "tenant": msg.tenant, "identity": identity[:MAX_IDENTITY] if identity else None,
-            "identities": msg.identities(),
+            "identities": m.stored_identities(msg),
             "regulation": r.get("regulation"), "jurisdiction": r.get("jurisdiction"),
             "submitted_at": m.timestamp(r.get("submittedTimestamp")), "due_at": m.timestamp(r.get("dueTimestamp")),
             "status": "in_progress", "reason": None}

@@ -1,8 +1,18 @@
 """DeleteStatusEvents to a request's callback URLs.
 
-Callback URLs and headers arrive in webhooks, so they are untrusted: https only (plain
-http only to a loopback host, or anywhere when the sandbox is enabled), optionally only to
-`ledger.callback_hosts`, no redirects followed, every try bounded in time
+Callback URLs and headers arrive in webhooks, so they are untrusted:
+
+* https only; plain http only to a loopback address with `ledger.callback_loopback_for_tests`
+  (the tests' receivers) or with the sandbox enabled;
+* only to hosts under `ledger.callback_hosts`, which is required outside the sandbox (an
+  empty list refuses every callback, with that reason);
+* the host is resolved once and every address it has must be public: loopback (without the
+  test flag), private, link-local (169.254.0.0/16, where cloud metadata answers), shared,
+  reserved, multicast and unspecified addresses are refused, and so are the metadata names
+  (`metadata.google.internal`, ...). The request goes to the resolved address (TLS still
+  checks the certificate against the host name), so a second DNS answer cannot redirect it;
+* only the headers named in `ledger.callback_headers` (Authorization) are forwarded;
+* no redirects followed, every try bounded in time
 (`callback_timeout_seconds`) and in the answer read (`callback_max_body_bytes`).
 A failed callback is tried `callback_tries_per_run` times in a run (backoff
 `callback_backoff_seconds`, doubling), then again by later runs after
@@ -15,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import socket
 import time
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -38,8 +49,43 @@ def _loopback(host: str) -> bool:
         return False
 
 
+METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
+                            "instance-data.ec2.internal"})
+
+
+def address_problem(address: str, cfg: Config) -> str | None:
+    """Why a callback may not go to this resolved address, or None."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return f"resolved to an invalid address {address!r}"
+    if ip.is_loopback:
+        return None if cfg.ledger.callback_loopback_for_tests or cfg.sandbox.enabled else \
+            f"resolves to a loopback address ({ip})"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return address_problem(str(ip.ipv4_mapped), cfg)
+    if ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified \
+            or not ip.is_global:
+        return f"resolves to a private, link-local or reserved address ({ip}); callbacks go to public hosts only"
+    return None
+
+
+def resolve(host: str, port: int, cfg: Config) -> tuple[str | None, str | None]:
+    """(the address to connect to, why not): every address the host resolves to must be allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        return None, f"cannot resolve {host}: {exc}"
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
+        problem = address_problem(address, cfg)
+        if problem:
+            return None, problem
+    return (addresses[0], None) if addresses else (None, f"{host} has no address")
+
+
 def url_problem(url: str, cfg: Config) -> str | None:
-    """Why a callback URL is refused, or None."""
+    """Why a callback URL is refused (before any DNS look-up), or None."""
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
@@ -50,10 +96,18 @@ def url_problem(url: str, cfg: Config) -> str | None:
         return "not an http(s) URL"
     if parts.username or parts.password:
         return "credentials in the URL"
-    if parts.scheme == "http" and not (_loopback(host) or cfg.sandbox.enabled):
-        return "plain http is refused outside loopback and the sandbox; Ketch's callbacks are https"
+    test_loopback = cfg.ledger.callback_loopback_for_tests and _loopback(host)
+    if parts.scheme == "http" and not (test_loopback or cfg.sandbox.enabled):
+        return "plain http is refused (Ketch's callbacks are https)"
+    if host.rstrip(".") in METADATA_HOSTS or host.endswith(".internal") or host.endswith(".svc") \
+            or host.endswith(".cluster.local"):
+        return f"host {host} is an internal or metadata name"
     allowed = cfg.ledger.callback_hosts
-    if allowed and not _loopback(host) and not any(host == h or host.endswith("." + h) for h in allowed):
+    if test_loopback or cfg.sandbox.enabled and not allowed:
+        return None
+    if not allowed:
+        return "ledger.callback_hosts is empty: set it to Ketch's callback hosts (e.g. [\"dsr.ketch.com\"])"
+    if not any(host == h or host.endswith("." + h) for h in allowed):
         return f"host {host} is not in ledger.callback_hosts"
     return None
 
@@ -71,11 +125,20 @@ def post_event(client: httpx.Client, url: str, headers: dict[str, str], event: d
     problem = url_problem(url, cfg)
     if problem:
         return problem
-    sent = {k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
-    sent.update({"Content-Type": "application/json", "Accept": "application/json"})
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    address, problem = resolve(host, parts.port or (443 if parts.scheme == "https" else 80), cfg)
+    if problem or address is None:
+        return problem or f"cannot resolve {host}"
+    forwarded = set(cfg.ledger.callback_headers) - DROPPED_HEADERS
+    sent = {k: v for k, v in headers.items() if k.lower() in forwarded}
+    sent.update({"Content-Type": "application/json", "Accept": "application/json",
+                 "Host": parts.netloc.rpartition("@")[2]})
+    target = httpx.URL(url).copy_with(host=address)  # connect to the address checked, not a second DNS answer
     limit, deadline = cfg.ledger.callback_max_body_bytes, time.monotonic() + cfg.ledger.callback_timeout_seconds
     try:
-        with client.stream("POST", url, content=json.dumps(event).encode(), headers=sent) as resp:
+        with client.stream("POST", target, content=json.dumps(event).encode(), headers=sent,
+                           extensions={"sni_hostname": host}) as resp:
             size = 0
             for chunk in resp.iter_raw():
                 size += len(chunk)

@@ -2,12 +2,16 @@
 
 For every request still `in_progress` whose subject this run checked:
 
-    executed                     a deletion of the subject was verified (drift_items) after
-                                 the request arrived
-    insufficient_identification  no usable identity in the request, or the email matches
-                                 several Braze profiles and policy would not pick one
-    no_match                     no Braze profile existed and nothing was deleted
-    (stays in_progress)          a deletion is planned, refused by a guard, or not verified yet
+    executed                     every subject the request names (by each identity it
+                                 carries, sources.py) is gone, and a deletion of one of them
+                                 was verified (drift_items) after the request arrived
+    insufficient_identification  no identity Braze can be searched by (only hashed values or
+                                 spaces the job does not key on, and no email), or a
+                                 deletion by email that policy keeps for review
+    no_match                     none of its subjects had a Braze profile; nothing deleted
+    (stays in_progress)          a subject was not checked by this run, a deletion is
+                                 planned, refused by a guard or not verified yet, or profiles
+                                 the key type cannot address hold its email
 
 A completed request gets a `DeleteStatusEvent` queued for each of its callbacks; then every
 callback that is due is sent (callbacks.py). Failed callbacks are recorded in the run's
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,9 +30,9 @@ import pandas as pd
 
 from reconcile.config import Config
 from reconcile.engine.frames import Observed
-from reconcile.engine.identity import normalize
 from reconcile.ledger import messages as m
 from reconcile.ledger.callbacks import deliver_due
+from reconcile.ledger.sources import ErasureLookups, request_keys
 from reconcile.models.run import RunStatus
 from reconcile.store.ledger import LedgerStore
 from reconcile.store.store import Store
@@ -44,13 +48,14 @@ MESSAGES = {
 
 @dataclass(frozen=True)
 class Settled:
-    """What the erasure stage needs of a finished run: its id and status, what it observed
-    and the drift it found."""
+    """What the erasure stage needs of a finished run: its id and status, what it observed,
+    the drift it found and what its DeleteRequest lookups found."""
 
     run_id: str
     status: str
     observed: Observed
     drift: pd.DataFrame
+    erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
 
 def settle_erasures(cfg: Config, store: Store, clock: Callable[[], datetime], sleep: Callable[[float], None],
@@ -86,35 +91,41 @@ def _decide(cfg: Config, clock: Callable[[], datetime], ledger: LedgerStore, run
     exists = dict(zip(o.braze["subject_key"], o.braze["exists"].astype(bool)))
     drift = run.drift
     live = {(k, c) for k, c in zip(drift["subject_key"], drift["drift_class"])} if len(drift) else set()
-    keys = _keys(requests, cfg.identity.braze_key)
-    verified = ledger.verified_deletions(k for k in keys.values() if k)
+    lookups = run.erasures
+    space, key_type = cfg.identity.ketch_space, cfg.identity.braze_key
+    keys = {req["uid"]: request_keys(req, space, key_type) + list(lookups.found.get(req["uid"], ()))
+            for req in requests}
+    verified = ledger.verified_deletions(k for ks in keys.values() for k in ks)
     now = clock()
     counts: dict[str, int] = {}
     for req in requests:
-        key = keys[req["uid"]]
-        if key is None:
-            reason = "insufficient_identification"
-        elif key not in checked:
+        uid = req["uid"]
+        looked_up = uid in lookups.found
+        reason = _outcome(keys[uid], req["received_at"], looked_up, uid in lookups.unkeyed, checked, exists, live,
+                          verified)
+        if reason is None:
             continue
-        elif key in verified and verified[key] >= req["received_at"]:
-            reason = "executed"
-        elif (key, "missed_deletion") in live or (key, "resurrected") in live:
-            continue
-        elif (key, "ambiguous_identity") in live:
-            reason = "insufficient_identification"
-        elif not exists.get(key, False):
-            reason = "no_match"
-        else:
-            continue
-        message = MESSAGES[reason] if key is not None else "The request carries no usable identity for Braze"
-        if ledger.complete(req["uid"], reason, message, m.status_event(req, reason, message, now), run.run_id, now):
+        message = MESSAGES[reason] if keys[uid] or looked_up else "The request carries no usable identity for Braze"
+        if ledger.complete(uid, reason, message, m.status_event(req, reason, message, now), run.run_id, now):
             counts[reason] = counts.get(reason, 0) + 1
     return counts
 
 
-def _keys(requests: list[dict[str, Any]], key_type: str) -> dict[str, str | None]:
-    """request uid -> subject key (None: no identity, or not a valid one)."""
-    ids = pd.Series([r["identity"] for r in requests], dtype="string")
-    valid, _invalid = normalize(ids, key_type)
-    keys = valid["subject_key"].to_dict()
-    return {r["uid"]: keys.get(i) for i, r in enumerate(requests)}
+def _outcome(keys: list[str], received_at: Any, looked_up: bool, unkeyed: bool, checked: set[str],
+             exists: dict[str, bool], live: set[tuple[str, str]], verified: dict[str, Any]) -> str | None:
+    """A request's reason to complete, or None to leave it in progress. Every subject it
+    names must have been checked by this run: all gone or never there, `executed` when one
+    of them was deleted since the request came, else `no_match`."""
+    if not keys:
+        return "no_match" if looked_up and not unkeyed else None if looked_up else "insufficient_identification"
+    if unkeyed or any(k not in checked for k in keys):
+        return None
+    done = {k for k in keys if k in verified and verified[k] >= received_at}
+    rest = [k for k in keys if k not in done]
+    if any((k, "missed_deletion") in live or (k, "resurrected") in live for k in rest):
+        return None
+    if any((k, "ambiguous_identity") in live for k in rest):
+        return "insufficient_identification"
+    if any(exists.get(k, False) for k in rest):
+        return None
+    return "executed" if done else "no_match"

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reconcile.engine.times import from_epoch
+from reconcile.models.ledger import error_body as error_body  # the webhook's error answer (the store writes one)
 
 CONSENT = "ConsentRequest"
 TOPICS = "SubscriptionTopicRequest"
@@ -64,18 +65,41 @@ class Message:
         return timestamp(self.request.get("collectedAt" if self.kind == CONSENT else "submittedTimestamp"))
 
 
-def error_body(status: int, code: str, message: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Error", "metadata": metadata or {},
-            "error": {"code": status, "status": code, "message": message}}
-
-
 def timestamp(value: Any) -> datetime | None:
     """A UNIX timestamp in seconds (milliseconds are recognised by their size) as UTC, by
     the rules every source time follows (engine/times.py); None when it is not one."""
     return from_epoch(value)
 
 
+MAX_DEPTH = 32  # Ketch's messages nest 5 deep; deeper is refused before it is parsed
+
+
+def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text nests arrays and objects deeper than `limit` (strings skipped),
+    judged before parsing: Python's parser and everything that walks the document recurse."""
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
 def parse(body: bytes) -> Message:
+    if too_deep(body):
+        raise Invalid(f"the body nests deeper than {MAX_DEPTH} levels; Ketch's messages do not")
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -123,9 +147,10 @@ def _check_request(kind: str, r: dict[str, Any]) -> str | None:
         checks += [_topics(r.get("topics")), _time(r, "submittedTimestamp")]
     elif kind == CONTROLS:
         checks += [_status_map(r.get("controls"), "request.controls", nested=True), _time(r, "submittedTimestamp")]
-    else:
-        checks += [_strings(r, ("regulation", "jurisdiction"), required=True), _time(r, "submittedTimestamp"),
-                   _time(r, "dueTimestamp"), _subject(r.get("subject")), _callbacks(r.get("callbacks"))]
+    else:  # a DSR: Ketch's example carries both times, but a request without them is still a request
+        checks += [_strings(r, ("regulation", "jurisdiction"), required=True),
+                   _time(r, "submittedTimestamp", required=False), _time(r, "dueTimestamp", required=False),
+                   _subject(r.get("subject")), _callbacks(r.get("callbacks"))]
     return next((c for c in checks if c), None)
 
 
@@ -139,10 +164,12 @@ def _strings(r: dict[str, Any], names: tuple[str, ...], *, required: bool) -> st
     return None
 
 
-def _time(r: dict[str, Any], name: str) -> str | None:
+def _time(r: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    if not required and r.get(name) is None:
+        return None
     if timestamp(r.get(name)) is None:
-        return (f"request.{name}: required, a UNIX timestamp in seconds (a JSON number between 2000-01-01 and "
-                f"2100-01-01), got {str(r.get(name))[:40]!r}")
+        return (f"request.{name}: {'required, ' if required else ''}a UNIX timestamp in seconds (a JSON number "
+                f"between 2000-01-01 and 2100-01-01), got {str(r.get(name))[:40]!r}")
     return None
 
 
@@ -228,35 +255,82 @@ def _callbacks(value: Any) -> str | None:
     return None
 
 
+SUBJECT_EMAIL = "subject.email"  # how a request's `subject.email` is kept among its identities
+
+
 def subject_identity(msg: Message, space: str, key_type: str) -> str | None:
     """The subject's identity in the configured Ketch space (raw format only; hashed values
     cannot be looked up); under email keys a DeleteRequest's `subject.email` stands in."""
     for ident in msg.identities():
         if ident.get("identitySpace") == space and ident.get("identityFormat", "raw") == "raw":
             return ident["identityValue"]
-    subject = msg.request.get("subject")
-    if key_type == "email" and isinstance(subject, dict) and isinstance(subject.get("email"), str) and subject["email"]:
-        return subject["email"]
+    email = subject_email(msg.request)
+    if key_type == "email" and email:
+        return email
     return None
 
 
-def delete_response(msg: Message, now: datetime, expected_hours: float) -> dict[str, Any]:
+def subject_email(request: dict[str, Any]) -> str | None:
+    subject = request.get("subject")
+    email = subject.get("email") if isinstance(subject, dict) else None
+    return email.strip() if isinstance(email, str) and email.strip() else None
+
+
+def stored_identities(msg: Message) -> list[dict[str, str]]:
+    """Every identity a request carries, `subject.email` included (as space `subject.email`)."""
+    out = msg.identities()
+    email = subject_email(msg.request)
+    if email:
+        out.append({"identitySpace": SUBJECT_EMAIL, "identityFormat": "raw", "identityValue": email})
+    return out
+
+
+def request_identities(identities: list[dict[str, Any]] | None, space: str) -> tuple[list[str], list[str]]:
+    """(values in the configured Ketch space, email addresses) of a stored request, raw
+    format only (hashed values cannot be looked up). An email is any identity of a space
+    named like email, or the subject's email."""
+    keyed: list[str] = []
+    emails: list[str] = []
+    for ident in identities or []:
+        if not isinstance(ident, dict) or ident.get("identityFormat", "raw") != "raw":
+            continue
+        name, value = str(ident.get("identitySpace") or ""), ident.get("identityValue")
+        if not isinstance(value, str) or not value.strip():
+            continue
+        if name == space:
+            keyed.append(value)
+        if (name == SUBJECT_EMAIL or "email" in name.lower()) and "@" in value:
+            emails.append(value.strip())
+    return list(dict.fromkeys(keyed)), list(dict.fromkeys(emails))
+
+
+def _expected(msg: Message, now: datetime, expected_hours: float) -> int:
+    """Now plus the expected hours, at most the request's due time when it is still ahead."""
     expected = int((now + timedelta(hours=expected_hours)).timestamp())
     due = timestamp(msg.request.get("dueTimestamp"))
     if due is not None and int(due.timestamp()) > int(now.timestamp()):
         expected = min(expected, int(due.timestamp()))
+    return expected
+
+
+def delete_response(msg: Message, now: datetime, expected_hours: float) -> dict[str, Any]:
+    expected = _expected(msg, now, expected_hours)
     return {"apiVersion": "dsr/v1", "kind": "DeleteResponse", "metadata": msg.metadata,
             "response": {"status": "in_progress", "reason": "other", "expectedCompletionTimestamp": expected,
                          "requestID": msg.uid,
                          "resultMessage": "Accepted: the Braze profile is deleted by the next reconciliation run"}}
 
 
-def other_dsr_response(msg: Message) -> dict[str, Any]:
-    """Access, correction and restriction are not carried out here: completed, saying so."""
+def other_dsr_response(msg: Message, now: datetime, expected_hours: float) -> dict[str, Any]:
+    """Access, correction and restriction are not carried out here, so they are never
+    reported completed: `pending`, saying where they must be handled. No later event is
+    sent; Ketch marks the request failed for this system when no `completed` comes."""
     return {"apiVersion": "dsr/v1", "kind": msg.kind.replace("Request", "Response"), "metadata": msg.metadata,
-            "response": {"status": "completed", "reason": "other", "requestID": msg.uid,
-                         "resultMessage": f"{msg.kind} is not processed by this endpoint: it reconciles consent, "
-                                          "subscriptions and erasure into Braze only"}}
+            "response": {"status": "pending", "reason": "other", "requestID": msg.uid,
+                         "expectedCompletionTimestamp": _expected(msg, now, expected_hours),
+                         "resultMessage": f"{msg.kind} is not processed by this endpoint (it reconciles consent, "
+                                          "subscriptions and erasure into Braze only): handle it in the systems "
+                                          "that hold the data"}}
 
 
 def status_event(request: dict[str, Any], reason: str, message: str, now: datetime) -> dict[str, Any]:

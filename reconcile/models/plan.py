@@ -82,6 +82,7 @@ class IdType(StrEnum):
     EMAIL = "email"
     EXTERNAL_ID = "external_id"
     BRAZE_ID = "braze_id"
+    PHONE = "phone"  # E.164; SMS groups
     KETCH = "ketch"  # the subject's identity in the configured Ketch identity space
 
 
@@ -163,16 +164,21 @@ class WriteBack:
     group_ids: tuple[str, ...]
     email_subscribe: bool
     at: str  # ISO 8601
+    phone: str | None = None  # E.164, for an SMS opt-out: sent in the Ketch phone identity space too
 
     def to_json(self) -> dict[str, Any]:
-        return {"subject_key": self.subject_key, "group_ids": list(self.group_ids),
-                "email_subscribe": self.email_subscribe, "at": self.at}
+        out: dict[str, Any] = {"subject_key": self.subject_key, "group_ids": list(self.group_ids),
+                               "email_subscribe": self.email_subscribe, "at": self.at}
+        if self.phone:
+            out["phone"] = self.phone
+        return out
 
     @classmethod
     def from_json(cls, value: Any) -> "WriteBack":
         try:
+            phone = value.get("phone")
             return cls(str(value["subject_key"]), tuple(str(g) for g in value["group_ids"]),
-                       bool(value["email_subscribe"]), str(value["at"]))
+                       bool(value["email_subscribe"]), str(value["at"]), str(phone) if phone else None)
         except (KeyError, TypeError):
             raise DataError(f"write-back entry {value!r}: "
                             "expected subject_key, group_ids, email_subscribe, at") from None

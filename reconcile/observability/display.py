@@ -3,7 +3,9 @@
 On a terminal, `RichDisplay` draws one live line with rich: the stage, subjects done of
 total, requests sent, and any rate-limit wait with its endpoint and the seconds left.
 Elsewhere (cron, CI, a pipe), `HeartbeatDisplay` prints one plain line every
-`interval` seconds and one per stage change. `--quiet` shows neither (`display_for`).
+`interval` seconds and one per stage change. With `--log-format json`, `JsonProgress`
+writes the same beats as NDJSON objects (`event: "progress"`), so stderr holds nothing
+else. `--quiet` shows none (`display_for`).
 """
 
 from __future__ import annotations
@@ -95,6 +97,31 @@ class HeartbeatDisplay(_State):
             self._thread.join(timeout=2)
 
 
+class JsonProgress(HeartbeatDisplay):
+    """The heartbeat as JSON log objects, for `--log-format json` (whatever the stream is)."""
+
+    def _print(self) -> None:
+        import logging
+
+        from reconcile.observability.logs import JsonFormatter
+
+        record = logging.LogRecord("reconcile.progress", logging.INFO, __file__, 0, "progress: %s", (self.line(),),
+                                   None)
+        counts: dict[str, float] = {"requests": self.requests}
+        if self.total:
+            counts.update(done=self.done, total=self.total)
+        if self.waiting() > 0:
+            counts["rate_limit_wait_seconds"] = round(self.waiting(), 1)
+        record.event, record.stage, record.counts = "progress", self.stage, counts
+        if self.run_id:
+            record.run_id = self.run_id
+        try:
+            self.stream.write(JsonFormatter().format(record) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 class RichDisplay(_State):
     """A live rich progress bar on a terminal."""
 
@@ -151,13 +178,17 @@ class RichDisplay(_State):
 
 
 def display_for(telemetry: Telemetry, *, quiet: bool, stream: TextIO | None = None,
-                interval: float = 10.0) -> Any:
+                interval: float = 10.0, log_format: str = "text") -> Any:
     """Attach the right display to `telemetry` and start it; returns it (None when quiet)."""
     if quiet:
         return None
     out = stream if stream is not None else sys.stderr
     isatty = getattr(out, "isatty", None)
-    display: Any = RichDisplay(out) if isatty is not None and isatty() else HeartbeatDisplay(out, interval)
+    display: Any
+    if log_format == "json":
+        display = JsonProgress(out, interval)
+    else:
+        display = RichDisplay(out) if isatty is not None and isatty() else HeartbeatDisplay(out, interval)
     telemetry.listeners.append(display)
     display.start()
     return display

@@ -6,7 +6,10 @@
   waits, resumed plans) while Alembic and the HTTP libraries stay at warnings; `-vv` is
   debug for everything except httpcore's raw header dumps;
 * `fmt="json"`: one object a line with `time`, `level`, `logger`, `message`, `run_id`,
-  `job`, `stage`, `event` and `counts` (the last two when the line has them);
+  `job`, `stage`, `event`, and when the line has them `counts`, `fire_time`, `outcome` and
+  `reason` (a record's own `job`/`run_id`, e.g. a scheduler event's, win over the context);
+  progress comes as `event: "progress"` lines too (`display.JsonProgress`), so stderr is
+  pure NDJSON;
 * every line, whatever logged it (httpx, urllib3, aiohttp, uvicorn's access log, a
   traceback), is masked as a whole before it is written: email addresses, plain or
   percent-encoded, become `j***@example.com`, and the values of URL query parameters
@@ -35,6 +38,7 @@ QUIET_LIBRARIES = ("alembic", "httpx", "httpcore", "aiohttp", "urllib3", "uvicor
                    "uvicorn.error", "hpack", "asyncio", "apscheduler")
 NEVER_DEBUG = ("httpcore", "hpack")  # raw header and frame dumps: nothing an operator needs
 FORMATS = ("text", "json")
+EVENT_FIELDS = ("fire_time", "outcome", "reason", "report")  # set by the scheduler's and the run-end events
 
 
 def _mask_email(match: re.Match[str]) -> str:
@@ -101,11 +105,15 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": mask_line(record.getMessage()),
-            "run_id": LOG_CONTEXT.run_id,
-            "job": LOG_CONTEXT.job,
+            "run_id": getattr(record, "run_id", None) or LOG_CONTEXT.run_id,
+            "job": getattr(record, "job", None) or LOG_CONTEXT.job,
             "stage": getattr(record, "stage", None) or LOG_CONTEXT.stage,
             "event": getattr(record, "event", None) or "log",
         }
+        for key in EVENT_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                out[key] = mask_line(value) if isinstance(value, str) else value
         counts = getattr(record, "counts", None)
         if counts:
             out["counts"] = counts

@@ -102,11 +102,66 @@ def run_metrics(run: Mapping[str, Any], telemetry: Telemetry | None, open_critic
     return reg
 
 
-def write_textfile(path: Path, registry: CollectorRegistry) -> Path:
-    """Write atomically (a temporary file renamed into place), creating the folder."""
+def write_textfile(path: Path, registry: CollectorRegistry, job: str | None = None) -> Path:
+    """Write atomically (a temporary file renamed into place), creating the folder. With
+    `job`, the series other jobs wrote to the same file are kept (jobs of one scheduler share
+    its textfile), under a lock file beside it so two processes do not lose each other's."""
+    import fcntl
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            kept = _other_jobs(path, job) if job is not None else []
+            write_to_textfile(str(path), _Merged(registry, kept) if kept else registry)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return path
+
+
+def _other_jobs(path: Path, job: str) -> list[Any]:
+    """The metric families of `path` with only the samples of jobs other than `job`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    out = []
+    try:
+        for family in text_string_to_metric_families(text):
+            family.samples = [s for s in family.samples if s.labels.get("reconcile_job") not in (None, job)]
+            if family.samples:
+                out.append(family)
+    except ValueError:  # not ours or damaged: start over
+        return []
+    return out
+
+
+class _Merged:
+    """A registry's families with another file's samples added (a collector for write_to_textfile)."""
+
+    def __init__(self, registry: CollectorRegistry, kept: list[Any]):
+        self.registry, self.kept = registry, {f.name: f for f in kept}
+
+    def collect(self) -> Iterable[Any]:
+        seen = set()
+        for family in self.registry.collect():
+            seen.add(family.name)
+            if family.name in self.kept:
+                family.samples = list(family.samples) + list(self.kept[family.name].samples)
+            yield family
+        for name, family in self.kept.items():
+            if name not in seen:
+                yield family
+
+
+def last_success_metric(registry: CollectorRegistry, job: str, at: datetime | None) -> None:
+    """`reconcile_last_success_timestamp_seconds`: when the job last ran successfully (0: never)."""
+    Gauge("reconcile_last_success_timestamp_seconds",
+          "When the job's last successful run ended (Unix time; 0 = none recorded). Alert when "
+          "time() minus this exceeds the job's expected interval.", ("reconcile_job",),
+          registry=registry).labels(job).set(at.timestamp() if at else 0)
 
 
 def push(url: str, registry: CollectorRegistry, job: str, timeout: float = 10.0) -> None:

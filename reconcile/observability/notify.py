@@ -7,6 +7,10 @@ After a run has closed, `events_for(run, sla)` says which of these happened:
     run_failed        the run failed, or applied only in part
     run_interrupted   the run was stopped by a signal
     sla_breach        open critical drift older than `notify.sla_business_days` business days
+    fire_missed       a scheduled fire could not start within its misfire_grace_time
+    fire_skipped      a scheduled fire did not run (the job's previous run still going, or
+                      another process holding its run lock), or failed before its run started
+    stalled           a scheduled job has not run successfully within two of its fire intervals
 
 and `send_all` sends one message per run to every configured target that lists any of
 them. Payloads carry counts, the run id, guard names, the report's path (or link) and
@@ -37,29 +41,39 @@ TITLES = {
     "run_failed": "the run failed",
     "run_interrupted": "the run was interrupted",
     "sla_breach": "critical drift past its SLA",
+    "fire_missed": "a scheduled fire was missed",
+    "fire_skipped": "a scheduled fire did not run",
+    "stalled": "the job has stalled",
 }
 
 
 @dataclass(frozen=True)
 class Notice:
-    """What a message says about one closed run (already free of identities)."""
+    """What a message says about one closed run, or about a fire without a run (`run_id`
+    None: missed, skipped, failed before its run, stalled); already free of identities."""
 
-    run_id: str
+    run_id: str | None
     job: str
     status: str
     exit_code: int | None
     events: tuple[str, ...]
-    critical_counts: dict[str, int]
-    open_critical: int
-    oldest_critical_business_days: int
-    sla_business_days: int
+    critical_counts: dict[str, int] = field(default_factory=dict)
+    open_critical: int = 0
+    oldest_critical_business_days: int = 0
+    sla_business_days: int = 10
     guards: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     report: str | None = None
     error: str | None = None
+    fire_time: str | None = None  # the scheduled fire this is about
+    detail: str | None = None  # what happened, for a notice without a run
 
     def summary(self) -> str:
         what = ", ".join(TITLES[e] for e in self.events)
+        if self.run_id is None:
+            head = f"reconcile {self.job}: {what}" + (f" (fire at {self.fire_time})" if self.fire_time else "")
+            return "\n".join([head, *([self.detail] if self.detail else []),
+                              *([f"error: {self.error}"] if self.error else [])])
         crit = ", ".join(f"{c} {n}" for c, n in self.critical_counts.items() if n) or "none"
         parts = [f"reconcile {self.job}: {what} (run {self.run_id}, status {self.status}, exit {self.exit_code})",
                  f"critical drift this run: {crit}; open critical items {self.open_critical}, oldest "
@@ -81,7 +95,7 @@ class Notice:
                 "oldest_open_critical_business_days": self.oldest_critical_business_days,
                 "sla_business_days": self.sla_business_days, "guards": list(self.guards),
                 "examples": list(self.examples), "report": self.report, "error": self.error,
-                "text": self.summary()}
+                "fire_time": self.fire_time, "detail": self.detail, "text": self.summary()}
 
     def slack(self) -> dict[str, Any]:
         lines = self.summary().splitlines()

@@ -49,6 +49,7 @@ class DoctorReport:
     ketch: Outcome
     store: Outcome
     notes: list[str] = field(default_factory=list)
+    channels: Outcome | None = None  # mapped groups' channels against Braze's (subscription.groups.get)
 
     def problems(self) -> list[str]:
         """Everything that makes the job unable to work, each naming what to fix."""
@@ -61,6 +62,8 @@ class DoctorReport:
             out.append(f"Ketch {self.ketch.status}: {self.ketch.detail}")
         if not self.store.ok:
             out.append(f"state database {self.store.status}: {self.store.detail}")
+        if self.channels is not None and not self.channels.ok:
+            out.append(f"subscription group channels {self.channels.status}: {self.channels.detail}")
         return out
 
     def warnings(self) -> list[str]:
@@ -81,6 +84,8 @@ class DoctorReport:
                         "permission": r.spec.permission, "required": r.spec.required, "status": r.status,
                         "ok": r.status == GRANTED or not r.spec.required, "http_status": r.http_status,
                         "detail": r.detail, "lost_without": r.spec.lost_without})
+        if self.channels is not None:
+            out.append({"check": "braze.group_channels", **_plain(self.channels)})
         out.append({"check": "ketch", **_plain(self.ketch)})
         out.append({"check": "state", **_plain(self.store)})
         return out
@@ -100,8 +105,45 @@ def run_doctor(cfg: Config, environ: Mapping[str, str] | None = None) -> DoctorR
         braze_transport, ketch_transport = pair.braze.transport(), pair.ketch.transport()
         endpoint = "in-process sandbox"
     key, permissions, notes = check_braze(cfg, environ, braze_transport)
+    groups_get = next((r for r in permissions if r.spec.permission == "subscription.groups.get"), None)
+    channels = check_channels_of(cfg, environ, braze_transport) \
+        if key.ok and groups_get is not None and groups_get.status == GRANTED else None
     return DoctorReport(endpoint, key, permissions, check_ketch(cfg, ketch_transport), check_store(cfg, environ),
-                        notes)
+                        notes, channels)
+
+
+def check_channels_of(cfg: Config, environ: Mapping[str, str] | None = None, transport: Any = None) -> Outcome:
+    """Each mapped group's channel against Braze's, read with `/subscription/user/status` for
+    up to 50 identities of the identity list (Braze names the channel of the groups they
+    have a state in)."""
+    from reconcile.engine.capabilities import Capabilities
+    from reconcile.engine.sms import channel_mismatches
+    from reconcile.clients.braze_channels import group_channels
+    from reconcile.pipeline.sources import load_listed
+
+    try:
+        listed = load_listed(cfg.universe, None, cfg.identity.braze_key)
+    except (ReconcileError, OSError) as exc:
+        return Outcome("not checked", True, f"the identity list could not be read for a sample ({exc})")
+    ids = listed["identity"].dropna().astype(str).str.strip().head(50).tolist() if len(listed) else []
+    if not ids:
+        return Outcome("not checked", True, "the identity list is empty: no profile to read group channels from")
+    id_field = "email" if cfg.identity.braze_key == "email" else "external_id"
+    with BrazeClient(cfg.braze, braze_api_key(cfg, environ), transport=transport,
+                     retry_policy=doctor_retry_policy(cfg)) as client:
+        try:
+            channels = Capabilities().call("subscription.groups.get", lambda: group_channels(client, id_field, ids))
+        except ApiError as exc:
+            return Outcome("not checked", True, f"/subscription/user/status failed: {exc}")
+    wrong = channel_mismatches(cfg, channels or {})
+    if wrong:
+        return Outcome("mismatch", False, "; ".join(wrong))
+    mapped = {m.subscription_group_id for m in cfg.mapping.topics}
+    seen = sorted(mapped & set(channels or {}))
+    unseen = sorted(mapped - set(channels or {}))
+    detail = f"{len(seen)} mapped group(s) match Braze's channel" + (
+        f"; not named by the {len(ids)} sampled profile(s): {', '.join(unseen)}" if unseen else "")
+    return Outcome(OK, True, detail)
 
 
 # -- Braze -------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ handlers do not swallow it; its `exit_code` is 130 for SIGINT and 143 for SIGTER
 Inside `deferred()` the first and second signals are remembered (the first one's number is
 what `Interrupted` carries); a third raises `Interrupted` at once, for a batch that hangs.
 A batch abandoned that way is left `sending` in the journal and the next run resumes it.
+A wait inside the block (a 429's reset, a retry's back-off) ends at the first signal
+(`raise_if_pending`, called by the Braze client between slices of its pauses): a rate-limit
+wait of up to an hour never holds a stop request back.
 If the deferred block itself raises while a signal is pending, `Interrupted` is raised in
 its place (the block's exception is its `__context__`).
 
@@ -117,6 +120,16 @@ def deferred() -> Iterator[None]:
             first = _state.pending[0]
             _state.pending = []
             raise Interrupted(first)
+
+
+def raise_if_pending() -> None:
+    """Raise `Interrupted` now for a signal held back by `deferred()`: what a wait calls
+    (a 429's reset, a retry's back-off), where the batch has no answer yet, so stopping leaves
+    it `sending` in the journal and the next run resumes it, as a third signal would."""
+    if _state.pending and _on_main_thread():
+        first = _state.pending[0]
+        _state.pending = []
+        raise Interrupted(first)
 
 
 def pending() -> int | None:

@@ -36,7 +36,8 @@ def run_job(rt: Session, *, mode: str = "full", dry_run: bool = False, overrides
                                actor=actor)
         # after verify: DeleteRequest outcomes and their Ketch callbacks
         settle_erasures(rt.cfg, rt.store, rt.clock, rt.sleep,
-                        Settled(planned.run_id, str(result.status), planned.obs.observed, planned.drift))
+                        Settled(planned.run_id, str(result.status), planned.obs.observed, planned.drift,
+                                planned.obs.erasures))
     result = reported(rt, rec, result)
     if result.status in (RunStatus.APPLIED, RunStatus.IN_SYNC) and only == ALL_KINDS and slice_index is None:
         advance_watermark(rt.store, started, rt.clock())

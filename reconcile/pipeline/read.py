@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Iterable
 
@@ -24,11 +24,15 @@ from reconcile.engine import extract as ex
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.plan import fingerprint
+from reconcile.engine.identity import email_keys
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileReader
 from reconcile.engine.ports import SharedRows
 from reconcile.engine.shared_export import SharedExport, expected_wait
+from reconcile.engine.sms import invalid_profile_phones
 from reconcile.engine.universe import Sources, build_universe, pick_slice, slice_of
-from reconcile.ledger.sources import ledger_sources
+from reconcile.ledger.sources import SOURCE as LEDGER_DELETIONS
+from reconcile.ledger.sources import ErasureLookups, ledger_sources, lookup_exceptions
+from reconcile.pipeline.owed import with_owed
 from reconcile.observability.events import stage
 from reconcile.pipeline.crashpoints import crash_point
 from reconcile.pipeline.parts import STATE, PartJournal, PartResult, merge, reusable, seen_of
@@ -41,7 +45,8 @@ log = logging.getLogger(__name__)
 WATERMARK = "last_success_started_at"
 SLICE_COUNTER = "full_sweep_slice"
 EXCEPTION_COLUMNS = ["identity", "source", "reason"]
-ABSENCE_SOURCES = frozenset({"deletions", "tombstones"})  # sources whose only question is "still absent?"
+# sources whose only question is "still absent?"
+ABSENCE_SOURCES = frozenset({"deletions", "tombstones", LEDGER_DELETIONS})
 
 
 class StoreCache:
@@ -72,6 +77,8 @@ class Observation:
     caps: Capabilities = field(default_factory=Capabilities)
     sizes: tuple[int, int, int] | None = None  # universe, Ketch records, Braze subjects with a profile
     read_from: datetime | None = None  # the earliest start of a run whose saved parts were taken
+    source_rows: int | None = None  # rows of the configured identity list, whole (the guards' workspace measure)
+    erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
     @property
     def totals(self) -> tuple[int, int, int]:
@@ -174,8 +181,8 @@ def _listed_by_external_id(rt: Session, caps: Capabilities, cache: StoreCache, l
     if not parts:
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
     listed = pd.concat(parts, ignore_index=True).dropna(subset=["email"])
-    listed = listed.assign(subject_key=listed["email"].str.strip().str.casefold())
-    held = known["email"].astype("string").str.strip().str.casefold()
+    listed = listed.assign(subject_key=email_keys(listed["email"]))
+    held = email_keys(known["email"])
     listed = listed[~isin(listed["subject_key"], held.dropna())]
     if not len(listed):
         return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
@@ -208,6 +215,8 @@ class UniverseRead:
     prefetched: ex.Prefetched | None
     run_id: str = ""
     absence_skipped: int = 0  # subjects left out: confirmed absent within universe.absence_recheck_hours
+    source_rows: int | None = None  # rows of the configured identity list, whole (before the incremental filter)
+    erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
 
 def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None = None,
@@ -222,11 +231,14 @@ def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None
     since = since_watermark(rt) if mode == "incremental" else None
     start, end = list_window(rt, mode, since)
     full = mode == "full" and subjects is None
-    lists = ex.braze_lists(rt.braze, start, end, cfg, caps)
+    lists = _with_own_blocklist(rt, ex.braze_lists(rt.braze, start, end, cfg, caps))
     listed = load_listed(cfg.universe, since, cfg.identity.braze_key)
+    source_rows = listed.attrs.get("source_rows")
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
+    erasures = ErasureLookups()
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
-        listed, deletions = ledger_sources(rt.store, since_watermark(rt), listed, deletions)
+        listed, deletions, erasures = ledger_sources(rt.store, cfg, rt.braze, since_watermark(rt), listed, deletions)
+    listed = with_owed(rt.store, listed)  # subjects whose read failed in an earlier run
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
     read = ex.BrazeRead(rt.braze, cfg, caps, cache, rt.clock(), full_sweep=full,
@@ -248,7 +260,8 @@ def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None
                                    pd.concat([known, found], ignore_index=True))
     src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
                   bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
-    universe, exceptions = build_universe(src, cfg.identity.braze_key)
+    universe, exceptions = build_universe(src, cfg.identity.braze_key, cfg.identity.phone_region)
+    extra_exc = pd.concat([extra_exc, lookup_exceptions(erasures)], ignore_index=True)
     exceptions = pd.concat([exceptions, extra_exc], ignore_index=True) if len(extra_exc) else exceptions
     if full and slice_index is not None:
         universe = universe[_in_slice(universe, cfg.universe.slices, slice_index)].reset_index(drop=True)
@@ -262,7 +275,16 @@ def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None
                  "%g h are not read again (universe.absence_recheck_hours; full sweeps read them)",
                  int(skip.sum()), cfg.universe.absence_recheck_hours)
         universe = universe[~skip].reset_index(drop=True)
-    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()))
+    return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), erasures=erasures,
+                        source_rows=source_rows)
+
+
+def _with_own_blocklist(rt: Session, lists: ex.BrazeLists) -> ex.BrazeLists:
+    """When the key cannot read the hard-bounce list, the addresses this job blocklisted
+    itself (Braze confirming) are the only ones known to be blocklisted."""
+    if lists.bounces_known:
+        return lists
+    return replace(lists, blocklisted_by_job=frozenset(rt.store.blocklisted_by_job()))
 
 
 def confirmed_absent(rt: Session) -> dict[str, datetime]:
@@ -338,7 +360,9 @@ def read_state(rt: Session, base: UniverseRead, universe: pd.DataFrame) -> tuple
                                    for df in (braze, groups, profiles))
     observed = Observed(universe, ketch, topics, braze, groups, profiles)
     note_absences(rt, observed, base.run_id)
-    return observed, failed.assign(source="ketch")
+    bad_phones = invalid_profile_phones(universe, profiles, rt.cfg)
+    failed = failed.assign(source="ketch")
+    return observed, (pd.concat([failed, bad_phones], ignore_index=True) if len(bad_phones) else failed)
 
 
 CHUNK_HASH_KEY = "reconcile-parts1"  # 16 bytes; not the sweep slices' key, so parts split a slice evenly
@@ -404,7 +428,7 @@ def observe(rt: Session, mode: str, run_id: str, subjects: set[str] | None = Non
     finally:
         drop_shared_export(rt, base.read)
     exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
-    return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+    return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures)
 
 
 def reobserve(rt: Session, obs: Observation, subjects: set[str], *, ketch_too: bool, run_id: str) -> Observed:
@@ -413,9 +437,10 @@ def reobserve(rt: Session, obs: Observation, subjects: set[str], *, ketch_too: b
     o = obs.observed.subset(subjects)
     today = rt.clock().date()
     fresh = ex.braze_lists(rt.braze, today - timedelta(days=1), today + timedelta(days=1), rt.cfg, obs.caps)
-    lists = ex.BrazeLists(pd.concat([obs.lists.unsubscribed, fresh.unsubscribed], ignore_index=True),
-                          pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
-                          obs.lists.bounces_known and fresh.bounces_known)
+    lists = _with_own_blocklist(rt, ex.BrazeLists(
+        pd.concat([obs.lists.unsubscribed, fresh.unsubscribed], ignore_index=True),
+        pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
+        obs.lists.bounces_known and fresh.bounces_known))
     ketch, topics = o.ketch, o.ketch_topics
     if ketch_too and len(o.universe):
         ketch, topics, _failed = ex.extract_ketch(rt.ketch, o.universe, rt.cfg, None)
@@ -446,7 +471,8 @@ def observe_and_diff(rt: Session, mode: str, rec: RunRecorder, rules: Rules, sub
         stage(rt.progress, "diff", subjects=len(observed.universe))
         drift = diff(observed, rules)
         exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
-        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps)
+        obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures,
+                          source_rows=base.source_rows)
         drop_shared_export(rt, base.read)
         return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
     journal = PartJournal(rt, run_id, mode, slice_index, count)
@@ -470,7 +496,8 @@ def observe_and_diff(rt: Session, mode: str, rec: RunRecorder, rules: Rules, sub
     sizes = (sum(len(s) for s in seen), sum(int(s["has_record"].sum()) for s in seen),
              sum(int(s["exists"].sum()) for s in seen))
     obs = Observation(Observed(universe, *state), exceptions, base.lists, rt.clock(), base.read.caps, sizes,
-                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}))
+                      _read_from(rt, {saved[n][0] for n, _ in parts if n in saved}), source_rows=base.source_rows,
+                      erasures=base.erasures)
     journal.finished()
     drop_shared_export(rt, base.read)
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])

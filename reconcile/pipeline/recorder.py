@@ -97,6 +97,8 @@ class RunStore(Protocol):
 
     def set_plan_status(self, plan_id: str, status: str) -> None: ...
 
+    def get_run(self, run_id: str) -> dict[str, Any] | None: ...
+
 
 class RecorderError(RuntimeError):
     """RunRecorder used out of order (closing twice, applied before applying, ...)."""
@@ -315,3 +317,21 @@ class RunRecorder:
 def recording(recorder: RunRecorder) -> RunRecorder:
     """`with recording(recorder):` is `with recorder:` (starts it, closes it on the way out)."""
     return recorder
+
+
+ABANDONED = ("stopped without closing (killed, or the state store was unreachable when it ended); "
+             "closed by the later run that resumed its plan")
+
+
+def close_abandoned(store: RunStore, run_id: str, clock: Callable[[], datetime]) -> bool:
+    """Close a run still `running` or `applying` that no process holds any more (the caller
+    holds the job's run lock and is resuming that run's plan) as failed, exit 1. Returns
+    whether it was open."""
+    run = store.get_run(run_id) or {}
+    if run.get("status") not in (RunStatus.RUNNING, RunStatus.APPLYING):
+        return False
+    log.warning("run %s was left %s; closing it as failed", run_id, run.get("status"))
+    with deferred():
+        store.update_run(run_id, status=RunStatus.FAILED, exit_code=int(ExitCode.ERROR), error=ABANDONED,
+                         finished_at=clock())
+    return True

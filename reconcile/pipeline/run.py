@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
@@ -19,13 +19,16 @@ from reconcile.pipeline.crashpoints import crash_point, crash_wrapped
 from reconcile.engine.apply import ApplyOutcome, Executor, apply_actions
 from reconcile.engine.classes import DRIFT_CLASSES
 from reconcile.engine.diff import Rules, diff
-from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, check_guards, refused
+from reconcile.engine.baseline import Baseline, find_baseline, note_scope, run_scope
+from reconcile.engine.guards import ALL_KINDS, PlanStats, Tripped, Verdict, judge, refused
 from reconcile.engine.plan import build_plan, drift_keys, plan_document
+from reconcile.engine.sms import sms_addresses, subject_phones
 from reconcile.errors import ExitCode, GuardRefused
 from reconcile.models.plan import ActionKind, DriftKey, Plan, PlanStatus
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.observability.events import counting, run_started, stage
-from reconcile.pipeline.read import Observation, observe_and_diff, reobserve
+from reconcile.pipeline import owed
+from reconcile.pipeline.read import SLICE_COUNTER, Observation, observe_and_diff, reobserve
 from reconcile.pipeline.recorder import RunRecorder, recording
 from reconcile.pipeline.session import Session
 
@@ -42,6 +45,7 @@ class Planned:
     plan: Plan
     drift_ids: dict[DriftKey, int]
     tripped: list[Tripped]
+    verdicts: list[Verdict] = field(default_factory=list)  # every guard's verdict, tripped or not
 
     @property
     def counts(self) -> dict[str, int]:
@@ -129,27 +133,13 @@ def record_drift(rt: Session, run_id: str, drift: pd.DataFrame, checked: pd.Seri
     return {DriftKey.from_stored(s, c, f or ""): i for (s, c, f), i in ids.items()}
 
 
-def _previous(rt: Session, run_id: str, mode: str) -> tuple[dict[str, Any] | None, tuple[int, int]]:
-    """(the last successful run of the same mode, the last successful full run's profile and
-    universe counts): an incremental run is never compared with a full sweep (it is smaller
-    by design), but its fractions are taken against the workspace."""
-    same, workspace = None, (0, 0)
-    for run in rt.store.list_runs(100):
-        if run["run_id"] == run_id or run.get("status") not in {s.value for s in RunStatus if s.succeeded}:
-            continue
-        if same is None and run.get("mode") == mode:
-            same = run
-        if not any(workspace) and run.get("mode") == "full":
-            workspace = (int(run.get("braze_count") or 0), int(run.get("universe_count") or 0))
-    return same, workspace
-
-
-def _stats(obs: Observation, plan: Plan, workspace: tuple[int, int]) -> PlanStats:
+def _stats(obs: Observation, plan: Plan, mode: str, base: Baseline) -> PlanStats:
     universe, ketch_records, braze_profiles = obs.totals
     return PlanStats(universe=universe, ketch_records=ketch_records,
                      braze_profiles=braze_profiles, deletions=len(plan.deletion_subjects),
                      unsubscribes=len(plan.unsubscribe_subjects), subscribes=len(plan.subscribe_subjects),
-                     workspace_profiles=workspace[0], workspace_universe=workspace[1])
+                     workspace_profiles=base.workspace[0], workspace_universe=base.workspace[1],
+                     mode=mode, source_rows=obs.source_rows, scope=base.scope)
 
 
 def make_plan(rt: Session, rec: RunRecorder, mode: str, subjects: set[str] | None = None,
@@ -159,19 +149,26 @@ def make_plan(rt: Session, rec: RunRecorder, mode: str, subjects: set[str] | Non
     rules = Rules.from_config(cfg)
     obs, drift, fp = observe_and_diff(rt, mode, rec, rules, subjects, slice_index)
     o = obs.observed
+    if subjects is None:
+        owed.settle(rt.store, o.universe, obs.exceptions, cfg.identity.braze_key, rt.clock())
     stage(rt.progress, "plan", drift=len(drift))
     emails = o.universe.set_index("subject_key")["email"].fillna(o.braze.set_index("subject_key")["email"])
     plan = build_plan(drift, emails, o.braze_profiles, rules, plan_fp=fp, plan_id=f"plan-{run_id}",
-                      track_batch_size=cfg.braze.track_batch_size)
+                      track_batch_size=cfg.braze.track_batch_size,
+                      sms_targets=sms_addresses(o.universe, o.braze_profiles, cfg),
+                      phones=subject_phones(o.universe, o.braze_profiles, cfg))
     drift_ids = record_drift(rt, run_id, drift, o.universe["subject_key"], o.universe)
     rt.store.add_exceptions(run_id, obs.exceptions.astype(object).where(obs.exceptions.notna(), "")
                             .to_dict("records", into=dict[str, Any]()))
     rec.save_plan(plan.plan_id, fp, plan_document(plan, drift, run_id=run_id, config_hash=cfg.hash()))
     crash_point("plan")
     stage(rt.progress, "guards", actions=len(plan.actions))
-    previous, workspace = _previous(rt, run_id, mode)
-    tripped = check_guards(_stats(obs, plan, workspace), previous, cfg.guards)
-    planned = Planned(run_id, obs, drift, plan, drift_ids, tripped)
+    scope = run_scope(cfg, mode, rec.job, slice_index, rt.store.get_watermark(SLICE_COUNTER))
+    base = find_baseline(rt.store, run_id, scope)
+    verdicts = judge(_stats(obs, plan, mode, base), base.previous, cfg.guards)
+    tripped = [Tripped(v.guard, v.message) for v in verdicts if v.tripped]
+    note_scope(rt.store, run_id, scope, obs.source_rows, verdicts)
+    planned = Planned(run_id, obs, drift, plan, drift_ids, tripped, verdicts)
     universe_count, ketch_records, braze_count = obs.totals
     rec.planned(universe_count=universe_count, ketch_count=universe_count,
                 ketch_records=ketch_records, ketch_extracted_at=obs.extracted_at,
@@ -208,7 +205,8 @@ def apply_planned(rt: Session, rec: RunRecorder, planned: Planned, overrides: It
         log.warning("guards overridden by explicit flag: %s", ", ".join(used))
         rec.update(guard_overrides=_overrides(rt, used, actor))
     plan = planned.plan.only(set(only))
-    rejected = rejected_deletions(planned.obs.exceptions)
+    rejected = "; ".join(m for m in (rejected_deletions(planned.obs.exceptions),
+                                     owed.unread_message(planned.obs.exceptions)) if m) or None
     if not plan.actions:
         rec.plan_status(plan.plan_id, PlanStatus.APPLIED)
         if rejected:
@@ -224,7 +222,7 @@ def apply_planned(rt: Session, rec: RunRecorder, planned: Planned, overrides: It
     rec.applying()
     kwargs = {"batch_guard": batch_guard} if batch_guard is not None else {}
     stage(rt.progress, "apply", actions=len(plan.actions))
-    executor = crash_wrapped(Executor(rt.cfg, rt.braze, rt.ketch))
+    executor = crash_wrapped(Executor(rt.cfg, rt.braze, rt.ketch, rt.clock))
     outcome = apply_actions(plan.actions, planned.run_id, store, executor, rt.clock,
                             before_batch=counting(rt.progress, "apply", len(plan.actions), before_batch), **kwargs)
     items = _corrected_items(planned, plan, outcome)
@@ -342,6 +340,8 @@ def plan_only(rt: Session, mode: str = "full", *, dry_run: bool = False,
     with running(rt, rec):
         planned = make_plan(rt, rec, mode, slice_index=slice_index)
         code = ExitCode.DRIFT if planned.plan.actions else ExitCode.OK
+        if planned.tripped:  # `run` on this would be refused: say so in the exit code, changes or not
+            code = ExitCode.GUARDS.get(planned.tripped[0].guard, code)
         if dry_run:
             rec.dry_run(code)
             return reported(rt, rec, result_of(rec, planned, RunStatus.DRY_RUN, code)), planned

@@ -19,6 +19,7 @@ from reconcile.errors import DataError, ExitCode, StalePlan
 from reconcile.models.plan import ActionStatus, Plan, PlanStatus
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.pipeline.read import observe
+from reconcile.pipeline.recorder import close_abandoned
 from reconcile.pipeline.run import Planned, apply_planned, record_drift, recorder, reported, result_of, running
 from reconcile.pipeline.session import Session
 
@@ -67,7 +68,11 @@ def apply_saved(rt: Session, doc: dict[str, Any], overrides: Iterable[str] = (),
                 job: str | None = None) -> RunResult:
     """`reconcile apply PLAN`: re-check the planned subjects, refuse a stale plan, apply the rest."""
     plan, body = _trusted(rt, doc)
-    done = {a["action_id"]: a["status"] for a in rt.store.actions(plan_id=plan.plan_id)}
+    journal = rt.store.actions(plan_id=plan.plan_id)
+    done = {a["action_id"]: a["status"] for a in journal}
+    # the caller holds the job's run lock: a run of this plan still open has no live holder
+    for run_id in sorted(({str(body.get("run_id") or "")} | {str(a.get("run_id") or "") for a in journal}) - {""}):
+        close_abandoned(rt.store, run_id, rt.clock)
     subjects = {s for a in plan.actions if not ActionStatus(done.get(a.action_id, ActionStatus.PENDING)).done
                 for s in a.subject_keys}
     rec = recorder(rt, "apply", job=job)

@@ -24,6 +24,7 @@ from reconcile.clients.shared_budget import install_shared_budget
 from reconcile.config import Config, braze_api_key, proxy_problems, state_url
 from reconcile.errors import ConfigError, ConfigProblem
 from reconcile.observability.events import Progress
+from reconcile.pipeline.interrupts import raise_if_pending
 from reconcile.redact import SecretFilter, install_query_filter
 from reconcile.store.store import Store
 
@@ -142,7 +143,8 @@ def open_session(cfg: Config, environ: Mapping[str, str] | None = None, *, clock
             _closing(stack, sandbox.save)
             braze_transport, ketch_transport = sandbox.braze.transport(), sandbox.ketch.transport()
         key = braze_api_key(cfg, environ)
-        braze = BrazeClient(cfg.braze, key, transport=braze_transport, sleep=sleep)
+        braze = BrazeClient(cfg.braze, key, transport=braze_transport, sleep=sleep,
+                            interrupt_check=raise_if_pending)
         _closing(stack, braze.close)
         workspace = workspace_id(cfg.braze.rest_endpoint, key)
         if cfg.braze.shared_budget:

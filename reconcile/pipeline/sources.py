@@ -65,19 +65,30 @@ def load_listed(cfg: UniverseConfig, since: datetime | None = None, key_type: st
     contributes) is refused whole when mostly malformed under `key_type`, or holding an
     oversized field (engine/source_checks.py)."""
     frames = []
+    total: int | None = 0
     if cfg.csv:
         what = f"universe.csv {cfg.csv}"
-        df = _changed(read_table(cfg.csv, cfg.identity_column, "universe.csv"), since, False, what)
-        frames.append(checked(df, key_type, what))
+        whole = read_table(cfg.csv, cfg.identity_column, "universe.csv")
+        total = (total or 0) + len(whole)
+        frames.append(checked(_changed(whole, since, False, what), key_type, what))
     if cfg.parquet:
         what = f"universe.parquet {cfg.parquet}"
-        df = _changed(read_table(cfg.parquet, cfg.identity_column, "universe.parquet"), since, False, what)
-        frames.append(checked(df, key_type, what))
+        whole = read_table(cfg.parquet, cfg.identity_column, "universe.parquet")
+        total = (total or 0) + len(whole)
+        frames.append(checked(_changed(whole, since, False, what), key_type, what))
     if cfg.sql:
         bound = since is not None and ":since" in cfg.sql.query
         df = read_sql(cfg.sql, cfg.identity_column, "universe.sql", {"since": since} if bound else None)
+        total = None if bound or total is None else total + len(df)  # a bound query returns only changes
         frames.append(checked(_changed(df, since, bound, "universe.sql"), key_type, "universe.sql"))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"identity": pd.Series(dtype="string")})
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"identity": pd.Series(dtype="string")})
+    if cfg.phone_column and cfg.phone_column != "phone" and cfg.phone_column in out.columns:
+        out = out.drop(columns=[c for c in ("phone",) if c in out.columns]).rename(columns={cfg.phone_column: "phone"})
+    if cfg.phone_column and len(frames) and "phone" not in out.columns:
+        raise DataError(f"universe: the identity list has no column {cfg.phone_column!r} (universe.phone_column); "
+                        "add it, or unset universe.phone_column")
+    out.attrs["source_rows"] = total if frames else None  # the whole list's rows: the guards' workspace measure
+    return out
 
 
 def _changed(df: pd.DataFrame, since: datetime | None, already_filtered: bool, what: str) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 from reconcile.errors import DataError
 from reconcile.reports.ccpa import request_log, yearly_metrics
 from reconcile.reports.changes import change_section, items_since, run_end
+from reconcile.reports.channels import by_channel, sms_groups
 from reconcile.reports.requests import group_requests, topic_names
 from reconcile.reports.sla import SlaPolicy, done_time, sla_section
 from reconcile.reports.verdict import verdict
@@ -149,7 +150,7 @@ def collect(store: Any, cfg: Any, sel: Selection, now: datetime) -> dict[str, An
     end = max(now, focal.get("finished_at") or focal["started_at"])
     items = store.report_items(start, end)
     scope = doc["drift_items"] if sel.run_id else items
-    policy = SlaPolicy.from_config(cfg.report)
+    policy = SlaPolicy.from_config(cfg.report, sms_groups(cfg))
     sla = sla_section(scope, policy, now)
     everything = sla_section(items, policy, now)["items"]
     groups = topic_names(cfg.mapping.topics)
@@ -166,6 +167,7 @@ def collect(store: Any, cfg: Any, sel: Selection, now: datetime) -> dict[str, An
         "summary": summary(run),
         "drift_table": [{"drift_class": c, "severity": SEVERITY[c], "count": doc["drift_counts"][c]}
                         for c in DRIFT_CLASSES],
+        "drift_by_channel": by_channel(doc["drift_items"], sms_groups(cfg)),
         "guards": {"results": list(run.get("guard_result") or []), "overrides": overrides(run),
                    "judged": run.get("guard_result") is not None},
         "unverified": [i for i in doc["drift_items"] if i["status"] == "corrected"],

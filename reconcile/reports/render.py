@@ -46,13 +46,32 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
 
 
+class Verbatim(str):
+    """Text a Markdown template prints as it is: the inside of a fenced code block, where a
+    Markdown viewer shows HTML as text."""
+
+
+def md_text(value: Any) -> Any:
+    """A value printed into Markdown: `&`, `<` and `>` as HTML entities, so a hostile value
+    (an actor name, an identity shown with --reveal, an error text) never becomes markup in
+    a viewer that renders the HTML Markdown allows; Markdown viewers show the characters."""
+    if value is None or isinstance(value, (Verbatim, int, float)):
+        return value
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(value: Any) -> Verbatim:
+    return Verbatim(str(value).replace("```", "'''"))
+
+
 def _env(autoescape: bool) -> Environment:
     env = Environment(
         loader=PackageLoader("reconcile.reports", "templates"),
         autoescape=autoescape,
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        finalize=None if autoescape else md_text,
     )
-    env.filters.update(ts=_ts, brief=_brief, cell=_cell, day=_day, dash=dash, duration=human_duration)
+    env.filters.update(ts=_ts, brief=_brief, cell=_cell, day=_day, dash=dash, duration=human_duration, code=_code)
     return env
 
 

@@ -7,11 +7,14 @@ then at least the one shown. An item is done when it was corrected (the change w
 accepted by Braze), or when its drift resolved without a correction; verification (read
 back after Braze's consistency window) is aged separately.
 
-Deadlines (`report.regulations` picks which apply; the strictest due time wins):
+Deadlines (`report.regulations` picks which apply; the strictest due time wins). An
+opt-out has a channel: SMS when it concerns a group mapped from a topic's `sms` channel,
+email otherwise (global `email_subscribe`, blocklist, email groups). CAN-SPAM governs
+email opt-outs, the TCPA SMS ones, the CCPA both:
 
-    can_spam   opt-out    10 business days   15 U.S.C. §7704(a)(4)
-    tcpa       opt-out    10 business days   47 CFR 64.1200(a)(10)
-    ccpa       opt-out    15 business days   11 CCR §7026(f)
+    can_spam   email opt-out  10 business days   15 U.S.C. §7704(a)(4)
+    tcpa       SMS opt-out    10 business days   47 CFR 64.1200(a)(10)
+    ccpa       opt-out        15 business days   11 CCR §7026(f)
     ccpa       deletion   45 calendar days   11 CCR §7021
     gdpr       deletion   one calendar month GDPR Art. 12(3), 17
 
@@ -28,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, overload
 
 from reconcile.reports.calendar import BusinessCalendar, add_months
+from reconcile.reports.channels import channel_of
 
 OPT_OUT, DELETION = "opt-out", "deletion"
 KIND = {"missed_optout": OPT_OUT, "missed_blocklist": OPT_OUT,
@@ -44,11 +48,13 @@ class Deadline:
     amount: int
     unit: str  # business_days | calendar_days | months
     citation: str
+    channel: str | None = None  # "email" | "sms": the only channel it governs; None: every channel
 
     @property
     def label(self) -> str:
         unit = {"business_days": "business days", "calendar_days": "calendar days", "months": "calendar month(s)"}
-        return f"{self.regulation.upper().replace('_', '-')} {self.kind}: {self.amount} {unit[self.unit]}"
+        what = f"{'SMS' if self.channel == 'sms' else self.channel} {self.kind}" if self.channel else self.kind
+        return f"{self.regulation.upper().replace('_', '-')} {what}: {self.amount} {unit[self.unit]}"
 
     def due(self, source: datetime, cal: BusinessCalendar) -> datetime:
         start = cal.local_date(source)
@@ -62,8 +68,8 @@ class Deadline:
 
 
 DEADLINES = (
-    Deadline("can_spam", OPT_OUT, 10, "business_days", "15 U.S.C. §7704(a)(4)"),
-    Deadline("tcpa", OPT_OUT, 10, "business_days", "47 CFR 64.1200(a)(10)"),
+    Deadline("can_spam", OPT_OUT, 10, "business_days", "15 U.S.C. §7704(a)(4)", "email"),
+    Deadline("tcpa", OPT_OUT, 10, "business_days", "47 CFR 64.1200(a)(10)", "sms"),
     Deadline("ccpa", OPT_OUT, 15, "business_days", "11 CCR §7026(f)"),
     Deadline("ccpa", DELETION, 45, "calendar_days", "11 CCR §7021"),
     Deadline("gdpr", DELETION, 1, "months", "GDPR Art. 12(3), Art. 17"),
@@ -75,13 +81,20 @@ class SlaPolicy:
     regulations: tuple[str, ...]
     calendar: BusinessCalendar
     near_days: int = 2
+    sms_groups: frozenset[str] = frozenset()  # groups mapped from a topic's sms channel
 
     @classmethod
-    def from_config(cls, rc: Any) -> SlaPolicy:
-        return cls(tuple(rc.regulations), BusinessCalendar.from_config(rc), int(rc.near_deadline_days))
+    def from_config(cls, rc: Any, sms_groups: Iterable[str] = ()) -> SlaPolicy:
+        return cls(tuple(rc.regulations), BusinessCalendar.from_config(rc), int(rc.near_deadline_days),
+                   frozenset(sms_groups))
 
-    def deadlines(self, kind: str) -> list[Deadline]:
-        return [d for d in DEADLINES if d.kind == kind and d.regulation in self.regulations]
+    def deadlines(self, kind: str, channel: str = "email") -> list[Deadline]:
+        return [d for d in DEADLINES if d.kind == kind and d.regulation in self.regulations
+                and d.channel in (None, channel)]
+
+    def channel(self, item: Mapping[str, Any]) -> str:
+        """"sms" for an item about a group mapped from an SMS channel, else "email"."""
+        return channel_of(item, self.sms_groups)
 
 
 def source_time(item: Mapping[str, Any]) -> tuple[datetime, str]:
@@ -108,14 +121,15 @@ def age_item(item: Mapping[str, Any], policy: SlaPolicy, now: datetime) -> dict[
     """One opt-out or deletion aged against its strictest applicable deadline."""
     cal = policy.calendar
     kind = KIND[item["drift_class"]]
+    channel = policy.channel(item)
     source, source_kind = source_time(item)
     done, verified = done_time(item), _parse(item.get("verified_at"))
     start = cal.local_date(source)
-    options = sorted(((d.due(source, cal), d) for d in policy.deadlines(kind)), key=lambda pair: pair[0])
+    options = sorted(((d.due(source, cal), d) for d in policy.deadlines(kind, channel)), key=lambda pair: pair[0])
     due, deadline = options[0] if options else (None, None)
     out: dict[str, Any] = {
         "drift_id": item.get("id"), "subject_key": item["subject_key"], "drift_class": item["drift_class"],
-        "kind": kind, "field": item.get("field") or "", "drift_status": item.get("status"),
+        "kind": kind, "channel": channel, "field": item.get("field") or "", "drift_status": item.get("status"),
         "source": source_kind, "source_label": SOURCES[source_kind], "source_at": source,
         "first_seen_at": _parse(item.get("first_seen_at")), "corrected_at": _parse(item.get("corrected_at")),
         "verified_at": verified, "done_at": done,
@@ -153,6 +167,8 @@ def sla_section(items: Iterable[Mapping[str, Any]], policy: SlaPolicy, now: date
                    "deadlines": [d.label + f" ({d.citation})" for d in DEADLINES
                                  if d.regulation in policy.regulations]},
         "counts": {name: counts.get(name, 0) for name in ORDER} | {"total": len(aged)},
+        "by_channel": {ch: {name: sum(1 for a in aged if a["channel"] == ch and a["sla"] == name) for name in ORDER}
+                       for ch in sorted({a["channel"] for a in aged})},
         "source_unknown": sum(1 for a in aged if a["source"] == "first_seen"),
         "items": aged,
     }

@@ -20,8 +20,10 @@ profile for it), and for `/users/export/segment`: `segment_export_delay_seconds`
 appears late), `segment_export="bucket"` (no `url`: the files go to the customer's own
 bucket), `"failed"` (the export never produces a file), `"busy"` (another integration's
 export of the segment is running: every start is refused with 429, as one started while
-this job's own export runs always is). `braze_sim_options(cfg.sandbox)` maps the job
-config's `[sandbox]` keys to these arguments.
+this job's own export runs always is), `unsubscribe_list="current_only"` (an address
+leaves `/email/unsubscribes` once any of its profiles re-subscribes; by default it stays
+while any profile is unsubscribed). `braze_sim_options(cfg.sandbox)` maps the job config's
+`[sandbox]` keys to these arguments.
 
     sim = BrazeSim(clock=fake_clock)
     sim.add_group("news")
@@ -46,7 +48,8 @@ from reconcile.sandbox.braze_checks import (
     segment_export_request, segment_zip, track_problem,
 )
 from reconcile.sandbox.braze_state import (
-    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, to_epoch,
+    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, set_email_match,
+    to_epoch,
 )
 from reconcile.sandbox.core import SimRequest, SimResponse, Simulator
 
@@ -98,6 +101,7 @@ def braze_sim_options(sandbox_cfg: Any) -> dict[str, Any]:
         "segment_export": getattr(sandbox_cfg, "segment_export", "url"),
         "segment_export_delay_seconds": float(getattr(sandbox_cfg, "segment_export_delay_seconds", 0.0)),
         "alias_visibility_delay_seconds": float(getattr(sandbox_cfg, "alias_visibility_delay_seconds", 0.0)),
+        "email_match": getattr(sandbox_cfg, "email_match", "lower"),
     }
 
 
@@ -129,8 +133,10 @@ class BrazeSim(Simulator):
                  permissions: set[str] | frozenset[str] | str | None = None, segment_id: str = "all-users",
                  segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000,
                  track_limit_wording: str = "documented", segment_export: str = "url",
-                 alias_visibility_delay_seconds: float = 0.0):
+                 alias_visibility_delay_seconds: float = 0.0, unsubscribe_list: str = "while_any",
+                 email_match: str = "lower"):
         super().__init__(clock=clock, seed=seed)
+        set_email_match(email_match)
         if track_limit_wording not in TRACK_LIMIT_WORDINGS:
             raise ValueError(f"track_limit_wording must be 'documented' or 'other', got {track_limit_wording!r}")
         if segment_export not in SEGMENT_EXPORT_MODES:
@@ -157,7 +163,7 @@ class BrazeSim(Simulator):
         self.alias_visibility_delay_seconds = alias_visibility_delay_seconds
         self.hidden_aliases: dict[tuple[str, str], float] = {}  # alias -> when /users/track sees it
         self.exports: dict[str, dict[str, Any]] = {}  # object_prefix -> {segment_id, ready_at, signature, content}
-        self.db = BrazeState(clock, seed)
+        self.db = BrazeState(clock, seed, unsubscribe_list)
         for name, (limit, seconds) in rate_limits_with_defaults(rate_limits).items():
             self.limiter.set_limit(name, limit, seconds)
         self._register_routes()
@@ -238,6 +244,12 @@ class BrazeSim(Simulator):
                 profile.groups[group_id] = state
             self.db.touch(profile, to_epoch(updated_at) if updated_at is not None else created)
             return profile.braze_id
+
+    def sms_stop(self, phone: str, group_ids: list[str] | None = None) -> int:
+        """A STOP reply from `phone` (E.164): every SMS group (or the given ones) unsubscribed
+        on each profile holding the number, with no time kept; returns the profiles changed."""
+        with self.lock:
+            return self.db.sms_stop(phone, group_ids)
 
     def add_unsubscribe(self, email: str, at: Timestamp) -> None:
         """Record a global unsubscribe event for an address (profiles are not changed)."""
@@ -324,6 +336,8 @@ class BrazeSim(Simulator):
         profile that has a state for the group speaks for a shared email."""
         group_id = known_group(self.db, req.arg("subscription_group_id"))
         kind, ids = pick_identifiers(req.args("external_id"), req.args("email"), req.args("phone"))
+        if kind == "email" and self.db.is_sms(group_id):  # SMS groups take phone or external_id only
+            raise BadRequest(Msg.WRONG_CHANNEL.format(channel="sms"))
         status: dict[str, str] = {}
         for ident in ids:
             profiles = self.db.lookup(kind, ident)

@@ -55,6 +55,7 @@ class Msg:
     GROUPS_REQUIRED = "Bad Request: 'subscription_groups' must be a non-empty array of objects"
     UNKNOWN_GROUP = "Bad Request: subscription group '{group_id}' does not exist"
     WRONG_CHANNEL = "Bad Request: identifiers do not match the subscription group's channel ({channel})"
+    BAD_PHONE = "Bad Request: phone numbers must be in E.164 format (+<country code><number>)"
     BAD_GROUP_STATE = "Bad Request: 'subscription_state' must be 'subscribed' or 'unsubscribed'"
     BAD_EMAIL_STATE = "Bad Request: 'subscription_state' must be 'subscribed', 'unsubscribed' or 'opted_in'"
     INVALID_EMAIL = "Bad Request: invalid email address"
@@ -156,7 +157,18 @@ def pick_identifiers(xids: list[str], emails: list[str], phones: list[str]) -> t
     else:
         raise BadRequest(Msg.NO_IDENTIFIER)
     id_limit(ids, kind)
+    if kind == "phone":
+        check_phones(ids)
     return kind, ids
+
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+def check_phones(phones: list[str]) -> None:
+    """Subscription endpoints take phone numbers in E.164 only."""
+    if any(not E164.match(p) for p in phones):
+        raise BadRequest(Msg.BAD_PHONE)
 
 
 def int_arg(req: SimRequest, name: str, default: int, lo: int, hi: int | None) -> int:
@@ -278,6 +290,7 @@ def group_change(item: dict[str, Any], keys: tuple[str, str, str], db: BrazeStat
     by_kind = (("external_id", xids), ("email", emails), ("phone", phones))
     for kind, values in by_kind:
         id_limit(values, kind)
+    check_phones(phones)
     channel = db.groups[group_id].get("channel")
     if (emails and channel not in ("email", None)) or (phones and channel == "email"):
         raise BadRequest(Msg.WRONG_CHANNEL.format(channel=channel))

@@ -13,12 +13,14 @@ addresses are matched case-insensitively and stored as first given.
 from __future__ import annotations
 
 import bisect
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 EMAIL_STATES = ("opted_in", "subscribed", "unsubscribed")
 GROUP_STATES = ("subscribed", "unsubscribed")
+UNSUBSCRIBE_LISTS = ("while_any", "current_only")  # readings of when an address leaves /email/unsubscribes
 STANDARD_FIELDS = ("first_name", "last_name", "gender", "dob", "country", "home_city", "language",
                    "time_zone", "attributed_campaign", "attributed_source", "attributed_adgroup",
                    "attributed_ad")
@@ -27,8 +29,25 @@ TRACK_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existi
 Timestamp = float | int | str | datetime
 
 
+EMAIL_MATCHES = ("lower", "casefold")
+_match = ["lower"]
+
+
+def set_email_match(mode: str) -> None:
+    """How the simulated workspace compares addresses (process-wide): "lower" (Unicode
+    lower-casing: the Kelvin sign meets ``k``), or "casefold" (NFKC and Unicode case folding:
+    ``ſ`` meets ``s``, ``ß`` meets ``ss``, fullwidth letters meet ASCII), the least convenient
+    reading of Braze's undocumented comparison, under which a look-up by a look-alike
+    address answers with another person's profile."""
+    if mode not in EMAIL_MATCHES:
+        raise ValueError(f"email_match must be one of {', '.join(EMAIL_MATCHES)}, got {mode!r}")
+    _match[0] = mode
+
+
 def norm(email: str) -> str:
-    """The key an address is matched by: trimmed and lower-cased."""
+    """The key an address is matched by: trimmed and lower-cased (see `set_email_match`)."""
+    if _match[0] == "casefold":
+        return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email.strip()).casefold())
     return email.strip().lower()
 
 
@@ -188,8 +207,12 @@ class _Index:
 class BrazeState:
     """The workspace's data and the rules that change it."""
 
-    def __init__(self, clock: Callable[[], float], seed: int = 0):
+    def __init__(self, clock: Callable[[], float], seed: int = 0, unsubscribe_list: str = "while_any"):
+        if unsubscribe_list not in UNSUBSCRIBE_LISTS:
+            raise ValueError(f"unsubscribe_list must be one of {', '.join(UNSUBSCRIBE_LISTS)}, "
+                             f"got {unsubscribe_list!r}")
         self.clock = clock
+        self.unsubscribe_list = unsubscribe_list
         self.profiles: dict[str, Profile] = {}
         self.groups: dict[str, dict[str, str | None]] = {}
         self.unsubscribes = AddressTable("unsubscribed_at")  # norm -> {email, unsubscribed_at}
@@ -327,17 +350,51 @@ class BrazeState:
         self._sync_unsubscribe(email, state)
 
     def _sync_unsubscribe(self, email: str, state: str) -> None:
+        """The address's place on `/email/unsubscribes` after one of its profiles changed.
+        `unsubscribe_list`: "while_any" keeps it while any profile is unsubscribed;
+        "current_only" takes it off once any profile re-subscribes."""
         key = norm(email)
         if state == "unsubscribed":
             self.unsubscribes.setdefault(key, {"email": email, "unsubscribed_at": iso_utc(self.clock())})
             return
         still_out = any(p.email_subscribe == "unsubscribed" for p in self.by_email(email))
-        if not still_out:
+        if not still_out or self.unsubscribe_list == "current_only":
             self.unsubscribes.pop(key, None)
 
     def set_group(self, profile: Profile, group_id: str, state: str) -> None:
-        profile.groups[group_id] = state
-        self.touch(profile)
+        """A group state; an SMS group's state belongs to the number: every profile holding
+        the profile's phone takes it."""
+        holders = self.by_phone(profile.phone) if profile.phone and self.is_sms(group_id) else []
+        for target in holders or [profile]:
+            target.groups[group_id] = state
+            self.touch(target)
+
+    def is_sms(self, group_id: str) -> bool:
+        return (self.groups.get(group_id) or {}).get("channel") == "sms"
+
+    def set_phone(self, profile: Profile, phone: str | None) -> None:
+        """A profile's number changes. Braze: the new number inherits the profile's SMS group
+        states, unless the number already exists in the workspace, whose states it then takes."""
+        if phone == profile.phone:
+            return
+        others = [p for p in self.by_phone(phone) if p is not profile] if phone else []
+        profile.phone = phone
+        if others:
+            source = max(others, key=Profile.recency)
+            for gid in [g for g in profile.groups if self.is_sms(g)]:
+                del profile.groups[gid]
+            profile.groups.update({g: st for g, st in source.groups.items() if self.is_sms(g)})
+
+    def sms_stop(self, phone: str, group_ids: Iterable[str] | None = None) -> int:
+        """A STOP reply from `phone`: its SMS groups (all, or the given ones) unsubscribed on
+        every profile holding the number. Braze records no time for it anywhere."""
+        holders = self.by_phone(phone)
+        groups = list(group_ids) if group_ids is not None else [g for g in self.groups if self.is_sms(g)]
+        for profile in holders:
+            for gid in groups:
+                profile.groups[gid] = "unsubscribed"
+            self.touch(profile)
+        return len(holders)
 
     def block(self, email: str) -> None:
         """`/email/blocklist`: unsubscribe the address everywhere and mark it hard bounced."""
@@ -385,7 +442,7 @@ class BrazeState:
         if "email" in obj:
             self.attach_email(profile, obj["email"])
         if "phone" in obj:
-            profile.phone = obj["phone"]
+            self.set_phone(profile, obj["phone"])
         for key, value in obj.items():
             if key in TRACK_KEYS:
                 continue

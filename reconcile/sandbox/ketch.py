@@ -17,8 +17,14 @@ The less convenient answers the docs allow, each a constructor option:
 `hide_topics` (topics left out of subscriptions/get answers), `error_identities` and
 `error_share` (those identities, or that share of all, chosen by a stable hash, get
 HTTP 200 with an error body on both gets: `{"message": "error"}`, or the iOS error body
-with `error_style="ios"`), and `update_mode="replace"` (an update replaces the stored
-purposes, or topics and controls, instead of merging into them).
+with `error_style="ios"`), `update_mode="replace"` (an update replaces the stored
+purposes, or topics and controls, instead of merging into them), and
+`unknown_identity="defaults"`: a get for an identity with nothing stored answers the
+jurisdiction's legal-basis defaults instead of an empty answer, with no `collectedAt`
+(consent: each purpose the request asks about, `allowed` "false" under `consent_optin`
+and "true" under any other basis; subscriptions: `default_topics` and `default_controls`).
+`require_legal_basis=True` refuses (400) a consent update naming a purpose without its
+`legalBasisCode`, as Ketch's `SetConsentRequest` type requires one.
 
 Records are keyed by (identity space, value); a request's `identities` map matches a
 record when any of its pairs does, and email values match case-insensitively after
@@ -103,7 +109,9 @@ class KetchSim(Simulator):
                  rate_limit: tuple[int, float] | None = None, consent_empty: str | None = None,
                  subscriptions_empty: str | None = None, hide_topics: Iterable[str] = (),
                  error_identities: Iterable[str] = (), error_share: float = 0.0, error_style: str = "message",
-                 update_mode: str = "merge", edge_style: str = "json429", refused_identities: Iterable[str] = ()):
+                 update_mode: str = "merge", edge_style: str = "json429", refused_identities: Iterable[str] = (),
+                 unknown_identity: str = "empty", default_topics: dict[str, dict[str, str]] | None = None,
+                 default_controls: dict[str, str] | None = None, require_legal_basis: bool = False):
         super().__init__(clock=clock, seed=seed)
         _check_choice("edge_style", edge_style, ("json429", "html403"))
         self.edge_style = edge_style
@@ -115,6 +123,7 @@ class KetchSim(Simulator):
         _check_choice("topic_shape", topic_shape, ("channel", "flat"))
         _check_choice("error_style", error_style, ("message", "ios"))
         _check_choice("update_mode", update_mode, ("merge", "replace"))
+        _check_choice("unknown_identity", unknown_identity, ("empty", "defaults"))
         if not 0.0 <= float(error_share) <= 1.0:
             raise ValueError(f"error_share must be between 0 and 1, got {error_share!r}")
         self.organization = organization
@@ -124,6 +133,9 @@ class KetchSim(Simulator):
         self.error_identities = tuple(error_identities)
         self._error_values = {_value_key(v) for v in self.error_identities}
         self.error_share, self.error_style, self.update_mode = float(error_share), error_style, update_mode
+        self.unknown_identity, self.require_legal_basis = unknown_identity, bool(require_legal_basis)
+        self.default_topics = {t: dict(chans) for t, chans in (default_topics or {}).items()}
+        self.default_controls = dict(default_controls or {})
         self.rate_limit = tuple(rate_limit) if rate_limit else None
         if self.rate_limit:
             self.limiter.set_limit("web", int(self.rate_limit[0]), float(self.rate_limit[1]))
@@ -179,6 +191,8 @@ class KetchSim(Simulator):
             return self._error_answer()
         rec = self._find(body["identities"])
         if rec is None or rec.purposes is None:
+            if self.unknown_identity == "defaults":
+                return SimResponse(200, self._consent_defaults(body))
             return self._empty(self.consent_empty)
         return SimResponse(200, self._consent_body(body, rec))
 
@@ -187,6 +201,10 @@ class KetchSim(Simulator):
         if err:
             return err
         purposes = _read_purposes(body.get("purposes"))
+        if self.require_legal_basis:
+            missing = [code for code, p in purposes.items() if not p.get("legalBasisCode")]
+            if missing:
+                raise BadRequest(f"purposes.{missing[0]}.legalBasisCode is required")
         at = self._collected_at(body)
         rec = self._ensure(body["identities"])
         rec.purposes = purposes if self.update_mode == "replace" else {**(rec.purposes or {}), **purposes}
@@ -204,6 +222,8 @@ class KetchSim(Simulator):
             return self._error_answer()
         rec = self._find(body["identities"])
         if rec is None or rec.topics is None:
+            if self.unknown_identity == "defaults":
+                return SimResponse(200, self._subs_defaults(body))
             return self._empty(self.subscriptions_empty)
         return SimResponse(200, self._subs_body(body, rec))
 
@@ -304,6 +324,21 @@ class KetchSim(Simulator):
         purposes = {code: self._purpose_out(p) for code, p in (rec.purposes or {}).items()}
         return {**self._echo(body), "purposes": purposes, "vendors": [], "collectedAt": rec.consent_at}
 
+    def _consent_defaults(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The legal-basis defaults of the purposes asked about; no collectedAt: no choice was made."""
+        raw = body.get("purposes")
+        asked: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        purposes = {}
+        for code, item in asked.items():
+            basis = item.get("legalBasisCode") if isinstance(item, dict) else None
+            purposes[code] = self._purpose_out({"allowed": basis != "consent_optin", "legalBasisCode": basis})
+        return {**self._echo(body), "purposes": purposes, "vendors": []}
+
+    def _subs_defaults(self, body: dict[str, Any]) -> dict[str, Any]:
+        topics = {(t, ch or None): st for t, chans in self.default_topics.items() for ch, st in chans.items()}
+        return {**self._echo(body), "topics": self._topics_out(topics),
+                "controls": {code: {"status": st} for code, st in self.default_controls.items()}}
+
     def _purpose_out(self, p: dict[str, Any]) -> Any:
         allowed = "true" if p["allowed"] else "false"
         if self.purpose_shape == "bare":
@@ -400,7 +435,10 @@ class KetchSim(Simulator):
                             "hide_topics": list(self.hide_topics), "error_identities": list(self.error_identities),
                             "error_share": self.error_share, "error_style": self.error_style,
                             "update_mode": self.update_mode,
-                            "edge_style": self.edge_style, "refused_identities": list(self.refused_identities)},
+                            "edge_style": self.edge_style, "refused_identities": list(self.refused_identities),
+                            "unknown_identity": self.unknown_identity, "default_topics": self.default_topics,
+                            "default_controls": self.default_controls,
+                            "require_legal_basis": self.require_legal_basis},
                 "records": [_record_to_dict(r) for r in self._records],
                 "rights": list(self.rights),
             }

@@ -21,7 +21,18 @@ from reconcile.config import Config
 # Every drift class a sandbox can show at seed time, plus the identity traps.
 INJECTED = ("missed_optout_group", "missed_optout_global", "missed_deletion", "braze_newer_optout",
             "missed_optin", "no_consent_record", "unmatched", "ambiguous_identity", "missed_blocklist",
-            "case_variant", "malformed")
+            "case_variant", "malformed", "missed_optout_sms", "sms_stop")
+SMS_KINDS = ("missed_optout_sms", "sms_stop")  # only when an SMS topic is mapped
+
+
+AREA_CODES = (201, 202, 203, 205, 206, 207, 208, 209, 210, 212, 213, 214, 215, 216, 217, 218, 219, 224, 225, 228)
+
+
+def phone_of(i: int) -> str:
+    """A synthetic US number in E.164 for person `i` (exchange 555 of a few area codes;
+    180,000 distinct numbers, then they repeat)."""
+    n = i % (len(AREA_CODES) * 9000)
+    return f"+1{AREA_CODES[n // 9000]}555{1000 + n % 9000:04d}"
 
 
 @dataclass
@@ -43,12 +54,14 @@ class _Person:
     topics: dict[str, str]  # group_id -> granted|denied
     collected: datetime
     listed_as: str | None = None
+    phone: str | None = None
 
 
 class _Seeder:
     def __init__(self, cfg: Config, braze: Any, ketch: Any, rng: random.Random, now: datetime):
         self.cfg, self.braze, self.ketch, self.rng, self.now = cfg, braze, ketch, rng, now
         self.email_keys = cfg.identity.braze_key == "email"
+        self.sms = [m.subscription_group_id for m in cfg.mapping.topics if m.sms]
         self.space = cfg.identity.ketch_space
         self.listed: list[dict[str, str]] = []
         self.deletions: list[dict[str, str]] = []
@@ -58,7 +71,7 @@ class _Seeder:
         topics = {g: ("granted" if self.rng.random() < 0.7 else "denied") for g in groups}
         collected = self.now - timedelta(days=self.rng.randint(30, 400), seconds=self.rng.randint(0, 86399))
         return _Person(i, f"user{i:06d}@example.com", f"u{i:06d}", self.rng.random() < 0.85,
-                       self.rng.random() < 0.03, topics, collected)
+                       self.rng.random() < 0.03, topics, collected, phone=phone_of(i) if self.sms else None)
 
     def key_value(self, p: _Person) -> str:
         return p.email if self.space == "email" else p.external_id
@@ -86,7 +99,8 @@ class _Seeder:
     def put_braze(self, p: _Person, global_state: str, groups: dict[str, str], *, unsub_at: datetime | None = None,
                   email: str | None = None) -> None:
         self.braze.add_profile(external_id=p.external_id, email=email or p.email, email_subscribe=global_state,
-                               groups=groups, created_at=p.collected - timedelta(days=30), updated_at=p.collected)
+                               groups=groups, created_at=p.collected - timedelta(days=30), updated_at=p.collected,
+                               phone=p.phone)
         if global_state == "unsubscribed":
             self.braze.add_unsubscribe(email or p.email, unsub_at or p.collected - timedelta(days=1))
 
@@ -118,11 +132,31 @@ def _inject(s: _Seeder, p: _Person, kind: str) -> str:
         s.put_braze(p, "unsubscribed", {k: "unsubscribed" for k in p.topics}, unsub_at=s.now - timedelta(days=2))
         s.list_row(p)
         return ident
+    elif kind == "missed_optout_sms" and s.sms:  # the topic's SMS channel denied, its email channel not
+        p.engaged = False
+        p.topics = {k: ("denied" if k in s.sms else "granted") for k in p.topics}
+        g, groups = s.braze_states(p)
+        groups.update({k: "subscribed" for k in s.sms})
+    elif kind == "sms_stop" and s.sms:  # Ketch granted SMS; the number texted STOP (Braze keeps no time)
+        p.engaged = False
+        p.topics = {k: "granted" for k in p.topics}
+        g, groups = s.braze_states(p)
+        s.put_ketch(p)
+        s.put_braze(p, g, groups)
+        s.braze.sms_stop(p.phone, s.sms)
+        s.list_row(p)
+        return ident
     elif kind == "missed_optin" and gid:
+        # an opt-out of known time (on the unsubscribe list) older than Ketch's grant: an
+        # opt-out of unknown time is never resubscribed
         p.allowed, p.engaged, p.collected = True, False, s.now - timedelta(days=1)
         p.topics[gid] = "granted"
         g, groups = s.braze_states(p)
         groups[gid] = "unsubscribed"
+        s.put_ketch(p)
+        s.put_braze(p, "unsubscribed", groups, unsub_at=s.now - timedelta(days=10))
+        s.list_row(p, ident)
+        return ident
     elif kind == "no_consent_record":
         s.put_braze(p, "subscribed", groups)
         s.list_row(p)
@@ -164,9 +198,9 @@ def seed_population(cfg: Config, braze: Any, ketch: Any, *, subjects: int, drift
     rng = random.Random(seed)
     s = _Seeder(cfg, braze, ketch, rng, now)
     for m in cfg.mapping.topics:
-        braze.add_group(m.subscription_group_id)
+        braze.add_group(m.subscription_group_id, channel=m.channel or "email")
     kinds = [k for k in INJECTED if (k != "missed_blocklist" or cfg.mapping.blocklist_control)
-             and (k != "case_variant" or s.email_keys)]
+             and (k != "case_variant" or s.email_keys) and (k not in SMS_KINDS or s.sms)]
     n_drift = max(len(kinds), round(subjects * drift)) if drift > 0 else 0
     drifted = set(rng.sample(range(subjects), min(n_drift, subjects)))
     truth = SeedTruth(subjects=subjects)

@@ -9,9 +9,16 @@ journaled and closes the run as `interrupted`. Then the daemon stops taking runs
 exits 0. SIGHUP re-reads the schedules file; a file with problems is logged and the jobs
 already loaded keep running.
 
-Logged (logger `reconcile.scheduling`): each fire, each missed fire (later than its grace
-time), each skip (the previous run of the job still going, another run holding the job's
-lock, the fire already run by another scheduler replica), and each run's outcome.
+Logged (logger `reconcile.scheduling`, each line with `event`, `job`, `fire_time` and, once
+there is one, `run_id`): each fire (`fire`, INFO), each missed fire (`fire_missed`, later
+than its grace time), each skip (`fire_skipped`: the previous run of the job still going,
+another run holding the job's lock, the fire already run by another scheduler replica), a
+fire that failed (`fire_failed`), each run's end (`run_end` from the post-run path,
+WARNING when refused, failed, partial, stale or interrupted) and each fire's outcome
+(`fire_done`). Missed fires, skips (except a replica's, which is the design working) and
+failures are WARNING or above and notified to the job's targets; every minute and after
+each fire the daemon checks each job for a stall (no success within two of its fires,
+`stalled`, told once per last success).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 import queue
 import signal
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,6 +51,8 @@ from reconcile.observability.events import RunIds
 log = logging.getLogger("reconcile.scheduling")
 
 POLL_SECONDS = 0.2
+NOTICE_EVERY = 300.0  # a job's skipped fires are told at most this often (the count of the others with it)
+STALL_CHECK_SECONDS = 60.0  # how often the daemon looks for stalled jobs (a fire checks its own job after its run)
 
 
 class MainThreadExecutor(BaseExecutor):
@@ -67,11 +77,12 @@ class Daemon:
     """The scheduler process (see the module docstring)."""
 
     def __init__(self, path: str | Path, *, only: tuple[str, ...] = (), environ: Mapping[str, str] | None = None,
-                 lease_seconds: float | None = None):
+                 lease_seconds: float | None = None, display: Any = None):
         self.path = Path(path)
         self.only = only
         self.environ = environ
         self.lease_seconds = lease_seconds
+        self.display = display  # telemetry -> progress display, per run (None: none)
         self.jobs: dict[str, Job] = {}
         self.executor = MainThreadExecutor()
         self.scheduler = BlockingScheduler(executors={"default": self.executor}, timezone=timezone.utc,
@@ -81,6 +92,13 @@ class Daemon:
         self.reload_requested = False
         self.busy = False
         self._thread: threading.Thread | None = None
+        self.pending_notices: queue.Queue[tuple[str, str, str, datetime | None]] = queue.Queue()
+        self.sender: Any = None  # notification sender (tests inject one); None: HTTP
+        self.started = datetime.now(timezone.utc)
+        self.stall_every = STALL_CHECK_SECONDS
+        self._held: dict[tuple[str, str], list[Any]] = {}  # (job, event) -> [detail, last fire, fires]
+        self._told: dict[tuple[str, str], float] = {}  # (job, event) -> when last notified (monotonic)
+        self._next_stall_check = 0.0
 
     # jobs --------------------------------------------------------------------------------
 
@@ -132,11 +150,47 @@ class Daemon:
     def _on_event(self, event: Any) -> None:
         if isinstance(event, JobSubmissionEvent) and event.code == EVENT_JOB_SUBMITTED:
             times = ", ".join(t.isoformat() for t in event.scheduled_run_times)
-            log.info("fire: job %s scheduled at %s", event.job_id, times)
+            log.info("fire: job %s scheduled at %s", event.job_id, times,
+                     extra={"event": "fire", "job": event.job_id, "fire_time": times})
         elif event.code == EVENT_JOB_MAX_INSTANCES:
             times = ", ".join(t.isoformat() for t in event.scheduled_run_times)
-            log.warning("skip: job %s fire at %s, its previous run is still going (max_instances=1)",
-                        event.job_id, times)
+            why = "its previous run is still going (max_instances=1)"
+            log.warning("skip: job %s fire at %s, %s", event.job_id, times, why,
+                        extra={"event": "fire_skipped", "job": event.job_id, "fire_time": times, "reason": why})
+            self.pending_notices.put((event.job_id, "fire_skipped", f"the fire did not run: {why}",
+                                      event.scheduled_run_times[-1] if event.scheduled_run_times else None))
+
+    def _tell(self, name: str, event: str, detail: str, fire_time: datetime | None) -> None:
+        """Notify a job's targets (its config's and its own) of a fire without a run."""
+        from reconcile.config import load_config
+        from reconcile.observability.postrun import notify_fire
+        from reconcile.scheduling.jobs import job_notify
+
+        job = self.jobs.get(name)
+        if job is None:
+            return
+        try:
+            cfg = job.job_config(load_config(job.config, self.environ))
+        except Exception:  # noqa: BLE001 - the job's own targets still hear of it
+            cfg = None
+        notify_fire(job_notify(cfg, job), name, event, detail, fire_time=fire_time, environ=self.environ,
+                    sender=self.sender)
+
+    def _check_stalls(self) -> None:
+        """Tell once of each job with no success within two of its fires (since the daemon started)."""
+        from reconcile.config import load_config, state_url
+        from reconcile.scheduling.jobs import check_stalled
+        from reconcile.store.store import Store
+
+        now = datetime.now(timezone.utc)
+        for job in list(self.jobs.values()):
+            try:
+                cfg = job.job_config(load_config(job.config, self.environ))
+                with Store.open(state_url(cfg, self.environ)) as store:
+                    check_stalled(store, job, cfg, now, started=self.started, environ=self.environ,
+                                  sender=self.sender)
+            except Exception:  # noqa: BLE001 - a job whose config is broken fails at its fire, and is told then
+                log.debug("stall check of job %s failed", job.name, exc_info=True)
 
     # the loop ----------------------------------------------------------------------------
 
@@ -147,6 +201,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
+        self._next_stall_check = time.monotonic() + self.stall_every  # the first fires come first
         self._thread = threading.Thread(target=self.scheduler.start, name="apscheduler", daemon=True)
         self._thread.start()
         log.info("scheduler started with %d job(s) from %s", len(self.jobs), self.path)
@@ -154,6 +209,7 @@ class Daemon:
             while self.stop_signal is None:
                 if self.reload_requested:
                     self.reload()
+                self._housekeeping()
                 try:
                     aps_job, run_times = self.executor.fires.get(timeout=POLL_SECONDS)
                 except queue.Empty:
@@ -165,6 +221,25 @@ class Daemon:
                 signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         log.info("scheduler stopped (%s)", signal_name(self.stop_signal) if self.stop_signal else "no signal")
         return 0
+
+    def _housekeeping(self) -> None:
+        """Notices queued by the scheduler thread (at most one per job and kind every
+        NOTICE_EVERY seconds, counting the fires held back), and the periodic stall check."""
+        while not self.pending_notices.empty():
+            name, event, detail, when = self.pending_notices.get_nowait()
+            held = self._held.setdefault((name, event), [detail, when, 0])
+            held[1], held[2] = when, held[2] + 1
+        now = time.monotonic()
+        for key, (detail, when, count) in list(self._held.items()):
+            if now < self._told.get(key, -NOTICE_EVERY) + NOTICE_EVERY:
+                continue
+            del self._held[key]
+            self._told[key] = now
+            more = f" ({count} fires so far, the last at {when.isoformat()})" if count > 1 and when else ""
+            self._tell(key[0], key[1], detail + more, when)
+        if time.monotonic() >= self._next_stall_check:
+            self._next_stall_check = time.monotonic() + self.stall_every
+            self._check_stalls()
 
     def _shutdown(self) -> None:
         try:
@@ -187,8 +262,12 @@ class Daemon:
                     continue
                 late = datetime.now(timezone.utc) - run_time
                 if late > timedelta(seconds=aps_job.misfire_grace_time):
-                    log.warning("missed: job %s fire at %s started %.0fs late, over its misfire_grace_time of %ss",
-                                aps_job.id, run_time.isoformat(), late.total_seconds(), aps_job.misfire_grace_time)
+                    why = (f"started {late.total_seconds():.0f}s late, over its misfire_grace_time of "
+                           f"{aps_job.misfire_grace_time}s")
+                    log.warning("missed: job %s fire at %s %s", aps_job.id, run_time.isoformat(), why,
+                                extra={"event": "fire_missed", "job": aps_job.id, "fire_time": run_time.isoformat(),
+                                       "reason": why})
+                    self.pending_notices.put((aps_job.id, "fire_missed", f"the fire was missed: it {why}", run_time))
                     events.append(JobExecutionEvent(EVENT_JOB_MISSED, aps_job.id, "default", run_time))
                     continue
                 self._run_one(self.jobs.get(aps_job.id), run_time)
@@ -205,7 +284,7 @@ class Daemon:
         runs = RunIds()
         try:
             outcome = run_scheduled(job, fire_time=run_time, environ=self.environ, lease_seconds=self.lease_seconds,
-                                    progress=runs)
+                                    display=self.display, sender=self.sender, progress=runs)
         except Interrupted as exc:
             run_id = runs.last
             log.warning("job %s stopped by %s%s; no new runs will start; the next fire resumes it", job.name,
@@ -213,18 +292,29 @@ class Daemon:
                         f": run {run_id} closed as interrupted" if run_id else " before its run started")
             self.stop_signal = self.stop_signal or exc.signum
             return
-        except RunLocked as exc:
-            log.warning("skip: job %s fire at %s: %s (exit %d)", job.name, run_time.isoformat(), exc, exc.exit_code)
+        except RunLocked:  # logged and notified by run_scheduled as a skipped fire
             return
         except ReconcileError as exc:
-            log.error("job %s failed (exit %d): %s", job.name, exc.exit_code, exc)
+            log.error("job %s failed (exit %d): %s", job.name, exc.exit_code, exc,
+                      extra=self._extra(job, run_time, exc, "fire_failed"))
             return
-        except Exception:  # noqa: BLE001 - one job's bug must not stop the scheduler
-            log.exception("job %s failed with an unexpected error", job.name)
+        except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the scheduler
+            log.exception("job %s failed with an unexpected error", job.name,
+                          extra=self._extra(job, run_time, exc, "fire_failed"))
             return
         finally:
             self.busy = False
         if outcome.skipped:
-            log.info("skip: job %s: %s", job.name, outcome.skipped)
+            log.warning("skip: job %s: %s", job.name, outcome.skipped,
+                        extra={"event": "fire_skipped", "job": job.name, "fire_time": run_time.isoformat(),
+                               "reason": outcome.skipped})
         else:
-            log.info("job %s: run %s %s (exit %d)", job.name, outcome.run_id, outcome.status, outcome.exit_code)
+            log.info("job %s: run %s %s (exit %d)", job.name, outcome.run_id, outcome.status, outcome.exit_code,
+                     extra={"event": "fire_done", "job": job.name, "fire_time": run_time.isoformat(),
+                            "run_id": outcome.run_id, "outcome": outcome.status,
+                            "counts": {"exit_code": outcome.exit_code}})
+
+    @staticmethod
+    def _extra(job: Job, run_time: datetime, exc: BaseException, event: str) -> dict[str, Any]:
+        return {"event": event, "job": job.name, "fire_time": run_time.isoformat(),
+                "run_id": getattr(exc, "run_id", None), "reason": str(exc)[:500]}

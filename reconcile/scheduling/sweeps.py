@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from reconcile.errors import DataError, ReconcileError
 from reconcile.pipeline.holder import holder_name, identity
+from reconcile.scheduling.jobs import slice_job
 from reconcile.pipeline.lock import LEASE_SECONDS, LockLost, RunLock, lock_name, utc_now
 from reconcile.observability.events import RunIds
 
@@ -55,11 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 5.0  # longest wait between claims while other workers hold the last slices
-
-
-def slice_job(job: str, index: int) -> str:
-    """The job name a slice's runs and run lock use."""
-    return f"{job}/slice-{index}"
 
 
 @dataclass(frozen=True)
@@ -130,6 +126,8 @@ class Worker:
         self.rt, self.job, self.api_key = replace(rt, progress=self.runs), job, api_key
         self.lease_seconds, self.poll = float(lease_seconds), min(poll_seconds, lease_seconds / 3)
         self.sleep = sleep
+        self.environ: Mapping[str, str] | None = None
+        self.sender: Any = None  # notification sender (tests inject one); None: HTTP
         self.holder = holder_name(identity())
         self.sweep = rt.store.open_sweep(job.name, int(job.slices), utc_now(), sweep_id)
         if self.sweep["slices"] != job.slices:
@@ -168,8 +166,7 @@ class Worker:
     def _run_slice(self, index: int) -> bool:
         """Run one claimed slice; False when the worker must stop (the slice's lock was lost)."""
         from reconcile.errors import RunLocked
-        from reconcile.pipeline.interrupts import Interrupted, deferred
-        from reconcile.pipeline.job import run_job
+        from reconcile.pipeline.interrupts import Interrupted
 
         store, job = self.rt.store, self.job
         name = slice_job(job.name, index)
@@ -187,8 +184,7 @@ class Worker:
         log.info("slice %d of sweep %s: running as job %s", index, self.sweep_id, name)
         started = len(self.runs.ids)
         try:
-            result = run_job(self.rt, mode=job.run_mode, dry_run=job.dry_run, overrides=set(job.allow),
-                             batch_guard=deferred, before_batch=lock.check, job=name, slice_index=index)
+            result = self._observed_run(name, index, lock)
         except Interrupted:
             store.release_slice(self.sweep_id, index, self.holder)
             raise
@@ -223,6 +219,32 @@ class Worker:
         """The run a slice's exception ended: the last one started since `started` runs."""
         return self.runs.last if len(self.runs.ids) > started else None
 
+    def _observed_run(self, name: str, index: int, lock: Any) -> Any:
+        """The slice's run, then (whatever its outcome) the post-run path named for the job."""
+        from reconcile.observability.events import Telemetry, observing
+        from reconcile.observability.logs import ContextListener
+        from reconcile.pipeline.interrupts import deferred
+        from reconcile.pipeline.job import run_job
+        from reconcile.scheduling.jobs import after_job_runs, written_report
+
+        job = self.job
+        telemetry = Telemetry()
+        telemetry.listeners.append(ContextListener(job.name))
+        outer, self.runs.inner = self.runs.inner, telemetry  # the runs' events go to the slice's telemetry
+        report_path = None
+        try:
+            with observing(telemetry):
+                return run_job(self.rt, mode=job.run_mode, dry_run=job.dry_run, overrides=set(job.allow),
+                               batch_guard=deferred, before_batch=lock.check, job=name, slice_index=index)
+        except BaseException:
+            report_path = written_report(self.rt.cfg, telemetry.run_ids)
+            raise
+        finally:
+            self.runs.inner = outer
+            telemetry.finish()
+            after_job_runs(self.rt.cfg, job, telemetry, environ=self.environ, report_path=report_path,
+                           sender=self.sender, store=self.rt.store, now=self.rt.clock())
+
     def _close_sweep(self) -> None:
         """Once the sweep is done with every slice's run a success, move the incremental
         watermark to the sweep's start (each slice checked every subject of its part since)."""
@@ -246,17 +268,26 @@ class Worker:
 
 def run_worker(job: Any, *, sweep_id: str | None = None, lease_seconds: float = LEASE_SECONDS,
                poll_seconds: float = POLL_SECONDS, environ: Mapping[str, str] | None = None,
-               open_session: Callable[..., Any] | None = None) -> WorkerOutcome:
+               open_session: Callable[..., Any] | None = None, sender: Any = None) -> WorkerOutcome:
     """Work on `job`'s sweep until it is done (see the module docstring)."""
     from reconcile.config import braze_api_key, load_config
     from reconcile.pipeline.interrupts import handle_signals
     from reconcile.pipeline.session import open_session as default_open
 
+    from reconcile.scheduling.jobs import tell_failure
+
     require_sliced(job)
-    cfg = job.job_config(load_config(job.config, environ))
-    opener = open_session or default_open
-    with opener(cfg, environ) as rt:
+    cfg = None
+    try:
+        cfg = job.job_config(load_config(job.config, environ))
+        opener = open_session or default_open
+        rt = opener(cfg, environ)
+    except Exception as exc:  # before any slice ran: told as a skipped fire
+        tell_failure(cfg, job, None, exc, environ, sender)
+        raise
+    with rt:
         worker = Worker(rt, job, braze_api_key(cfg, environ), sweep_id=sweep_id, lease_seconds=lease_seconds,
                         poll_seconds=poll_seconds)
+        worker.environ, worker.sender = environ, sender
         with handle_signals():
             return worker.run()

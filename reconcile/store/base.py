@@ -23,6 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from reconcile.errors import StoreError
 from reconcile.store.coltypes import dumps
+from reconcile.store.file_modes import prepare
 
 SUPPORTED = ("sqlite", "postgresql")
 CHUNK = 900  # below SQLite's historical 999-variable limit
@@ -56,7 +57,7 @@ def is_memory_sqlite(url: URL) -> bool:
 def ensure_sqlite_folder(url: URL) -> None:
     if url.get_backend_name() != "sqlite" or is_memory_sqlite(url) or url.query.get("uri"):
         return
-    Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    prepare(Path(str(url.database)).expanduser())
 
 
 def make_engine(url: URL) -> Engine:

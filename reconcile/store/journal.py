@@ -129,6 +129,22 @@ class JournalMixin(StoreBase):
         with self._read("actions") as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
+    def blocklisted_by_job(self) -> set[str]:
+        """Addresses (trimmed, case-folded) this job sent to `/email/blocklist` in a batch
+        Braze confirmed with no item rejected: the only evidence of a blocklist a key that
+        cannot read `/email/hard_bounces` has. A batch with a rejected item counts for none."""
+        c = action_table.c
+        query = select(c.payload, c.response_summary).where(c.kind == "blocklist", c.status == "confirmed")
+        out: set[str] = set()
+        with self._read("blocklisted_by_job") as conn:
+            for payload, summary in conn.execute(query):
+                if not isinstance(payload, dict) or (isinstance(summary, dict) and summary.get("rejected")):
+                    continue
+                for target in payload.get("targets") or []:
+                    if isinstance(target, list) and len(target) == 3 and isinstance(target[2], str):
+                        out.add(target[2].strip().casefold())
+        return out
+
     def unfinished_plans(self) -> list[str]:
         """Plans with actions still pending or sending, oldest first."""
         c = action_table.c

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from reconcile.models.ledger import error_body
 from reconcile.store.base import Row, StoreBase
 from reconcile.store.bulk import where_in
 from reconcile.store.coltypes import scrub_secrets
@@ -72,22 +73,37 @@ class LedgerStore(StoreBase):
         if rec.uid is not None:
             earlier = self._answer(rec.uid)
             if earlier is not None:
-                return (*earlier, True)
+                return self._replay(rec, earlier)
         try:
             with self._write("ledger receive") as conn:
                 if rec.uid is not None:
                     found = _answer(conn, rec.uid)
                     if found is not None:
-                        return (*found, True)
+                        return self._replay(rec, found)
                 self._insert_all(conn, rec)
         except Exception as exc:  # a concurrent delivery of the same uid won the insert
             earlier = self._answer(rec.uid) if rec.uid is not None and _is_integrity(exc) else None
             if earlier is None:
                 raise
-            return (*earlier, True)
+            return self._replay(rec, earlier)
         return rec.reply_status, rec.reply, False
 
-    def _answer(self, uid: str) -> tuple[int, dict[str, Any] | None] | None:
+    def _replay(self, rec: Received, earlier: tuple[int, dict[str, Any] | None, str]) -> tuple[
+            int, dict[str, Any] | None, bool]:
+        """A replay (the same body as first recorded) gets the first answer; another message
+        reusing the uid is refused (409) and recorded without it, never answered as the old one."""
+        status, reply, body = earlier
+        if body == rec.body:
+            return status, reply, True
+        why = (f"metadata.uid {str(rec.uid)[:80]!r} was already used by a different message; a replay must carry the "
+               "same body. Send this message with a new uid")
+        conflict = replace(rec, uid=None, outcome="invalid", reply_status=409, error=why, changes=[], request=None,
+                           callbacks=[], reply=error_body(409, "conflict", why, {"uid": str(rec.uid)[:80]}))
+        with self._write("ledger receive") as conn:
+            self._insert_all(conn, conflict)
+        return 409, conflict.reply, False
+
+    def _answer(self, uid: str) -> tuple[int, dict[str, Any] | None, str] | None:
         with self._read("ledger replay") as conn:
             return _answer(conn, uid)
 
@@ -227,10 +243,10 @@ class LedgerStore(StoreBase):
             conn.execute(select(1))
 
 
-def _answer(conn: Connection, uid: str) -> tuple[int, dict[str, Any] | None] | None:
-    row = conn.execute(select(ledger_events.c.reply_status, ledger_events.c.reply)
+def _answer(conn: Connection, uid: str) -> tuple[int, dict[str, Any] | None, str] | None:
+    row = conn.execute(select(ledger_events.c.reply_status, ledger_events.c.reply, ledger_events.c.body)
                        .where(ledger_events.c.uid == uid)).first()
-    return (row.reply_status, row.reply) if row else None
+    return (row.reply_status, row.reply, row.body) if row else None
 
 
 def _is_integrity(exc: BaseException) -> bool:

@@ -2,8 +2,8 @@
 address when a run last read it, so later runs can read those profiles by external_id in
 batches instead of looking each address up.
 
-Addresses are stored as `email_key`: trimmed and casefolded (the store normalizes what it is
-given). A profile holds one address; a profile seen under a new address moves to it.
+Addresses are stored as `email_key`: the mailbox key of models/mailbox.py (the store
+normalizes what it is given). A profile holds one address; a profile seen under a new address moves to it.
 
 Writes are set-based whatever the volume: rows are loaded into a temporary staging table,
 then one UPDATE ... FROM refreshes known profiles and one INSERT ... SELECT adds new ones
@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Column, Connection, Text, delete, exists, insert, literal, select, update
 
+from reconcile.models.mailbox import key_or_none
 from reconcile.store.base import Row, StoreBase
 from reconcile.store.bulk import temp_table, where_in
 from reconcile.store.schema import braze_profiles as profiles
@@ -29,8 +30,9 @@ ProfileRows = list[Mapping[str, Any]] | pd.DataFrame
 
 
 def email_key(value: Any) -> str:
-    """An address as the mapping keys it: trimmed and casefolded."""
-    return str(value).strip().casefold()
+    """An address as the mapping keys it: its mailbox key (models/mailbox.py; look-alike
+    addresses stay apart), or the trimmed value when it has none."""
+    return key_or_none(str(value)) or str(value).strip()
 
 
 class ProfilesMixin(StoreBase):

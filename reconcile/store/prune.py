@@ -4,8 +4,12 @@ What goes, when older than the cutoff:
 - drift items that are history (verified or resolved) and were last touched before it;
 - finished runs started before it, with their exceptions, plans and actions, unless
   something kept still points at them: live drift (open, corrected, reported: never
-  touched, whatever its age), tombstones, the Braze profile cache, an unfinished plan;
-- the report files of those runs in `report.dir`.
+  touched, whatever its age), tombstones, a kept Braze profile cache entry, an unfinished plan;
+- the report files of those runs in `report.dir`;
+- Braze profile cache entries (address -> profiles) last seen before it (a later run
+  enumerates the address again);
+- the raw bodies of ledger messages received before it (emptied; the event's kind, uid,
+  answer and time stay) and the changed-subject rows derived from them.
 
 `prune(apply=False)` only counts; `prune(apply=True)` deletes in one transaction
 (pipeline/prune.py records either as a run of mode `prune`).
@@ -18,12 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, select, update
 
 from reconcile.store.base import StoreBase
 from reconcile.store.bulk import where_in
 from reconcile.store.schema import (
-    ACTION_UNFINISHED, DRIFT_LIVE, actions, braze_profiles, drift_items, plans, run_exceptions, runs, tombstones,
+    ACTION_UNFINISHED, DRIFT_LIVE, actions, braze_profiles, drift_items, ledger_changes, ledger_events, plans,
+    run_exceptions, runs, tombstones,
 )
 
 OPEN_RUNS = ("running", "planned", "applying")
@@ -38,11 +43,15 @@ class Pruning:
     action_ids: list[str] = field(default_factory=list)
     exceptions: int = 0
     report_files: list[Path] = field(default_factory=list)
+    cached_profiles: int = 0
+    ledger_bodies: int = 0
+    ledger_changes: int = 0
 
     def counts(self) -> dict[str, Any]:
         return {"cutoff": self.cutoff.isoformat(), "drift_items": len(self.drift_ids), "runs": len(self.run_ids),
                 "plans": len(self.plan_ids), "actions": len(self.action_ids), "exceptions": self.exceptions,
-                "report_files": len(self.report_files)}
+                "report_files": len(self.report_files), "cached_profiles": self.cached_profiles,
+                "ledger_bodies": self.ledger_bodies, "ledger_changes": self.ledger_changes}
 
 
 def _ids(conn: Connection, query: Any) -> set[Any]:
@@ -63,7 +72,7 @@ def plan_pruning(conn: Connection, cutoff: datetime, report_dir: Path | None) ->
         if row.corrected_action:
             keep_actions.add(row.corrected_action)
     keep_runs |= _ids(conn, select(tombstones.c.run_id).where(tombstones.c.run_id.is_not(None)))
-    keep_runs |= _ids(conn, select(braze_profiles.c.run_id))
+    keep_runs |= _ids(conn, select(braze_profiles.c.run_id).where(braze_profiles.c.last_seen_at >= cutoff))
     keep_runs |= _ids(conn, select(p.run_id).join(actions, a.plan_id == p.plan_id)
                       .where(a.status.in_(ACTION_UNFINISHED)))
     candidates = _ids(conn, select(r.run_id).where(r.started_at < cutoff).where(r.status.not_in(OPEN_RUNS))
@@ -82,6 +91,10 @@ def plan_pruning(conn: Connection, cutoff: datetime, report_dir: Path | None) ->
     if gone_runs:
         out.exceptions = sum(conn.scalar(select(func.count()).select_from(run_exceptions).where(pred)) or 0
                              for pred in where_in(conn, run_exceptions.c.run_id, out.run_ids))
+    count = lambda table, pred: conn.scalar(select(func.count()).select_from(table).where(pred)) or 0  # noqa: E731
+    out.cached_profiles = count(braze_profiles, braze_profiles.c.last_seen_at < cutoff)
+    out.ledger_bodies = count(ledger_events, (ledger_events.c.received_at < cutoff) & (ledger_events.c.body != ""))
+    out.ledger_changes = count(ledger_changes, ledger_changes.c.received_at < cutoff)
     if report_dir is not None and report_dir.is_dir():
         out.report_files = sorted(f for f in report_dir.iterdir() if f.is_file() and f.name.split(".")[0] in gone_runs)
     return out
@@ -100,6 +113,9 @@ class PruneMixin(StoreBase):
                 return plan_pruning(conn, cutoff, report_dir)
         with self._write("prune") as conn:
             plan = plan_pruning(conn, cutoff, report_dir)
+            conn.execute(delete(braze_profiles).where(braze_profiles.c.last_seen_at < cutoff))
+            conn.execute(delete(ledger_changes).where(ledger_changes.c.received_at < cutoff))
+            conn.execute(update(ledger_events).where(ledger_events.c.received_at < cutoff).values(body=""))
             _delete(conn, drift_items, drift_items.c.id, plan.drift_ids)
             _delete(conn, run_exceptions, run_exceptions.c.run_id, plan.run_ids)
             _delete(conn, actions, actions.c.action_id, plan.action_ids)

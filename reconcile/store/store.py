@@ -162,6 +162,25 @@ class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, Bu
             row = conn.execute(query).first()
         return dict(row._mapping) if row else None
 
+    def runs_of(self, jobs: Sequence[str | None] | None = None, *, mode: str | None = None,
+                status_in: Sequence[str] | None = None, limit: int = 50) -> list[Row]:
+        """The newest runs of these jobs (None in it: runs without a job; `jobs` None: every
+        run), optionally of one mode and with a status in `status_in`."""
+        jobs = () if jobs is None else jobs
+        named = [j for j in jobs if j is not None]
+        cond: Any = runs.c.job.in_(named) if named else None
+        if None in jobs:
+            cond = runs.c.job.is_(None) if cond is None else (cond | runs.c.job.is_(None))
+        query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
+        if cond is not None:
+            query = query.where(cond)
+        if mode is not None:
+            query = query.where(runs.c.mode == mode)
+        if status_in is not None:
+            query = query.where(runs.c.status.in_(list(status_in)))
+        with self._read("runs_of") as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
     # exceptions -------------------------------------------------------------------------
 
     def add_exceptions(self, run_id: str, rows: list[Row]) -> None:

@@ -181,9 +181,12 @@ def test_a_failing_state_database_fails_without_showing_its_password(seeded):
 def test_json_is_a_list_of_checks(seeded):
     code, checks = doctor_json(seeded)
     assert code == 0 and isinstance(checks, list)
-    assert [c["check"] for c in checks] == ["braze.key", *["braze.permission"] * len(PERMISSIONS), "ketch", "state"]
+    # the sandbox key has subscription.groups.get: the mapped groups' channels are checked too
+    assert [c["check"] for c in checks] == ["braze.key", *["braze.permission"] * len(PERMISSIONS),
+                                            "braze.group_channels", "ketch", "state"]
     assert all({"status", "ok", "detail"} <= set(c) for c in checks)
-    assert [c["endpoint"] for c in checks[1:-2]] == [p.endpoint for p in PERMISSIONS]
+    assert [c["endpoint"] for c in checks[1:-3]] == [p.endpoint for p in PERMISSIONS]
+    assert checks[-3]["ok"] and "match Braze's channel" in checks[-3]["detail"]
 
 
 def test_sandbox_mode_runs_in_process_and_leaves_the_saved_sandbox_alone(tmp_path):

@@ -63,7 +63,8 @@ def test_sandbox_job_parses_and_resolves_paths_against_its_folder():
     assert cfg.path == SANDBOX_TOML.resolve()
     assert cfg.sandbox.enabled is True
     assert [t.subscription_group_id for t in cfg.mapping.topics] == ["sg-newsletter", "sg-promotions",
-                                                                     "sg-product-updates"]
+                                                                     "sg-product-updates", "sg-promotions-sms"]
+    assert [t.channel for t in cfg.mapping.topics if t.sms] == ["sms"] and cfg.identity.phone_sources == ("braze",)
     assert cfg.mapping.topics[2].channel is None
     # "../.reconcile/..." is relative to jobs/, not to the working directory
     assert cfg.universe.csv == ROOT / ".reconcile" / "sandbox" / "universe.csv"

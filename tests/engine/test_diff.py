@@ -112,7 +112,7 @@ def test_no_ketch_record_is_reported_never_unsubscribed():
     (T0 + timedelta(days=1), "braze_newer_optout"),
     (T0, "braze_newer_optout"),  # opt-outs win ties
     (T0 - timedelta(days=1), "missed_optin"),
-    (None, "missed_optin"),
+    (None, "braze_newer_optout"),  # an opt-out of unknown time is never resubscribed
 ])
 def test_granted_in_ketch_unsubscribed_in_braze(unsub_at, expected):
     o = observe(subject("a@x.io", ketch={"email_allowed": True, "consent_collected_at": T0, "subs_collected_at": T0},
@@ -187,15 +187,19 @@ def test_missing_topic_state_is_no_opinion_even_beside_granted_topics():
     assert diff(o, RULES).empty
 
 
-def test_blocklist_unknown_without_the_bounce_list_is_planned_only_while_mailable():
+def test_blocklist_unknown_without_the_bounce_list_is_planned_whatever_the_profiles_say():
+    """When unsure, blocklist: unsubscribed profiles, or none, are no evidence of a blocklist;
+    only a known one (the list, or the job's own confirmed blocklist) is."""
     from dataclasses import replace
 
     o = observe(subject("dnc@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "subscribed"}),
-                subject("done@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "unsubscribed"}))
-    unknown = replace(o, braze=o.braze.assign(blocklisted=pd.array([pd.NA] * 2, dtype="boolean")))
+                subject("done@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "unsubscribed"}),
+                subject("ours@x.io", ketch={"blocklist_engaged": True}, braze={"email_subscribe": "unsubscribed"}))
+    unknown = replace(o, braze=o.braze.assign(blocklisted=pd.array([pd.NA, pd.NA, True], dtype="boolean")))
     d = diff(unknown, RULES)
     assert ("missed_blocklist", "blocklist") in classes(d, "dnc@x.io")
-    assert ("missed_blocklist", "blocklist") not in classes(d, "done@x.io")
+    assert ("missed_blocklist", "blocklist") in classes(d, "done@x.io")
+    assert ("missed_blocklist", "blocklist") not in classes(d, "ours@x.io")
 
 
 # ----------------------------------------------------------------------------- invariant
@@ -296,3 +300,34 @@ def test_a_group_read_for_several_profiles_is_one_drift_item_per_subject():
                         groups=[("g-news", "unsubscribed"), ("g-news", "subscribed")]))
     d = diff(o, RULES)
     assert d[["drift_class", "field", "group_id"]].values.tolist() == [["missed_optout", "group", "g-news"]]
+
+
+SMS_NEWS = TopicMapping("newsletter", "sms", "g-news-sms")
+
+
+@pytest.mark.parametrize("unsub_at", [None, T0 - timedelta(days=30), T0 + timedelta(days=1)])
+@pytest.mark.parametrize("apply_optins, write_back", [(False, False), (True, False), (True, True)])
+def test_an_sms_opt_out_of_unknown_time_is_never_resubscribed(unsub_at, apply_optins, write_back):
+    """Ketch grants the topic's SMS channel, Braze has the number unsubscribed (a STOP reply
+    keeps no time; the address's email unsubscribe time says nothing about SMS)."""
+    o = observe(subject("a@x.io", ketch={"email_allowed": True, "consent_collected_at": T0, "subs_collected_at": T0},
+                        braze={"email_subscribe": "subscribed", "unsubscribed_at": unsub_at},
+                        topics=[("newsletter", "email", "granted"), ("newsletter", "sms", "granted")],
+                        groups=[("g-news", "subscribed"), ("g-news-sms", "unsubscribed")]))
+    d = diff(o, Rules(topics=(NEWS, SMS_NEWS), apply_optins=apply_optins, write_back_optouts=write_back))
+    (row,) = d.to_dict("records")
+    assert (row["drift_class"], row["group_id"]) == ("braze_newer_optout", "g-news-sms")
+    assert row["action"] == ("ketch_writeback" if write_back else "") and "STOP" in row["reason"]
+    assert pd.isna(row["braze_unsubscribed_at"])
+
+
+def test_a_topics_email_and_sms_channels_reach_their_own_groups():
+    o = observe(subject("a@x.io", ketch={"email_allowed": True, "subs_collected_at": T0},
+                        topics=[("newsletter", "email", "granted"), ("newsletter", "sms", "denied")],
+                        groups=[("g-news", "subscribed"), ("g-news-sms", "subscribed")], braze={"email_subscribe": "subscribed"}),
+                subject("b@x.io", ketch={"email_allowed": True, "subs_collected_at": T0},
+                        topics=[("newsletter", "email", "denied")],  # no opinion on SMS
+                        groups=[("g-news", "subscribed"), ("g-news-sms", "subscribed")], braze={"email_subscribe": "subscribed"}))
+    d = diff(o, Rules(topics=(NEWS, SMS_NEWS)))
+    assert classes(d, "a@x.io") == {("missed_optout", "group:g-news-sms")}
+    assert classes(d, "b@x.io") == {("missed_optout", "group:g-news")}

@@ -11,7 +11,7 @@ import pytest
 
 from reconcile.config import GuardConfig
 from reconcile.engine.guards import (
-    ALL_KINDS, DELETIONS, GUARDS, HOLDS, SUBSCRIBES, UNSUBSCRIBES, PlanStats, Tripped, check_guards, refused,
+    ALL_KINDS, DELETIONS, GUARDS, HOLDS, SUBSCRIBES, UNSUBSCRIBES, PlanStats, Tripped, check_guards, judge, refused,
 )
 from reconcile.models.plan import ActionKind
 
@@ -51,8 +51,8 @@ def test_a_healthy_run_trips_nothing():
     (dict(braze_profiles=0), ["empty_extract"], "Braze extract found no profiles"),
     (dict(braze_profiles=1), [], None),
     (dict(ketch_records=0, braze_profiles=0), ["empty_extract", "empty_extract"], "for 1000 subjects"),
-    # an empty universe has nothing to compare: no guard on the sides
-    (dict(universe=0, ketch_records=0, braze_profiles=0), [], None),
+    # an empty universe with no comparable earlier run: the absolute floor refuses it
+    (dict(universe=0, ketch_records=0, braze_profiles=0), ["empty_extract"], "no comparable earlier run"),
 ], ids=["ketch-empty", "ketch-one", "braze-empty", "braze-one", "both-empty", "empty-universe"])
 def test_empty_extract(kw, expected, says):
     tripped = check_guards(stats(**kw), None, LOOSE)
@@ -166,7 +166,8 @@ def test_unsubscribe_and_subscribe_fractions_are_independent():
 def test_fractions_do_not_divide_by_zero():
     tripped = check_guards(stats(universe=0, ketch_records=0, braze_profiles=0, deletions=1, unsubscribes=1,
                                  subscribes=1), None, CFG)
-    assert names(tripped) == ["max_deletion_fraction", "max_subscribe_fraction", "max_unsubscribe_fraction"]
+    assert names(tripped) == ["empty_extract", "max_deletion_fraction", "max_subscribe_fraction",
+                              "max_unsubscribe_fraction"]
 
 
 def test_defaults_match_the_documented_limits():
@@ -237,3 +238,54 @@ def test_an_incremental_runs_unsubscribe_fraction_is_taken_against_the_workspace
     window = PlanStats(universe=40, ketch_records=40, braze_profiles=40, deletions=0, unsubscribes=30,
                        workspace_profiles=10_000, workspace_universe=10_000)
     assert check_guards(window, None, cfg) == []
+
+
+# ----------------------------------------------------------------------------- baselines and floors
+
+
+def test_judge_gives_a_verdict_for_every_guard_tripped_or_not():
+    verdicts = judge(stats(), {"universe_count": 1000, "ketch_records": 1000, "braze_count": 1000,
+                               "basis": "the last full run R1"}, CFG)
+    assert sorted({v.guard for v in verdicts}) == sorted(GUARDS)
+    assert not any(v.tripped for v in verdicts)
+    shrink = next(v for v in verdicts if v.guard == "extract_shrink")
+    assert "compared with the last full run R1: checked universe 1000 -> 1000" in shrink.message
+
+
+@pytest.mark.parametrize("universe, floor, trips", [(0, 10, True), (9, 10, True), (10, 10, False),
+                                                    (0, 0, True), (1, 0, False)])
+def test_without_a_baseline_a_full_run_is_judged_on_the_floor(universe, floor, trips):
+    cfg = loose(min_universe=floor)
+    tripped = check_guards(stats(universe=universe, ketch_records=universe, braze_profiles=universe,
+                                 scope="full runs of job nightly"), None, cfg)
+    assert names(tripped) == (["empty_extract"] if trips else [])
+    if trips:
+        assert f"below guards.min_universe = {floor}" in tripped[0].message
+        assert "no comparable earlier run (full runs of job nightly)" in tripped[0].message
+
+
+def test_an_incremental_run_compares_only_its_identity_list():
+    previous = {"universe_count": 3000, "ketch_records": 3000, "braze_count": 3000, "source_rows": 3000,
+                "basis": "the last full run R1"}
+    window = stats(universe=57, ketch_records=57, braze_profiles=57, mode="incremental", source_rows=3000)
+    assert check_guards(window, previous, CFG) == []  # 3000 -> 57 is the amount of change, not a collapse
+    collapsed = stats(universe=5, ketch_records=5, braze_profiles=5, mode="incremental", source_rows=0)
+    (t,) = check_guards(collapsed, previous, CFG)
+    assert t.guard == "extract_shrink" and "identity list shrank from 3000 to 0 (100%) since the last full run" \
+        in t.message
+
+
+def test_an_incremental_run_without_a_baseline_is_floored_on_its_identity_list():
+    ok = stats(universe=3, ketch_records=3, braze_profiles=3, mode="incremental", source_rows=500)
+    assert check_guards(ok, None, CFG) == []  # a quiet window on a healthy list
+    (t,) = check_guards(stats(universe=3, ketch_records=3, braze_profiles=3, mode="incremental", source_rows=2),
+                        None, CFG)
+    assert t.guard == "empty_extract" and "identity list holds 2 subject(s)" in t.message
+    none_configured = stats(universe=0, ketch_records=0, braze_profiles=0, mode="incremental", source_rows=None)
+    assert check_guards(none_configured, None, CFG) == []  # nothing changed, nothing to measure
+
+
+def test_a_full_run_compares_its_identity_list_too():
+    previous = {"universe_count": 1000, "ketch_records": 1000, "braze_count": 1000, "source_rows": 900}
+    (t,) = check_guards(stats(source_rows=100), previous, CFG)
+    assert "identity list shrank from 900 to 100" in t.message

@@ -351,7 +351,7 @@ def mutate(fn) -> dict:
     (mutate(lambda a: a.update(drift_keys=[])), r"plan action 0 \(global_unsubscribe\) has no targets or no drift keys"),
     (mutate(lambda a: a.update(drift_keys=None)), "has no targets or no drift keys"),
     (mutate(lambda a: a.update(targets=[])), "has no targets or no drift keys"),
-    (mutate(lambda a: a.update(targets=[["s", "phone", "1"]])), "unknown id type 'phone'"),
+    (mutate(lambda a: a.update(targets=[["s", "fax", "1"]])), "unknown id type 'fax'"),
     (mutate(lambda a: a.update(targets=[["s", "email"]])), "expected \\[subject_key, id_type, value\\]"),
     (mutate(lambda a: a.update(targets=[["s", "email", ""]])), "expected \\[subject_key, id_type, value\\]"),
     (mutate(lambda a: a.update(drift_keys=[["s", "missed_optout", "shoe_size", None]])), "unknown field 'shoe_size'"),

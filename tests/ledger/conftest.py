@@ -24,7 +24,8 @@ from tests.pipeline.conftest import KEY, World, world  # noqa: F401  (the world 
 TOKEN = "ledger-test-token-8d1f"
 ENV = {"BRAZE_API_KEY": KEY, "KETCH_WEBHOOK_TOKEN": TOKEN}
 LEDGER = {"enabled": True, "bearer_token_env": "KETCH_WEBHOOK_TOKEN", "max_body_bytes": 4096,
-          "callback_backoff_seconds": 0.0, "callback_retry_seconds": 0.0}
+          "callback_backoff_seconds": 0.0, "callback_retry_seconds": 0.0, "callback_loopback_for_tests": True,
+          "callback_hosts": ["example.com", "ketch.com"]}
 
 
 def message(kind: str, request: dict[str, Any], uid: str | None = None) -> dict[str, Any]:

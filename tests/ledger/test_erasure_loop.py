@@ -1,6 +1,6 @@
 """The erasure loop end to end over loopback: a DeleteRequest reaches the ledger, the next
 `run` deletes the profile in the sandbox, and the request's callback receives
-`DeleteStatusEvent completed` with the request's headers; no_match, ambiguity, guards,
+`DeleteStatusEvent completed` with the request's Authorization header; no_match, ambiguity, guards,
 refused callback URLs and callbacks that fail before they succeed."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_a_delete_request_is_executed_and_reported_completed_with_its_headers(lw
     assert lw.w.braze.profiles_by_email(email) == []
     (got,) = receiver.received
     assert got["headers"]["authorization"] == HEADERS["Authorization"]
-    assert got["headers"]["x-ketch-trace"] == "t-1" and got["headers"]["content-type"] == "application/json"
+    assert "x-ketch-trace" not in got["headers"] and got["headers"]["content-type"] == "application/json"
     body = got["body"]
     assert body["apiVersion"] == "dsr/v1" and body["kind"] == "DeleteStatusEvent"
     assert body["metadata"] == doc["metadata"]
@@ -64,17 +64,22 @@ def test_an_unknown_subject_gets_no_match(lw):
     assert got["body"]["event"]["status"] == "completed" and got["body"]["event"]["reason"] == "no_match"
 
 
-def test_an_ambiguous_email_is_not_deleted_and_gets_insufficient_identification(lw):
+def test_a_shared_address_is_erased_profile_by_profile_by_braze_id(lw):
     email = seeded(lw)[2]
     lw.w.braze.add_profile(external_id=None, email=email.upper(), email_subscribe="subscribed")
+    ids = sorted(p.braze_id for p in lw.w.braze.profiles_by_email(email))
     receiver = lw.receiver()
     lw.post(delete(email, [{"url": receiver.url, "headers": HEADERS}]))
     with lw.runtime() as rt:
         result = run_job(rt)
-    assert result.counts["ambiguous_identity"] == 1
-    assert len(lw.w.braze.profiles_by_email(email)) == 2
+    assert result.status == "applied", result.messages
+    assert result.counts["ambiguous_identity"] == 0 and result.counts["missed_deletion"] == 1
+    assert lw.w.braze.profiles_by_email(email) == []
+    sent = [c["body"] for c in lw.w.braze.calls if c["path"] == "/users/delete"]
+    assert sorted(i for body in sent for i in body.get("braze_ids", [])) == ids
+    assert not any("email_addresses" in body for body in sent)
     (got,) = receiver.received
-    assert got["body"]["event"]["reason"] == "insufficient_identification"
+    assert got["body"]["event"]["status"] == "completed" and got["body"]["event"]["reason"] == "executed"
 
 
 def test_a_guard_refusal_keeps_the_request_in_progress_and_sends_nothing(lw):

@@ -81,6 +81,8 @@ def test_sigkill_mid_apply_then_resume_sends_no_confirmed_batch_twice(world, tmp
 
     with Store.open(world.state_url) as store:
         before = {a["action_id"]: a for a in store.actions(plan_id=result.plan.plan_id)}
+        killed = {a["run_id"] for a in before.values()}
+        assert [store.get_run(r)["status"] for r in killed] == ["applying"]  # nobody closed the killed run
     confirmed_before = {k for k, a in before.items() if a["status"] == "confirmed"}
     assert 1 <= len(confirmed_before) < planned, "the kill must land mid-apply"
 
@@ -90,6 +92,9 @@ def test_sigkill_mid_apply_then_resume_sends_no_confirmed_batch_twice(world, tmp
 
     with Store.open(world.state_url) as store:
         after = {a["action_id"]: a for a in store.actions(plan_id=result.plan.plan_id)}
+        closed = store.get_run(killed.pop())  # the run that resumed its plan closed it
+        assert closed["status"] == "failed" and "closed by the later run that resumed its plan" in closed["error"]
+        assert not [r for r in store.list_runs(20) if r["status"] in ("running", "applying")]
     assert {a["status"] for a in after.values()} == {"confirmed"}
     sent = [_ids(c) for c in world.braze.calls if c["path"] in WRITES]
     by_action = {k: (a["endpoint"], tuple(sorted(t[2] for t in a["payload"]["targets"]))) for k, a in after.items()}

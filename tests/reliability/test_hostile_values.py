@@ -53,11 +53,13 @@ def test_hostile_emails_are_rejected_with_a_reason(value: str, reason: str) -> N
     assert len(shown) <= SHOWN_CHARS + 40 and not any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in shown)
 
 
-@pytest.mark.parametrize("value", ["ann+1@example.com", "o'brien@example.ie", "josé@exämple.de", "A.B-C_d@sub.example.co.uk",
-                                   "  Ann@Example.com  "])
-def test_ordinary_addresses_are_kept(value: str) -> None:
+@pytest.mark.parametrize("value, key", [
+    ("ann+1@example.com", "ann+1@example.com"), ("o'brien@example.ie", "o'brien@example.ie"),
+    ("josé@exämple.de", "josé@xn--exmple-cua.de"), ("A.B-C_d@sub.example.co.uk", "a.b-c_d@sub.example.co.uk"),
+    ("  Ann@Example.com  ", "ann@example.com"), ("JOSÉ@EXäMPLE.de", "josÉ@xn--exmple-cua.de")])
+def test_ordinary_addresses_are_kept(value: str, key: str) -> None:
     valid, invalid = normalize(pd.Series([value]), "email")
-    assert len(invalid) == 0 and valid["subject_key"].iloc[0] == value.strip().casefold()
+    assert len(invalid) == 0 and valid["subject_key"].iloc[0] == key
 
 
 @pytest.mark.parametrize("value", ["id\x00", "id\x7f1", "a" * 988, "a b"])

@@ -124,3 +124,19 @@ def test_business_days_between_matches_counting_day_by_day():
         assert cal.business_days_between(start, end) == _counted_day_by_day(cal, start, end)
 
     check()
+
+
+def test_sms_opt_outs_age_against_the_tcpa_and_email_ones_against_can_spam() -> None:
+    policy = SlaPolicy(("can_spam", "tcpa"), PLAIN, sms_groups=frozenset({"g-sms"}))
+    source = datetime(2026, 3, 2, tzinfo=UTC)
+    sms = age_item(item(source=source, field="group:g-sms"), policy, source)
+    email = age_item(item(source=source, field="group:g-news"), policy, source)
+    glob = age_item(item(source=source, field="email_subscribe"), policy, source)
+    assert (sms["channel"], sms["regulation"]) == ("sms", "tcpa") and "TCPA SMS opt-out" in sms["deadline"]
+    assert (email["channel"], email["regulation"]) == ("email", "can_spam")
+    assert (glob["channel"], glob["regulation"]) == ("email", "can_spam")
+    # with CAN-SPAM alone an SMS opt-out has no deadline; with the TCPA alone an email one has none
+    assert age_item(item(source=source, field="group:g-sms"), SlaPolicy(("can_spam",), PLAIN,
+                    sms_groups=frozenset({"g-sms"})), source)["sla"] == "no deadline"
+    assert age_item(item(source=source, field="group:g-news"), SlaPolicy(("tcpa",), PLAIN,
+                    sms_groups=frozenset({"g-sms"})), source)["sla"] == "no deadline"

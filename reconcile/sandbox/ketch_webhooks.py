@@ -1,0 +1,74 @@
+"""Ketch's side of the webhooks: Forwarder messages (ketch-api.md §3.3) as Ketch sends them.
+
+Ketch's webhook set-up lets an admin choose the header name and the value that carry the
+secret, and a DeleteRequest names its subject through whatever identities the tenant's
+set-up captured. Each reading the docs leave open is a constructor option, so tests can
+send what a real tenant might:
+
+* `auth_header` (default `Authorization`) and `auth_value` (a template with `{token}`:
+  `"Bearer {token}"` by default, `"{token}"` for a token without a scheme);
+* `delete_identity`: `"identities"` (the subject's identity in `identities[]` and its email
+  in `subject.email`) or `"email_only"` (only `subject.email`; `identities[]` names a space
+  the reconciler does not key on, such as a cookie id);
+* `timestamps`: `"both"` (`submittedTimestamp` and `dueTimestamp`) or `"none"`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import httpx
+
+DSR_KINDS = ("DeleteRequest", "AccessRequest", "CorrectionRequest", "RestrictProcessingRequest")
+
+
+@dataclass(frozen=True)
+class KetchWebhooks:
+    """Sends Forwarder messages to one webhook URL (loopback in tests)."""
+
+    url: str
+    token: str
+    auth_header: str = "Authorization"
+    auth_value: str = "Bearer {token}"
+    delete_identity: str = "identities"
+    timestamps: str = "both"
+    tenant: str = "acme"
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        if self.delete_identity not in ("identities", "email_only"):
+            raise ValueError(f"delete_identity must be identities or email_only, got {self.delete_identity!r}")
+        if self.timestamps not in ("both", "none"):
+            raise ValueError(f"timestamps must be both or none, got {self.timestamps!r}")
+        if "{token}" not in self.auth_value:
+            raise ValueError("auth_value must contain {token}")
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", self.auth_header: self.auth_value.format(token=self.token)}
+
+    def dsr(self, kind: str, *, email: str, space: str = "email", value: str | None = None,
+            callbacks: list[dict[str, Any]] | None = None, uid: str | None = None) -> dict[str, Any]:
+        """A DSR message for a subject: `value` in identity space `space` (default the email)."""
+        if kind not in DSR_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(DSR_KINDS)}, got {kind!r}")
+        now = int(self.clock())
+        if self.delete_identity == "email_only":
+            cookie = uuid.uuid4().hex
+            ids = [{"identitySpace": "swb_website_smart_tag", "identityFormat": "raw", "identityValue": cookie}]
+        else:
+            ids = [{"identitySpace": space, "identityFormat": "raw", "identityValue": value or email}]
+        request: dict[str, Any] = {
+            "controller": self.tenant, "property": "web", "environment": "production", "regulation": "gdpr",
+            "jurisdiction": "eugdpr", "identities": ids, "callbacks": callbacks or [],
+            "subject": {"email": email, "firstName": "Test", "lastName": "Subject", "countryCode": "US"},
+            "context": {}}
+        if self.timestamps == "both":
+            request.update(submittedTimestamp=now - 60, dueTimestamp=now + 30 * 86400)
+        return {"apiVersion": "dsr/v1", "kind": kind,
+                "metadata": {"uid": uid or str(uuid.uuid4()), "tenant": self.tenant}, "request": request}
+
+    def send(self, doc: dict[str, Any]) -> httpx.Response:
+        return httpx.post(self.url, json=doc, headers=self.headers(), timeout=10)

@@ -1,0 +1,85 @@
+"""The ledger as it is deployed: `reconcile ledger serve` and `reconcile run` in their own
+processes, one job file and one SQLite state database, the simulators and a callback
+receiver on loopback. Ketch's webhook is set up with a custom header carrying the bare
+token, and sends a DeleteRequest naming its subject only by `subject.email`, for an
+address two Braze profiles share."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from reconcile.config import load_config
+from reconcile.sandbox.ketch_webhooks import KetchWebhooks
+from reconcile.serving import free_port
+from tests.ledger.conftest import Receiver
+from reconcile.ledger.serve import start_in_thread
+
+TOKEN = "deployed-hook-secret-31c9"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "BRAZE_API_KEY": "test-braze-key-4711", "KETCH_HOOK": TOKEN, "PYTHONUNBUFFERED": "1"}
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"ledger serve exited {proc.returncode}: {proc.communicate()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("ledger serve never became healthy")
+
+
+def test_a_custom_header_and_an_email_only_delete_request_end_to_end(world, tmp_path):
+    port = free_port()
+    extra = (f'\n[ledger]\nenabled = true\nport = {port}\nbearer_token_env = "KETCH_HOOK"\n'
+             'auth_header = "X-Ketch-Token"\nauth_scheme = ""\ncallback_backoff_seconds = 0\n'
+             "[guards]\nmax_deletion_fraction = 1.0\n")
+    cfg_path = tmp_path / "job.toml"
+    cfg_path.write_text(world.toml(extra=extra))
+    for name in ("universe.csv", "deletions.csv"):
+        (tmp_path / name).write_text("identity\n")
+    cfg = load_config(cfg_path, _env())
+    world.seed(cfg, subjects=30, drift=0.0)
+    (tmp_path / "deletions.csv").write_text("identity,requested_at\n")
+    email = "family.shared@example.com"
+    world.braze.add_profile(external_id="fam-1", email=email, email_subscribe="subscribed")
+    world.braze.add_profile(external_id=None, email=email.upper(), email_subscribe="subscribed")
+    receiver = Receiver()
+    receiver.running = start_in_thread(receiver)
+    server = subprocess.Popen([sys.executable, "-m", "reconcile", "--config", str(cfg_path), "ledger", "serve"],
+                              env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(base, server)
+        hooks = KetchWebhooks(base + cfg.ledger.path, TOKEN, auth_header="X-Ketch-Token", auth_value="{token}",
+                              delete_identity="email_only", timestamps="none")
+        assert KetchWebhooks(base + cfg.ledger.path, TOKEN).send(
+            hooks.dsr("DeleteRequest", email=email)).status_code == 401  # the token in the wrong header
+        doc = hooks.dsr("DeleteRequest", email=email, callbacks=[{"url": receiver.url, "headers": {"A": "b"}}])
+        reply = hooks.send(doc)
+        assert reply.status_code == 200, reply.text
+        assert isinstance(reply.json()["response"]["expectedCompletionTimestamp"], int)
+        run = subprocess.run([sys.executable, "-m", "reconcile", "--config", str(cfg_path), "run"], env=_env(),
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, (run.stdout, run.stderr)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+        receiver.running.stop()
+    assert world.braze.profiles_by_email(email) == []
+    deletes = [c["body"] for c in world.braze.calls if c["path"] == "/users/delete"]
+    assert sum(len(b.get("braze_ids", [])) for b in deletes) == 2
+    (got,) = receiver.received
+    assert got["body"]["event"] == {**got["body"]["event"], "status": "completed", "reason": "executed"}
+    assert got["body"]["metadata"]["uid"] == doc["metadata"]["uid"]
