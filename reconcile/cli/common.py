@@ -16,12 +16,16 @@ DEFAULT_CONFIG = "jobs/sandbox.toml"
 PACKAGED_JOB = "sandbox.toml"  # reconcile/jobs/: the sandbox job for a folder without jobs/sandbox.toml
 
 
-def get_config(ctx: click.Context, default: str | None = None) -> Config:
+def get_config(ctx: click.Context, default: str | None = None, read_only: bool = False) -> Config:
     """The job config: --config or $RECONCILE_CONFIG, else `default`. When `default` is the
     sandbox job and the working folder has none, the packaged copy is used, with its paths
-    (state, seeded files, reports) under the working folder."""
+    (state, seeded files, reports) under the working folder. A `read_only` command (runs,
+    report) given no config reads the demo's state: jobs/sandbox.toml, else the packaged job
+    when ./.reconcile/state.db exists (what `reconcile demo` leaves)."""
     from reconcile.config.extras import check_config
 
+    if read_only and default is None and not ctx.find_root().obj.get("config_path"):
+        default = demo_config()
     raw = ctx.find_root().obj.get("config_path") or default
     if raw == DEFAULT_CONFIG and not ctx.find_root().obj.get("config_path") and not Path(raw).exists():
         cfg = packaged_job()
@@ -29,6 +33,13 @@ def get_config(ctx: click.Context, default: str | None = None) -> Config:
         cfg = load_config(config_path(raw))
     check_config(cfg)
     return cfg
+
+
+def demo_config() -> str | None:
+    """The sandbox job the working folder's demo state belongs to, if any."""
+    if Path(DEFAULT_CONFIG).exists() or Path(".reconcile", "state.db").exists():
+        return DEFAULT_CONFIG
+    return None
 
 
 def packaged_job(base: Path | None = None) -> Config:
@@ -88,18 +99,29 @@ def observed(ctx: click.Context, cfg: Config, metrics_file: str | None = None) -
     telemetry.listeners.append(ContextListener(job_name(cfg)))
     display = display_for(telemetry, quiet=bool(root.get("quiet")), log_format=str(root.get("log_format") or "text"))
     root["telemetry"] = telemetry
+    root["display"] = display
+    report: Path | None = None
     try:
         with observing(telemetry):
             yield telemetry
+    except BaseException:
+        report = failed_run_report(ctx)  # the report of the run the error ended, named in its notification
+        raise
     finally:
         telemetry.finish()
         root.pop("telemetry", None)
-        if display is not None:
-            display.stop()
-        _after(cfg, telemetry, Path(metrics_file) if metrics_file else None)
+        stop_display(ctx)
+        _after(cfg, telemetry, Path(metrics_file) if metrics_file else None, str(report) if report else None)
 
 
-def _after(cfg: Config, telemetry: Any, metrics_file: Path | None) -> None:
+def stop_display(ctx: click.Context) -> None:
+    """End the progress display (its last line drawn finished) so what follows prints below it."""
+    display = ctx.find_root().obj.pop("display", None)
+    if display is not None:
+        display.stop()
+
+
+def _after(cfg: Config, telemetry: Any, metrics_file: Path | None, report_path: str | None) -> None:
     import logging
 
     from reconcile.config import state_url
@@ -113,7 +135,7 @@ def _after(cfg: Config, telemetry: Any, metrics_file: Path | None) -> None:
             for i, run_id in enumerate(telemetry.run_ids):
                 last = i == len(telemetry.run_ids) - 1
                 after_run(cfg, store, run_id, telemetry if last else None, metrics_file=metrics_file,
-                          write_metrics=last)
+                          report_path=report_path if last else None, write_metrics=last)
     except Exception:  # noqa: BLE001 - what is said after a run must not change its outcome
         logging.getLogger(__name__).warning("post-run metrics and notifications failed", exc_info=True)
 

@@ -35,12 +35,22 @@ def check(ctx: click.Context, fmt: str) -> None:
 
         reconcile --config jobs/production.example.toml config check --format json
     """
+    from reconcile.config.sanity import endpoint_warnings, universe_header_problems
+
     path = config_path(ctx.find_root().obj.get("config_path"))
     problems = check_file(path)
+    warnings: list[str] = []
+    if not problems:
+        cfg = load_config(path)
+        problems += universe_header_problems(cfg)
+        warnings = endpoint_warnings(cfg)
     if fmt == "json":
         echo_json({"path": str(path), "ok": not problems, "config_hash": None if problems else load_config(path).hash(),
-                   "problems": [{"key": p.key, "problem": p.problem, "fix": p.fix} for p in problems]})
+                   "problems": [{"key": p.key, "problem": p.problem, "fix": p.fix} for p in problems],
+                   "warnings": warnings})
         ctx.exit(ConfigError.exit_code if problems else 0)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if problems:
         raise ConfigError(problems, source=str(path))
     click.echo(f"{path}: ok (config hash {load_config(path).hash()})")

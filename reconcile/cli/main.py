@@ -3,6 +3,7 @@ the table of them (`EXIT_CODES`) closes every command's `--help`."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
@@ -29,7 +30,47 @@ Exit codes:
   143    stopped by SIGTERM"""
 
 
+GLOBAL_VALUED = ("--config", "--log-format")
+GLOBAL_FLAGS = ("-q", "--quiet", "--verbose")
+_SHORT_GLOBALS = re.compile(r"^-[qv]+$")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`args` with the global options found after the subcommand moved before it, so
+    `reconcile run --config X -q` means `reconcile --config X -q run`. Everything after `--`
+    is left alone."""
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        i += 2 if args[i] in GLOBAL_VALUED else 1
+    if i >= len(args) or args[i] == "--":
+        return list(args)
+    head, rest, moved = list(args[:i]), list(args[i:]), []
+    kept: list[str] = []
+    j = 0
+    while j < len(rest):
+        token = rest[j]
+        if token == "--":
+            kept.extend(rest[j:])
+            break
+        if token in GLOBAL_VALUED and j + 1 < len(rest):
+            moved.extend(rest[j:j + 2])
+            j += 2
+            continue
+        if token.startswith(tuple(f"{name}=" for name in GLOBAL_VALUED)) or token in GLOBAL_FLAGS \
+                or _SHORT_GLOBALS.match(token):
+            moved.append(token)
+        else:
+            kept.append(token)
+        j += 1
+    return head + moved + kept
+
+
 class Cli(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = hoist_global_options(args)
+        return super().parse_args(ctx, args)
+
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
         try:
@@ -100,10 +141,12 @@ def _report_line(ctx: click.Context) -> None:
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               envvar="RECONCILE_LOG_FORMAT",
               help="json: one object a line (time, level, run_id, job, stage, event, counts).")
-@click.version_option(package_name="ketch-braze-reconcile")
+@click.version_option(package_name="ketch-braze-reconcile", prog_name="reconcile")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str) -> None:
     """Keep Braze honest about what people told Ketch.
+
+    The options above may also follow the command: `reconcile run --config job.toml -q`.
 
     Example:
 
@@ -124,9 +167,10 @@ def _with_epilog(command: click.Command) -> None:
 
 
 def _register() -> None:
-    from reconcile.cli import config_cmds, doctor_cmds, ledger_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds
+    from reconcile.cli import (config_cmds, doctor_cmds, init_cmds, ledger_cmds, run_cmds, runs_cmds, sandbox_cmds,
+                               schedule_cmds)
 
-    for module in (config_cmds, doctor_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds, ledger_cmds):
+    for module in (init_cmds, config_cmds, doctor_cmds, run_cmds, runs_cmds, sandbox_cmds, schedule_cmds, ledger_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
             _with_epilog(command)

@@ -54,7 +54,7 @@ def report_cmd(ctx: click.Context, run_id: str | None, since: str | None, job: s
 
     if run_id and (since or job):
         raise DataError("give a RUN or --since/--job, not both")
-    cfg = get_config(ctx)
+    cfg = get_config(ctx, read_only=True)
     now = _when(as_of, "--as-of") or datetime.now(timezone.utc)
     sel = Selection(run_id=run_id, since=_when(since, "--since"), job=job)
     with Store.open(state_url(cfg)) as store:

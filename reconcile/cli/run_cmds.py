@@ -10,6 +10,7 @@ import click
 
 from reconcile.cli.common import (
     DEFAULT_CONFIG, allow_option, echo_json, format_option, get_config, is_packaged, metrics_option, mode_option,
+    stop_display,
     observed, only_kinds, only_option, population_options, print_channels, print_counts, print_summary, runtime,
 )
 from reconcile.cli.schedule_cmds import job_option, schedules_meta_option
@@ -38,6 +39,7 @@ def _execute(rt, fn, *args, **kwargs):
 
 
 def _finish(ctx: click.Context, rt, result, fmt: str = "text") -> None:
+    stop_display(ctx)
     if fmt == "json":
         echo_json(result.to_dict())
     else:
@@ -202,7 +204,7 @@ def run_cmd(ctx: click.Context, mode: str, dry_run: bool, allow: tuple[str, ...]
     cfg = get_config(ctx)
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt:
         if dry_run:
-            result = run_job(rt, mode=mode, dry_run=True)
+            result = run_job(rt, mode=mode, dry_run=True, overrides=set(allow))
         else:
             with run_lock(rt) as lock:
                 result = _execute(rt, run_job, mode=mode, overrides=set(allow), only=only_kinds(only),
@@ -243,6 +245,7 @@ def demo_cmd(ctx: click.Context, subjects: int | None, drift: float | None, seed
                + ", ".join(f"{k} {v}" for k, v in sorted(truth.counts().items())))
     with observed(ctx, cfg, metrics_file), runtime(ctx, cfg=cfg) as rt, run_lock(rt) as lock:
         result = _execute(rt, run_job, mode="full", before_batch=lock.check)
+        stop_display(ctx)
         print_summary(result)
         print_channels(rt.store, result.run_id, cfg)
     click.echo(f"state database: {cfg.state.url}")

@@ -599,7 +599,8 @@ def config_path(explicit: str | os.PathLike | None, environ: Mapping[str, str] |
     raw = explicit or env.get(CONFIG_ENV)
     if not raw:
         raise ConfigError(ConfigProblem("--config", "no config file given",
-                                        f"pass --config PATH or set {CONFIG_ENV}; see jobs/sandbox.toml"))
+                                        f"pass --config PATH or set {CONFIG_ENV}; `reconcile init` writes a "
+                                        "production config to fill in, `reconcile demo` runs the sandbox job"))
     return Path(raw)
 
 
@@ -682,6 +683,24 @@ def _env_refs(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+PLACEHOLDER = re.compile(r"^<[^<>]+>$")
+
+
+def placeholder_problems(data: Any, prefix: str = "") -> list[ConfigProblem]:
+    """Every value still written `<like this>` (as `reconcile init` leaves them), named by key."""
+    out: list[ConfigProblem] = []
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            out += placeholder_problems(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += placeholder_problems(v, f"{prefix}[{i}]")
+    elif isinstance(data, str) and PLACEHOLDER.match(data.strip()):
+        out.append(ConfigProblem(prefix, f"placeholder not filled in: {data.strip()}",
+                                 f"replace it with {data.strip()[1:-1]}"))
+    return out
+
+
 def check_file(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> list[ConfigProblem]:
     """Every problem of a config file at once: syntax, values, and unset environment variables."""
     env = os.environ if environ is None else environ
@@ -692,11 +711,13 @@ def check_file(path: str | os.PathLike, environ: Mapping[str, str] | None = None
         return [ConfigProblem(str(p), "file not found", "check the path or set RECONCILE_CONFIG")]
     except tomllib.TOMLDecodeError as exc:
         return [ConfigProblem(str(p), f"not valid TOML: {exc}", "fix the syntax at the line shown")]
-    problems: list[ConfigProblem] = []
+    placeholders = placeholder_problems(data)
+    problems: list[ConfigProblem] = list(placeholders)
     try:
         parse_config(data, p.resolve().parent, p.resolve())
     except ConfigError as exc:
-        problems += exc.problems
+        unfilled = {q.key for q in placeholders}
+        problems += [q for q in exc.problems if q.key not in unfilled]
     section = data.get("sandbox")
     sandbox = bool(section.get("enabled", False)) if isinstance(section, Mapping) else False
     refs = _env_refs(data)

@@ -1,7 +1,9 @@
 """The ASGI app behind `reconcile ledger serve` (Starlette).
 
     POST {ledger.path}   a Ketch Forwarder message (ketch-api.md §3.3)
-    GET  /healthz        200 when the state store answers, 503 otherwise
+    GET  /healthz        200 while the process serves (liveness)
+    GET  /readyz         200 when the state store answers, 503 otherwise (readiness)
+    GET  /openapi.json   the OpenAPI 3.1 description of these endpoints
 
 Every POST is authenticated first (the configured token in `ledger.auth_header`, alone or
 after `ledger.auth_scheme`, or basic auth; compared in constant time), then read up to
@@ -138,6 +140,14 @@ def create_app(cfg: Config, store: Any, *, environ: Mapping[str, str] | None = N
         return status, kind or "-", JSONResponse(reply, status)
 
     async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def openapi(request: Request) -> Response:
+        from reconcile.ledger.openapi import description
+
+        return JSONResponse(description(cfg.ledger.path))
+
+    async def readyz(request: Request) -> Response:
         try:
             await run_in_threadpool(ledger.ping)
         except Exception:  # noqa: BLE001 - any store failure means not healthy
@@ -145,7 +155,9 @@ def create_app(cfg: Config, store: Any, *, environ: Mapping[str, str] | None = N
         return JSONResponse({"status": "ok"})
 
     return Starlette(routes=[Route(cfg.ledger.path, receive, methods=["POST"]),
-                             Route("/healthz", healthz, methods=["GET"])])
+                             Route("/healthz", healthz, methods=["GET"]),
+                             Route("/readyz", readyz, methods=["GET"]),
+                             Route("/openapi.json", openapi, methods=["GET"])])
 
 
 async def _body(request: Request, limit: int) -> bytes:

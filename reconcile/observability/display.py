@@ -31,19 +31,51 @@ class _State:
         self.requests = 0
         self.wait_endpoint = ""
         self.wait_until = 0.0
+        self.count_started: float | None = None
+        self.count_from = 0
+        self.last_endpoint = ""
 
     def on_run(self, run_id: str, mode: str) -> None:
         self.run_id = run_id
 
     def on_stage(self, name: str, counts: dict[str, int]) -> None:
         self.stage = name
-        self.done, self.total, self.count_stage = 0, 0, ""
+        self.done, self.total, self.count_stage, self.count_started = 0, 0, "", None
+        self.last_endpoint = ""
 
     def on_count(self, stage: str, done: int, total: int) -> None:
+        if stage != self.count_stage or done < self.done or self.count_started is None:
+            self.count_started, self.count_from = self.clock(), done
         self.count_stage, self.done, self.total = stage, done, total
 
     def on_request(self, endpoint: str, status: str) -> None:
         self.requests += 1
+        self.last_endpoint = endpoint
+
+    def rate(self) -> float:
+        """Subjects a second of the current count, 0 before there is one."""
+        if self.count_started is None:
+            return 0.0
+        elapsed, counted = self.clock() - self.count_started, self.done - self.count_from
+        return counted / elapsed if counted > 0 and elapsed > 0 else 0.0
+
+    def eta(self) -> str:
+        rate = self.rate()
+        if not rate or not self.total or self.done >= self.total:
+            return ""
+        left = (self.total - self.done) / rate
+        return f"{int(left // 60)}m{int(left % 60):02d}s" if left >= 60 else f"{left:.0f}s"
+
+    def pace(self) -> str:
+        """Rate and ETA of the current count, or what the stage is waiting on before it counts."""
+        if self.total:
+            rate, eta = self.rate(), self.eta()
+            return f"{rate:.0f}/s" + (f", ETA {eta}" if eta else "") if rate else ""
+        if self.stage == "done":
+            return ""
+        if self.last_endpoint:
+            return f"waiting on {self.last_endpoint}"
+        return f"waiting on {self.stage}" if self.stage != "starting" else "waiting on the config and state store"
 
     def on_wait(self, endpoint: str, seconds: float) -> None:
         self.wait_endpoint = endpoint
@@ -56,6 +88,8 @@ class _State:
         parts = [f"run {self.run_id}" if self.run_id else "run", f"stage {self.stage}"]
         if self.total:
             parts.append(f"{self.count_stage} {self.done}/{self.total}")
+        if pace := self.pace():
+            parts.append(pace)
         parts.append(f"requests {self.requests}")
         left = self.waiting()
         if left > 0:
@@ -95,6 +129,7 @@ class HeartbeatDisplay(_State):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+            self._thread = None
 
 
 class JsonProgress(HeartbeatDisplay):
@@ -136,9 +171,11 @@ class RichDisplay(_State):
                                  console=self.console, transient=False, refresh_per_second=8)
         self.task = self.progress.add_task("run", total=None, stage="starting", info="")
         self._lock = threading.Lock()
+        self._stopped = False
 
     def _refresh(self) -> None:
-        info = f"requests {self.requests}"
+        pace = self.pace()
+        info = f"{pace}  requests {self.requests}" if pace else f"requests {self.requests}"
         left = self.waiting()
         if left > 0:
             info += f"  rate-limit wait {self.wait_endpoint} {left:.0f}s left"
@@ -173,8 +210,18 @@ class RichDisplay(_State):
         self.progress.start()
 
     def stop(self) -> None:
+        """Draw the bar finished, then stop it: what prints next appears below it."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self.stage = "done"
+        self.wait_until, self.last_endpoint = 0.0, ""
         self._refresh()
-        self.progress.stop()
+        with self._lock:
+            if self.total:
+                self.progress.update(self.task, completed=self.total)
+            self.progress.stop()
 
 
 def display_for(telemetry: Telemetry, *, quiet: bool, stream: TextIO | None = None,

@@ -24,7 +24,7 @@ def run_job(rt: Session, *, mode: str = "full", dry_run: bool = False, overrides
     `slice_index`: a full run of that slice of `universe.slices` only (a sweep worker's claimed
     slice; the sweep, not the run, moves the watermarks)."""
     if dry_run:
-        return plan_only(rt, mode, dry_run=True, job=job, slice_index=slice_index)[0]
+        return plan_only(rt, mode, dry_run=True, overrides=overrides, job=job, slice_index=slice_index)[0]
     resume_unfinished(rt, overrides, job=job, batch_guard=batch_guard, before_batch=before_batch, actor=actor)
     rec = recorder(rt, mode, job=job)
     started = rt.clock()

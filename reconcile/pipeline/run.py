@@ -333,15 +333,17 @@ def result_of(rec: RunRecorder, planned: Planned | None, status: RunStatus, code
 # ----------------------------------------------------------------------------- runs
 
 
-def plan_only(rt: Session, mode: str = "full", *, dry_run: bool = False,
+def plan_only(rt: Session, mode: str = "full", *, dry_run: bool = False, overrides: Iterable[str] = (),
               job: str | None = None, slice_index: int | None = None) -> tuple[RunResult, Planned]:
-    """`reconcile plan` / `run --dry-run`: observe, diff, plan; nothing is sent."""
+    """`reconcile plan` / `run --dry-run`: observe, diff, plan; nothing is sent. The exit code
+    is the one `run` would have: a tripped guard's unless `overrides` (`--allow`) names it."""
     rec = recorder(rt, mode, job=job)
     with running(rt, rec):
         planned = make_plan(rt, rec, mode, slice_index=slice_index)
         code = ExitCode.DRIFT if planned.plan.actions else ExitCode.OK
-        if planned.tripped:  # `run` on this would be refused: say so in the exit code, changes or not
-            code = ExitCode.GUARDS.get(planned.tripped[0].guard, code)
+        refusing = [t for t in planned.tripped if t.guard not in set(overrides)]
+        if refusing:  # `run` on this would be refused: say so in the exit code, changes or not
+            code = ExitCode.GUARDS.get(refusing[0].guard, code)
         if dry_run:
             rec.dry_run(code)
             return reported(rt, rec, result_of(rec, planned, RunStatus.DRY_RUN, code)), planned

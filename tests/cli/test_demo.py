@@ -33,5 +33,7 @@ def test_demo_then_run_converges_and_seed_works(tmp_path):
 
     seeded = runner.invoke(cli, ["--config", str(job), "sandbox", "seed", "--subjects", "50", "--drift", "0.2"])
     assert seeded.exit_code == 0 and "seeded 50 subjects" in seeded.output
-    dry = runner.invoke(cli, ["--config", str(job), "run", "--dry-run"])
+    shrunk = runner.invoke(cli, ["--config", str(job), "run", "--dry-run"])
+    assert shrunk.exit_code == 11, shrunk.output  # 300 subjects to 50: the shrink guard's verdict, as run would
+    dry = runner.invoke(cli, ["--config", str(job), "run", "--dry-run", "--allow", "extract_shrink"])
     assert dry.exit_code == 2, dry.output  # the fresh population has corrections pending

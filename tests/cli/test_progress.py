@@ -116,3 +116,76 @@ def test_a_rate_limit_wait_shows_its_endpoint_and_seconds_left():
                               "rate-limit wait braze /users/export/ids 40s left")
     now[0] += 60
     assert "rate-limit" not in display.line()
+
+
+def run_on_terminal(job, *args: str) -> tuple[int, str]:
+    """Run the CLI with stdout and stderr on one pseudo-terminal, as a person sees it."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(_cmd(job, *args), stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
+                            env=_env(), cwd=job.world.tmp)
+    os.close(slave)
+    shown = bytearray()
+    end = time.monotonic() + DEADLINE
+    try:
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk and proc.poll() is not None:
+                    break
+                shown += chunk
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        os.close(master)
+    return code, shown.decode("utf-8", errors="replace")
+
+
+def test_the_bar_finishes_before_the_summary_and_no_bar_line_follows_it(job):
+    import re
+
+    job.seed()
+    code, shown = run_on_terminal(job, "run")
+    assert code == 0, shown
+    start = re.search(r"run \S+: applied \(exit 0\)", shown)
+    assert start, shown
+    summary_at = shown.rfind("\n", 0, start.start())
+    before, after = shown[:summary_at], shown[summary_at:]
+    plain_after = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", after)
+    assert "━" not in plain_after and "requests " not in plain_after, plain_after  # no bar redrawn below
+    assert "\x1b[2K" not in after and "\r" not in after.replace("\r\n", "\n")  # nothing erases or rewrites lines
+    last_bar = [ln for ln in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", before).replace("\r", "\n").splitlines()
+                if "requests " in ln][-1]
+    assert last_bar.lstrip().startswith("done"), last_bar  # drawn finished before the summary
+    assert re.search(r"\d+/s", before)  # a rate was shown while counting
+
+
+def test_heartbeat_says_what_it_waits_for_and_rate_with_eta():
+    import io
+
+    from reconcile.observability.display import HeartbeatDisplay
+    from reconcile.observability.events import Telemetry
+
+    now = [0.0]
+    stream = io.StringIO()
+    display = HeartbeatDisplay(stream, interval=3600, clock=lambda: now[0])
+    display._print()
+    assert "waiting on the config and state store" in stream.getvalue()
+    tel = Telemetry(clock=lambda: now[0], listeners=[display])
+    display.on_stage("extract", {})
+    display.on_request("GET /ketch/consent", "200")
+    display._print()
+    assert stream.getvalue().splitlines()[-1].endswith("waiting on GET /ketch/consent; requests 1")
+    display.on_count("ketch", 0, 1000)
+    now[0] = 10.0
+    display.on_count("ketch", 250, 1000)
+    display._print()
+    assert "ketch 250/1000; 25/s, ETA 30s; requests 1" in stream.getvalue().splitlines()[-1]
+    assert tel is not None

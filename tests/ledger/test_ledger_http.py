@@ -209,3 +209,32 @@ def test_access_log_and_store_keep_no_identity_or_secret(lw, caplog):
     assert any(EMAIL in b for b in bodies)  # the raw event is kept (it is the evidence of the request)
     (cb,) = lw.ledger.callbacks()
     assert cb["status"] == "waiting" and "headers" not in cb
+
+
+def test_readyz_and_openapi_over_http(lw):
+    import httpx
+
+    ready = httpx.get(lw.server.url + "/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json() == {"status": "ok"}
+    doc = httpx.get(lw.server.url + "/openapi.json", timeout=5).json()
+    assert doc["openapi"].startswith("3.1")
+    assert {"/healthz", "/readyz"} <= set(doc["paths"]) and any("post" in v for v in doc["paths"].values())
+    kinds = doc["components"]["schemas"]["Message"]["properties"]["kind"]["enum"]
+    assert {"ConsentRequest", "DeleteRequest", "SubscriptionTopicRequest", "SubscriptionControlRequest"} <= set(kinds)
+
+
+def test_the_docs_sample_messages_are_accepted_as_documented(lw):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ledger.md").read_text(encoding="utf-8")
+    samples = re.findall(r"^## (\w+) \(answered (\d+)[^)]*\)\n\n```json\n(.*?)```", text, re.M | re.S)
+    assert {kind for kind, _, _ in samples} == {"ConsentRequest", "SubscriptionTopicRequest",
+                                                 "SubscriptionControlRequest", "DeleteRequest"}
+    for kind, status, body in samples:
+        doc = json.loads(body)
+        assert doc["kind"] == kind and doc["request"]["property"] == "website"
+        doc["request"]["property"] = lw.cfg.ketch.property  # the docs' ketch.property is "website"
+        r = lw.post(doc)
+        assert r.status_code == int(status), (kind, r.text)
+    assert len(lw.ledger.events()) == 4
