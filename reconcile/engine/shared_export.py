@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from reconcile.clients.braze_results import ExportUnavailable
+from reconcile.engine.identity import email_keys
 from reconcile.engine.ports import BrazeProfileReads, SegmentExportStore
 from reconcile.errors import PermissionDenied, TransientApiError
 
@@ -53,10 +54,11 @@ def expected_wait(profiles: int) -> float:
 
 
 def export_frame(users: list[dict[str, Any]]) -> pd.DataFrame:
-    """Exported users with an address and a braze_id, as store rows."""
-    cols = ["braze_id", "email", "external_id", "email_subscribe"]
+    """Exported users with an address and a braze_id, as store rows (keyed by the same
+    mailbox key as every other read: a look-alike address is another mailbox)."""
+    cols = ["braze_id", "email", "external_id", "email_subscribe", "phone"]
     df = pd.DataFrame(users, columns=cols).astype("string")
-    df["email_key"] = df["email"].str.strip().str.casefold()
+    df["email_key"] = email_keys(df["email"])
     return df[(df["email_key"].notna() & df["braze_id"].notna()).to_numpy()]
 
 

@@ -449,5 +449,6 @@ segment_export_rows = Table(
     Column("email", Text),
     Column("external_id", Text),
     Column("email_subscribe", String),
+    Column("phone", Text),
     Index(None, "scope", "email_key"),
 )

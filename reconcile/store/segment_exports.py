@@ -23,7 +23,7 @@ from reconcile.store.bulk import where_in
 from reconcile.store.schema import segment_export_rows as rows_table
 from reconcile.store.schema import segment_exports as exports
 
-ROW_COLUMNS = ("braze_id", "email_key", "email", "external_id", "email_subscribe")
+ROW_COLUMNS = ("braze_id", "email_key", "email", "external_id", "email_subscribe", "phone")
 WRITE_CHUNK = 10_000
 
 
@@ -44,11 +44,11 @@ class SegmentExportsMixin(StoreBase):
         return dict(row) if row is not None else None
 
     def add_segment_export_rows(self, scope: str, frame: pd.DataFrame) -> int:
-        """Keep profiles of the scope's export (columns ROW_COLUMNS; a braze_id seen twice
-        keeps its first row)."""
+        """Keep profiles of the scope's export (columns ROW_COLUMNS, a missing one kept empty;
+        a braze_id seen twice keeps its first row)."""
         if not len(frame):
             return 0
-        clean = frame[list(ROW_COLUMNS)].drop_duplicates("braze_id")
+        clean = frame.reindex(columns=list(ROW_COLUMNS)).drop_duplicates("braze_id")
         records: list[dict[str, Any]] = [
             {"scope": scope, **{c: (None if pd.isna(v) else str(v)) for c, v in zip(ROW_COLUMNS, values)}}
             for values in clean.itertuples(index=False, name=None)]

@@ -44,6 +44,7 @@ def test_a_custom_header_and_an_email_only_delete_request_end_to_end(world, tmp_
     port = free_port()
     extra = (f'\n[ledger]\nenabled = true\nport = {port}\nbearer_token_env = "KETCH_HOOK"\n'
              'auth_header = "X-Ketch-Token"\nauth_scheme = ""\ncallback_backoff_seconds = 0\n'
+             'callback_loopback_for_tests = true\ncallback_hosts = ["127.0.0.1"]\n'
              "[guards]\nmax_deletion_fraction = 1.0\n")
     cfg_path = tmp_path / "job.toml"
     cfg_path.write_text(world.toml(extra=extra))

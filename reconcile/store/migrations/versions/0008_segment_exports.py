@@ -3,7 +3,7 @@
 - segment_exports: one row per scope (a run, or a sweep of sliced workers): the segment,
   who started the export, running / ready / unavailable (with the reason), and when.
 - segment_export_rows: the profiles the export listed (address key, braze_id, external_id,
-  address as Braze holds it, global email state), read by each part for its addresses and
+  address as Braze holds it, global email state, phone), read by each part for its addresses and
   dropped once the run or sweep is done.
 
 Revision ID: 0008_segment_exports
@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("email", sa.Text()),
         sa.Column("external_id", sa.Text()),
         sa.Column("email_subscribe", sa.String()),
+        sa.Column("phone", sa.Text()),
         sa.PrimaryKeyConstraint("scope", "braze_id", name=op.f("pk_segment_export_rows")),
     )
     op.create_index("ix_segment_export_rows_scope_email_key", "segment_export_rows", ["scope", "email_key"])
