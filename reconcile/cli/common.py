@@ -125,17 +125,14 @@ def _after(cfg: Config, telemetry: Any, metrics_file: Path | None, report_path: 
     import logging
 
     from reconcile.config import state_url
-    from reconcile.observability.postrun import after_run
+    from reconcile.observability.postrun import after_runs
     from reconcile.store.store import Store
 
     if not telemetry.run_ids:
         return
     try:
         with Store.open(state_url(cfg)) as store:
-            for i, run_id in enumerate(telemetry.run_ids):
-                last = i == len(telemetry.run_ids) - 1
-                after_run(cfg, store, run_id, telemetry if last else None, metrics_file=metrics_file,
-                          report_path=report_path if last else None, write_metrics=last)
+            after_runs(cfg, store, telemetry, report_path=report_path, metrics_file=metrics_file)
     except Exception:  # noqa: BLE001 - what is said after a run must not change its outcome
         logging.getLogger(__name__).warning("post-run metrics and notifications failed", exc_info=True)
 

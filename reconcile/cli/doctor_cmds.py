@@ -24,7 +24,8 @@ def doctor_cmd(ctx: click.Context, fmt: str) -> None:
     have a state in. Nothing about a real person is changed.
 
     Exit 0 when every required permission is granted and everything is reachable (missing
-    optional permissions are warnings), 1 otherwise.
+    optional permissions are warnings), 1 otherwise, including a mapped subscription group
+    Braze refuses as unknown (asked of `/subscription/status/get` for each mapped group).
 
     Example:
 
@@ -52,6 +53,8 @@ def _print_text(report) -> None:
     k, s = report.ketch, report.store
     click.echo(f"Ketch: {k.status}: {k.detail}")
     click.echo(f"State database: {s.status}: {s.detail}")
+    if report.groups is not None:
+        click.echo(f"Subscription groups: {report.groups.status}: {report.groups.detail}")
     if report.channels is not None:
         click.echo(f"Subscription group channels: {report.channels.status}: {report.channels.detail}")
     for line in report.warnings():

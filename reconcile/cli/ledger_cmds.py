@@ -43,7 +43,7 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None) -> None:
         reconcile --config job.toml -v ledger serve --port 8787
     """
     from reconcile.ledger.app import create_app
-    from reconcile.ledger.serve import run_forever
+    from reconcile.ledger.serve import ledger_limits, run_forever
     from reconcile.pipeline.session import install_secret_filter
 
     cfg = get_config(ctx)
@@ -56,7 +56,7 @@ def serve_cmd(ctx: click.Context, host: str | None, port: int | None) -> None:
         app = create_app(cfg, store)
         host, port = host or cfg.ledger.host, port or cfg.ledger.port
         click.echo(f"ledger: listening on http://{host}:{port}{cfg.ledger.path} (state {store.url})", err=True)
-        run_forever(app, host, port)
+        run_forever(app, host, port, ledger_limits(cfg))
     finally:
         store.close()
 

@@ -11,11 +11,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
-
 from reconcile.errors import DataError
 from reconcile.reports.humanize import duration, human_duration, human_time
-from reconcile.store.schema import runs
 
 RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -42,15 +39,7 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
 def matching_runs(store: Any, *, job: str | None = None, statuses: Sequence[str] = (),
                   since: datetime | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """The newest runs first, filtered in the query (a long history is never read whole)."""
-    query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
-    if job is not None:
-        query = query.where(runs.c.job == job)
-    if statuses:
-        query = query.where(runs.c.status.in_(list(statuses)))
-    if since is not None:
-        query = query.where(runs.c.started_at >= since)
-    with store._read("runs_list") as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
+    return list(store.list_runs(limit, job=job, statuses=statuses, since=since))
 
 
 def row(run: Mapping[str, Any]) -> list[str]:

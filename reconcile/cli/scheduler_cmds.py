@@ -12,8 +12,13 @@ from reconcile.cli.schedule_cmds import schedules_option
 @click.command("scheduler")
 @schedules_option
 @click.option("--job", "only", multiple=True, metavar="NAME", help="Run only these jobs (repeatable).")
+@click.option("--health-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve /healthz (liveness) and /readyz (readiness) as JSON on this port (0: any free one).")
+@click.option("--health-host", default="127.0.0.1", show_default=True,
+              help="Address the health endpoints listen on (0.0.0.0 for an orchestrator's probes).")
 @click.pass_context
-def scheduler_cmd(ctx: click.Context, schedules: str | None, only: tuple[str, ...]) -> None:
+def scheduler_cmd(ctx: click.Context, schedules: str | None, only: tuple[str, ...], health_port: int | None,
+                  health_host: str) -> None:
     """Run the jobs of schedules.toml on their schedules, in the foreground, until SIGTERM.
 
     Each fire runs exactly what `reconcile run --job NAME` runs. A fire is skipped while the
@@ -22,9 +27,13 @@ def scheduler_cmd(ctx: click.Context, schedules: str | None, only: tuple[str, ..
     lets the batch in flight finish and be journaled, closes the run as interrupted (the next
     fire resumes it) and exits 0; SIGHUP re-reads the schedules file.
 
+    With --health-port, GET /healthz answers 200 while the process runs (a long run
+    included) and GET /readyz 200 while the scheduler runs its jobs, 503 once it is stopping;
+    both carry each job's next fire and last outcome.
+
     Example:
 
-        reconcile scheduler --schedules /srv/reconcile/schedules.toml
+        reconcile scheduler --schedules /srv/reconcile/schedules.toml --health-port 8788
     """
     from reconcile.config.schedules import schedules_path
     from reconcile.scheduling.daemon import Daemon
@@ -35,7 +44,8 @@ def scheduler_cmd(ctx: click.Context, schedules: str | None, only: tuple[str, ..
             logger.setLevel(logging.INFO)
     root = ctx.find_root().obj or {}
     display = _display(ctx) if root.get("log_format") == "json" else None  # text: the log lines say enough
-    ctx.exit(Daemon(schedules_path(schedules), only=only, display=display).serve())
+    health = None if health_port is None else (health_host, health_port)
+    ctx.exit(Daemon(schedules_path(schedules), only=only, display=display, health=health).serve())
 
 
 def _display(ctx: click.Context):

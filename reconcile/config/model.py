@@ -179,6 +179,9 @@ class LedgerConfig:
     basic_user_env: str | None = None
     basic_password_env: str | None = None
     max_body_bytes: int = 256 * 1024
+    request_timeout_seconds: float = 10.0  # a request must arrive whole within this (slow clients)
+    max_connections_per_client: int = 32  # per peer address; 0: none (behind a reverse proxy)
+    max_requests_in_flight: int = 64  # handled at once; more are answered 503 with Retry-After
     expected_completion_hours: float = 48.0
     callback_hosts: tuple[str, ...] = ()  # allowed callback host suffixes; required outside the sandbox
     callback_headers: tuple[str, ...] = ("authorization",)  # the only message headers forwarded to a callback

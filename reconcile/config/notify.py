@@ -52,13 +52,12 @@ class NotifyConfig:
     def secret_names(self) -> list[str]:
         return [t.url_env for t in self.targets]
 
-    def with_targets(self, extra: Any) -> "NotifyConfig":
+    def with_targets(self, extra: tuple[NotifyTarget, ...] = ()) -> "NotifyConfig":
         """These settings with `extra` targets (a schedules.toml job's `notify`) added to the
         config's, each (kind, variable) once."""
         from dataclasses import replace
 
-        more = tuple(NotifyTarget(t.kind, t.url_env) for t in extra or ())
-        return replace(self, targets=tuple(dict.fromkeys(self.targets + more)))
+        return replace(self, targets=tuple(dict.fromkeys(self.targets + tuple(extra))))
 
 
 def _problem(key: str, problem: str, fix: str) -> ConfigProblem:

@@ -81,7 +81,8 @@ class _Reader:
                 self.fail(name, "unknown key", "remove it or check its spelling against docs/config.md")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP address (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -100,12 +101,12 @@ def _check_url(r: _Reader, name: str, value: str, *, braze: bool) -> None:
     if parts.scheme not in ("http", "https") or not host:
         r.fail(name, f"not an http(s) URL: {value!r}", f"set {r.key(name)} = \"https://...\"")
         return
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         r.fail(name, f"plain http is allowed only for loopback hosts, got {host}",
                "use https, or 127.0.0.1/localhost for a local sandbox")
     if parts.username or parts.password:
         r.fail(name, "credentials in the URL", "remove user:password from the URL; keys come from *_env variables")
-    if braze and not _is_loopback(host) and not (host.endswith(".braze.com") or host.endswith(".braze.eu")):
+    if braze and not is_loopback(host) and not (host.endswith(".braze.com") or host.endswith(".braze.eu")):
         r.fail(name, f"{host} is not a Braze REST instance",
                "use your instance's REST endpoint, e.g. https://rest.iad-01.braze.com or https://rest.fra-01.braze.eu")
 
@@ -399,6 +400,11 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
         basic_user_env=r.get("basic_user_env", str, d.basic_user_env, '"KETCH_WEBHOOK_USER"') or None,
         basic_password_env=r.get("basic_password_env", str, d.basic_password_env, '"KETCH_WEBHOOK_PASSWORD"') or None,
         max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, lo=1024, hi=16 * 1024 * 1024, integer=True),
+        request_timeout_seconds=r.number("request_timeout_seconds", d.request_timeout_seconds, lo=0.5, hi=300.0),
+        max_connections_per_client=r.number("max_connections_per_client", d.max_connections_per_client, lo=0,
+                                            hi=100_000, integer=True),
+        max_requests_in_flight=r.number("max_requests_in_flight", d.max_requests_in_flight, lo=1, hi=10_000,
+                                        integer=True),
         expected_completion_hours=r.number("expected_completion_hours", d.expected_completion_hours, lo=0.0,
                                            hi=24.0 * 90),
         callback_hosts=tuple(h.strip(".").lower() for h in hosts),

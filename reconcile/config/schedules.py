@@ -36,13 +36,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reconcile.config.model import GuardConfig
+from reconcile.config.notify import KINDS as NOTIFY_KINDS, NotifyTarget
 from reconcile.errors import ConfigError, ConfigProblem, ExitCode
 
 SCHEDULES_ENV = "RECONCILE_SCHEDULES"
 DEFAULT_FILE = "schedules.toml"
 MODES = ("apply", "report")
 SCOPES = ("full", "incremental", "sliced")
-NOTIFY_KINDS = ("webhook", "slack")
 GUARD_NAMES = tuple(ExitCode.GUARDS)
 DEFAULT_GRACE = 600
 ALIASES = {
@@ -60,14 +60,6 @@ JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class Notify:
-    """Where a job's outcome is sent: a webhook or Slack URL read from an environment variable."""
-
-    kind: str
-    url_env: str
-
-
-@dataclass(frozen=True)
 class Job:
     name: str
     config: Path
@@ -79,7 +71,7 @@ class Job:
     allow: tuple[str, ...]
     guards: tuple[tuple[str, float], ...]
     misfire_grace_time: int
-    notify: tuple[Notify, ...]
+    notify: tuple[NotifyTarget, ...]  # the job's own targets, added to its config's
     trigger: BaseTrigger
 
     @property
@@ -288,7 +280,7 @@ class _Job:
             return DEFAULT_GRACE
         return value
 
-    def _notify(self) -> tuple[Notify, ...]:
+    def _notify(self) -> tuple[NotifyTarget, ...]:
         value = self.item.get("notify", [])
         example = 'notify = [{ kind = "webhook", url_env = "RECONCILE_WEBHOOK_URL" }]'
         if not isinstance(value, list):
@@ -309,7 +301,7 @@ class _Job:
                 self.fail(f"{key}.url_env", f"must name an environment variable holding the URL, got {env!r}",
                           'url_env = "RECONCILE_WEBHOOK_URL" (the URL itself never goes in the file)')
             if kind in NOTIFY_KINDS and isinstance(env, str) and ENV_NAME.match(env):
-                out.append(Notify(kind, env))
+                out.append(NotifyTarget(kind, env))
         return tuple(out)
 
     def _trigger(self, tz: ZoneInfo | None) -> tuple[BaseTrigger | None, str]:

@@ -275,7 +275,7 @@ def summarize(universe: pd.DataFrame, profiles: pd.DataFrame, lists: BrazeLists)
     b["email_subscribe"] = b["_max"].map(_BY_RANK, na_action="ignore")
     b["email_subscribe_min"] = b["_min"].map(_BY_RANK, na_action="ignore")
     b["email"] = b["_email"].astype("string").fillna(b["email"].astype("string"))
-    ekeys = b["email"].map(email_key, na_action="ignore")
+    ekeys = email_keys(b["email"])
     b["unsubscribed_at"] = _times_for(ekeys, _latest_by_key(lists.unsubscribed, "unsubscribed_at"))
     listed = isin(ekeys, _latest_by_key(lists.bounced, "hard_bounced_at").index)
     if lists.bounces_known:

@@ -122,9 +122,5 @@ def email_key(value: str | None) -> str | None:
 
 def email_keys(values: pd.Series) -> pd.Series:
     """`email_key` of each value (NA where there is none), vectorised for ASCII addresses."""
-    text = values.astype("string").str.strip()
-    out = text.str.lower().to_numpy(dtype=object, copy=True)  # exact for ASCII text
-    for pos in _non_ascii(text):
-        out[pos] = key_or_none(text.iloc[pos])
-    result = pd.Series(out, index=values.index, dtype="string")
-    return result.mask(result == "", pd.NA)
+    keys, _why = _mailbox_keys(values.astype("string").str.strip())
+    return keys.mask(keys == "", pd.NA)

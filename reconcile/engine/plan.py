@@ -270,7 +270,7 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
         # that part's stable sort
         order_pos = _by_subject_and_field(todo, cols.subject)
         by_group = todo["group_id"].astype(str) if any(k in _GROUP_KINDS for k in kinds) else None
-        sms_groups = {m.subscription_group_id for m in rules.topics if m.sms}
+        sms_groups = frozenset(m.subscription_group_id for m in rules.topics if m.sms)
         for kind in kinds:
             mine = (todo["action"] == kind.value).fillna(False).to_numpy(dtype=bool)
             groups: list[tuple[str | None, npt.NDArray[np.bool_]]] = [(None, mine)]
@@ -297,7 +297,7 @@ def build_plan(drift: pd.DataFrame, emails: pd.Series, profiles: pd.DataFrame, r
                 batches = _Batches.of(targets, batch_limit(kind, track_batch_size), cols.subject[pos], ready)
                 if batches is None:
                     continue
-                writeback = _writebacks(todo.iloc[pos], batches, _sms_phones(phones, rules)) \
+                writeback = _writebacks(todo.iloc[pos], batches, _sms_phones(phones, sms_groups)) \
                     if kind is ActionKind.KETCH_WRITEBACK else None
                 actions += _actions(kind, id_type, group_id, batches, pos, cols, key_json, writeback, rules,
                                     plan_id, len(actions))
@@ -435,9 +435,8 @@ def _actions(kind: ActionKind, id_type: IdType, group_id: str | None, b: _Batche
     return out
 
 
-def _sms_phones(phones: pd.Series | None, rules: Rules) -> tuple[dict[str, str], frozenset[str]]:
-    """(subject_key -> E.164, the SMS groups) for write-backs."""
-    sms = frozenset(m.subscription_group_id for m in rules.topics if m.sms)
+def _sms_phones(phones: pd.Series | None, sms: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
+    """(subject_key -> E.164, the SMS groups `sms`) for write-backs."""
     if phones is None or not sms:
         return {}, sms
     known = phones.dropna()

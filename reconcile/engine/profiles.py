@@ -74,15 +74,11 @@ class MemoryCache:
         self.rows = self.rows[~isin(self.rows["braze_id"], set(braze_ids))].reset_index(drop=True)
 
 
-def _email_keys(values: pd.Series) -> pd.Series:
-    return email_keys(values)
-
-
 def _users_frame(users: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(users, columns=PROFILE_FIELDS)
     for col in PROFILE_FIELDS:
         df[col] = df[col].astype("string")
-    df["email_key"] = _email_keys(df["email"])
+    df["email_key"] = email_keys(df["email"])
     return df
 
 

@@ -34,19 +34,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconcile.config import Config
+from reconcile.config.parsing import is_loopback
 from reconcile.store.ledger import LedgerStore
 
 log = logging.getLogger(__name__)
 DROPPED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-type", "expect"}
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
@@ -96,7 +88,7 @@ def url_problem(url: str, cfg: Config) -> str | None:
         return "not an http(s) URL"
     if parts.username or parts.password:
         return "credentials in the URL"
-    test_loopback = cfg.ledger.callback_loopback_for_tests and _loopback(host)
+    test_loopback = cfg.ledger.callback_loopback_for_tests and is_loopback(host)
     if parts.scheme == "http" and not (test_loopback or cfg.sandbox.enabled):
         return "plain http is refused (Ketch's callbacks are https)"
     if host.rstrip(".") in METADATA_HOSTS or host.endswith(".internal") or host.endswith(".svc") \

@@ -1,6 +1,7 @@
 """What happens once a run has closed: its run-end event, its metrics, its notifications.
 
-`after_run` is the one post-run path of every way a run starts: the interactive commands
+`after_run` (through `after_runs`, for each run a caller saw start) is the one post-run path
+of every way a run starts: the interactive commands
 (`reconcile.cli.common.observed`), each scheduler fire and `run --job`
 (`reconcile.scheduling.jobs.run_scheduled`), and each slice of a sweep worker. It is called
 after the run's status, report and state are written, never from inside the apply loop,
@@ -85,6 +86,16 @@ def after_run(cfg: Any, store: Any, run_id: str, telemetry: Telemetry | None = N
         _metrics(cfg, run, telemetry, open_critical, now, label, env, metrics_file, out, succeeded)
     _notify(cfg, store, run, open_critical, label, env, report_path, sender, out, targets)
     return out
+
+
+def after_runs(cfg: Any, store: Any, telemetry: Telemetry, *, report_path: str | None = None,
+               **kwargs: Any) -> None:
+    """`after_run` for each run `telemetry` saw start, in order; the last one (the run the
+    caller's outcome is about) gets the telemetry, the report path and the metrics."""
+    for i, run_id in enumerate(telemetry.run_ids):
+        last = i == len(telemetry.run_ids) - 1
+        after_run(cfg, store, run_id, telemetry if last else None, report_path=report_path if last else None,
+                  write_metrics=last, **kwargs)
 
 
 def run_end(run: Mapping[str, Any], job: str) -> None:

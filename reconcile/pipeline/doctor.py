@@ -19,10 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from reconcile.clients.braze import BrazeClient
-from reconcile.clients.braze_probe import GRANTED, NOT_GRANTED, PROBE_EMAIL, ProbeResult, first_group, probe_braze
+from reconcile.clients.braze_probe import GRANTED, NOT_GRANTED, PROBE_EMAIL, ProbeResult, probe_braze
 from reconcile.clients.pacing import RetryPolicy
 from reconcile.config import Config, braze_api_key, state_url
-from reconcile.errors import ApiError, ConfigError, DataError, ExitCode, NotFound, ReconcileError, TransientApiError
+from reconcile.errors import (
+    ApiError,
+    ConfigError,
+    DataError,
+    ExitCode,
+    FatalApiError,
+    NotFound,
+    ReconcileError,
+    TransientApiError,
+)
 from reconcile.redact import redact_text, sanitize_url
 
 OK, FAILED = "ok", "failed"
@@ -50,6 +59,7 @@ class DoctorReport:
     store: Outcome
     notes: list[str] = field(default_factory=list)
     channels: Outcome | None = None  # mapped groups' channels against Braze's (subscription.groups.get)
+    groups: Outcome | None = None  # each mapped group asked of /subscription/status/get
 
     def problems(self) -> list[str]:
         """Everything that makes the job unable to work, each naming what to fix."""
@@ -62,6 +72,8 @@ class DoctorReport:
             out.append(f"Ketch {self.ketch.status}: {self.ketch.detail}")
         if not self.store.ok:
             out.append(f"state database {self.store.status}: {self.store.detail}")
+        if self.groups is not None and not self.groups.ok:
+            out.append(f"subscription groups {self.groups.status}: {self.groups.detail}")
         if self.channels is not None and not self.channels.ok:
             out.append(f"subscription group channels {self.channels.status}: {self.channels.detail}")
         return out
@@ -84,6 +96,8 @@ class DoctorReport:
                         "permission": r.spec.permission, "required": r.spec.required, "status": r.status,
                         "ok": r.status == GRANTED or not r.spec.required, "http_status": r.http_status,
                         "detail": r.detail, "lost_without": r.spec.lost_without})
+        if self.groups is not None:
+            out.append({"check": "braze.groups", **_plain(self.groups)})
         if self.channels is not None:
             out.append({"check": "braze.group_channels", **_plain(self.channels)})
         out.append({"check": "ketch", **_plain(self.ketch)})
@@ -108,8 +122,45 @@ def run_doctor(cfg: Config, environ: Mapping[str, str] | None = None) -> DoctorR
     groups_get = next((r for r in permissions if r.spec.permission == "subscription.groups.get"), None)
     channels = check_channels_of(cfg, environ, braze_transport) \
         if key.ok and groups_get is not None and groups_get.status == GRANTED else None
+    status_get = next((r for r in permissions if r.spec.permission == "subscription.status.get"), None)
+    groups = check_groups(cfg, environ, braze_transport) \
+        if key.ok and status_get is not None and status_get.status == GRANTED and cfg.mapping.topics else None
     return DoctorReport(endpoint, key, permissions, check_ketch(cfg, ketch_transport), check_store(cfg, environ),
-                        notes, channels)
+                        notes, channels, groups)
+
+
+def check_groups(cfg: Config, environ: Mapping[str, str] | None = None, transport: Any = None) -> Outcome:
+    """Each mapped group asked of `/subscription/status/get` for one synthetic external id:
+    a 400 refusing the group means Braze does not know it (a typo, another workspace's id),
+    and the job would fail on every write to it. A group Braze answers for is known, or at
+    least not refused; any other failure leaves the group unchecked, said as such."""
+    mapped = list(dict.fromkeys(m.subscription_group_id for m in cfg.mapping.topics))
+    probe = f"reconcile-doctor-{secrets.token_hex(8)}"
+    refused: list[str] = []
+    unchecked: list[str] = []
+    with BrazeClient(cfg.braze, braze_api_key(cfg, environ), transport=transport,
+                     retry_policy=doctor_retry_policy(cfg)) as client:
+        for group in mapped:
+            try:
+                client.subscription_status_get(group, external_ids=[probe])
+            except FatalApiError as exc:
+                if exc.status_code == 400:
+                    refused.append(f"{group!r} (mapping.topics: {_topics_of(cfg, group)}): {exc.body or exc}")
+                else:
+                    unchecked.append(f"{group!r}: {exc}")
+            except ApiError as exc:
+                unchecked.append(f"{group!r}: {exc}")
+    if refused:
+        return Outcome("unknown group", False,
+                       "Braze refused " + "; ".join(refused) + "; fix: copy each group's id from Braze > "
+                       "Audience > Subscription Groups of this workspace into mapping.topics")
+    known = len(mapped) - len(unchecked)
+    return Outcome(OK, True, f"Braze accepts {known} of {len(mapped)} mapped group(s)" + (
+        f"; not checked: {'; '.join(unchecked)}" if unchecked else ""))
+
+
+def _topics_of(cfg: Config, group: str) -> str:
+    return ", ".join(f"{m.topic}/{m.channel}" for m in cfg.mapping.topics if m.subscription_group_id == group)
 
 
 def check_channels_of(cfg: Config, environ: Mapping[str, str] | None = None, transport: Any = None) -> Outcome:
@@ -182,10 +233,6 @@ def _braze_notes(cfg: Config, results: list[ProbeResult]) -> list[str]:
     if results and all(r.status == NOT_GRANTED for r in results):
         notes.append("every endpoint answered 403: the key has none of these permissions, or the Braze account "
                      "is inactive (403 Forbidden)")
-    status_get = next((r for r in results if r.spec.endpoint == "/subscription/status/get"), None)
-    if status_get is not None and status_get.http_status == 400 and cfg.mapping.topics:
-        notes.append(f"Braze refused subscription group {first_group(cfg)!r} (mapping.topics[0]): "
-                     f"{status_get.detail}; check the group id in Braze > Subscription Groups")
     return notes
 
 

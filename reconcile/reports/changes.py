@@ -20,10 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
-
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
-from reconcile.store.schema import drift_items
 
 SEVERITIES = ("critical", "high", "medium", "warn", "low", "info")
 
@@ -36,17 +33,6 @@ def closed_at(item: Mapping[str, Any]) -> datetime | None:
 def is_open(item: Mapping[str, Any], at: datetime) -> bool:
     closed = closed_at(item)
     return item["first_seen_at"] <= at and (closed is None or closed > at)
-
-
-def items_since(store: Any, t0: datetime | None, t1: datetime) -> list[dict[str, Any]]:
-    """Every item first seen by t1 that was still open at t0 or later (all of them without t0)."""
-    c = drift_items.c
-    query = select(drift_items).where(c.first_seen_at <= t1)
-    if t0 is not None:
-        query = query.where(or_(c.verified_at.is_(None) & c.resolved_at.is_(None),
-                                c.verified_at > t0, c.resolved_at > t0))
-    with store._read("report_changes") as conn:
-        return [dict(row._mapping) for row in conn.execute(query.order_by(c.id))]
 
 
 def run_end(run: Mapping[str, Any]) -> datetime:

@@ -21,7 +21,7 @@ from typing import Any
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 from reconcile.errors import DataError
 from reconcile.reports.ccpa import request_log, yearly_metrics
-from reconcile.reports.changes import change_section, items_since, run_end
+from reconcile.reports.changes import change_section, run_end
 from reconcile.reports.channels import by_channel, sms_groups
 from reconcile.reports.requests import group_requests, topic_names
 from reconcile.reports.sla import SlaPolicy, done_time, sla_section
@@ -159,8 +159,8 @@ def collect(store: Any, cfg: Any, sel: Selection, now: datetime) -> dict[str, An
     prior = [r for r in trend_runs if r["run_id"] != focal["run_id"] and r["started_at"] <= focal["started_at"]]
     previous = prior[-1] if prior else _previous(store, focal)
     run = doc["run"]
-    changed = change_section(run, previous, items_since(store, run_end(previous) if previous else None,
-                                                         run_end(run)))
+    since = run_end(previous) if previous else None
+    changed = change_section(run, previous, store.drift_items_since(since, run_end(run)))
     return doc | {
         "report": {"generated_at": now, "tool_version": tool_version(), "selection": sel.describe(),
                    "runs_covered": len(trend_runs)},

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, func, select
 
 from reconcile.engine.classes import SEVERITY
 from reconcile.reports.changes import run_end
 from reconcile.reports.humanize import duration
-from reconcile.store.schema import drift_items
 
 INDEX_RUNS = 1000
 INDEX_FILE = "index.html"
@@ -32,14 +30,7 @@ def open_counter(store: Any) -> Any:
     Counted in the database, grouped by time: every item a run records shares that run's
     timestamps (first seen, verified, resolved), so a long history comes back as a few
     rows a run, and an item is open at t when it was first seen by t and not closed by t."""
-    c = drift_items.c
-    critical = c.drift_class.in_([k for k, v in SEVERITY.items() if v == "critical"])
-    closed = case((c.verified_at.is_not(None) & (c.resolved_at.is_(None) | (c.verified_at <= c.resolved_at)),
-                   c.verified_at), else_=c.resolved_at)
-    with store._read("index_items") as conn:
-        opened = conn.execute(select(c.first_seen_at, critical, func.count()).group_by(c.first_seen_at, critical)).all()
-        shut = conn.execute(select(closed, critical, func.count()).where(closed.is_not(None))
-                            .group_by(closed, critical)).all()
+    opened, shut = store.drift_open_close_counts(k for k, v in SEVERITY.items() if v == "critical")
     series = {flag: (_steps([(t, n) for t, crit, n in opened if flag is False or bool(crit)]),
                      _steps([(t, n) for t, crit, n in shut if flag is False or bool(crit)]))
               for flag in (False, True)}

@@ -21,44 +21,27 @@ against every subject key the store knows, hashed with the same mask key.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
-
+from reconcile.models.mailbox import key_or_none
 from reconcile.reports.requests import place
-from reconcile.store.schema import (
-    actions,
-    braze_profiles,
-    drift_items,
-    ledger_callbacks,
-    ledger_changes,
-    ledger_request_history,
-    ledger_requests,
-    plans,
-    run_exceptions,
-    runs,
-    tombstones,
-)
 
 TOKEN = re.compile(r"^(?:[^@\s]\*\*\*@[^#\s]+|id)#[0-9a-f]{10}$")
 
 
 def subject_keys_for(identity: str) -> list[str]:
-    """The subject keys an identity may be stored under: as given (trimmed), and case-folded."""
+    """The subject keys an identity may be stored under: as given (trimmed), and for an
+    address its mailbox key (models/mailbox.py), the key the engine matches by. Never a
+    Unicode case folding: `uſer@example.com` is not `user@example.com`'s subject."""
     text = identity.strip()
-    return list(dict.fromkeys([text, text.casefold()]))
+    return list(dict.fromkeys([text, key_or_none(text) or text]))
 
 
 def known_keys(store: Any) -> set[str]:
     """Every subject key the store knows (for resolving a pseudonym)."""
-    with store._read("subject keys") as conn:
-        keys = set(conn.scalars(select(drift_items.c.subject_key).distinct()))
-        keys |= set(conn.scalars(select(tombstones.c.subject_key)))
-        keys |= {k for k in conn.scalars(select(ledger_requests.c.identity).distinct()) if k}
-        keys |= {k for k in conn.scalars(select(ledger_changes.c.identity).distinct()) if k}
-    return keys
+    return set(store.known_subject_keys())
 
 
 def resolve(store: Any, identity: str, key: bytes | None) -> list[str]:
@@ -72,51 +55,23 @@ def resolve(store: Any, identity: str, key: bytes | None) -> list[str]:
     return subject_keys_for(identity)
 
 
-def _rows(conn: Any, query: Any) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def _lower_in(column: Any, keys: Iterable[str]) -> Any:
-    return func.lower(column).in_([k.casefold() for k in keys])
-
-
 def subject_story(store: Any, keys: list[str], groups: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
     """Everything recorded about the subject keys `keys` (identities in clear)."""
-    with store._read("subject story") as conn:
-        drift = _rows(conn, select(drift_items).where(drift_items.c.subject_key.in_(keys)).order_by(drift_items.c.id))
-        journaled = [a for a in _rows(conn, select(actions).where(
-            or_(*[cast(actions.c.subject_keys, String).like(f"%{_like(k)}%") for k in keys])).order_by(
-            actions.c.created_at, actions.c.seq)) if set(a.get("subject_keys") or []) & set(keys)]
-        run_ids = {i[c] for i in drift for c in ("first_seen_run", "last_seen_run", "resolved_run") if i.get(c)}
-        planned = _rows(conn, select(plans).where(plans.c.run_id.in_(run_ids))) if run_ids else []
-        exceptions = _rows(conn, select(run_exceptions).where(_lower_in(run_exceptions.c.identity, keys)))
-        tomb = _rows(conn, select(tombstones).where(tombstones.c.subject_key.in_(keys)))
-        requests = _rows(conn, select(ledger_requests).where(_lower_in(ledger_requests.c.identity, keys))
-                         .order_by(ledger_requests.c.received_at))
-        uids = [r["uid"] for r in requests]
-        history = _rows(conn, select(ledger_request_history).where(ledger_request_history.c.request_uid.in_(uids))
-                        .order_by(ledger_request_history.c.at)) if uids else []
-        callbacks = _rows(conn, select(ledger_callbacks).where(ledger_callbacks.c.request_uid.in_(uids))
-                          .order_by(ledger_callbacks.c.position)) if uids else []
-        changes = _rows(conn, select(ledger_changes).where(_lower_in(ledger_changes.c.identity, keys))
-                        .order_by(ledger_changes.c.received_at))
-        profiles = _rows(conn, select(braze_profiles).where(or_(braze_profiles.c.email_key.in_(keys),
-                                                                braze_profiles.c.external_id.in_(keys))))
-        run_ids |= {a["run_id"] for a in journaled if a.get("run_id")} | {e["run_id"] for e in exceptions}
-        seen_runs = _rows(conn, select(runs.c.run_id, runs.c.mode, runs.c.job, runs.c.status, runs.c.started_at,
-                                       runs.c.finished_at).where(runs.c.run_id.in_(run_ids))
-                          .order_by(runs.c.started_at)) if run_ids else []
+    rec = store.subject_records(keys)
+    drift, journaled, planned, exceptions = rec["drift"], rec["journaled"], rec["planned"], rec["exceptions"]
+    tomb, requests, history, callbacks = rec["tombstones"], rec["requests"], rec["history"], rec["callbacks"]
+    changes, profiles, seen_runs = rec["changes"], rec["profiles"], rec["runs"]
     sent_ids = {a["action_id"] for a in journaled}
     proposed = [_proposed(p, a, keys) for p in planned for a in (p.get("body") or {}).get("actions") or []
                 if isinstance(a, Mapping) and a.get("action_id") not in sent_ids
                 and any(isinstance(t, list) and t and t[0] in keys for t in a.get("targets") or [])]
     found = ({i["subject_key"] for i in drift} | {t["subject_key"] for t in tomb}
              | {k for a in journaled for k in a.get("subject_keys") or []}
-             | {str(x).casefold() for x in [r.get("identity") for r in requests] + [c["identity"] for c in changes]
-                + [e.get("identity") for e in exceptions] if x}
+             | {key_or_none(x) or str(x).strip() for x in [r.get("identity") for r in requests]
+                + [c["identity"] for c in changes] + [e.get("identity") for e in exceptions] if x}
              | {p["email_key"] for p in profiles} | {p.get("external_id") for p in profiles})
     story = {
-        "subject_keys": [k for k in keys if k in found or k.casefold() in found and k == k.casefold()] or keys[-1:],
+        "subject_keys": [k for k in keys if k in found] or keys[-1:],
         "known": bool(drift or journaled or exceptions or tomb or requests or changes or profiles),
         "drift": [_drift(i, groups) for i in drift],
         "corrections": [_action(a) for a in journaled],
@@ -134,10 +89,6 @@ def subject_story(store: Any, keys: list[str], groups: Mapping[str, tuple[str, s
     story["current"] = _current(story)
     story["timeline"] = timeline(story)
     return story
-
-
-def _like(key: str) -> str:
-    return '"' + key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', '\\"') + '"'
 
 
 def _drift(i: Mapping[str, Any], groups: Mapping[str, tuple[str, str]]) -> dict[str, Any]:

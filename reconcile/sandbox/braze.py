@@ -48,8 +48,7 @@ from reconcile.sandbox.braze_checks import (
     segment_export_request, segment_zip, track_problem,
 )
 from reconcile.sandbox.braze_state import (
-    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, norm, set_email_match,
-    to_epoch,
+    EMAIL_STATES, GROUP_STATES, AddressTable, BrazeState, Profile, Timestamp, iso_utc, to_epoch,
 )
 from reconcile.sandbox.core import SimRequest, SimResponse, Simulator
 
@@ -87,6 +86,9 @@ Handler = Callable[[SimRequest], SimResponse]
 
 TRACK_LIMIT_WORDINGS = ("documented", "other")
 SEGMENT_EXPORT_MODES = ("url", "bucket", "failed", "busy")
+# `/subscription/status/get` for a group the workspace does not have (undocumented): a 400
+# naming the group, or every identifier answered "Unknown" as for a group it never held.
+UNKNOWN_GROUP_READS = ("refused", "unknown")
 
 
 def braze_sim_options(sandbox_cfg: Any) -> dict[str, Any]:
@@ -134,9 +136,10 @@ class BrazeSim(Simulator):
                  segment_export_delay_seconds: float = 0.0, segment_file_users: int = 5000,
                  track_limit_wording: str = "documented", segment_export: str = "url",
                  alias_visibility_delay_seconds: float = 0.0, unsubscribe_list: str = "while_any",
-                 email_match: str = "lower"):
+                 email_match: str = "lower", unknown_group_read: str = "refused"):
         super().__init__(clock=clock, seed=seed)
-        set_email_match(email_match)
+        if unknown_group_read not in UNKNOWN_GROUP_READS:
+            raise ValueError(f"unknown_group_read must be 'refused' or 'unknown', got {unknown_group_read!r}")
         if track_limit_wording not in TRACK_LIMIT_WORDINGS:
             raise ValueError(f"track_limit_wording must be 'documented' or 'other', got {track_limit_wording!r}")
         if segment_export not in SEGMENT_EXPORT_MODES:
@@ -152,6 +155,7 @@ class BrazeSim(Simulator):
         self.track_object_limit = track_object_limit
         self.require_fields_to_export = require_fields_to_export
         self.not_found_style = not_found_style
+        self.unknown_group_read = unknown_group_read
         self.user_status_shape = USER_STATUS_SHAPES[user_status_shape]
         self.permissions = None if permissions is None else set(
             permission_set(permissions) if isinstance(permissions, str) else permissions)
@@ -163,7 +167,7 @@ class BrazeSim(Simulator):
         self.alias_visibility_delay_seconds = alias_visibility_delay_seconds
         self.hidden_aliases: dict[tuple[str, str], float] = {}  # alias -> when /users/track sees it
         self.exports: dict[str, dict[str, Any]] = {}  # object_prefix -> {segment_id, ready_at, signature, content}
-        self.db = BrazeState(clock, seed, unsubscribe_list)
+        self.db = BrazeState(clock, seed, unsubscribe_list, email_match)
         for name, (limit, seconds) in rate_limits_with_defaults(rate_limits).items():
             self.limiter.set_limit(name, limit, seconds)
         self._register_routes()
@@ -254,12 +258,12 @@ class BrazeSim(Simulator):
     def add_unsubscribe(self, email: str, at: Timestamp) -> None:
         """Record a global unsubscribe event for an address (profiles are not changed)."""
         with self.lock:
-            self.db.unsubscribes[norm(email)] = {"email": email, "unsubscribed_at": iso_utc(at)}
+            self.db.unsubscribes[self.db.norm(email)] = {"email": email, "unsubscribed_at": iso_utc(at)}
 
     def add_hard_bounce(self, email: str, at: Timestamp) -> None:
         """Record a hard bounce for an address."""
         with self.lock:
-            self.db.hard_bounces[norm(email)] = {"email": email, "hard_bounced_at": iso_utc(at)}
+            self.db.hard_bounces[self.db.norm(email)] = {"email": email, "hard_bounced_at": iso_utc(at)}
 
     def profiles_by_email(self, email: str) -> list[Profile]:
         """Copies of every profile holding the address (case-insensitive), deletions applied."""
@@ -333,9 +337,13 @@ class BrazeSim(Simulator):
     # -- subscription groups -------------------------------------------------------------
     def _status_get(self, req: SimRequest) -> SimResponse:
         """Capitalised state per submitted identifier; the most recently updated matching
-        profile that has a state for the group speaks for a shared email."""
-        group_id = known_group(self.db, req.arg("subscription_group_id"))
+        profile that has a state for the group speaks for a shared email. An unknown group is
+        refused (400), or with `unknown_group_read="unknown"` answered "Unknown" for each id."""
         kind, ids = pick_identifiers(req.args("external_id"), req.args("email"), req.args("phone"))
+        asked = req.arg("subscription_group_id")
+        if self.unknown_group_read == "unknown" and isinstance(asked, str) and asked and asked not in self.db.groups:
+            return SimResponse(200, {"status": {ident: "Unknown" for ident in ids}, "message": "success"})
+        group_id = known_group(self.db, asked)
         if kind == "email" and self.db.is_sms(group_id):  # SMS groups take phone or external_id only
             raise BadRequest(Msg.WRONG_CHANNEL.format(channel="sms"))
         status: dict[str, str] = {}
@@ -505,10 +513,11 @@ class BrazeSim(Simulator):
         """Events in [start_date 00:00 UTC, end of end_date], newest first by default."""
         query = ListQuery.parse(req)
         if query.email is not None:  # the table is keyed by the normalised address: one row at most
-            row = table.get(norm(query.email))
+            row = table.get(self.db.norm(query.email))
             rows = [row] if row is not None and query.matches(row["email"], row[stamp], email_wins) else []
         else:
-            rows = _window_page(table if isinstance(table, AddressTable) else AddressTable(stamp, table), query)
+            listed = table if isinstance(table, AddressTable) else self.db.address_table(stamp, table)
+            rows = _window_page(listed, query)
         page = rows[query.offset:query.offset + query.limit] if query.email is not None else rows
         return SimResponse(200, {"emails": [dict(r) for r in page], "message": "success"})
 

@@ -30,23 +30,15 @@ Timestamp = float | int | str | datetime
 
 
 EMAIL_MATCHES = ("lower", "casefold")
-_match = ["lower"]
 
 
-def set_email_match(mode: str) -> None:
-    """How the simulated workspace compares addresses (process-wide): "lower" (Unicode
+def norm(email: str, match: str = "lower") -> str:
+    """The key an address is matched by: trimmed and, by `match`, "lower" (Unicode
     lower-casing: the Kelvin sign meets ``k``), or "casefold" (NFKC and Unicode case folding:
     ``ſ`` meets ``s``, ``ß`` meets ``ss``, fullwidth letters meet ASCII), the least convenient
     reading of Braze's undocumented comparison, under which a look-up by a look-alike
     address answers with another person's profile."""
-    if mode not in EMAIL_MATCHES:
-        raise ValueError(f"email_match must be one of {', '.join(EMAIL_MATCHES)}, got {mode!r}")
-    _match[0] = mode
-
-
-def norm(email: str) -> str:
-    """The key an address is matched by: trimmed and lower-cased (see `set_email_match`)."""
-    if _match[0] == "casefold":
+    if match == "casefold":
         return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email.strip()).casefold())
     return email.strip().lower()
 
@@ -108,6 +100,8 @@ class AddressTable(dict[str, dict[str, str]]):
     The view, rows ordered by (time stamp, address), is rebuilt on the first read after a
     change; a page is then found by bisecting the times: O(log N + page) per request."""
 
+    match = "lower"  # how addresses compare (`norm`); the workspace sets its own
+
     def __init__(self, stamp: str, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.stamp = stamp
@@ -150,7 +144,7 @@ class AddressTable(dict[str, dict[str, str]]):
         """Rows by (stamp, address) ascending, and their epoch times when those ascend too
         (None when some stamp is written so that text order is not time order)."""
         if self._view is None or self._view[0] != self._version:
-            rows = sorted(self.values(), key=lambda r: (r[self.stamp], norm(r["email"])))
+            rows = sorted(self.values(), key=lambda r: (r[self.stamp], norm(r["email"], self.match)))
             times = [to_epoch(r[self.stamp]) for r in rows]
             ordered = all(a <= b for a, b in zip(times, times[1:]))
             self._view = (self._version, rows, times if ordered else None)
@@ -160,7 +154,8 @@ class AddressTable(dict[str, dict[str, str]]):
 class _Index:
     """Profiles by address and by external_id, in the profile table's order."""
 
-    def __init__(self, profiles: Iterable[Profile]):
+    def __init__(self, profiles: Iterable[Profile], key: Callable[[str], str]):
+        self.key = key
         self.emails: dict[str, list[Profile]] = {}
         self.xids: dict[str, list[Profile]] = {}
         self.rank: dict[str, int] = {}
@@ -173,22 +168,22 @@ class _Index:
         self.rank[p.braze_id] = self._added
         self._added += 1
         if p.email is not None:
-            self.emails.setdefault(norm(p.email), []).append(p)
+            self.emails.setdefault(self.key(p.email), []).append(p)
         if p.external_id is not None:
             self.xids.setdefault(p.external_id, []).append(p)
 
     def remove(self, p: Profile) -> None:
         self.rank.pop(p.braze_id, None)
-        for table, key in ((self.emails, None if p.email is None else norm(p.email)), (self.xids, p.external_id)):
+        for table, key in ((self.emails, None if p.email is None else self.key(p.email)), (self.xids, p.external_id)):
             if key is not None:
                 self._drop(table, key, p)
 
     def move_email(self, p: Profile, old: str | None) -> None:
         """`p` changed address from `old`: out of the old list, into the new one in table order."""
         if old is not None:
-            self._drop(self.emails, norm(old), p)
+            self._drop(self.emails, self.key(old), p)
         if p.email is not None:
-            holders = self.emails.setdefault(norm(p.email), [])
+            holders = self.emails.setdefault(self.key(p.email), [])
             ranks = [self.rank[h.braze_id] for h in holders]
             holders.insert(bisect.bisect(ranks, self.rank[p.braze_id]), p)
 
@@ -207,7 +202,11 @@ class _Index:
 class BrazeState:
     """The workspace's data and the rules that change it."""
 
-    def __init__(self, clock: Callable[[], float], seed: int = 0, unsubscribe_list: str = "while_any"):
+    def __init__(self, clock: Callable[[], float], seed: int = 0, unsubscribe_list: str = "while_any",
+                 email_match: str = "lower"):
+        if email_match not in EMAIL_MATCHES:
+            raise ValueError(f"email_match must be one of {', '.join(EMAIL_MATCHES)}, got {email_match!r}")
+        self.email_match = email_match
         if unsubscribe_list not in UNSUBSCRIBE_LISTS:
             raise ValueError(f"unsubscribe_list must be one of {', '.join(UNSUBSCRIBE_LISTS)}, "
                              f"got {unsubscribe_list!r}")
@@ -215,8 +214,8 @@ class BrazeState:
         self.unsubscribe_list = unsubscribe_list
         self.profiles: dict[str, Profile] = {}
         self.groups: dict[str, dict[str, str | None]] = {}
-        self.unsubscribes = AddressTable("unsubscribed_at")  # norm -> {email, unsubscribed_at}
-        self.hard_bounces = AddressTable("hard_bounced_at")  # norm -> {email, hard_bounced_at}
+        self.unsubscribes = self.address_table("unsubscribed_at")  # norm -> {email, unsubscribed_at}
+        self.hard_bounces = self.address_table("hard_bounced_at")  # norm -> {email, hard_bounced_at}
         self.blocklist: dict[str, str] = {}  # norm -> email
         self.address_states: dict[str, dict[str, str]] = {}  # norm -> {email, state}, no profile yet
         self.pending_deletions: list[dict[str, Any]] = []  # {braze_id, due_at}
@@ -224,6 +223,15 @@ class BrazeState:
         self.next_id = 1
         self.seq = 0
         self.identity_version = 0  # bumped whenever an email or external_id changes
+
+    def norm(self, email: str) -> str:
+        """The key this workspace matches `email` by."""
+        return norm(email, self.email_match)
+
+    def address_table(self, stamp: str, rows: dict[str, dict[str, str]] | None = None) -> AddressTable:
+        table = AddressTable(stamp, rows or {})
+        table.match = self.email_match
+        return table
 
     # -- lookups ------------------------------------------------------------------------
     def _stamp(self) -> tuple[int, int, int]:
@@ -234,7 +242,7 @@ class BrazeState:
         update them in place; any other change (it bumps `identity_version` or the profile
         table) rebuilds them on the next lookup, so lookups stay O(1) for large workspaces."""
         if getattr(self, "_index_stamp", None) != self._stamp():
-            self._index_cache, self._index_stamp = _Index(self.profiles.values()), self._stamp()
+            self._index_cache, self._index_stamp = _Index(self.profiles.values(), self.norm), self._stamp()
         return self._index_cache
 
     def _current_index(self) -> _Index | None:
@@ -243,7 +251,7 @@ class BrazeState:
         return index if index is not None and getattr(self, "_index_stamp", None) == self._stamp() else None
 
     def by_email(self, email: str) -> list[Profile]:
-        return list(self._indexes().emails.get(norm(email), []))
+        return list(self._indexes().emails.get(self.norm(email), []))
 
     def by_external_id(self, xid: str) -> Profile | None:
         holders = self._indexes().xids.get(xid)
@@ -317,17 +325,17 @@ class BrazeState:
         if email is None:
             profile.email = None
             return
-        if profile.email is not None and norm(profile.email) == norm(email):
+        if profile.email is not None and self.norm(profile.email) == self.norm(email):
             profile.email = email
             return
         others = self.by_email(email)
-        pending = self.address_states.pop(norm(email), None)
+        pending = self.address_states.pop(self.norm(email), None)
         profile.email = email
         if pending is not None:
             profile.email_subscribe = pending["state"]
         elif others:
             profile.email_subscribe = max(others, key=Profile.recency).email_subscribe
-        elif norm(email) in self.unsubscribes or norm(email) in self.blocklist:
+        elif self.norm(email) in self.unsubscribes or self.norm(email) in self.blocklist:
             profile.email_subscribe = "unsubscribed"
         else:
             profile.email_subscribe = "subscribed"
@@ -346,14 +354,14 @@ class BrazeState:
             profile.email_subscribe = state
             self.touch(profile)
         if not profiles:
-            self.address_states[norm(email)] = {"email": email, "state": state}
+            self.address_states[self.norm(email)] = {"email": email, "state": state}
         self._sync_unsubscribe(email, state)
 
     def _sync_unsubscribe(self, email: str, state: str) -> None:
         """The address's place on `/email/unsubscribes` after one of its profiles changed.
         `unsubscribe_list`: "while_any" keeps it while any profile is unsubscribed;
         "current_only" takes it off once any profile re-subscribes."""
-        key = norm(email)
+        key = self.norm(email)
         if state == "unsubscribed":
             self.unsubscribes.setdefault(key, {"email": email, "unsubscribed_at": iso_utc(self.clock())})
             return
@@ -399,8 +407,8 @@ class BrazeState:
     def block(self, email: str) -> None:
         """`/email/blocklist`: unsubscribe the address everywhere and mark it hard bounced."""
         self.set_address_state(email, "unsubscribed")
-        self.blocklist.setdefault(norm(email), email)
-        self.hard_bounces.setdefault(norm(email), {"email": email, "hard_bounced_at": iso_utc(self.clock())})
+        self.blocklist.setdefault(self.norm(email), email)
+        self.hard_bounces.setdefault(self.norm(email), {"email": email, "hard_bounced_at": iso_utc(self.clock())})
 
     # -- /users/track --------------------------------------------------------------------
     def resolve(self, obj: dict[str, Any]) -> Profile | None:
@@ -522,10 +530,10 @@ class BrazeState:
         self.profiles = {p["braze_id"]: Profile(**p) for p in data.get("profiles", [])}
         self.identity_version += 1
         self.groups = {k: dict(v) for k, v in data.get("groups", {}).items()}
-        self.unsubscribes = AddressTable("unsubscribed_at",
-                                         {k: dict(v) for k, v in data.get("unsubscribes", {}).items()})
-        self.hard_bounces = AddressTable("hard_bounced_at",
-                                         {k: dict(v) for k, v in data.get("hard_bounces", {}).items()})
+        self.unsubscribes = self.address_table("unsubscribed_at",
+                                               {k: dict(v) for k, v in data.get("unsubscribes", {}).items()})
+        self.hard_bounces = self.address_table("hard_bounced_at",
+                                               {k: dict(v) for k, v in data.get("hard_bounces", {}).items()})
         self.blocklist = dict(data.get("blocklist", {}))
         self.address_states = {k: dict(v) for k, v in data.get("address_states", {}).items()}
         self.pending_deletions = [dict(d) for d in data.get("pending_deletions", [])]

@@ -19,6 +19,9 @@ WARNING when refused, failed, partial, stale or interrupted) and each fire's out
 failures are WARNING or above and notified to the job's targets; every minute and after
 each fire the daemon checks each job for a stall (no success within two of its fires,
 `stalled`, told once per last success).
+
+With `health=(host, port)` the daemon serves `/healthz` and `/readyz` (scheduling/health.py)
+from a thread of its own, answering even while a run holds the main thread.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ class Daemon:
     """The scheduler process (see the module docstring)."""
 
     def __init__(self, path: str | Path, *, only: tuple[str, ...] = (), environ: Mapping[str, str] | None = None,
-                 lease_seconds: float | None = None, display: Any = None):
+                 lease_seconds: float | None = None, display: Any = None,
+                 health: tuple[str, int] | None = None):
         self.path = Path(path)
         self.only = only
         self.environ = environ
@@ -99,6 +103,10 @@ class Daemon:
         self._held: dict[tuple[str, str], list[Any]] = {}  # (job, event) -> [detail, last fire, fires]
         self._told: dict[tuple[str, str], float] = {}  # (job, event) -> when last notified (monotonic)
         self._next_stall_check = 0.0
+        self.health = health  # (host, port) for /healthz and /readyz, or None
+        self.health_server: Any = None
+        self.running: str | None = None  # the job whose run is going now
+        self.last: dict[str, dict[str, Any]] = {}  # job -> its last fire: time, outcome, run id
 
     # jobs --------------------------------------------------------------------------------
 
@@ -194,8 +202,31 @@ class Daemon:
 
     # the loop ----------------------------------------------------------------------------
 
+    def snapshot(self) -> dict[str, Any]:
+        """What /healthz and /readyz answer (scheduling/health.py); `reason` is None when ready."""
+        alive = self._thread is not None and self._thread.is_alive() and self.scheduler.running
+        reason = (f"stopping ({signal_name(self.stop_signal)})" if self.stop_signal is not None
+                  else "the scheduler thread is not running" if not alive
+                  else "no jobs loaded" if not self.jobs else None)
+        jobs = {}
+        for name in list(self.jobs):
+            aps = self.scheduler.get_job(name) if alive else None
+            jobs[name] = {"next_fire": getattr(aps, "next_run_time", None), "last": self.last.get(name)}
+        return {"started_at": self.started, "running": self.running, "jobs": jobs, "reason": reason}
+
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code (0)."""
+        if self.health is not None:
+            from reconcile.scheduling.health import HealthServer
+
+            self.health_server = HealthServer(*self.health, self.snapshot).start()
+        try:
+            return self._serve()
+        finally:
+            if self.health_server is not None:
+                self.health_server.stop()
+
+    def _serve(self) -> int:
         self._install(self._load())
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -280,7 +311,8 @@ class Daemon:
 
         if job is None:  # removed by a reload after it fired
             return
-        self.busy = True
+        self.busy, self.running = True, job.name
+        self.last[job.name] = {"fire_time": run_time, "outcome": "running", "run_id": None}
         runs = RunIds()
         try:
             outcome = run_scheduled(job, fire_time=run_time, environ=self.environ, lease_seconds=self.lease_seconds,
@@ -291,19 +323,25 @@ class Daemon:
                         signal_name(exc.signum),
                         f": run {run_id} closed as interrupted" if run_id else " before its run started")
             self.stop_signal = self.stop_signal or exc.signum
+            self.last[job.name] |= {"outcome": "interrupted", "run_id": run_id}
             return
         except RunLocked:  # logged and notified by run_scheduled as a skipped fire
+            self.last[job.name] |= {"outcome": "skipped"}
             return
         except ReconcileError as exc:
+            self.last[job.name] |= {"outcome": "failed", "run_id": runs.last, "exit_code": int(exc.exit_code)}
             log.error("job %s failed (exit %d): %s", job.name, exc.exit_code, exc,
-                      extra=self._extra(job, run_time, exc, "fire_failed"))
+                      extra=self._extra(job, run_time, exc, runs.last))
             return
         except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the scheduler
+            self.last[job.name] |= {"outcome": "failed", "run_id": runs.last, "exit_code": 1}
             log.exception("job %s failed with an unexpected error", job.name,
-                          extra=self._extra(job, run_time, exc, "fire_failed"))
+                          extra=self._extra(job, run_time, exc, runs.last))
             return
         finally:
-            self.busy = False
+            self.busy, self.running = False, None
+        self.last[job.name] |= {"outcome": "skipped" if outcome.skipped else str(outcome.status),
+                                "run_id": outcome.run_id, "exit_code": outcome.exit_code}
         if outcome.skipped:
             log.warning("skip: job %s: %s", job.name, outcome.skipped,
                         extra={"event": "fire_skipped", "job": job.name, "fire_time": run_time.isoformat(),
@@ -315,6 +353,6 @@ class Daemon:
                             "counts": {"exit_code": outcome.exit_code}})
 
     @staticmethod
-    def _extra(job: Job, run_time: datetime, exc: BaseException, event: str) -> dict[str, Any]:
-        return {"event": event, "job": job.name, "fire_time": run_time.isoformat(),
-                "run_id": getattr(exc, "run_id", None), "reason": str(exc)[:500]}
+    def _extra(job: Job, run_time: datetime, exc: BaseException, run_id: str | None) -> dict[str, Any]:
+        return {"event": "fire_failed", "job": job.name, "fire_time": run_time.isoformat(),
+                "run_id": run_id, "reason": str(exc)[:500]}

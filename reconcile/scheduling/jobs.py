@@ -128,7 +128,7 @@ def after_job_runs(cfg: Any, job: Job, telemetry: Any, *, environ: Mapping[str, 
     from contextlib import nullcontext
 
     from reconcile.config import state_url
-    from reconcile.observability.postrun import after_run
+    from reconcile.observability.postrun import after_runs
     from reconcile.store.store import Store
 
     if not telemetry.run_ids:
@@ -136,11 +136,8 @@ def after_job_runs(cfg: Any, job: Job, telemetry: Any, *, environ: Mapping[str, 
     names = job_run_names(job)
     try:
         with (nullcontext(store) if store is not None else Store.open(state_url(cfg, environ))) as st:
-            for i, run_id in enumerate(telemetry.run_ids):
-                last = i == len(telemetry.run_ids) - 1
-                after_run(cfg, st, run_id, telemetry if last else None, environ=environ,
-                          report_path=report_path if last else None, write_metrics=last, sender=sender,
-                          job=job.name, targets=job.notify, success_jobs=names, now=now)
+            after_runs(cfg, st, telemetry, report_path=report_path, environ=environ, sender=sender,
+                       job=job.name, targets=job.notify, success_jobs=names, now=now)
             check_stalled(st, job, cfg, now or datetime.now(timezone.utc), environ=environ, sender=sender)
     except Exception:  # noqa: BLE001 - what is said after a run must not change its outcome
         log.warning("job %s: post-run metrics and notifications failed", job.name, exc_info=True)

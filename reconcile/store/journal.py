@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from reconcile.errors import RunLocked, StoreError
+from reconcile.models.mailbox import key_or_none
 from reconcile.store.base import Row, StoreBase, as_tuple
 from reconcile.store.schema import ACTION_RESULTS, ACTION_UNFINISHED, PLAN_STATUSES
 from reconcile.store.schema import actions as action_table
@@ -130,7 +131,7 @@ class JournalMixin(StoreBase):
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def blocklisted_by_job(self) -> set[str]:
-        """Addresses (trimmed, case-folded) this job sent to `/email/blocklist` in a batch
+        """Addresses (their mailbox keys, models/mailbox.py) this job sent to `/email/blocklist` in a batch
         Braze confirmed with no item rejected: the only evidence of a blocklist a key that
         cannot read `/email/hard_bounces` has. A batch with a rejected item counts for none."""
         c = action_table.c
@@ -141,8 +142,9 @@ class JournalMixin(StoreBase):
                 if not isinstance(payload, dict) or (isinstance(summary, dict) and summary.get("rejected")):
                     continue
                 for target in payload.get("targets") or []:
-                    if isinstance(target, list) and len(target) == 3 and isinstance(target[2], str):
-                        out.add(target[2].strip().casefold())
+                    key = key_or_none(target[2]) if isinstance(target, list) and len(target) == 3 else None
+                    if key is not None:
+                        out.add(key)
         return out
 
     def unfinished_plans(self) -> list[str]:

@@ -13,6 +13,7 @@ newest revision, and returns a `Store` with these parts:
     confirmed absences            reconcile.store.absence
     saved parts of chunked reads  reconcile.store.parts
     shared segment exports        reconcile.store.segment_exports
+    queries of reports and CLI    reconcile.store.reporting
     tombstones, watermarks        this module
 
 All timestamps are timezone-aware UTC datetimes supplied by the caller. Rows come back as
@@ -48,6 +49,7 @@ from reconcile.store.locks import LocksMixin
 from reconcile.store.parts import PartsMixin
 from reconcile.store.profiles import ProfilesMixin
 from reconcile.store.prune import PruneMixin
+from reconcile.store.reporting import ReportingMixin
 from reconcile.store.segment_exports import SegmentExportsMixin
 from reconcile.store.sweeps import SweepsMixin
 from reconcile.store.schema import (
@@ -63,7 +65,7 @@ TOMBSTONE_FIELDS = ("subject_key", "identity", "deleted_at", "run_id", "reason")
 
 
 class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, BudgetsMixin, AbsenceMixin, PruneMixin,
-            PartsMixin, SegmentExportsMixin):
+            PartsMixin, SegmentExportsMixin, ReportingMixin):
     """Runs, drift, plans, the action journal, tombstones, watermarks, locks, Braze profiles,
     sweeps, shared rate budgets, confirmed absences and saved parts of chunked reads."""
 
@@ -143,9 +145,17 @@ class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, Bu
             row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
         return dict(row._mapping) if row else None
 
-    def list_runs(self, limit: int = 20) -> list[Row]:
-        """The newest runs first."""
+    def list_runs(self, limit: int = 20, *, job: str | None = None, statuses: Sequence[str] = (),
+                  since: datetime | None = None) -> list[Row]:
+        """The newest runs first (of `job`, with a status in `statuses`, started at or after
+        `since`, where given)."""
         query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
+        if job is not None:
+            query = query.where(runs.c.job == job)
+        if statuses:
+            query = query.where(runs.c.status.in_(list(statuses)))
+        if since is not None:
+            query = query.where(runs.c.started_at >= since)
         with self._read("list_runs") as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 

@@ -183,10 +183,40 @@ def test_json_is_a_list_of_checks(seeded):
     assert code == 0 and isinstance(checks, list)
     # the sandbox key has subscription.groups.get: the mapped groups' channels are checked too
     assert [c["check"] for c in checks] == ["braze.key", *["braze.permission"] * len(PERMISSIONS),
-                                            "braze.group_channels", "ketch", "state"]
+                                            "braze.groups", "braze.group_channels", "ketch", "state"]
     assert all({"status", "ok", "detail"} <= set(c) for c in checks)
-    assert [c["endpoint"] for c in checks[1:-3]] == [p.endpoint for p in PERMISSIONS]
+    assert [c["endpoint"] for c in checks[1:-4]] == [p.endpoint for p in PERMISSIONS]
+    assert checks[-4]["ok"] and checks[-4]["detail"] == "Braze accepts 3 of 3 mapped group(s)"
     assert checks[-3]["ok"] and "match Braze's channel" in checks[-3]["detail"]
+
+
+@pytest.mark.parametrize("permissions", ["full", "partner page"])
+def test_a_mapped_group_braze_does_not_know_fails_and_is_named(seeded, permissions):
+    """A typo in a group id: Braze refuses it (400) on `/subscription/status/get`, which the
+    eight-permission key may call; the doctor names the group and its topic and exits 1."""
+    if permissions == "partner page":
+        seeded.world.braze.permissions = set(EIGHT)
+    seeded.path.write_text(seeded.path.read_text(encoding="utf-8").replace('"sg-promo"', '"sg-promo-typo"'),
+                           encoding="utf-8")
+    result = seeded.cli("doctor")
+    assert result.exit_code == 1, result.output
+    assert "Subscription groups: unknown group: Braze refused 'sg-promo-typo' (mapping.topics: promotions/email)" \
+        in result.stdout
+    assert "error: subscription groups unknown group" in result.stderr and "doctor: 1 problem(s)" in result.stdout
+    code, checks = doctor_json(seeded)
+    groups = next(c for c in checks if c["check"] == "braze.groups")
+    assert code == 1 and groups["ok"] is False and "sg-news" not in groups["detail"]
+
+
+def test_a_braze_that_cannot_tell_leaves_the_groups_unrefused(seeded):
+    """A Braze answering for any group id (no 400 for an unknown one) cannot tell: the doctor
+    passes rather than guess, and a group it could not ask is said to be unchecked."""
+    seeded.world.braze.unknown_group_read = "unknown"
+    seeded.path.write_text(seeded.path.read_text(encoding="utf-8").replace('"sg-promo"', '"sg-promo-typo"'),
+                           encoding="utf-8")
+    code, checks = doctor_json(seeded)
+    groups = next(c for c in checks if c["check"] == "braze.groups")
+    assert groups["ok"] and groups["detail"] == "Braze accepts 3 of 3 mapped group(s)", groups
 
 
 def test_sandbox_mode_runs_in_process_and_leaves_the_saved_sandbox_alone(tmp_path):

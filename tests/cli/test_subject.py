@@ -32,6 +32,7 @@ DANA = "Dana.Deleted@example.com"  # asked to be erased: deleted, tombstoned, Ke
 RITA = "rita.resub@example.com"  # opted out of the newsletter, later opted back in
 SAM = "ext-sms-4471"  # texted STOP: an opt-out of a subscription group the config maps to the sms channel
 NOBODY = "nobody@example.com"
+LOOK_ALIKE = "RITA.RE\u017fUB@example.com"  # U+017F LONG S: another mailbox, which Unicode case folding merges with RITA
 KEY = "subject-test-mask-key"
 
 
@@ -112,6 +113,11 @@ def _seed(db: Path) -> None:
             conn.execute(insert(ledger_changes).values(event_id=change, kind="subscriptions", identity=rita,
                                                        changed_at=day - timedelta(days=1),
                                                        received_at=day - timedelta(days=1)))
+            other = conn.execute(insert(ledger_events).values(
+                uid="chg-2", kind="consent", outcome="accepted", reply_status=200, body="{}", body_bytes=2,
+                received_at=day).returning(ledger_events.c.id)).scalar_one()
+            conn.execute(insert(ledger_changes).values(event_id=other, kind="consent", identity=LOOK_ALIKE,
+                                                       changed_at=day, received_at=day))
 
 
 @pytest.fixture
@@ -203,3 +209,17 @@ def test_an_sms_subject_names_the_channel_and_stays_open_until_verified(folder: 
     assert "verified:" not in out  # sent, not yet read back
     doc = json.loads(subject(folder, SAM, "--format", "json").stdout)
     assert [(d["channel"], d["status"]) for d in doc["drift"]] == [("sms", "corrected")]
+
+
+def test_a_look_alike_is_another_subject_and_case_in_ascii_is_the_same(folder: Path) -> None:
+    """Lookups match as the engine does (mailbox keys): `RITA.RESUB@EXAMPLE.COM` is Rita; a
+    look-alike with a long s is its own subject, and neither story shows the other's records."""
+    rita = json.loads(subject(folder, RITA.upper(), "--format", "json", "--reveal").stdout)
+    assert rita["known"] and [c["kind"] for c in rita["consent_changes"]] == ["subscriptions"]
+    assert len(rita["drift"]) == 2
+    other = json.loads(subject(folder, LOOK_ALIKE.lower(), "--format", "json", "--reveal").stdout)
+    assert [c["kind"] for c in other["consent_changes"]] == ["consent"]
+    assert other["drift"] == [] and other["corrections"] == []
+    stranger = json.loads(subject(folder, "rita.re\u017fub@example.com".replace("rita", "dana"),
+                                  "--format", "json").stdout)
+    assert stranger["known"] is False

@@ -7,6 +7,7 @@ address two Braze profiles share."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -84,3 +85,70 @@ def test_a_custom_header_and_an_email_only_delete_request_end_to_end(world, tmp_
     (got,) = receiver.received
     assert got["body"]["event"] == {**got["body"]["event"], "status": "completed", "reason": "executed"}
     assert got["body"]["metadata"]["uid"] == doc["metadata"]["uid"]
+
+
+def _slow_client(source: str, port: int) -> socket.socket:
+    """A connection from `source` that starts a request and never finishes its headers."""
+    s = socket.socket()
+    s.bind((source, 0))
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    try:
+        s.sendall(b"POST /ketch/events HTTP/1.1\r\nHost: ledger\r\n")
+    except OSError:
+        pass  # closed at once: the client was over its budget
+    return s
+
+
+def _closed(s: socket.socket) -> bool:
+    """Whether the server closed `s` (a non-blocking peek: an open, silent one would block)."""
+    s.setblocking(False)
+    try:
+        return s.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_three_hundred_slow_clients_leave_genuine_messages_answered(world, tmp_path):
+    """`ledger serve` as deployed, under 300 half-open connections (150 from one address,
+    150 from as many addresses): a genuine DeleteRequest is answered 200 while they hang;
+    the one address is held to its connection budget at once; every slow connection is
+    closed after request_timeout_seconds."""
+    port = free_port()
+    extra = (f'\n[ledger]\nenabled = true\nport = {port}\nbearer_token_env = "KETCH_HOOK"\n'
+             "request_timeout_seconds = 8\nmax_connections_per_client = 8\n")
+    cfg_path = tmp_path / "job.toml"
+    cfg_path.write_text(world.toml(extra=extra))
+    for name in ("universe.csv", "deletions.csv"):
+        (tmp_path / name).write_text("identity\n")
+    cfg = load_config(cfg_path, _env())
+    server = subprocess.Popen([sys.executable, "-m", "reconcile", "--config", str(cfg_path), "ledger", "serve"],
+                              env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    slow: list[socket.socket] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(base, server)
+        started = time.monotonic()
+        greedy = [_slow_client("127.0.0.2", port) for _ in range(150)]
+        spread = [_slow_client(f"127.0.1.{i}", port) for i in range(1, 151)]
+        slow = greedy + spread
+        time.sleep(0.5)
+        assert sum(_closed(s) for s in greedy) == 150 - 8  # the budget: 8 kept, the rest closed at once
+        assert not any(_closed(s) for s in spread)
+        hooks = KetchWebhooks(base + cfg.ledger.path, TOKEN)
+        for n in range(5):
+            reply = hooks.send(hooks.dsr("DeleteRequest", email=f"genuine{n}@example.com"))
+            assert reply.status_code == 200, reply.text
+        assert time.monotonic() - started < 8, "answered while the slow clients hang"
+        time.sleep(max(0.0, started + 9.5 - time.monotonic()))
+        assert all(_closed(s) for s in slow), "every slow connection is closed after the request timeout"
+        assert hooks.send(hooks.dsr("DeleteRequest", email="after@example.com")).status_code == 200
+    finally:
+        for s in slow:
+            s.close()
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert "no complete request within 8.0s" in err and "ledger.max_connections_per_client = 8" in err
+    assert err.count("connection(s) refused") == 1  # one line for the 142, not one each

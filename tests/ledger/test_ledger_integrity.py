@@ -47,3 +47,42 @@ def test_deeply_nested_json_gets_400_not_500(lw):
     assert lw.post(consent(EMAIL)).status_code == 204
     inside = lw.post(raw=b"{\"s\": \"" + b"[" * 1000 + b"\"}")  # brackets in a string do not count
     assert inside.status_code == 400 and "nests deeper" not in inside.json()["error"]["message"]
+
+
+def test_requests_in_flight_beyond_the_limit_get_503_with_retry_after():
+    """InFlightLimit counts requests being handled, not connections: the second of two
+    concurrent requests over a limit of one is answered 503 with Retry-After in the spec's
+    Error shape; once the first is done, the next is served."""
+    import asyncio
+
+    from reconcile.ledger.connections import InFlightLimit
+
+    async def scenario() -> list[tuple[int, dict]]:
+        release = asyncio.Event()
+
+        async def app(scope, receive, send):
+            await release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+        limited = InFlightLimit(app, 1)
+        answers: list[tuple[int, dict]] = []
+
+        async def call():
+            sent = []
+
+            async def send(message):
+                sent.append(message)
+            await limited({"type": "http"}, None, send)
+            answers.append((sent[0]["status"], dict(sent[0]["headers"])))
+        first = asyncio.create_task(call())
+        await asyncio.sleep(0)
+        await call()
+        release.set()
+        await first
+        await call()
+        return answers
+
+    busy, done, later = asyncio.run(scenario())
+    assert busy[0] == 503 and busy[1][b"retry-after"] == b"5"
+    assert done[0] == 200 and later[0] == 200

@@ -45,6 +45,7 @@ from reconcile.scheduling.jobs import run_scheduled
 from reconcile.store.store import Store
 from tests.cli.test_notify import receiver
 from tests.operations.conftest import KEY, TOKEN
+from tests.pipeline.conftest import job_toml
 
 SUBJECTS = 90
 DAYS = float(os.environ.get("OPS_DAYS", "7"))  # a shorter week only to debug the suite locally
@@ -53,58 +54,13 @@ FAULTS = (int(HOURS * 0.4) + 1, int(HOURS * 0.4) + 4)  # hours into the week (We
 # week): every Braze request answers 5xx
 COLLAPSE = int(HOURS * 0.65) + (1 if int(HOURS * 0.65) % 24 == 2 else 0)  # the hourly fire whose identity list
 # arrived empty (Friday 14:00 in a week; never the nightly's hour)
-TOPICS = """
-[[mapping.topics]]
-topic = "newsletter"
-channel = "email"
-subscription_group_id = "sg-news"
-"""
-
-
-def job_toml(sb: Any, state_url: str) -> str:
-    return f"""
-[braze]
-rest_endpoint = "{sb.braze_url}"
-api_key_env = "BRAZE_API_KEY"
-max_retries = 1
-
-[ketch]
-base_url = "{sb.ketch_url}/web/v3"
-organization = "acme"
-property = "web"
-environment = "production"
-jurisdiction = "default"
-concurrency = 8
-requests_per_second = 0
-
-[identity]
-ketch_space = "email"
-braze_key = "email"
-
-[mapping]
-email_purpose = "email_marketing"
-blocklist_control = "do_not_contact"
-global_control_engaged = "granted"
-{TOPICS}
-[universe]
-csv = "universe.csv"
-deletions_csv = "deletions.csv"
-full_since = "2015-01-01"
-
+NEWSLETTER = [{"topic": "newsletter", "channel": "email", "subscription_group_id": "sg-news"}]
+OBSERVED = """
 [ledger]
 enabled = true
 bearer_token_env = "KETCH_WEBHOOK_TOKEN"
 callback_backoff_seconds = 0.0
 callback_retry_seconds = 0.0
-
-[apply]
-consistency_delay_seconds = 0
-
-[state]
-url = "{state_url}"
-
-[report]
-dir = "reports"
 
 [metrics]
 textfile = "metrics/reconcile.prom"
@@ -113,6 +69,11 @@ textfile = "metrics/reconcile.prom"
 timeout_seconds = 2
 retries = 1
 """
+
+
+def week_job_toml(sb: Any, state_url: str) -> str:
+    return job_toml(sb.braze_url, sb.ketch_url, topics=NEWSLETTER, state_url=state_url, max_retries=1,
+                    concurrency=8, extra=OBSERVED)
 
 
 SCHEDULES = """timezone = "UTC"
@@ -225,7 +186,7 @@ class Week:
                 and not any(d.email == c.email and d.fixed_at is None for d in self.changes)]
         if not done:
             return
-        done = [e for e in done if e not in self.busy]
+        done = [e for e in done if e not in self.busy and self.sb.braze.profiles_by_email(e)]  # not erased since
         if not done:
             return
         email = self.rng.choice(done)
@@ -305,7 +266,7 @@ def _fire(job: Any, at: datetime, env: dict[str, str], clock: Any) -> tuple[str 
 @pytest.mark.timeout(3600)  # 182 fires; on an idle 2-core machine a fire of this population takes about a second
 def test_a_simulated_week_of_unattended_operation(sandbox, store_url, record_property):
     sb = sandbox
-    (sb.tmp / "job.toml").write_text(job_toml(sb, store_url))
+    (sb.tmp / "job.toml").write_text(week_job_toml(sb, store_url))
     for name in ("universe.csv", "deletions.csv"):
         (sb.tmp / name).write_text("identity\n")
     (sb.tmp / "schedules.toml").write_text(SCHEDULES)

@@ -25,6 +25,54 @@ TOPICS = [
 ]
 
 
+def job_toml(braze_url: str, ketch_url: str, *, topics: list[dict[str, str]] = TOPICS,
+             state_url: str = "sqlite:///state.db", max_retries: int = 3, concurrency: int = 16,
+             extra: str = "") -> str:
+    """A job config file's text pointing at the loopback simulators (paths relative to its
+    folder); `extra` is appended TOML."""
+    mapped = "".join(
+        f'\n[[mapping.topics]]\ntopic = "{t["topic"]}"\nsubscription_group_id = "{t["subscription_group_id"]}"\n'
+        + (f'channel = "{t["channel"]}"\n' if t.get("channel") else "") for t in topics)
+    return f"""
+[braze]
+rest_endpoint = "{braze_url}"
+api_key_env = "BRAZE_API_KEY"
+max_retries = {max_retries}
+
+[ketch]
+base_url = "{ketch_url}/web/v3"
+organization = "acme"
+property = "web"
+environment = "production"
+jurisdiction = "default"
+concurrency = {concurrency}
+requests_per_second = 0
+
+[identity]
+ketch_space = "email"
+braze_key = "email"
+
+[mapping]
+email_purpose = "email_marketing"
+blocklist_control = "do_not_contact"
+global_control_engaged = "granted"
+{mapped}
+[universe]
+csv = "universe.csv"
+deletions_csv = "deletions.csv"
+full_since = "2015-01-01"
+
+[apply]
+consistency_delay_seconds = 0
+
+[state]
+url = "{state_url}"
+
+[report]
+dir = "reports"
+{extra}"""
+
+
 @dataclass
 class World:
     key: ClassVar[str] = KEY  # the Braze REST key the simulator accepts
@@ -49,6 +97,7 @@ class World:
                         "global_control_engaged": "granted", "topics": TOPICS},
             "universe": {"csv": "universe.csv", "deletions_csv": "deletions.csv", "full_since": "2015-01-01"},
             "apply": {"consistency_delay_seconds": 0},
+            "guards": {"min_universe": 1},  # worlds of a handful of subjects; an empty one is still refused
             "state": {"url": self.state_url},
             "report": {"dir": "reports"},
             "sandbox": {"enabled": True},  # only so the seeded files may be missing at load time
@@ -61,47 +110,7 @@ class World:
     def toml(self, extra: str = "") -> str:
         """A job config file's text pointing at the loopback simulators (paths relative to
         its folder); `extra` is appended TOML."""
-        topics = "".join(
-            f'\n[[mapping.topics]]\ntopic = "{t["topic"]}"\nsubscription_group_id = "{t["subscription_group_id"]}"\n'
-            + (f'channel = "{t["channel"]}"\n' if t.get("channel") else "") for t in TOPICS)
-        return f"""
-[braze]
-rest_endpoint = "{self.braze_url}"
-api_key_env = "BRAZE_API_KEY"
-max_retries = 3
-
-[ketch]
-base_url = "{self.ketch_url}/web/v3"
-organization = "acme"
-property = "web"
-environment = "production"
-jurisdiction = "default"
-concurrency = 16
-requests_per_second = 0
-
-[identity]
-ketch_space = "email"
-braze_key = "email"
-
-[mapping]
-email_purpose = "email_marketing"
-blocklist_control = "do_not_contact"
-global_control_engaged = "granted"
-{topics}
-[universe]
-csv = "universe.csv"
-deletions_csv = "deletions.csv"
-full_since = "2015-01-01"
-
-[apply]
-consistency_delay_seconds = 0
-
-[state]
-url = "sqlite:///state.db"
-
-[report]
-dir = "reports"
-{extra}"""
+        return job_toml(self.braze_url, self.ketch_url, extra=extra)
 
     def seed(self, cfg: Config, subjects: int = 300, drift: float = 0.1, seed: int = 3) -> SeedTruth:
         return seed_population(cfg, self.braze, self.ketch, subjects=subjects, drift=drift, seed=seed, now=NOW)

@@ -72,3 +72,25 @@ def test_with_the_partner_key_an_address_blocklisted_by_someone_else_is_blocklis
         first = run_job(rt)
     assert first.counts["missed_blocklist"] == len(GONE)
     assert sorted(blocklist_calls(w)) == sorted(GONE)
+
+
+def test_the_jobs_own_blocklist_of_non_ascii_addresses_counts_as_evidence(world):
+    """The confirmed blocklist is matched by the mailbox key: an address with a non-ASCII
+    local part or domain is not sent to `/email/blocklist` again on the next run."""
+    w = world
+    gone = ["JOSÉ.gone@example.com", "gone@münchen.example"]
+    w.braze.permissions = set(PARTNER_PERMISSIONS)
+    cfg = w.config(policy={"suppress_deleted_emails": True},
+                   guards={"max_deletion_fraction": 1.0, "max_unsubscribe_fraction": 1.0})
+    w.seed(cfg, subjects=30, drift=0.0)
+    asked = (w.now - timedelta(days=2)).isoformat()
+    (w.tmp / "deletions.csv").write_text("identity,requested_at\n" + "".join(f"{e},{asked}\n" for e in gone),
+                                         encoding="utf-8")
+    with w.runtime(cfg) as rt:
+        first = run_job(rt)
+    assert first.exit_code == 0, first.messages
+    assert first.counts["missed_blocklist"] == len(gone)
+    before = len(w.braze.calls)
+    with w.runtime(cfg) as rt:
+        second = run_job(rt)
+    assert second.counts["missed_blocklist"] == 0 and blocklist_calls(w, before) == []

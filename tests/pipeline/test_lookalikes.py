@@ -11,7 +11,6 @@ import unicodedata
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +18,6 @@ from reconcile.engine.identity import normalize
 from reconcile.models.mailbox import compat_form, look_alikes, mailbox_key
 from reconcile.pipeline import plan_only
 from reconcile.sandbox.braze import BrazeSim
-from reconcile.sandbox.braze_state import set_email_match
 from reconcile.sandbox.ketch import KetchSim
 from reconcile.sandbox.server import serve
 from tests.cli.conftest import Job
@@ -67,12 +65,6 @@ def test_a_look_alike_key_is_never_the_key_of_its_original(pairs: list[tuple[str
         assert mailbox_key(look) != mailbox_key(base)
         assert compat_form(mailbox_key(look)) == compat_form(mailbox_key(base)) or \
             unicodedata.normalize("NFKC", look) != look or look.lower() != look
-
-
-@pytest.fixture(autouse=True)
-def _lower_after():
-    yield
-    set_email_match("lower")  # the simulators' comparison is process-wide
 
 
 def _profiles_reached(plan, profiles: dict[str, str]) -> list[tuple[str, str]]:
@@ -124,8 +116,8 @@ def test_a_look_alike_deletion_through_the_cli_deletes_nobody_and_is_reported(wo
     """uſer@ (U+017F), Kate@ with the Kelvin sign and straße@ asked to be erased while
     user@, kate@ and strasse@ exist: nobody is deleted, the requests are quarantined and the
     run is partial (exit 4). Against a simulated Braze that folds look-alikes together."""
-    set_email_match("casefold")
     w = world
+    w.braze.db.email_match = "casefold"  # this simulated workspace folds look-alikes together (still empty)
     real = ["user@example.com", "kate@example.com", "strasse@example.com"]
     looks = ["u\u017fer@example.com", "\u212aate@example.com", "stra\u00dfe@example.com"]
     for topic in World.topics:
@@ -137,7 +129,7 @@ def test_a_look_alike_deletion_through_the_cli_deletes_nobody_and_is_reported(wo
     (w.tmp / "deletions.csv").write_text("identity,requested_at\n" + "".join(
         f"{a},2026-01-01T00:00:00Z\n" for a in looks))
     path = w.tmp / "job.toml"
-    path.write_text(w.toml(), encoding="utf-8")
+    path.write_text(w.toml("\n[guards]\nmin_universe = 1\n"), encoding="utf-8")
     job = Job(w, path)
     result = job.cli("run", "--format", "json")
     assert result.exit_code == 4, result.output

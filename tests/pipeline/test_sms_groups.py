@@ -68,6 +68,7 @@ braze_hard_bounces = false
 max_unsubscribe_fraction = 1.0
 max_subscribe_fraction = 1.0
 max_shrink_fraction = 1.0
+min_universe = 1
 
 [policy]
 {policy}
@@ -97,7 +98,7 @@ def _seed(w, key_type: str) -> dict[str, str]:
         "c": ({"email": "granted"}, {NEWS: "subscribed", SMS: "subscribed"}),                    # SMS: no opinion
         "d": ({"email": "granted"}, {NEWS: "subscribed", SMS: "unsubscribed"}),                  # SMS: no opinion
         "e": ({"email": "granted", "sms": "granted"}, {NEWS: "subscribed", SMS: "subscribed"}),  # texts STOP
-        "f": ({"email": "granted", "sms": "granted"}, {NEWS: "unsubscribed", SMS: "subscribed"}),  # email opt-in
+        "f": ({"email": "granted", "sms": "granted"}, {NEWS: "unsubscribed", SMS: "subscribed"}),  # undated email opt-out
         "g": ({"email": "granted", "sms": "denied"}, {NEWS: "subscribed", SMS: "subscribed"}),   # no external id
     }
     rows, ids = [], {}
@@ -158,8 +159,8 @@ def test_each_channel_reaches_its_own_group_and_a_stop_is_never_resubscribed(wor
     assert _state(w, "c", SMS) == "subscribed" and _state(w, "d", SMS) == "unsubscribed"
     # the STOP-ed number stays unsubscribed although Ketch grants SMS and apply_optins is on
     assert _state(w, "e", SMS) == "unsubscribed"
-    # apply_optins does act where it may: the email opt-in is written
-    assert _state(w, "f", NEWS) == "subscribed"
+    # a group opt-out Braze gives no time for is never resubscribed on either channel, apply_optins or not
+    assert _state(w, "f", NEWS) == "unsubscribed" and _state(w, "f", SMS) == "subscribed"
     # under email keys g's profile has no external id: it is reached by its number
     assert _state(w, "g", SMS) == "unsubscribed" and _state(w, "g", NEWS) == "subscribed"
 

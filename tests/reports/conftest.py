@@ -54,6 +54,6 @@ def demo_history(tmp_path_factory) -> DemoHistory:
     h = DemoHistory(folder, job, folder / ".reconcile" / "state.db", "", "", "")
     h.demo_run = _run_id(h.cli("demo", "--subjects", "800"))
     h.rerun = _run_id(h.cli("run"))
-    h.cli("sandbox", "seed", "--subjects", "300", "--drift", "0.1", "--seed", "11")
+    h.cli("sandbox", "seed", "--subjects", "800", "--drift", "0.1", "--seed", "11")  # as many as the demo: no shrink verdict
     h.plan_run = _run_id(h.cli("plan"))
     return h

@@ -18,7 +18,7 @@ NOW = 1_714_560_000.0
 
 def agrees(sim: BrazeSim, builds: list[int] | None = None) -> None:
     index = sim.db._indexes()
-    fresh = _Index(sim.db.profiles.values())
+    fresh = _Index(sim.db.profiles.values(), sim.db.norm)
     if builds:
         builds.pop()  # the fresh build made here
     assert {k: [p.braze_id for p in v] for k, v in index.emails.items()} == \
@@ -32,9 +32,9 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     count: list[int] = []
     real = braze_state._Index.__init__
 
-    def counted(self, profiles):  # type: ignore[no-untyped-def]
+    def counted(self, profiles, key):  # type: ignore[no-untyped-def]
         count.append(1)
-        real(self, profiles)
+        real(self, profiles, key)
 
     monkeypatch.setattr(braze_state._Index, "__init__", counted)
     return count

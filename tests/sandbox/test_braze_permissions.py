@@ -65,14 +65,16 @@ def test_sim_options_follow_the_sandbox_config():
         alias_visibility_delay_seconds=300))
     assert options == {"permissions": set(PARTNER_PERMISSIONS), "track_object_limit": 50,
                        "user_status_shape": "documented", "track_limit_wording": "other", "segment_export": "bucket",
-                       "segment_export_delay_seconds": 5.0, "alias_visibility_delay_seconds": 300.0}
+                       "segment_export_delay_seconds": 5.0, "alias_visibility_delay_seconds": 300.0,
+                       "email_match": "lower"}
     sim = BrazeSim(**options)
     assert sim.permissions == PARTNER_PERMISSIONS and sim.track_object_limit == 50
     assert (sim.track_limit_wording, sim.segment_export, sim.alias_visibility_delay_seconds) == ("other", "bucket", 300)
     defaults = braze_sim_options(SandboxConfig())
     assert defaults == {"permissions": set(ALL_PERMISSIONS), "track_object_limit": 75, "user_status_shape": "users",
                         "track_limit_wording": "documented", "segment_export": "url",
-                        "segment_export_delay_seconds": 0.0, "alias_visibility_delay_seconds": 0.0}
+                        "segment_export_delay_seconds": 0.0, "alias_visibility_delay_seconds": 0.0,
+                        "email_match": "lower"}
 
 
 KETCH = {"organization": "o", "property": "p", "jurisdiction": "j"}

@@ -81,7 +81,8 @@ def by_job(got: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def check_delivered(hook: list[dict], slack: list[dict], tmp: Path, *, jobs=OUTCOMES) -> None:
+def check_delivered(hook: list[dict], slack: list[dict], tmp: Path, *, jobs=OUTCOMES,
+                    ok_statuses=("applied", "in_sync")) -> None:
     hooks, slacks = by_job(hook), by_job(slack)
     for job, event in jobs.items():
         assert any(event in m["json"]["events"] for m in hooks.get(job, [])), (job, hooks.get(job))
@@ -89,7 +90,7 @@ def check_delivered(hook: list[dict], slack: list[dict], tmp: Path, *, jobs=OUTC
         for m in hooks[job] + slacks[job]:
             no_pii(m["json"])
     seen = metrics(tmp)
-    assert seen["ok"]["status"] in ("applied", "in_sync") and seen["ok"]["reconcile_last_success_timestamp_seconds"] > 0
+    assert seen["ok"]["status"] in ok_statuses and seen["ok"]["reconcile_last_success_timestamp_seconds"] > 0
     assert seen["refused"]["status"] == "refused" and seen["refused"]["reconcile_run_exit_code"] == 10
     assert seen["refused"]["reconcile_last_success_timestamp_seconds"] == 0
     assert seen["broken"]["status"] == "failed" and seen["broken"]["reconcile_run_exit_code"] == 1
@@ -164,7 +165,8 @@ def test_the_scheduler_delivers_notifications_and_metrics_on_three_quick_fires(w
         finished = [r for r in store.list_runs(100) if r.get("finished_at")]
     for name in OUTCOMES:
         assert sum(1 for r in finished if r["job"] == name) >= 3, (name, err[-3000:])
-    check_delivered(hook, slack, tmp_path)
+    # the daemon is stopped while the healthy job's next fire may be running: that fire ends interrupted
+    check_delivered(hook, slack, tmp_path, ok_statuses=("applied", "in_sync", "interrupted"))
     # every fire that ran tells: three or more messages per job (the healthy one: its first fire's
     # critical drift; later fires of it find none and stay quiet)
     hooks = by_job(hook)

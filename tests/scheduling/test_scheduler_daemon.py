@@ -201,3 +201,61 @@ def test_two_scheduler_replicas_on_one_postgresql_apply_each_fire_once(world, tm
     assert all(a["attempts"] == 1 for a in actions if a["status"] == "confirmed"), "no batch was sent twice"
     sent = [c for c in world.braze.calls if c["path"] in WRITES]
     assert sent, "the first fire applied the seeded drift"
+
+
+def test_the_health_endpoints_answer_during_a_run_and_readiness_ends_with_a_stop(world, tmp_path):
+    """`scheduler --health-port`: /healthz and /readyz answer as JSON with each job's next
+    fire and last outcome, /healthz also while a slow run holds the main thread; anything
+    else is 404. Once a stop is asked, /readyz answers 503 naming it."""
+    import httpx
+
+    from reconcile.sandbox.server import free_port
+
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    schedules = setup(world, tmp_path, job("drift-report", mode="report"), subjects=300)
+    port = free_port()
+    env = {**os.environ, "BRAZE_API_KEY": "test-braze-key-4711", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "reconcile", "scheduler", "--schedules", str(schedules),
+                             "--health-port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> httpx.Response | None:
+        try:
+            return httpx.get(base + path, timeout=5)
+        except httpx.TransportError:
+            return None
+
+    try:
+        wait_for(lambda: any(r["finished_at"] for r in runs(state)), 60, "a completed report run", proc)
+        def last_done() -> dict | None:
+            answer = get("/readyz")
+            last = answer.json()["jobs"]["drift-report"]["last"] if answer is not None else None
+            return answer.json() if last and last["outcome"] != "running" else None
+
+        wait_for(lambda: last_done() is not None, 30, "readiness after a finished fire", proc)
+        ready = last_done()
+        assert ready["status"] == "ready" and ready["reason"] is None and ready["jobs"]["drift-report"]["next_fire"]
+        last = ready["jobs"]["drift-report"]["last"]
+        assert last["outcome"] == "dry_run" and last["run_id"] in {r["run_id"] for r in runs(state)}
+        assert get("/metrics").status_code == 404
+        world.braze.faults.latency_seconds = 0.3  # the next run holds the main thread for a while
+        wait_for(lambda: (get("/healthz").json() or {}).get("running") == "drift-report", 60, "a run going", proc)
+        alive = get("/healthz")
+        assert alive.status_code == 200 and alive.json()["status"] == "alive"
+        assert "test-braze-key-4711" not in alive.text
+    finally:
+        world.braze.faults.latency_seconds = 0.0
+        code, err = stop(proc)
+    assert code == 0, err[-3000:]
+    assert f"health endpoints on {base}" in err
+    assert get("/healthz") is None  # the server stopped with the daemon
+
+
+def test_readiness_names_a_stop_and_a_scheduler_that_is_not_running(tmp_path):
+    from reconcile.scheduling.daemon import Daemon
+
+    daemon = Daemon(write_schedules(tmp_path, job("nightly")))
+    assert daemon.snapshot()["reason"] == "the scheduler thread is not running"
+    daemon.stop_signal = signal.SIGTERM
+    assert daemon.snapshot()["reason"] == "stopping (SIGTERM)"

@@ -178,7 +178,8 @@ def test_a_killed_workers_slice_is_finished_by_another(world, tmp_path, pg_datab
         assert slices[lost["slice"]]["attempts"] == 2
         assert slices[lost["slice"]]["claimed_by"] != lost["claimed_by"]
         runs = sweep_runs(store)[lost["slice"]]
-        (crashed,) = [r for r in runs if r["status"] == "applying"]  # closed by nobody: its worker was killed
+        # its worker was killed mid-apply: the run that resumed its plan closed it as failed
+        (crashed,) = [r for r in runs if r["status"] == "failed"]
         assert any(r["mode"] == "apply" and r["plan_id"] == crashed["plan_id"] for r in runs), "its plan was resumed"
         resumed = store.actions(plan_id=crashed["plan_id"])
     assert {a["status"] for a in resumed} <= {"confirmed", "rejected"}

@@ -157,3 +157,24 @@ def test_transitions_are_visible_to_a_second_connection(journal: Store, store_ur
             other.journal_sending(f"{PLAN}:0", at(6))
     assert seen == {f"{PLAN}:0": ("confirmed", 1), f"{PLAN}:1": ("sending", 1), f"{PLAN}:2": ("pending", 0),
                     f"{PLAN}:3": ("pending", 0)}
+
+
+def test_blocklisted_by_job_keys_addresses_as_the_engine_matches_them(store: Store) -> None:
+    """The engine matches a Braze address by its mailbox key: a look-alike (`uſer`, a long s)
+    is another mailbox, a non-ASCII letter keeps its case, an IDN domain is its A-label."""
+    from reconcile.models.mailbox import key_or_none
+
+    store.start_run("run-b", mode="full", config_hash="h", started_at=at(0))
+    store.save_plan("plan-b", "run-b", "fp", {"plan_id": "plan-b"}, at(0))
+    addresses = ["uſer@example.com", " Éva@München.de ", "Bob@Example.com"]
+    store.journal_plan("plan-b", "run-b", [
+        {"action_id": "plan-b:0", "seq": 0, "endpoint": "/email/blocklist", "kind": "blocklist",
+         "payload": {"targets": [[a.strip(), "email", a] for a in addresses]}, "subject_keys": [], "drift_ids": []},
+    ], at(0))
+    store.journal_sending("plan-b:0", at(0))
+    store.journal_result("plan-b:0", "confirmed", response_summary={"message": "success"}, at=at(0))
+
+    listed = store.blocklisted_by_job()
+
+    assert listed == {key_or_none(a) for a in addresses}
+    assert "user@example.com" not in listed and "éva@münchen.de" not in listed
