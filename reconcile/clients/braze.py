@@ -478,7 +478,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         records: list[br.GroupRecord] = []
         attributable = True
         params = [(f"{id_field}[]", i) for i in chunk]
-        for answer in self._pages("/subscription/user/status", params, USER_STATUS_LIMIT):
+        for answer in self.pages("/subscription/user/status", params, USER_STATUS_LIMIT):
             page, _, ok = br.user_status_page(answer.body, answer.url, id_field, chunk)
             records.extend(page)
             attributable = attributable and ok
@@ -560,7 +560,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         if email is not None:
             pages: Iterable[br.Answer] = [self._call("shared", "GET", path, params=[*params, ("email", email)])]
         else:
-            pages = self._pages(path, [*params, ("sort_direction", "asc")], EMAIL_PAGE_LIMIT)
+            pages = self.pages(path, [*params, ("sort_direction", "asc")], EMAIL_PAGE_LIMIT)
         return (row for answer in pages for row in br.email_rows(answer.body, answer.url, time_key))
 
     def email_blocklist(self, emails: Iterable[str]) -> WriteResult:
@@ -575,7 +575,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
                            lambda chunk: {"email": chunk, "subscription_state": state})
 
     # -- pagination -------------------------------------------------------------------
-    def _pages(self, path: str, params: list[tuple[str, Any]], limit: int) -> Iterator[br.Answer]:
+    def pages(self, path: str, params: list[tuple[str, Any]], limit: int) -> Iterator[br.Answer]:
         """Offset pages until one is short; a repeated page or too many pages is a DataError."""
         previous: Any = None
         for page in range(self.max_pages):
