@@ -42,7 +42,7 @@ from typing import Any
 
 from reconcile.pipeline import run as pipeline
 from reconcile.config import DEFAULT_RATE_LIMITS, parse_config
-from reconcile.pipeline.session import SandboxPair, open_runtime, utc_now
+from reconcile.pipeline.session import SandboxPair, open_session, utc_now
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.ketch import KetchSim
 from reconcile.sandbox.population import seed_population
@@ -142,7 +142,7 @@ def run_once(folder: Path, key_type: str, permissions: set[str] | None, seed: bo
         braze, ketch = BrazeSim(), KetchSim(organization="acme")
         seed_population(cfg, braze, ketch, subjects=subjects, drift=0.03, seed=1, now=utc_now())
         SandboxPair(braze, ketch, cfg.sandbox.state_file).save()
-    with open_runtime(cfg, {}) as rt:
+    with open_session(cfg, {}) as rt:
         sim = rt.sandbox.braze
         sim.permissions = None if permissions is None else set(permissions)
         for name, window in list(sim.limiter.windows.items()):

@@ -67,7 +67,7 @@ def profile_refs(body: Any, endpoint: str, submitted: list[str]) -> tuple[list[P
 
 
 class ProfileReads:
-    """Mixed into `BrazeClient`; uses its `_pages` and `_call`."""
+    """Mixed into `BrazeClient`; uses its `pages` and `_call`."""
 
     def user_profiles_by_email(self, emails: Iterable[str]) -> list[ProfileRef] | None:
         """One ProfileRef per Braze profile holding each address (50 addresses a request,
@@ -104,7 +104,7 @@ class ProfileReads:
     def _profile_pages(self, chunk: list[str]) -> list[ProfileRef] | None:
         refs: list[ProfileRef] = []
         params = [("email[]", e) for e in chunk]
-        for answer in self._pages(USER_STATUS_PATH, params, USER_PAGE_LIMIT):  # type: ignore[attr-defined]
+        for answer in self.pages(USER_STATUS_PATH, params, USER_PAGE_LIMIT):  # type: ignore[attr-defined]
             page, _ = profile_refs(answer.body, answer.url, chunk)
             if page is None:
                 return None

@@ -26,6 +26,7 @@ from reconcile.engine.identity import email_key, email_keys
 from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
 from reconcile.engine.sms import check_channels, email_topics, read_sms_groups, sms_addresses, sms_topics
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, TransientApiError
+from reconcile.engine.ports import BrazeListReads, BrazeReads, KetchReads, SharedRows
 
 Progress = Callable[[str, int, int], None]
 
@@ -47,7 +48,7 @@ def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
     return df
 
 
-def braze_lists(braze: Any, start: date, end: date, cfg: Config, caps: Capabilities) -> BrazeLists:
+def braze_lists(braze: BrazeListReads, start: date, end: date, cfg: Config, caps: Capabilities) -> BrazeLists:
     """Braze's email lists in [start, end]."""
     unsub = list(braze.email_unsubscribes(start, end)) if cfg.universe.braze_unsubscribes else []
     bounced = caps.call("email.hard_bounces", lambda: list(braze.email_hard_bounces(start, end))) \
@@ -122,7 +123,7 @@ def run_stopping(exc: Exception) -> bool:
     return isinstance(exc, (NotFound, AuthError)) or exc.status_code is None
 
 
-def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
+def extract_ketch(ketch: KetchReads, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(ketch, ketch_topics, failed): identities whose lookup failed after every retry come
     back in `failed` (identity, reason) instead of stopping the run. They must not be read
@@ -156,14 +157,14 @@ class BrazeRead:
     """What a Braze read needs besides the universe: the client, the key's known
     capabilities, the address -> profiles cache, the time, and whether this is a full sweep."""
 
-    braze: Any
+    braze: BrazeReads
     cfg: Config
     caps: Capabilities
     cache: ProfileCache
     now: datetime
     full_sweep: bool = False
     checked: set[str] = field(default_factory=set, compare=False)  # once-per-run checks done ("channels")
-    shared_export: Any = None  # the run's or sweep's SharedExport (full sweeps with braze.segment_id)
+    shared_export: SharedRows | None = None  # the run's or sweep's SharedExport (full sweeps with braze.segment_id)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pytest
 
 from reconcile.config import load_config
 from reconcile.pipeline.run import plan_only
-from reconcile.pipeline.session import open_runtime
+from reconcile.pipeline.session import open_session
 from reconcile.store.store import Store
 
 WRITES = {"/subscription/status/set", "/v2/subscription/status/set", "/email/status", "/users/delete",
@@ -72,7 +72,7 @@ def test_sigkill_at_a_seeded_point_then_resume(pg_world, tmp_path: Path, point: 
     resumed = subprocess.run([sys.executable, "-m", "reconcile", "-q", "--config", str(cfg.path), "run"],
                              env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, f"{resumed.stdout}\n{resumed.stderr}"
-    with open_runtime(cfg, env, clock=lambda: w.now) as rt:
+    with open_session(cfg, env, clock=lambda: w.now) as rt:
         again = plan_only(rt)[1]
     assert again.plan.actions == (), "Braze is correct after the resume"
 

@@ -88,9 +88,9 @@ def nothing_left(world, tmp_path: Path) -> list:
     """The actions a full, unsliced plan would take now (none once the sweep covered everyone)."""
     from reconcile.config import load_config
     from reconcile.pipeline.run import plan_only
-    from reconcile.pipeline.session import open_runtime
+    from reconcile.pipeline.session import open_session
 
-    with open_runtime(load_config(tmp_path / "job.toml"), {"BRAZE_API_KEY": KEY}) as rt:
+    with open_session(load_config(tmp_path / "job.toml"), {"BRAZE_API_KEY": KEY}) as rt:
         _, planned = plan_only(rt, "full")
     return list(planned.plan.actions)
 
