@@ -46,8 +46,8 @@ def test_users_shape_gives_one_ref_per_profile_sharing_the_address():
     refs = make_client(sim.transport()).user_profiles_by_email(["s@x.com", "other@x.com", "nobody@x.com"])
     assert sorted(refs, key=lambda r: (r.email, r.external_id or "")) == [
         ProfileRef("other@x.com", "u3", {}),
-        ProfileRef("s@x.com", None, {"g1": "subscribed"}),
-        ProfileRef("s@x.com", "u1", {"g1": "unsubscribed", "g2": "subscribed"}),
+        ProfileRef("s@x.com", None, {"g1": "subscribed"}, channels={"g1": "email"}),
+        ProfileRef("s@x.com", "u1", {"g1": "unsubscribed", "g2": "subscribed"}, channels={"g1": "email", "g2": "email"}),
     ]
     query = status_calls(sim)[0]["query"]
     assert query["email[]"] == ["s@x.com", "other@x.com", "nobody@x.com"] and query["limit"] == ["100"]

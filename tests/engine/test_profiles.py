@@ -8,17 +8,12 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
+from reconcile.clients.braze_profiles import ProfileRef
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.profiles import MemoryCache, ProfileReader
 from reconcile.errors import DataError, PermissionDenied
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
-
-
-@dataclass
-class Ref:
-    email: str
-    external_id: str | None
 
 
 @dataclass
@@ -53,7 +48,8 @@ class FakeBraze:
         if not self.user_status:
             raise PermissionDenied("Access Denied", service="braze")
         wanted = {e.casefold() for e in emails}
-        return [Ref(p["email"], p["external_id"]) for p in self.profiles if p["email"].casefold() in wanted]
+        return [ProfileRef(e, p["external_id"]) for e in emails for p in self.profiles
+                if p["email"].casefold() == e.casefold()]
 
 
 def profile(n: int, email: str, xid: str | None = "auto", state: str = "subscribed") -> dict:
