@@ -47,7 +47,6 @@ class FakeBraze:
         self.calls.append(("user_status", len(emails)))
         if not self.user_status:
             raise PermissionDenied("Access Denied", service="braze")
-        wanted = {e.casefold() for e in emails}
         return [ProfileRef(e, p["external_id"]) for e in emails for p in self.profiles
                 if p["email"].casefold() == e.casefold()]
 
