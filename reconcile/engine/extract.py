@@ -1,15 +1,20 @@
 """Extract: read Ketch and Braze for the universe into the frames of frames.py.
 
 Braze state is read per profile (see profiles.py for how an address's profiles are
-found). Per key type:
-* email keys: every profile of each address with its own `email_subscribe`; group states
-  from `subscription/status/get` by email (50 a request), and by external_id for the
-  profiles of addresses shared by several profiles, so one subscribed profile is seen;
-* external_id keys: `users/export/ids` 50 a request, then group states by external_id.
-The unsubscribe list gives each address's opt-out time and the hard-bounce list (when the
-key may read it) whether it is suppressed; neither is taken as any profile's state.
+found). Group states, per key type:
+* with `subscription.groups.get` (the `users[]` answer): from the `GroupListing` of
+  `subscription/user/status`, by email (the same requests that list each address's
+  profiles) or by external_id (50 a request for the subjects that have a profile); nothing
+  else is asked about a group the listing covers;
+* otherwise, and for a subject whose profiles the listing does not show as read:
+  `subscription/status/get`, one group a request, 50 identifiers; under email keys by
+  address and by external_id for the profiles of addresses several profiles share, so one
+  subscribed profile is seen; under external_id keys by external_id.
+A subject is subscribed to a group if any of its profiles is. Verify reads back only what
+was written (`read_back`). The unsubscribe list gives each address's opt-out time and the
+hard-bounce list (when the key may read it) whether it is suppressed; neither is taken as
+any profile's state.
 """
-
 from __future__ import annotations
 
 from datetime import date
