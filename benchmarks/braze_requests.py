@@ -2,6 +2,7 @@
 
 Run: python benchmarks/braze_requests.py [--subjects 10000] [--key-types email external_id]
                                          [--cases a b c d] [--detail] [--out FILE.json]
+     PYTHONPATH=/tmp/before python benchmarks/braze_requests.py   # an older tree's job, the same floor
 
 Per key type (email keys with Ketch space email; external_id keys with Ketch space
 account_id), a seeded population (3 % drift, seed 1, three mapped email groups) and a full
@@ -95,7 +96,12 @@ import pandas as pd
 
 from reconcile.config import DEFAULT_RATE_LIMITS, parse_config
 from reconcile.engine.identity import email_keys
-from reconcile.engine.profiles import refresh_due
+try:
+    from reconcile.engine.profiles import refresh_due
+except ImportError:  # a tree from before the slice refresh (PYTHONPATH=...): every entry trusted for a whole cycle
+    def refresh_due(keys: pd.Series, last_seen: pd.Series, now: datetime, cycle_days: float) -> Any:
+        seen = pd.to_datetime(last_seen, utc=True, errors="coerce", format="ISO8601")
+        return ((seen < pd.Timestamp(now) - timedelta(days=cycle_days)) | seen.isna()).to_numpy()
 from reconcile.models.plan import ActionKind
 from reconcile.pipeline import run as pipeline
 from reconcile.pipeline.session import SandboxPair, open_runtime, utc_now
