@@ -408,9 +408,15 @@ def run_once(folder: Path, key_type: str, permissions: str, seed: bool, subjects
             detail.append((phase, path, row["requests"], row["floor"], row["fill"]))
             for k, v in row.items():
                 endpoints[path][k] += v
+    exports = {phase: {"by email": sum(1 for c in mine if c["path"] == "/users/export/ids"
+                                       and "email_address" in (c.get("body") or {})),
+                       "by external_id": sum(1 for c in mine if c["path"] == "/users/export/ids"
+                                             and "external_ids" in (c.get("body") or {}))}
+               for phase, (mine, _floor, _fill) in phases.items()}
     status = getattr(result.status, "value", result.status)
     observed = planned.obs.observed
-    return {"endpoints": dict(endpoints), "detail": detail, "plan_requests": n_plan, "universe": len(observed.universe),
+    return {"endpoints": dict(endpoints), "detail": detail, "exports": exports, "plan_requests": n_plan,
+            "universe": len(observed.universe),
             "profiles": int(observed.braze["exists"].fillna(True).sum()), "status": str(status),
             "drift": sum(result.counts.values()), "actions": result.actions_planned,
             "verified": result.verified, "unverified": result.unverified}
@@ -450,7 +456,9 @@ def table(key_type: str, case: str, r: dict[str, Any], detail: bool) -> str:
                  f"requests ÷ batch-fill bound {ratio(total[0], total[2])}")
     lines.append(f"\nrun: status {r['status']}, universe {r['universe']:,}, subjects with a profile {r['profiles']:,}, "
                  f"drift items {r['drift']}, actions {r['actions']}, verified {r['verified']}, unverified "
-                 f"{r['unverified']}, plan-phase requests {r['plan_requests']:,}")
+                 f"{r['unverified']}, plan-phase requests {r['plan_requests']:,}; /users/export/ids "
+                 + "; ".join(f"{phase}: {n['by external_id']:,} by external_id, {n['by email']:,} by email_address"
+                             for phase, n in r["exports"].items()))
     if detail:
         lines += ["", "| phase | endpoint | requests | floor | batch-fill bound |", "|---|---|---:|---:|---:|"]
         lines += [f"| {p} | {path} | {n:,} | {fl:,} | {fi:,} |" for p, path, n, fl, fi in r["detail"]]
