@@ -133,14 +133,6 @@ class GroupListing:
         return cls(profiles.astype({"profile": "int64"}), frame.astype({"profile": "int64"}), frozenset(asked),
                    channels)
 
-    def only(self, keys: Iterable[str]) -> "GroupListing":
-        """The listing of these subjects alone."""
-        wanted = set(keys)
-        profiles = self.profiles[isin(self.profiles["subject_key"], wanted).to_numpy()]
-        states = self.states[isin(self.states["profile"], set(profiles["profile"])).to_numpy()]
-        return GroupListing(profiles.reset_index(drop=True), states.reset_index(drop=True),
-                            frozenset(self.asked & wanted), self.channels)
-
     def rekeyed(self, key_of: Mapping[str, str]) -> "GroupListing":
         """The profiles with an external_id that `key_of` maps to a subject key, each listed
         under that key (external_id keys: a listing by address read for external ids)."""
