@@ -63,7 +63,7 @@ refused request per run.
                       export email  |P - R'|         cache or enumerated with external ids only;
                       status/get    per written group g: S_g/50 + M(S_g)/50
   external_id, plan   export ids    B/50 + C(L)/50, export email L - R(L)
-                      status/get    G x B'/50        (every profile read, found or not)
+                      status/get    G x (B' + X(L))/50  (the subjects with a profile)
                       user/status   1 (refused)
   external_id, verify export ids    P/50, status/get per written group S_g/50
 
