@@ -104,7 +104,7 @@ except ImportError:  # a tree from before the slice refresh (PYTHONPATH=...): ev
         return ((seen < pd.Timestamp(now) - timedelta(days=cycle_days)) | seen.isna()).to_numpy()
 from reconcile.models.plan import ActionKind
 from reconcile.pipeline import run as pipeline
-from reconcile.pipeline.session import SandboxPair, open_runtime, utc_now
+from reconcile.pipeline.session import SandboxPair, open_session, utc_now
 from reconcile.sandbox.braze import PARTNER_PERMISSIONS, BrazeSim
 from reconcile.sandbox.ketch import KetchSim
 from reconcile.sandbox.population import seed_population
@@ -363,7 +363,7 @@ def run_once(folder: Path, key_type: str, permissions: str, seed: bool, subjects
     def clock() -> datetime:
         return datetime.now(timezone.utc) + offset
 
-    with open_runtime(cfg, {}, clock=clock) as rt:
+    with open_session(cfg, {}, clock=clock) as rt:
         sim = rt.sandbox.braze
         sim.permissions = set(PARTNER_PERMISSIONS) if permissions == "partner" else None
         for name, window in list(sim.limiter.windows.items()):

@@ -93,7 +93,7 @@ def by_path(counts: dict[str, int]) -> dict[str, int]:
 PARTS = [  # (label, "folder/file.py:function"); cumulative seconds under cProfile (they nest)
     ("the whole command (cli invoke)", "cli/main.py:invoke"),
     ("imports (importlib _find_and_load, any depth)", "<frozen importlib._bootstrap>:_find_and_load"),
-    ("open the runtime (state store, clients)", "reconcile/pipeline/session.py:open_runtime"),
+    ("open the runtime (state store, clients)", "reconcile/pipeline/session.py:open_session"),
     ("  state store migrations", "store/store.py:_migrate"),
     ("run lock", "reconcile/pipeline/lock.py:run_lock"),
     ("pipeline.run_job", "reconcile/pipeline/job.py:run_job"),
@@ -201,7 +201,7 @@ def scenario_in_process(n: int, fraction: float, drift: float) -> dict[str, Any]
     """The old set-up: the simulators inside the job's process, loaded from JSON at each open."""
     from reconcile.config import parse_config
     from reconcile.pipeline.job import run_job as pipeline_run
-    from reconcile.pipeline.session import SandboxPair, load_sandbox, open_runtime, utc_now
+    from reconcile.pipeline.session import SandboxPair, load_sandbox, open_session, utc_now
     from reconcile.sandbox.braze import BrazeSim
     from reconcile.sandbox.ketch import KetchSim
     from reconcile.sandbox.population import seed_population
@@ -226,7 +226,7 @@ def scenario_in_process(n: int, fraction: float, drift: float) -> dict[str, Any]
         SandboxPair(braze, ketch, cfg.sandbox.state_file).save()
         del braze, ketch
         t0 = time.perf_counter()
-        with open_runtime(cfg, ENV) as rt:
+        with open_session(cfg, ENV) as rt:
             t_open = time.perf_counter() - t0
             pipeline_run(rt, mode="full")
             full_b, full_k = len(rt.sandbox.braze.calls), len(rt.sandbox.ketch.calls)
@@ -248,7 +248,7 @@ def scenario_in_process(n: int, fraction: float, drift: float) -> dict[str, Any]
                     client.post(server.url + cfg.ledger.path, json=consent_request(e, at))
         del job
         t2 = time.perf_counter()
-        with open_runtime(cfg, ENV) as rt:
+        with open_session(cfg, ENV) as rt:
             t_open_inc = time.perf_counter() - t2
             pipeline_run(rt, mode="incremental")
             inc_b, inc_k = len(rt.sandbox.braze.calls), len(rt.sandbox.ketch.calls)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from reconcile.config import Config, parse_config
 from reconcile.pipeline.run import apply_planned, make_plan, recorder
-from reconcile.pipeline.session import SandboxPair, open_runtime, utc_now
+from reconcile.pipeline.session import SandboxPair, open_session, utc_now
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.ketch import KetchSim
 from reconcile.sandbox.population import seed_population
@@ -45,7 +45,7 @@ def run(n: int) -> None:
         seed_population(cfg, braze, ketch, subjects=n, drift=0.03, seed=1, now=utc_now())
         SandboxPair(braze, ketch, cfg.sandbox.state_file).save()
         t1 = time.perf_counter()
-        with open_runtime(cfg, {}) as rt:
+        with open_session(cfg, {}) as rt:
             rec = recorder(rt, "full")
             rec.start()
             result = make_plan(rt, rec, "full")

@@ -7,7 +7,9 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
-python -m pytest -q "$@"
+# Two workers (pytest-xdist), one per core of the CI machine; RECONCILE_TEST_WORKERS=0 runs
+# in one process.
+python -m pytest -q -n "${RECONCILE_TEST_WORKERS:-2}" --durations=25 "$@"
 rc=$?
 if [[ $rc -eq 5 ]]; then
   echo "scripts/test.sh: ERROR: pytest collected no tests (exit code 5)" >&2

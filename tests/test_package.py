@@ -138,3 +138,22 @@ def test_a_missing_extra_is_named(tmp_path, monkeypatch):
     parquet = dataclasses.replace(cfg, universe=dataclasses.replace(cfg.universe, parquet=tmp_path / "u.parquet"))
     with pytest.raises(ConfigError, match=r'ketch-braze-reconcile\[parquet\]'):
         extras.check_config(parquet, {})
+
+
+def test_the_public_api_is_the_names_in_all_imported_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, reconcile; assert 'pandas' not in sys.modules and 'reconcile.pipeline' not in sys.modules; "
+            "from reconcile import *; "
+            "print(sorted(n for n in reconcile.__all__ if getattr(reconcile, n) is None))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    import reconcile
+    from reconcile.pipeline.job import run_job
+    from reconcile.pipeline.session import open_session
+
+    assert reconcile.run_job is run_job and reconcile.open_session is open_session
+    assert set(reconcile.__all__) == {"__version__", *reconcile._HOMES}
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        reconcile.nope  # noqa: B018

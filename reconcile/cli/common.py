@@ -59,11 +59,30 @@ def is_packaged(cfg: Config) -> bool:
     return cfg.path is not None and str(cfg.path) == str(files("reconcile.jobs").joinpath(PACKAGED_JOB))
 
 
-def runtime(ctx: click.Context, default: str | None = None, cfg: Config | None = None) -> Any:
-    from reconcile.pipeline.session import open_runtime  # heavy (pandas, httpx, SQLAlchemy): only when a command runs
+def run_ids(ctx: click.Context, cfg: Config) -> Any:
+    """A progress object keeping the ids of the runs a command starts (passing every event
+    on to the command's telemetry), so an error can name the report of the run it ended."""
+    from reconcile.observability.events import RunIds
 
-    progress = (ctx.find_root().obj or {}).get("telemetry")
-    return open_runtime(cfg or get_config(ctx, default), progress=progress)
+    root = ctx.find_root().obj
+    runs = RunIds(root.get("telemetry"))
+    root["runs"], root["report_dir"] = runs, Path(cfg.report.dir)
+    return runs
+
+
+def failed_run_report(ctx: click.Context) -> Path | None:
+    """The report of the last run the command started, once it is written."""
+    root = ctx.find_root().obj or {}
+    runs, folder = root.get("runs"), root.get("report_dir")
+    path = folder / f"{runs.last}.md" if runs is not None and runs.last and folder is not None else None
+    return path if path is not None and path.exists() else None
+
+
+def runtime(ctx: click.Context, default: str | None = None, cfg: Config | None = None) -> Any:
+    from reconcile.pipeline.session import open_session  # heavy (pandas, httpx, SQLAlchemy): only when a command runs
+
+    cfg = cfg or get_config(ctx, default)
+    return open_session(cfg, progress=run_ids(ctx, cfg))
 
 
 @contextmanager
@@ -81,18 +100,18 @@ def observed(ctx: click.Context, cfg: Config, metrics_file: str | None = None) -
     display = display_for(telemetry, quiet=bool(root.get("quiet")), log_format=str(root.get("log_format") or "text"))
     root["telemetry"] = telemetry
     root["display"] = display
-    report_path: str | None = None
+    report: Path | None = None
     try:
         with observing(telemetry):
             yield telemetry
-    except BaseException as exc:
-        report_path = getattr(exc, "report_path", None)
+    except BaseException:
+        report = failed_run_report(ctx)  # the report of the run the error ended, named in its notification
         raise
     finally:
         telemetry.finish()
         root.pop("telemetry", None)
         stop_display(ctx)
-        _after(cfg, telemetry, Path(metrics_file) if metrics_file else None, report_path)
+        _after(cfg, telemetry, Path(metrics_file) if metrics_file else None, str(report) if report else None)
 
 
 def stop_display(ctx: click.Context) -> None:

@@ -72,7 +72,7 @@ def requests_cmd(ctx: click.Context, status: str | None, with_history: bool) -> 
 
         reconcile --config job.toml ledger requests --status in_progress
     """
-    from reconcile.ledger.store import LedgerStore
+    from reconcile.store.ledger import LedgerStore
 
     cfg = get_config(ctx)
     with _store(cfg) as store:
@@ -108,7 +108,7 @@ def events_cmd(ctx: click.Context, outcome: str | None, limit: int, with_body: b
 
         reconcile --config job.toml ledger events --outcome unknown_kind
     """
-    from reconcile.ledger.store import LedgerStore
+    from reconcile.store.ledger import LedgerStore
 
     cfg = get_config(ctx)
     with _store(cfg) as store:

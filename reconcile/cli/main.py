@@ -89,39 +89,46 @@ class Cli(click.Group):
             raise
         except ReconcileError as exc:
             _say(ctx, f"error: {exc}", "error", exc)
-            _report_line(ctx, exc)
+            _report_line(ctx)
             ctx.exit(exc.exit_code)
         except Interrupted as exc:
             _say(ctx, f"interrupted by signal {exc.signum}: the batch in flight was journaled; "
                  "the next run resumes the rest", "interrupted", exc)
-            _report_line(ctx, exc)
+            _report_line(ctx)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt as exc:
-            _say(ctx, "interrupted: the next run resumes from the journal", "interrupted", exc)
-            _report_line(ctx, exc)
+        except KeyboardInterrupt:
+            _say(ctx, "interrupted: the next run resumes from the journal", "interrupted")
+            _report_line(ctx)
             ctx.exit(130)
 
 
 def _say(ctx: click.Context, text: str, event: str, exc: BaseException | None = None) -> None:
-    """A line for the person at stderr: plain, or with --log-format json an NDJSON event."""
+    """A line for the person at stderr: plain, or with --log-format json an NDJSON event
+    (with the id and report of the last run the command started, when there is one)."""
     if (ctx.obj or {}).get("log_format") != "json":
         click.echo(text, err=True)
         return
     import logging
 
+    from reconcile.cli.common import failed_run_report
+
     extra: dict[str, Any] = {"event": event}
-    for attr, key in (("run_id", "run_id"), ("report_path", "report")):
-        value = getattr(exc, attr, None) if exc is not None else None
-        if value:
-            extra[key] = value
+    runs = (ctx.find_root().obj or {}).get("runs")
+    if runs is not None and runs.last:
+        extra["run_id"] = runs.last
+    path = failed_run_report(ctx)
+    if path is not None:
+        extra["report"] = str(path)
     if exc is not None and getattr(exc, "exit_code", None) is not None:
         extra["counts"] = {"exit_code": int(exc.exit_code)}  # type: ignore[attr-defined]
     logging.getLogger("reconcile.cli").error(text, extra=extra)
 
 
-def _report_line(ctx: click.Context, exc: BaseException) -> None:
-    path = getattr(exc, "report_path", None)
-    if path and (ctx.obj or {}).get("log_format") != "json":  # the JSON error event carries it
+def _report_line(ctx: click.Context) -> None:
+    from reconcile.cli.common import failed_run_report
+
+    path = failed_run_report(ctx)
+    if path is not None and (ctx.obj or {}).get("log_format") != "json":  # the JSON error event carries it
         click.echo(f"report: {path}", err=True)
 
 

@@ -94,8 +94,8 @@ def prune_cmd(ctx: click.Context, apply_: bool) -> None:
         reconcile --config jobs/sandbox.toml prune           # counts only
         reconcile --config jobs/sandbox.toml prune --apply
     """
+    from reconcile.pipeline.prune import recorded_prune
     from reconcile.reports.index import write_index
-    from reconcile.reports.prune import recorded_prune
     from reconcile.store.store import Store
 
     cfg = get_config(ctx)

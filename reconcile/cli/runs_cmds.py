@@ -94,23 +94,28 @@ def show_cmd(ctx: click.Context, run_id: str, fmt: str, reveal: bool) -> None:
 
         reconcile --config jobs/sandbox.toml runs show latest --format json
     """
+    from datetime import datetime, timezone
+
+    from reconcile.reports.build import report_doc
+    from reconcile.reports.history import Selection
     from reconcile.reports.masking import mask_key, masked
-    from reconcile.reports.outcome import markdown, run_document
+    from reconcile.reports.outcome import run_document
+    from reconcile.reports.render import markdown
     from reconcile.store.store import Store
 
     cfg = get_config(ctx, DEFAULT_CONFIG)
+    key = None if reveal or cfg.report.reveal else mask_key(cfg)
     with Store.open(state_url(cfg)) as store:
         run_id = resolve_run(store, run_id)
         try:
             doc = run_document(store, run_id)
         except KeyError:
             raise DataError(f"no run {run_id!r}; see `reconcile runs list`") from None
-    if not reveal and not cfg.report.reveal:
-        doc = masked(doc, mask_key(cfg))
-    if fmt == "json":
-        click.echo(json.dumps(doc, indent=2, default=str))
-    else:
-        click.echo(markdown(doc))
+        if fmt != "json":  # the run's compliance report, in the one Markdown layout reports use
+            now = doc["run"].get("finished_at") or datetime.now(timezone.utc)
+            click.echo(markdown(report_doc(store, cfg, Selection(run_id=run_id), now, key)))
+            return
+    click.echo(json.dumps(doc if key is None else masked(doc, key), indent=2, default=str))
 
 
 COMMANDS = [runs_group]

@@ -73,8 +73,12 @@ def run_named_job(ctx: click.Context) -> object:
         flags = ", ".join("--" + p.replace("_", "-") for p in given)
         raise DataError(f"--job {name}: the job's entry in the schedules file sets its mode, scope and guard "
                         f"overrides; drop {flags} (or run without --job)")
+    from reconcile.cli.common import run_ids
+    from reconcile.config import load_config
+
     path = schedules_path(ctx.meta.get("reconcile.schedules"))
-    outcome = run_scheduled(find_job(load_schedules(path), name, str(path)), display=_display(ctx))
+    job = find_job(load_schedules(path), name, str(path))
+    outcome = run_scheduled(job, display=_display(ctx), progress=run_ids(ctx, job.job_config(load_config(job.config))))
     return outcome.result
 
 

@@ -58,16 +58,15 @@ from reconcile.clients.braze_profiles import ProfileReads
 from reconcile.clients.braze_results import BatchRefused, ExportResult, LimitExceeded, TrackResult, WriteResult
 from reconcile.clients.braze_segment import SegmentExports
 from reconcile.clients.braze_writes import IntentWrites
-from reconcile.clients.pacing import Clock, Pacer, RequestLabel, RetryPolicy, Sleep
+from reconcile.clients.pacing import BudgetBackend, Clock, Pacer, RequestLabel, RetryPolicy, Sleep
 from reconcile.clients.resilience import Answered, send_bounded
+from reconcile.clients.limits import MAX_IDS, MAX_TRACK_OBJECTS
 from reconcile.config import BrazeConfig, RateLimit, has_control_chars
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, PermissionDenied, UnconfirmedWrite
 from reconcile.redact import redact_text, sanitize_url
 
 log = logging.getLogger(__name__)
 
-MAX_IDS = 50
-MAX_TRACK_OBJECTS = 75
 CONTRACT_TRACK_OBJECTS = 50
 USER_STATUS_LIMIT = 100
 EMAIL_PAGE_LIMIT = 500
@@ -199,6 +198,11 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         `/users/export/ids` class in use."""
         return {"classes": self._pacer.usage(), "export_class": self._export_class}
 
+    def share_budget(self, backend: BudgetBackend | None) -> None:
+        """Count every rate class's windows in `backend` too (the state store, shared by
+        workers); None: in this process only."""
+        self._pacer.set_backend(backend)
+
     def __enter__(self) -> "BrazeClient":
         return self
 
@@ -206,6 +210,12 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         self.close()
 
     # -- one request ------------------------------------------------------------------
+    def request(self, klass: str, method: str, path: str, *, body: Any = None,
+                params: list[tuple[str, Any]] | None = None) -> br.Answer:
+        """One request of rate class `klass`, paced and retried like the job's own, its key
+        scrubbed from every message (`reconcile doctor`'s permission probes)."""
+        return self._call(klass, method, path, body=body, params=params)
+
     def _call(self, klass: str, method: str, path: str, *, body: Any = None,
               params: list[tuple[str, Any]] | None = None,
               seen: Callable[[httpx.Response], None] | None = None, final: frozenset[int] = frozenset()) -> br.Answer:
@@ -468,7 +478,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         records: list[br.GroupRecord] = []
         attributable = True
         params = [(f"{id_field}[]", i) for i in chunk]
-        for answer in self._pages("/subscription/user/status", params, USER_STATUS_LIMIT):
+        for answer in self.pages("/subscription/user/status", params, USER_STATUS_LIMIT):
             page, _, ok = br.user_status_page(answer.body, answer.url, id_field, chunk)
             records.extend(page)
             attributable = attributable and ok
@@ -550,7 +560,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         if email is not None:
             pages: Iterable[br.Answer] = [self._call("shared", "GET", path, params=[*params, ("email", email)])]
         else:
-            pages = self._pages(path, [*params, ("sort_direction", "asc")], EMAIL_PAGE_LIMIT)
+            pages = self.pages(path, [*params, ("sort_direction", "asc")], EMAIL_PAGE_LIMIT)
         return (row for answer in pages for row in br.email_rows(answer.body, answer.url, time_key))
 
     def email_blocklist(self, emails: Iterable[str]) -> WriteResult:
@@ -565,7 +575,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
                            lambda chunk: {"email": chunk, "subscription_state": state})
 
     # -- pagination -------------------------------------------------------------------
-    def _pages(self, path: str, params: list[tuple[str, Any]], limit: int) -> Iterator[br.Answer]:
+    def pages(self, path: str, params: list[tuple[str, Any]], limit: int) -> Iterator[br.Answer]:
         """Offset pages until one is short; a repeated page or too many pages is a DataError."""
         previous: Any = None
         for page in range(self.max_pages):

@@ -26,7 +26,7 @@ def group_channels(client: Any, id_field: str, ids: Iterable[str]) -> dict[str, 
         return {}
     out: dict[str, str] = {}
     params = [(f"{id_field}[]", i) for i in chunk]
-    for answer in client._pages(USER_STATUS_PATH, params, USER_PAGE_LIMIT):
+    for answer in client.pages(USER_STATUS_PATH, params, USER_PAGE_LIMIT):
         body = answer.body
         users = body.get("users") if isinstance(body, Mapping) else None
         for user in users if isinstance(users, list) else []:

@@ -13,7 +13,7 @@ permission without any effect. Each probe is one such request:
 Answers: 2xx, 400, or 404 "user not found" -> granted; 403 -> not granted; anything else
 (other 404s, 429, 5xx) -> unknown with the sanitized message. After a 401 (the key itself
 is refused) or when Braze cannot be reached, the remaining endpoints are not probed.
-Requests go through `BrazeClient._call`, so they
+Requests go through `BrazeClient.request`, so they
 are paced like the job's own and the key is scrubbed from every message.
 """
 
@@ -150,7 +150,7 @@ def probe_braze(client: BrazeClient, cfg: Config) -> list[ProbeResult]:
 
 def _probe(client: BrazeClient, spec: Permission, req: _Request) -> ProbeResult:
     try:
-        answer = client._call(req.klass, spec.method, spec.endpoint, body=req.body, params=req.params)
+        answer = client.request(req.klass, spec.method, spec.endpoint, body=req.body, params=req.params)
     except RateLimited as exc:
         return ProbeResult(spec, UNKNOWN, 429, _reason(exc))
     except ApiError as exc:

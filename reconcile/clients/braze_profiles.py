@@ -86,7 +86,7 @@ def profile_refs(body: Any, endpoint: str, submitted: list[str],
 
 
 class ProfileReads:
-    """Mixed into `BrazeClient`; uses its `_pages` and `_in_order`."""
+    """Mixed into `BrazeClient`; uses its `pages` and `_call`."""
 
     _flat_user_status: bool = False
 
@@ -148,7 +148,7 @@ class ProfileReads:
     def _profile_pages(self, id_field: str, chunk: list[str]) -> list[ProfileRef] | None:
         refs: list[ProfileRef] = []
         params = [(f"{id_field}[]", e) for e in chunk]
-        for answer in self._pages(USER_STATUS_PATH, params, USER_PAGE_LIMIT):  # type: ignore[attr-defined]
+        for answer in self.pages(USER_STATUS_PATH, params, USER_PAGE_LIMIT):  # type: ignore[attr-defined]
             page, _ = profile_refs(answer.body, answer.url, chunk, id_field)
             if page is None:
                 return None

@@ -16,12 +16,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence, TypedDict
 
-from reconcile.errors import DataError, FatalApiError
+from reconcile.errors import ApiError, DataError, FatalApiError
 
 STATES = ("subscribed", "unsubscribed")
 EMAIL_STATES = ("subscribed", "unsubscribed", "opted_in")
 _EMAIL = re.compile(r"[^\s@<>\"'(),;:]+@([^\s@<>\"'(),;:]+\.[A-Za-z]{2,})")
 _USER_NOT_FOUND = re.compile(r"user[s]?\b.*\bnot\s+found|not\s+found.*\buser", re.IGNORECASE)
+
+
+class ExportUnavailable(ApiError):
+    """A segment export Braze cannot deliver to this job: `kind` "bucket", "busy" or
+    "not_ready" (see braze_segment.py). Not a failed run: profiles are read one by one."""
+
+    def __init__(self, kind: str, message: str, **where: object):
+        self.kind = kind
+        super().__init__(message, **where)  # type: ignore[arg-type]
 
 
 class GroupRecord(TypedDict):

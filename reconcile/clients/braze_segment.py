@@ -31,22 +31,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from reconcile.errors import ApiError, DataError, FatalApiError, UnconfirmedWrite
+from reconcile.clients.braze_results import ExportUnavailable
+from reconcile.errors import DataError, FatalApiError, UnconfirmedWrite
 
 SEGMENT_EXPORT_PATH = "/users/export/segment"
 MAX_EXPORT_BYTES = 2 * 1024 ** 3
 SPOOL_IN_MEMORY_BYTES = 32 * 1024 ** 2
 NOT_READY = frozenset({403, 404})
 POLL_AGAIN_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
-
-class ExportUnavailable(ApiError):
-    """A segment export Braze cannot deliver to this job: `kind` "bucket", "busy" or
-    "not_ready" (see the module doc). Not a failed run: profiles are read one by one."""
-
-    def __init__(self, kind: str, message: str, **where: object):
-        self.kind = kind
-        super().__init__(message, **where)  # type: ignore[arg-type]
 
 
 def download_label(url: str) -> str:

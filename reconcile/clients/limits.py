@@ -6,8 +6,10 @@ further when a contract's limit is lower, e.g. 50 objects per `/users/track`).
 
 from __future__ import annotations
 
-from reconcile.clients.braze import MAX_IDS, MAX_TRACK_OBJECTS
 from reconcile.models.plan import ActionKind
+
+MAX_IDS = 50  # ids, emails or aliases per Braze request
+MAX_TRACK_OBJECTS = 75  # attribute objects per /users/track request
 
 ENDPOINT: dict[ActionKind, str] = {
     ActionKind.GROUP_UNSUBSCRIBE: "/subscription/status/set",

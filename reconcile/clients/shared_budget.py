@@ -1,6 +1,6 @@
 """Braze rate budgets counted in the state database, so N workers together stay within the limits.
 
-    install_shared_budget(rt, api_key)     # when [braze] shared_budget = true
+    install_shared_budget(store, braze, workspace)     # when [braze] shared_budget = true
 
 Every Braze send is taken twice: from the process's own `RateBudget` (as always) and from
 the window row of its workspace and rate class in `rate_budget_windows`, with one atomic
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Protocol
+
+from reconcile.clients.pacing import BudgetBackend
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 class StoreBudget:
     """A `pacing.BudgetBackend` on the state store, for one Braze workspace."""
 
-    def __init__(self, store: Any, workspace: str):
+    def __init__(self, store: BudgetStore, workspace: str):
         self.store, self.workspace = store, workspace
         self._pruned: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -57,15 +59,36 @@ def _ms(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
-def install_shared_budget(rt: Any, api_key: str) -> StoreBudget | None:
-    """Count `rt.braze`'s rate windows in `rt.store` (PostgreSQL); None (with a warning) on SQLite."""
-    from reconcile.pipeline.lock import workspace_id
+class BudgetStore(Protocol):
+    """The state store's budget rows (`reconcile.store.budgets`)."""
 
-    if not getattr(rt.store, "has_session_locks", False):
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def has_session_locks(self) -> bool: ...
+
+    def take_budget(self, workspace: str, rate_class: str, window_start_ms: int, limit: int) -> int | None: ...
+
+    def add_budget(self, workspace: str, rate_class: str, window_start_ms: int) -> int: ...
+
+    def budget_used(self, workspace: str, rate_class: str, window_start_ms: int) -> int: ...
+
+    def prune_budget(self, workspace: str, rate_class: str, before_ms: int) -> int: ...
+
+
+class SharesBudget(Protocol):
+    def share_budget(self, backend: BudgetBackend | None) -> None: ...
+
+
+def install_shared_budget(store: BudgetStore, braze: SharesBudget, workspace: str) -> StoreBudget | None:
+    """Count `braze`'s rate windows in `store` (PostgreSQL) under `workspace` (the endpoint
+    host and a hash of the key); None (with a warning) on SQLite."""
+    if not store.has_session_locks:
         log.warning("braze.shared_budget = true needs a PostgreSQL state store; %s keeps the Braze budget "
-                    "in this process (run one worker only)", rt.store.url)
+                    "in this process (run one worker only)", store.url)
         return None
-    backend = StoreBudget(rt.store, workspace_id(rt.cfg.braze.rest_endpoint, api_key))
-    rt.braze._pacer.set_backend(backend)
+    backend = StoreBudget(store, workspace)
+    braze.share_budget(backend)
     log.info("Braze rate budgets shared through the state database (workspace %s)", backend.workspace)
     return backend

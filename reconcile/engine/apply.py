@@ -20,6 +20,7 @@ from typing import Any, Callable, Protocol
 from reconcile.config import Config
 from reconcile.errors import ApiError, AuthError, PermissionDenied
 from reconcile.models.plan import Action, ActionKind, ActionStatus, Target
+from reconcile.engine.ports import BrazeWrites, KetchWrites
 
 log = logging.getLogger(__name__)
 DONE = {s.value for s in ActionStatus if s.done}
@@ -58,7 +59,8 @@ class ApplyOutcome:
 class Executor:
     """Sends one action through the client method named for its intent."""
 
-    def __init__(self, cfg: Config, braze: Any, ketch: Any | None, clock: Callable[[], datetime] | None = None):
+    def __init__(self, cfg: Config, braze: BrazeWrites, ketch: KetchWrites | None,
+                 clock: Callable[[], datetime] | None = None):
         """`clock`: the time written back for an opt-out Braze gives no time for (an SMS STOP, or
         an address no longer on the unsubscribe list); else the epoch."""
         self.cfg, self.braze, self.ketch, self.clock = cfg, braze, ketch, clock
@@ -69,9 +71,9 @@ class Executor:
             raise ValueError(f"SMS group {action.group_id} cannot be written by email (Braze takes phone or "
                              "external_id only); plan again")
         if kind is ActionKind.GROUP_UNSUBSCRIBE:
-            result = self.braze.unsubscribe_groups(action.group_id, by, ids)
+            result = self.braze.unsubscribe_groups(_group_of(action), by, ids)
         elif kind is ActionKind.GROUP_SUBSCRIBE:
-            result = self.braze.subscribe_groups(action.group_id, by, ids)
+            result = self.braze.subscribe_groups(_group_of(action), by, ids)
         elif kind is ActionKind.GLOBAL_UNSUBSCRIBE:
             result = self.braze.set_global_state("unsubscribed", by, ids)
         elif kind is ActionKind.GLOBAL_SUBSCRIBE:
@@ -123,6 +125,13 @@ class Executor:
         written = len(action.writeback) - len(rejected)
         return _outcome(action, rejected, [{"endpoint": action.endpoint, "status": 200,
                                             "message": f"{written} written back", "items": written}])
+
+
+def _group_of(action: Action) -> str:
+    """The subscription group a group action sets; a plan never makes one without it."""
+    if not action.group_id:
+        raise ValueError(f"action {action.action_id} ({action.kind.value}) names no subscription group")
+    return action.group_id
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -33,6 +33,7 @@ from reconcile.engine.sms import (
     channel_mismatches, check_channels, profile_phones, read_sms_groups, sms_addresses, sms_topics,
 )
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, TransientApiError
+from reconcile.engine.ports import BrazeListReads, BrazeReads, KetchReads, SharedRows
 
 Progress = Callable[[str, int, int], None]
 
@@ -54,7 +55,7 @@ def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
     return df
 
 
-def braze_lists(braze: Any, start: date, end: date, cfg: Config, caps: Capabilities, *,
+def braze_lists(braze: BrazeListReads, start: date, end: date, cfg: Config, caps: Capabilities, *,
                 unsubscribes: bool = True) -> BrazeLists:
     """Braze's email lists in [start, end] (the unsubscribe list only with `unsubscribes`)."""
     unsub = list(braze.email_unsubscribes(start, end)) if cfg.universe.braze_unsubscribes and unsubscribes else []
@@ -130,7 +131,7 @@ def run_stopping(exc: Exception) -> bool:
     return isinstance(exc, (NotFound, AuthError)) or exc.status_code is None
 
 
-def extract_ketch(ketch: Any, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
+def extract_ketch(ketch: KetchReads, universe: pd.DataFrame, cfg: Config, progress: Progress | None = None,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(ketch, ketch_topics, failed): identities whose lookup failed after every retry come
     back in `failed` (identity, reason) instead of stopping the run. They must not be read
@@ -164,14 +165,14 @@ class BrazeRead:
     """What a Braze read needs besides the universe: the client, the key's known
     capabilities, the address -> profiles cache, the time, and whether this is a full sweep."""
 
-    braze: Any
+    braze: BrazeReads
     cfg: Config
     caps: Capabilities
     cache: ProfileCache
     now: datetime
     full_sweep: bool = False
     checked: set[str] = field(default_factory=set, compare=False)  # once-per-run checks done ("channels")
-    shared_export: Any = None  # the run's or sweep's SharedExport (full sweeps with braze.segment_id)
+    shared_export: SharedRows | None = None  # the run's or sweep's SharedExport (full sweeps with braze.segment_id)
 
 
 @dataclass(frozen=True)

@@ -45,11 +45,12 @@ import pandas as pd
 
 from reconcile.clients.braze_profiles import PROFILE_FIELDS as BRAZE_PROFILE_FIELDS
 from reconcile.clients.braze_profiles import ProfileRef
-from reconcile.clients.braze_segment import ExportUnavailable
+from reconcile.clients.braze_results import ExportUnavailable
 from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import conform, isin
 from reconcile.engine.identity import email_key, email_keys
 from reconcile.errors import DataError
+from reconcile.engine.ports import BrazeReads, SharedRows
 
 log = logging.getLogger(__name__)
 # also the braze_profiles frame's columns (frames.py); `phone` addresses SMS groups (sms.py)
@@ -190,8 +191,8 @@ def refresh_due(keys: pd.Series, last_seen: pd.Series, now: datetime, cycle_days
 class ProfileReader:
     """Reads the profiles of a set of addresses (see the module doc for the order)."""
 
-    def __init__(self, braze: Any, caps: Capabilities, cache: ProfileCache, *, now: datetime,
-                 cache_days: float, segment_id: str | None = None, shared: Any = None):
+    def __init__(self, braze: BrazeReads, caps: Capabilities, cache: ProfileCache, *, now: datetime,
+                 cache_days: float, segment_id: str | None = None, shared: SharedRows | None = None):
         """`shared`: the run's or sweep's `SharedExport` (one export for every part and
         worker); without it a full sweep with `segment_id` starts its own export."""
         self.braze, self.caps, self.cache = braze, caps, cache
@@ -281,23 +282,26 @@ class ProfileReader:
     def _segment(self, keys: set[str]) -> pd.DataFrame | None:
         """The profiles of these addresses from the segment export; None when it is
         unavailable (a bucket export, a failed or busy one, no permission)."""
-        if self.shared is not None:
-            mine = self.caps.call("users.export.segment", lambda: self.shared.rows_for(keys))
+        shared, segment_id = self.shared, self.segment_id
+        if shared is not None:
+            mine = self.caps.call("users.export.segment", lambda: shared.rows_for(keys))
             if mine is None:
                 return None
-        else:
-            rows = self.caps.call("users.export.segment", lambda: self._export_once())
+        elif segment_id is not None:
+            rows = self.caps.call("users.export.segment", lambda: self._export_once(segment_id))
             if rows is None:
                 return None
             users = _users_frame(rows)
             users = users[users["email_key"].notna() & users["braze_id"].notna()]
             mine = users[isin(users["email_key"], keys)]
+        else:
+            return None
         self.cache.replace(keys, mine[CACHE_COLUMNS])
         return mine[["email_key", *PROFILE_FIELDS]]
 
-    def _export_once(self) -> list[dict[str, Any]] | None:
+    def _export_once(self, segment_id: str) -> list[dict[str, Any]] | None:
         try:
-            return list(self.braze.export_segment(self.segment_id, PROFILE_FIELDS))
+            return list(self.braze.export_segment(segment_id, PROFILE_FIELDS))
         except ExportUnavailable as exc:
             log.warning("braze segment export unavailable (%s: %s); profiles are read one by one", exc.kind, exc)
             return None

@@ -27,12 +27,14 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
-from reconcile.clients.braze_segment import ExportUnavailable
+from reconcile.clients.braze_results import ExportUnavailable
 from reconcile.engine.identity import email_keys
+from reconcile.engine.ports import BrazeProfileReads, SegmentExportStore
 from reconcile.errors import PermissionDenied, TransientApiError
 
 log = logging.getLogger(__name__)
@@ -64,9 +66,9 @@ class SharedExport:
     """The segment export of one scope; `rows_for(keys)` gives the profiles of those
     addresses, or None when the scope's export is unavailable (read per profile)."""
 
-    def __init__(self, store: Any, braze: Any, scope: str, segment_id: str, fields: Sequence[str], *,
-                 clock: Callable[[], datetime], sleep: Callable[[float], None], wait_seconds: float,
-                 poll_seconds: float = 15.0):
+    def __init__(self, store: SegmentExportStore, braze: BrazeProfileReads, scope: str, segment_id: str,
+                 fields: Sequence[str], *, clock: Callable[[], datetime], sleep: Callable[[float], None],
+                 wait_seconds: float, poll_seconds: float = 15.0):
         self.store, self.braze, self.scope, self.segment_id = store, braze, scope, segment_id
         self.fields = list(fields)
         self.clock, self.sleep = clock, sleep
@@ -83,8 +85,7 @@ class SharedExport:
                                    service="braze", status_code=403)
         if self.status != "ready":
             return None
-        rows: pd.DataFrame = self.store.segment_export_rows(self.scope, email_keys)
-        return rows
+        return self.store.segment_export_rows(self.scope, email_keys)
 
     def _settle(self) -> str:
         now = self.clock()

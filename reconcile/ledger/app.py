@@ -21,7 +21,7 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from starlette.applications import Starlette
@@ -34,7 +34,7 @@ from reconcile.config import Config, secret
 from reconcile.errors import ConfigError, ConfigProblem
 from reconcile.ledger import messages as m
 from reconcile.ledger.callbacks import url_problem
-from reconcile.ledger.store import LedgerStore, Received, stored_body
+from reconcile.store.ledger import LedgerStore, Received, stored_body
 
 log = logging.getLogger("reconcile.ledger.access")
 MAX_IDENTITY = 1024  # longer values are invalid identities anyway; the engine rejects them
@@ -107,11 +107,10 @@ class Credentials:
 def create_app(cfg: Config, store: Any, *, environ: Mapping[str, str] | None = None,
                clock: Callable[[], datetime] | None = None) -> Starlette:
     """The ledger app over `store` (a `Store`); credentials are read from the environment now."""
-    from reconcile.pipeline.session import utc_now
 
     creds = Credentials.from_config(cfg, environ)
     ledger = LedgerStore.of(store)
-    now = clock or utc_now
+    now = clock or (lambda: datetime.now(timezone.utc))
     limit = cfg.ledger.max_body_bytes
 
     async def receive(request: Request) -> Response:

@@ -35,7 +35,7 @@ import httpx
 
 from reconcile.config import Config
 from reconcile.config.parsing import is_loopback
-from reconcile.ledger.store import LedgerStore
+from reconcile.store.ledger import LedgerStore
 
 log = logging.getLogger(__name__)
 DROPPED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-type", "expect"}

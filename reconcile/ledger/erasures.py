@@ -21,13 +21,21 @@ exceptions (source `ketch_callback`), so reports show them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import pandas as pd
+
+from reconcile.config import Config
+from reconcile.engine.frames import Observed
 from reconcile.ledger import messages as m
 from reconcile.ledger.callbacks import deliver_due
-from reconcile.ledger.sources import request_keys
-from reconcile.ledger.store import LedgerStore
+from reconcile.ledger.sources import ErasureLookups, request_keys
 from reconcile.models.run import RunStatus
+from reconcile.store.ledger import LedgerStore
+from reconcile.store.store import Store
 
 log = logging.getLogger(__name__)
 OUTCOME_STATUSES = (RunStatus.APPLIED, RunStatus.IN_SYNC, RunStatus.PARTIAL)
@@ -38,22 +46,35 @@ MESSAGES = {
 }
 
 
-def settle_erasures(rt: Any, planned: Any, result: Any) -> None:
-    """Decide the outcome of open DeleteRequests and send the callbacks that are due.
-    Never fails the run: a problem here is logged and left for the next run."""
-    if not rt.cfg.ledger.enabled:
+@dataclass(frozen=True)
+class Settled:
+    """What the erasure stage needs of a finished run: its id and status, what it observed,
+    the drift it found and what its DeleteRequest lookups found."""
+
+    run_id: str
+    status: str
+    observed: Observed
+    drift: pd.DataFrame
+    erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
+
+
+def settle_erasures(cfg: Config, store: Store, clock: Callable[[], datetime], sleep: Callable[[float], None],
+                    run: Settled) -> None:
+    """Decide the outcome of open DeleteRequests after `run` and send the callbacks that
+    are due. Never fails the run: a problem here is logged and left for the next run."""
+    if not cfg.ledger.enabled:
         return
-    ledger = LedgerStore.of(rt.store)
+    ledger = LedgerStore.of(store)
     try:
-        if str(getattr(result.status, "value", result.status)) in OUTCOME_STATUSES:
-            decided = _decide(rt, ledger, planned)
+        if str(run.status) in OUTCOME_STATUSES:
+            decided = _decide(cfg, clock, ledger, run)
             if decided:
                 log.info("DeleteRequests completed: %s", ", ".join(f"{r} {n}" for r, n in sorted(decided.items())))
-        failed = deliver_due(ledger, rt.cfg, rt.clock(), rt.sleep)
+        failed = deliver_due(ledger, cfg, clock(), sleep)
     except Exception:  # noqa: BLE001 - the run's outcome stands; the next run tries again
         log.exception("the erasure callbacks stage failed; the next run retries it")
         return
-    rt.store.add_exceptions(planned.run_id, [
+    store.add_exceptions(run.run_id, [
         {"identity": f["identity"], "source": "ketch_callback",
          "reason": f"DeleteStatusEvent to {f['host']} failed (attempt {f['attempts']}): {f['error']}; "
                    + (f"retried after {f['next_attempt_at']:%Y-%m-%d %H:%M} UTC" if f["next_attempt_at"]
@@ -61,21 +82,21 @@ def settle_erasures(rt: Any, planned: Any, result: Any) -> None:
         for f in failed])
 
 
-def _decide(rt: Any, ledger: LedgerStore, planned: Any) -> dict[str, int]:
+def _decide(cfg: Config, clock: Callable[[], datetime], ledger: LedgerStore, run: Settled) -> dict[str, int]:
     requests = ledger.requests("in_progress")
     if not requests:
         return {}
-    o = planned.obs.observed
+    o = run.observed
     checked = set(o.universe["subject_key"])
     exists = dict(zip(o.braze["subject_key"], o.braze["exists"].astype(bool)))
-    drift = planned.drift
+    drift = run.drift
     live = {(k, c) for k, c in zip(drift["subject_key"], drift["drift_class"])} if len(drift) else set()
-    lookups = planned.obs.erasures
-    space, key_type = rt.cfg.identity.ketch_space, rt.cfg.identity.braze_key
+    lookups = run.erasures
+    space, key_type = cfg.identity.ketch_space, cfg.identity.braze_key
     keys = {req["uid"]: request_keys(req, space, key_type) + list(lookups.found.get(req["uid"], ()))
             for req in requests}
     verified = ledger.verified_deletions(k for ks in keys.values() for k in ks)
-    now = rt.clock()
+    now = clock()
     counts: dict[str, int] = {}
     for req in requests:
         uid = req["uid"]
@@ -85,7 +106,7 @@ def _decide(rt: Any, ledger: LedgerStore, planned: Any) -> dict[str, int]:
         if reason is None:
             continue
         message = MESSAGES[reason] if keys[uid] or looked_up else "The request carries no usable identity for Braze"
-        if ledger.complete(uid, reason, message, m.status_event(req, reason, message, now), planned.run_id, now):
+        if ledger.complete(uid, reason, message, m.status_event(req, reason, message, now), run.run_id, now):
             counts[reason] = counts.get(reason, 0) + 1
     return counts
 

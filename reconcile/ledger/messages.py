@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reconcile.engine.times import from_epoch
+from reconcile.models.ledger import error_body as error_body  # the webhook's error answer (the store writes one)
 
 CONSENT = "ConsentRequest"
 TOPICS = "SubscriptionTopicRequest"
@@ -62,11 +63,6 @@ class Message:
 
     def changed_at(self) -> datetime | None:
         return timestamp(self.request.get("collectedAt" if self.kind == CONSENT else "submittedTimestamp"))
-
-
-def error_body(status: int, code: str, message: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Error", "metadata": metadata or {},
-            "error": {"code": status, "status": code, "message": message}}
 
 
 def timestamp(value: Any) -> datetime | None:

@@ -20,9 +20,12 @@ from typing import Any
 
 import pandas as pd
 
+from reconcile.config import Config
 from reconcile.engine.identity import email_key, normalize
+from reconcile.engine.ports import BrazeProfileReads
 from reconcile.ledger import messages as m
-from reconcile.ledger.store import LedgerStore
+from reconcile.store.ledger import LedgerStore
+from reconcile.store.store import Store
 
 SOURCE = "ketch_delete_request"
 LOOKUP_FIELDS = ("braze_id", "external_id", "email")
@@ -55,10 +58,11 @@ def request_keys(req: dict[str, Any], space: str, key_type: str) -> list[str]:
     return list(dict.fromkeys(valid["subject_key"].astype(str)))
 
 
-def ledger_sources(rt: Any, since: datetime | None, listed: pd.DataFrame,
-                   deletions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, ErasureLookups]:
-    """`listed` and `deletions` with the ledger's subjects added, and the erasure lookups."""
-    ledger = LedgerStore.of(rt.store)
+def ledger_sources(store: Store, cfg: Config, braze: BrazeProfileReads, since: datetime | None,
+                   listed: pd.DataFrame, deletions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, ErasureLookups]:
+    """`listed` and `deletions` with the ledger's subjects added, and the erasure lookups
+    (open DeleteRequests looked up in Braze by email under external_id keys)."""
+    ledger = LedgerStore.of(store)
     changed = ledger.changed_since(since)
     if changed:
         rows = pd.DataFrame({"identity": pd.Series([c["identity"] for c in changed], dtype="string"),
@@ -66,8 +70,8 @@ def ledger_sources(rt: Any, since: datetime | None, listed: pd.DataFrame,
                              "_source": "ledger"})
         listed = pd.concat([listed, rows], ignore_index=True) if len(listed) else rows
     requests = ledger.requests("in_progress")
-    space, key_type = rt.cfg.identity.ketch_space, rt.cfg.identity.braze_key
-    lookups = _look_up(rt, requests, space) if key_type == "external_id" else ErasureLookups()
+    space, key_type = cfg.identity.ketch_space, cfg.identity.braze_key
+    lookups = _look_up(braze, requests, space) if key_type == "external_id" else ErasureLookups()
     ids, times = [], []
     for req in requests:
         keys = request_keys(req, space, key_type) + list(lookups.found.get(req["uid"], ()))
@@ -82,13 +86,13 @@ def ledger_sources(rt: Any, since: datetime | None, listed: pd.DataFrame,
     return listed, deletions, lookups
 
 
-def _look_up(rt: Any, requests: list[dict[str, Any]], space: str) -> ErasureLookups:
+def _look_up(braze: BrazeProfileReads, requests: list[dict[str, Any]], space: str) -> ErasureLookups:
     """Under external_id keys: each email of a request, looked up by address in Braze."""
     emails_of = {req["uid"]: m.request_identities(req.get("identities"), space)[1] for req in requests}
     wanted = list(dict.fromkeys(e for emails in emails_of.values() for e in emails))
     if not wanted:
         return ErasureLookups()
-    users = rt.braze.export_emails(wanted, list(LOOKUP_FIELDS))
+    users = braze.export_emails(wanted, list(LOOKUP_FIELDS))
     by_address: dict[str, list[dict[str, Any]]] = {}
     for user in users:
         key = email_key(user.get("email"))

@@ -28,7 +28,7 @@ class Progress(Protocol):
     """What a run reports while it works. Every method is optional for a caller: use the
     module functions (`stage`, `run_started`), which skip what an object lacks."""
 
-    def __call__(self, stage: str, done: int, total: int) -> None: ...
+    def __call__(self, stage: str, done: int, total: int, /) -> None: ...
 
     def stage(self, name: str, **counts: int) -> None: ...
 
@@ -45,6 +45,29 @@ class Listener(Protocol):
     def on_wait(self, endpoint: str, seconds: float) -> None: ...
 
     def on_run(self, run_id: str, mode: str) -> None: ...
+
+
+class RunIds:
+    """A progress object that keeps the ids of the runs started, in order, and passes every
+    event on to `inner`: how a caller names the run an exception ended (the last one)."""
+
+    def __init__(self, inner: Progress | None = None):
+        self.inner, self.ids = inner, list[str]()
+
+    @property
+    def last(self) -> str | None:
+        return self.ids[-1] if self.ids else None
+
+    def __call__(self, stage_name: str, done: int, total: int) -> None:
+        if self.inner is not None:
+            self.inner(stage_name, done, total)
+
+    def stage(self, name: str, **counts: int) -> None:
+        stage(self.inner, name, **counts)
+
+    def run_started(self, run_id: str, mode: str) -> None:
+        self.ids.append(run_id)
+        run_started(self.inner, run_id, mode)
 
 
 def stage(progress: Any, name: str, **counts: int) -> None:

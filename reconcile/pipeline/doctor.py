@@ -230,7 +230,7 @@ def check_channels_of(cfg: Config, environ: Mapping[str, str] | None = None, tra
     from reconcile.engine.capabilities import Capabilities
     from reconcile.engine.sms import channel_mismatches
     from reconcile.clients.braze_channels import group_channels
-    from reconcile.engine.universe import load_listed
+    from reconcile.pipeline.sources import load_listed
 
     try:
         listed = load_listed(cfg.universe, None, cfg.identity.braze_key)

@@ -6,16 +6,16 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from reconcile.engine.guards import ALL_KINDS
-from reconcile.ledger.erasures import settle_erasures
+from reconcile.ledger.erasures import Settled, settle_erasures
 from reconcile.models.plan import ActionKind
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.pipeline.read import advance_slice, advance_watermark
 from reconcile.pipeline.run import apply_planned, make_plan, plan_only, recorder, reported, running
 from reconcile.pipeline.saved import resume_unfinished
-from reconcile.pipeline.session import Runtime
+from reconcile.pipeline.session import Session
 
 
-def run_job(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides: Iterable[str] = (),
+def run_job(rt: Session, *, mode: str = "full", dry_run: bool = False, overrides: Iterable[str] = (),
             only: frozenset[ActionKind] = ALL_KINDS, batch_guard: Any = None,
             before_batch: Callable[[], None] | None = None, actor: str | None = None,
             job: str | None = None, slice_index: int | None = None) -> RunResult:
@@ -34,8 +34,11 @@ def run_job(rt: Runtime, *, mode: str = "full", dry_run: bool = False, overrides
             started = min(started, planned.obs.read_from)
         result = apply_planned(rt, rec, planned, overrides, only, batch_guard=batch_guard, before_batch=before_batch,
                                actor=actor)
-        settle_erasures(rt, planned, result)  # after verify: DeleteRequest outcomes and their Ketch callbacks
-    result = reported(rt, result)
+        # after verify: DeleteRequest outcomes and their Ketch callbacks
+        settle_erasures(rt.cfg, rt.store, rt.clock, rt.sleep,
+                        Settled(planned.run_id, str(result.status), planned.obs.observed, planned.drift,
+                                planned.obs.erasures))
+    result = reported(rt, rec, result)
     if result.status in (RunStatus.APPLIED, RunStatus.IN_SYNC) and only == ALL_KINDS and slice_index is None:
         advance_watermark(rt.store, started, rt.clock())
         if mode == "full" and rt.cfg.universe.slices > 1:

@@ -21,17 +21,17 @@ refuses a batch another live holder is sending.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 from reconcile.errors import RunLocked
 from reconcile.pipeline.holder import holder_name, identity, known_dead
+
+from reconcile.pipeline.session import Session, workspace_id
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,6 @@ class LockLost(RunLocked):
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def workspace_id(rest_endpoint: str, api_key: str) -> str:
-    """The Braze workspace as a lock sees it: endpoint host + a hash of the key."""
-    host = urlsplit(rest_endpoint).netloc or rest_endpoint
-    digest = hashlib.sha256(b"reconcile run lock\0" + api_key.strip().encode()).hexdigest()[:12]
-    return f"{host}/{digest}"
 
 
 def lock_name(rest_endpoint: str, api_key: str, job: str | None) -> str:
@@ -217,27 +210,13 @@ class RunLock:
 
 
 @contextmanager
-def run_lock(rt: Any, job: str | None = None, *, api_key: str | None = None,
+def run_lock(rt: Session, job: str | None = None, *, api_key: str | None = None,
              lease_seconds: float = LEASE_SECONDS) -> Iterator[RunLock]:
-    """Hold `job`'s run lock for the block, or raise RunLocked (exit 6)."""
-    key = api_key if api_key is not None else _api_key(rt)
-    lock = RunLock(rt.store, lock_name(rt.cfg.braze.rest_endpoint, key, job), job=job,
-                   lease_seconds=lease_seconds).acquire()
+    """Hold `job`'s run lock for the block, or raise RunLocked (exit 6). The lock is named
+    for the session's Braze workspace (or the workspace of `api_key`, when given)."""
+    workspace = rt.workspace if api_key is None else workspace_id(rt.cfg.braze.rest_endpoint, api_key)
+    lock = RunLock(rt.store, f"{workspace}/{job or MANUAL}", job=job, lease_seconds=lease_seconds).acquire()
     try:
         yield lock
     finally:
         lock.release()
-
-
-def _api_key(rt: Any) -> str:
-    """The Braze key the runtime's client uses (from the environment, else from the client)."""
-    from reconcile.config import braze_api_key
-    from reconcile.errors import ConfigError
-
-    try:
-        return braze_api_key(rt.cfg)
-    except ConfigError:
-        auth = str(getattr(getattr(rt.braze, "_http", None), "headers", {}).get("Authorization", ""))
-        if not auth.startswith("Bearer "):
-            raise
-        return auth[len("Bearer "):]

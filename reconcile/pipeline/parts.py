@@ -28,7 +28,7 @@ import pandas as pd
 
 from reconcile.engine.frames import conform, isin
 from reconcile.engine.plan import fingerprint
-from reconcile.pipeline.session import Runtime
+from reconcile.pipeline.session import Session
 
 log = logging.getLogger(__name__)
 STATE = ("ketch", "ketch_topics", "braze", "braze_groups", "braze_profiles")
@@ -91,7 +91,7 @@ def merge(a: PartResult, b: PartResult) -> PartResult:
 class PartJournal:
     """The saved parts of one run's chunked read."""
 
-    def __init__(self, rt: Runtime, run_id: str, mode: str, slice_index: int | None, parts: int):
+    def __init__(self, rt: Session, run_id: str, mode: str, slice_index: int | None, parts: int):
         self.rt, self.run_id, self.parts = rt, run_id, parts
         self.scope = scope_of(rt, mode, slice_index)
         self.hours = rt.cfg.universe.resume_parts_hours
@@ -123,7 +123,7 @@ class PartJournal:
         self.rt.store.drop_run_parts(self.scope)
 
 
-def scope_of(rt: Runtime, mode: str, slice_index: int | None) -> str:
+def scope_of(rt: Session, mode: str, slice_index: int | None) -> str:
     return fingerprint(rt.cfg.hash(), getattr(rt, "workspace", ""), mode, slice_index)
 
 

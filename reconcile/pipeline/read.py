@@ -13,7 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -26,16 +26,20 @@ from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.plan import fingerprint
 from reconcile.engine.identity import email_keys
 from reconcile.engine.profiles import PROFILE_FIELDS, GroupListing, ProfileReader
+from reconcile.engine.ports import SharedRows
 from reconcile.engine.shared_export import SharedExport, expected_wait
 from reconcile.engine.sms import invalid_profile_phones
-from reconcile.pipeline.owed import with_owed
-from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice, slice_of
+from reconcile.engine.universe import Sources, build_universe, pick_slice, slice_of
 from reconcile.ledger.sources import SOURCE as LEDGER_DELETIONS
 from reconcile.ledger.sources import ErasureLookups, ledger_sources, lookup_exceptions
+from reconcile.pipeline.owed import with_owed
 from reconcile.observability.events import stage
 from reconcile.pipeline.crashpoints import crash_point
 from reconcile.pipeline.parts import STATE, PartJournal, PartResult, merge, reusable, seen_of
-from reconcile.pipeline.session import Runtime
+from reconcile.pipeline.recorder import RunRecorder
+from reconcile.pipeline.session import Session
+from reconcile.pipeline.sources import load_deletions, load_listed
+from reconcile.store.store import Store
 
 log = logging.getLogger(__name__)
 WATERMARK = "last_success_started_at"
@@ -48,7 +52,7 @@ ABSENCE_SOURCES = frozenset({"deletions", "tombstones", LEDGER_DELETIONS})
 class StoreCache:
     """The address -> profiles mapping, kept in the state store."""
 
-    def __init__(self, store: Any, clock: Any, run_id: str):
+    def __init__(self, store: Store, clock: Callable[[], datetime], run_id: str):
         self.store, self.clock, self.run_id = store, clock, run_id
 
     def lookup(self, email_keys: Iterable[str]) -> pd.DataFrame:
@@ -61,7 +65,7 @@ class StoreCache:
         self.store.forget_braze_profiles(list(braze_ids))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Observation:
     """A run's observation. With a chunked read `observed` keeps every subject of the
     universe but the state frames only of subjects with drift; `sizes` has the totals."""
@@ -84,7 +88,7 @@ class Observation:
         return len(o.universe), int(o.ketch["has_record"].sum()), int(o.braze["exists"].sum())
 
 
-def since_watermark(rt: Runtime) -> datetime | None:
+def since_watermark(rt: Session) -> datetime | None:
     value = rt.store.get_watermark(WATERMARK)
     return datetime.fromisoformat(value) if value else None
 
@@ -104,7 +108,7 @@ def advance_slice(store: Any, slices: int, now: datetime) -> None:
     store.set_watermark(SLICE_COUNTER, str(counter % slices), now)
 
 
-def list_window(rt: Runtime, mode: str, since: datetime | None) -> tuple[date, date]:
+def list_window(rt: Session, mode: str, since: datetime | None) -> tuple[date, date]:
     """Braze list window: everything since `full_since` for full runs; for incremental runs
     the last `window_days`, widened back to the last successful run when that is older."""
     today = rt.clock().date()
@@ -122,7 +126,7 @@ def _keys_frame(df: pd.DataFrame, ident: str) -> pd.DataFrame:
     return df[["subject_key", ident]].drop_duplicates("subject_key").rename(columns={ident: "identity"})
 
 
-def _last_capabilities(rt: Runtime) -> dict[str, bool | None] | None:
+def _last_capabilities(rt: Session) -> dict[str, bool | None] | None:
     """The optional permissions the last run of this config recorded within a day (full
     sweeps ask again, so a new key's permissions are learned at least daily)."""
     day_ago = rt.clock() - timedelta(days=1)
@@ -133,13 +137,13 @@ def _last_capabilities(rt: Runtime) -> dict[str, bool | None] | None:
     return None
 
 
-def _open_drift(rt: Runtime) -> pd.DataFrame:
+def _open_drift(rt: Session) -> pd.DataFrame:
     rows = [{"subject_key": d["subject_key"], "identity": (d.get("detail") or {}).get("identity") or d["subject_key"]}
             for d in rt.store.open_drift()]
     return _keys_frame(pd.DataFrame(rows), "identity")
 
 
-def shared_export(rt: Runtime, run_id: str, full: bool) -> SharedExport | None:
+def shared_export(rt: Session, run_id: str, full: bool) -> SharedExport | None:
     """The segment export a full sweep shares with its other parts and workers: one per
     sweep (`rt.export_scope`, set by sweep workers) or per run."""
     segment_id = rt.cfg.braze.segment_id
@@ -151,20 +155,20 @@ def shared_export(rt: Runtime, run_id: str, full: bool) -> SharedExport | None:
                         wait_seconds=wait, poll_seconds=rt.cfg.braze.segment_export_poll_seconds)
 
 
-def _workspace_profiles(rt: Runtime) -> int:
+def _workspace_profiles(rt: Session) -> int:
     """Subjects with a Braze profile in the last full run (0: none yet)."""
     return next((int(r.get("braze_count") or 0) for r in rt.store.list_runs(50)
                  if r.get("mode") == "full" and r.get("braze_count")), 0)
 
 
-def drop_shared_export(rt: Runtime, read: ex.BrazeRead) -> None:
+def drop_shared_export(rt: Session, read: ex.BrazeRead) -> None:
     """A run's own export is forgotten once its read is done (a sweep's, when the sweep is)."""
     if read.shared_export is not None and not rt.export_scope:
         rt.store.drop_segment_export(read.shared_export.scope)
 
 
-def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, lists: ex.BrazeLists,
-                           full: bool, known: pd.DataFrame, shared: SharedExport | None = None,
+def _listed_by_external_id(rt: Session, caps: Capabilities, cache: StoreCache, lists: ex.BrazeLists,
+                           full: bool, known: pd.DataFrame, shared: SharedRows | None = None,
                            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, GroupListing | None]:
     """Under external_id keys, the addresses on Braze's lists resolved to their profiles'
     external_ids: (identity rows with email and source, exceptions for addresses with none,
@@ -206,7 +210,7 @@ def _listed_by_external_id(rt: Runtime, caps: Capabilities, cache: StoreCache, l
     return found, exc, with_id.drop_duplicates("external_id"), listing
 
 
-@dataclass
+@dataclass(frozen=True)
 class UniverseRead:
     """What a run knows before it reads anyone's state: the universe, its exceptions, the
     address lists, and the read context (capabilities, cache, profiles already read)."""
@@ -222,7 +226,7 @@ class UniverseRead:
     erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
 
 
-def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None,
+def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None = None,
                   slice_index: int | None = None) -> UniverseRead:
     """Build the universe (every configured source, Braze's lists, open drift, tombstones);
     `subjects` restricts it to those keys. A full run given `slice_index` (a sweep worker's
@@ -240,7 +244,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
     deletions = load_deletions(cfg.universe, cfg.identity.braze_key)
     erasures = ErasureLookups()
     if cfg.ledger.enabled:  # the Ketch webhook ledger: changed subjects and open DeleteRequests
-        listed, deletions, erasures = ledger_sources(rt, since_watermark(rt), listed, deletions)
+        listed, deletions, erasures = ledger_sources(rt.store, cfg, rt.braze, since_watermark(rt), listed, deletions)
     listed = with_owed(rt.store, listed)  # subjects whose read failed in an earlier run
     extra_exc = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     open_drift, tombstones = _open_drift(rt), _keys_frame(pd.DataFrame(rt.store.tombstones()), "identity")
@@ -283,7 +287,7 @@ def read_universe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None
                         source_rows=source_rows)
 
 
-def _with_own_blocklist(rt: Runtime, lists: ex.BrazeLists) -> ex.BrazeLists:
+def _with_own_blocklist(rt: Session, lists: ex.BrazeLists) -> ex.BrazeLists:
     """When the key cannot read the hard-bounce list, the addresses this job blocklisted
     itself (Braze confirming) are the only ones known to be blocklisted."""
     if lists.bounces_known:
@@ -291,7 +295,7 @@ def _with_own_blocklist(rt: Runtime, lists: ex.BrazeLists) -> ex.BrazeLists:
     return replace(lists, blocklisted_by_job=frozenset(rt.store.blocklisted_by_job()))
 
 
-def confirmed_absent(rt: Runtime) -> dict[str, datetime]:
+def confirmed_absent(rt: Session) -> dict[str, datetime]:
     """subject key -> when a run last confirmed it has no Braze profile, within
     `universe.absence_recheck_hours`."""
     hours = rt.cfg.universe.absence_recheck_hours
@@ -314,7 +318,7 @@ def _absence_only(universe: pd.DataFrame, absent: dict[str, datetime]) -> Any:
     return (only.fillna(False).astype(bool) & checked.notna() & ~newer).to_numpy()
 
 
-def note_absences(rt: Runtime, observed: Observed, run_id: str) -> None:
+def note_absences(rt: Session, observed: Observed, run_id: str) -> None:
     """Record which subjects that must not exist were read without a profile (and clear the
     record of those found with one), for `confirmed_absent`."""
     u, b = observed.universe, observed.braze
@@ -334,7 +338,7 @@ def _in_slice(universe: pd.DataFrame, slices: int, index: int) -> Any:
     return (slice_of(universe["subject_key"], slices) == index).to_numpy()
 
 
-def read_state(rt: Runtime, base: UniverseRead, universe: pd.DataFrame) -> tuple[Observed, pd.DataFrame]:
+def read_state(rt: Session, base: UniverseRead, universe: pd.DataFrame) -> tuple[Observed, pd.DataFrame]:
     """Both sides' state for (part of) the universe: (observed, failed Ketch lookups). A
     lookup that failed is not "no record": those subjects are left out and reported.
 
@@ -375,7 +379,7 @@ CHUNK_HASH_KEY = "reconcile-parts1"  # 16 bytes; not the sweep slices' key, so p
 class _KetchRead:
     """Ketch's side of `read_state`, running on its own thread."""
 
-    def __init__(self, rt: Runtime, universe: pd.DataFrame):
+    def __init__(self, rt: Session, universe: pd.DataFrame):
         self.rt = rt
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="ketch-read")
         self.future = self.pool.submit(self._read, universe)
@@ -424,7 +428,7 @@ def chunks(universe: pd.DataFrame, size: int) -> tuple[int, list[tuple[int, pd.D
     return parts, [(int(n), body.iloc[a:b].reset_index(drop=True)) for n, a, b in zip(present, starts, ends)]
 
 
-def observe(rt: Runtime, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:
+def observe(rt: Session, mode: str, run_id: str, subjects: set[str] | None = None) -> Observation:
     """Build the universe and extract both sides in one piece (saved-plan re-checks, tests)."""
     base = read_universe(rt, mode, run_id, subjects)
     try:
@@ -452,7 +456,7 @@ class ReadBack:
         return set(self.profiles) | set(self.blocklist) | set(self.ketch) | set().union(*self.groups.values())
 
 
-def reobserve(rt: Runtime, obs: Observation, back: ReadBack, *, run_id: str) -> Observed:
+def reobserve(rt: Session, obs: Observation, back: ReadBack, *, run_id: str) -> Observed:
     """The run's observation of the subjects `back` names, with what the run wrote read again
     (verify): Braze profiles, group states and, for blocklisted addresses, the last day of
     the hard-bounce list (merged with the run's own lists, so an older time is not
@@ -485,18 +489,17 @@ def reobserve(rt: Runtime, obs: Observation, back: ReadBack, *, run_id: str) -> 
 # ----------------------------------------------------------------------------- chunked reads
 
 
-def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects: set[str] | None = None,
+def observe_and_diff(rt: Session, mode: str, rec: RunRecorder, rules: Rules, subjects: set[str] | None = None,
                      slice_index: int | None = None) -> tuple[Observation, pd.DataFrame, str]:
     """(observation, drift, fingerprint). A universe larger than `universe.chunk_size` is read
     and diffed a part at a time, keeping only the state of subjects with drift, so memory
     follows the part, not the workspace; each finished part is journaled, and the parts an
     unfinished earlier run left are taken instead of read again (parts.py)."""
+    run_id = rec.run_id
     stage(rt.progress, "extract")
     base = read_universe(rt, mode, run_id, subjects, slice_index)
     if base.absence_skipped:
-        from reconcile.reports.build import note_run
-
-        note_run(rt.store, run_id, absence_skipped=base.absence_skipped)
+        rec.note(absence_skipped=base.absence_skipped)
     count, parts = chunks(base.universe, rt.cfg.universe.chunk_size)
     if count == 1:
         observed, failed = read_state(rt, base, base.universe)
@@ -535,7 +538,7 @@ def observe_and_diff(rt: Runtime, mode: str, run_id: str, rules: Rules, subjects
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
 
 
-def _read_from(rt: Runtime, run_ids: set[str]) -> Any:
+def _read_from(rt: Session, run_ids: set[str]) -> Any:
     """The start of the earliest run whose saved parts this read took (None: none)."""
     starts = [run["started_at"] for run in (rt.store.get_run(r) for r in run_ids) if run and run.get("started_at")]
     return min(starts) if starts else None
@@ -545,7 +548,7 @@ def _print(o: Observed) -> str:
     return fingerprint(o.universe, o.ketch, o.ketch_topics, o.braze, o.braze_groups, o.braze_profiles)
 
 
-def _read_part(rt: Runtime, base: UniverseRead, part: pd.DataFrame, rules: Rules,
+def _read_part(rt: Session, base: UniverseRead, part: pd.DataFrame, rules: Rules,
                saved: tuple[str, PartResult] | None) -> tuple[PartResult, bool]:
     """(result, resumed): a part read and diffed, or taken from a saved copy with only the
     subjects that joined it since read (and those that left it dropped)."""
@@ -557,7 +560,7 @@ def _read_part(rt: Runtime, base: UniverseRead, part: pd.DataFrame, rules: Rules
     return (merge(kept, _fresh_part(rt, base, again, rules)) if len(again) else kept), True
 
 
-def _fresh_part(rt: Runtime, base: UniverseRead, part: pd.DataFrame, rules: Rules) -> PartResult:
+def _fresh_part(rt: Session, base: UniverseRead, part: pd.DataFrame, rules: Rules) -> PartResult:
     observed, failed = read_state(rt, base, part)
     stage(rt.progress, "diff", subjects=len(observed.universe))
     drift = diff(observed, rules)

@@ -46,6 +46,7 @@ from typing import Any, Literal, Protocol
 
 from reconcile.errors import ExitCode, GuardRefused, ReconcileError, StalePlan
 from reconcile.pipeline.interrupts import Interrupted, deferred
+from reconcile.models.plan import PlanStatus
 from reconcile.models.run import RunStatus
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,32 @@ FOLLOWS: dict[RunStatus, frozenset[RunStatus]] = {
 }
 
 
+# a plan's status -> the statuses it may follow (`planned` is set only by saving the plan;
+# a plan judged stale is never applied again: the operator plans again)
+PLAN_FOLLOWS: dict[PlanStatus, frozenset[PlanStatus]] = {
+    PlanStatus.PLANNED: frozenset(),
+    PlanStatus.APPLYING: frozenset({PlanStatus.PLANNED, PlanStatus.REFUSED, PlanStatus.APPLYING, PlanStatus.APPLIED}),
+    PlanStatus.APPLIED: frozenset({PlanStatus.PLANNED, PlanStatus.REFUSED, PlanStatus.APPLYING, PlanStatus.APPLIED}),
+    PlanStatus.REFUSED: frozenset({PlanStatus.PLANNED, PlanStatus.REFUSED, PlanStatus.APPLYING, PlanStatus.APPLIED}),
+    PlanStatus.STALE: frozenset(PlanStatus),
+}
+
+
 class RunStore(Protocol):
     def start_run(
         self, run_id: str, *, mode: str, config_hash: str, started_at: datetime, job: str | None = None
     ) -> None: ...
 
     def update_run(self, run_id: str, **fields: Any) -> None: ...
+
+    def note_run(self, run_id: str, **notes: Any) -> None: ...
+
+    def save_plan(self, plan_id: str, run_id: str, fingerprint: str, body: dict[str, Any],
+                  created_at: datetime) -> None: ...
+
+    def get_plan(self, plan_id: str) -> dict[str, Any] | None: ...
+
+    def set_plan_status(self, plan_id: str, status: str) -> None: ...
 
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
 
@@ -235,6 +256,29 @@ class RunRecorder:
     def _require_started(self, what: str) -> None:
         if self.status is None:
             raise RecorderError(f"run {self.run_id}: {what} before start()")
+
+    # notes and plans -------------------------------------------------------------------
+
+    def note(self, **notes: Any) -> None:
+        """Merge `notes` into the run's summary (API use, subjects skipped, ...)."""
+        self.store.note_run(self.run_id, **notes)
+
+    def save_plan(self, plan_id: str, fingerprint: str, body: dict[str, Any]) -> None:
+        """Save this run's plan as `planned`."""
+        with deferred():
+            self.store.save_plan(plan_id, self.run_id, fingerprint, body, self.clock())
+
+    def plan_status(self, plan_id: str, status: PlanStatus) -> None:
+        """Move a saved plan to `status`, refusing a move its current status does not allow."""
+        saved = self.store.get_plan(plan_id)
+        if saved is None:
+            raise RecorderError(f"no plan {plan_id} in the state store")
+        current = PlanStatus(saved["status"])
+        if current not in PLAN_FOLLOWS[status]:
+            why = "; run `reconcile plan` again" if current is PlanStatus.STALE else ""
+            raise RecorderError(f"plan {plan_id} is {current}; it cannot become {status}{why}")
+        with deferred():
+            self.store.set_plan_status(plan_id, status)
 
     def _check(self, status: RunStatus) -> None:
         self._require_started(status.value)

@@ -30,12 +30,12 @@ from reconcile.observability.events import counting, run_started, stage
 from reconcile.pipeline import owed
 from reconcile.pipeline.read import SLICE_COUNTER, Observation, ReadBack, observe_and_diff, reobserve
 from reconcile.pipeline.recorder import RunRecorder, recording
-from reconcile.pipeline.session import Runtime
+from reconcile.pipeline.session import Session
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Planned:
     """A planned run: what was observed, the drift, the plan and the guards' verdict."""
 
@@ -53,34 +53,28 @@ class Planned:
         return {c: int(vc.get(c, 0)) for c in DRIFT_CLASSES}
 
 
-def new_run_id(rt: Runtime) -> str:
+def new_run_id(rt: Session) -> str:
     return rt.clock().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def recorder(rt: Runtime, mode: str, run_id: str | None = None, job: str | None = None) -> RunRecorder:
+def recorder(rt: Session, mode: str, run_id: str | None = None, job: str | None = None) -> RunRecorder:
     run_id = run_id or new_run_id(rt)
     run_started(rt.progress, run_id, mode)
     return RunRecorder(rt.store, rt.clock, run_id or new_run_id(rt), mode, rt.cfg.hash(), job=job)
 
 
-def _record_usage(rt: Runtime, run_id: str) -> None:
+def _record_usage(rt: Session, rec: RunRecorder) -> None:
     """Merge the API clients' use (Braze per rate class and endpoint, 429s, waits; the Ketch
     pace reached) into the run's summary as `api_usage`, keeping what else it holds."""
-    from reconcile.reports.build import note_run
-
-    clients: tuple[tuple[str, Any], ...] = (("braze", getattr(rt, "braze", None)),
-                                            ("ketch", getattr(rt, "ketch", None)))
-    usage = {name: client.usage() for name, client in clients
-             if client is not None and callable(getattr(client, "usage", None))}
-    if usage:
-        note_run(rt.store, run_id, api_usage=usage)
+    rec.note(api_usage={"braze": rt.braze.usage(), "ketch": rt.ketch.usage()})
 
 
-def _report(rt: Runtime, run_id: str) -> str | None:
+def _report(rt: Session, rec: RunRecorder) -> str | None:
     from reconcile.reports.build import write_report
 
+    run_id = rec.run_id
     try:
-        _record_usage(rt, run_id)
+        _record_usage(rt, rec)
     except Exception:  # noqa: BLE001 - recording the use must not hide the run's own outcome
         log.exception("could not record the API use of run %s", run_id)
     stage(rt.progress, "report")
@@ -93,20 +87,21 @@ def _report(rt: Runtime, run_id: str) -> str | None:
 
 
 @contextmanager
-def running(rt: Runtime, rec: RunRecorder) -> Iterator[None]:
+def running(rt: Session, rec: RunRecorder) -> Iterator[None]:
     """Record the run from start to close; on any escape, the run is closed (failed or
-    interrupted), its report written, and the report's path attached to the exception."""
+    interrupted) and its report written. A caller learns the run's id from its progress
+    object (`run_started`; `observability.events.RunIds`), not from the exception."""
     try:
         with recording(rec):
             yield
-    except BaseException as exc:
-        exc.run_id = rec.run_id  # type: ignore[attr-defined]
-        exc.report_path = _report(rt, rec.run_id)  # type: ignore[attr-defined]
+    except BaseException:
+        _report(rt, rec)
         raise
 
 
-def reported(rt: Runtime, result: RunResult) -> RunResult:
-    return replace(result, report_path=_report(rt, result.run_id))
+def reported(rt: Session, rec: RunRecorder, result: RunResult) -> RunResult:
+    """`result` with the path of the report written for it."""
+    return replace(result, report_path=_report(rt, rec))
 
 
 # ----------------------------------------------------------------------------- plan
@@ -132,7 +127,7 @@ def _drift_records(drift: pd.DataFrame, universe: pd.DataFrame | None = None) ->
     return recs
 
 
-def record_drift(rt: Runtime, run_id: str, drift: pd.DataFrame, checked: pd.Series,
+def record_drift(rt: Session, run_id: str, drift: pd.DataFrame, checked: pd.Series,
                   universe: pd.DataFrame | None = None) -> dict[DriftKey, int]:
     ids = rt.store.record_drift(run_id, _drift_records(drift, universe), checked, rt.clock())
     return {DriftKey.from_stored(s, c, f or ""): i for (s, c, f), i in ids.items()}
@@ -147,12 +142,12 @@ def _stats(obs: Observation, plan: Plan, mode: str, base: Baseline) -> PlanStats
                      mode=mode, source_rows=obs.source_rows, scope=base.scope)
 
 
-def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | None = None,
+def make_plan(rt: Session, rec: RunRecorder, mode: str, subjects: set[str] | None = None,
               slice_index: int | None = None) -> Planned:
     """Observe, diff, plan and judge the guards; saves the plan (not journaled yet)."""
     cfg, run_id = rt.cfg, rec.run_id
     rules = Rules.from_config(cfg)
-    obs, drift, fp = observe_and_diff(rt, mode, run_id, rules, subjects, slice_index)
+    obs, drift, fp = observe_and_diff(rt, mode, rec, rules, subjects, slice_index)
     o = obs.observed
     if subjects is None:
         owed.settle(rt.store, o.universe, obs.exceptions, cfg.identity.braze_key, rt.clock())
@@ -163,9 +158,9 @@ def make_plan(rt: Runtime, rec: RunRecorder, mode: str, subjects: set[str] | Non
                       sms_targets=sms_addresses(o.universe, o.braze_profiles, cfg),
                       phones=subject_phones(o.universe, o.braze_profiles, cfg))
     drift_ids = record_drift(rt, run_id, drift, o.universe["subject_key"], o.universe)
-    rt.store.add_exceptions(run_id, obs.exceptions.astype(object).where(obs.exceptions.notna(), "").to_dict("records"))
-    rt.store.save_plan(plan.plan_id, run_id, fp, plan_document(plan, drift, run_id=run_id, config_hash=cfg.hash()),
-                       rt.clock())
+    rt.store.add_exceptions(run_id, obs.exceptions.astype(object).where(obs.exceptions.notna(), "")
+                            .to_dict("records", into=dict[str, Any]()))
+    rec.save_plan(plan.plan_id, fp, plan_document(plan, drift, run_id=run_id, config_hash=cfg.hash()))
     crash_point("plan")
     stage(rt.progress, "guards", actions=len(plan.actions))
     scope = run_scope(cfg, mode, rec.job, slice_index, rt.store.get_watermark(SLICE_COUNTER))
@@ -194,7 +189,7 @@ def _refusal(planned: Planned, blocking: list[Tripped]) -> GuardRefused:
                         + " ".join(f"--allow {n}" for n in names) + ".")
 
 
-def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: Iterable[str] = (),
+def apply_planned(rt: Session, rec: RunRecorder, planned: Planned, overrides: Iterable[str] = (),
                   only: frozenset[ActionKind] = ALL_KINDS, *, batch_guard: Any = None,
                   before_batch: Callable[[], None] | None = None, actor: str | None = None) -> RunResult:
     """Guards, then journal, apply and verify the kinds in `only`."""
@@ -202,7 +197,7 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     blocking = refused(planned.tripped, overrides, only)
     if blocking:
         err = _refusal(planned, blocking)
-        store.set_plan_status(planned.plan.plan_id, PlanStatus.REFUSED)
+        rec.plan_status(planned.plan.plan_id, PlanStatus.REFUSED)
         rec.refused(str(err), err.exit_code)
         return result_of(rec, planned, RunStatus.REFUSED, err.exit_code, messages=(str(err),))
     used = tuple(sorted({t.guard for t in planned.tripped} & overrides))
@@ -213,7 +208,7 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     rejected = "; ".join(m for m in (rejected_deletions(planned.obs.exceptions),
                                      owed.unread_message(planned.obs.exceptions)) if m) or None
     if not plan.actions:
-        store.set_plan_status(plan.plan_id, PlanStatus.APPLIED)
+        rec.plan_status(plan.plan_id, PlanStatus.APPLIED)
         if rejected:
             rec.applying()
             rec.partial(error=rejected, actions_sent=0, actions_confirmed=0, actions_failed=0)
@@ -223,7 +218,7 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     store.journal_plan(plan.plan_id, planned.run_id, [_journal_row(a, planned.drift_ids) for a in plan.actions],
                        rt.clock())
     crash_point("journal")
-    store.set_plan_status(plan.plan_id, PlanStatus.APPLYING)
+    rec.plan_status(plan.plan_id, PlanStatus.APPLYING)
     rec.applying()
     kwargs = {"batch_guard": batch_guard} if batch_guard is not None else {}
     stage(rt.progress, "apply", actions=len(plan.actions))
@@ -237,7 +232,7 @@ def apply_planned(rt: Runtime, rec: RunRecorder, planned: Planned, overrides: It
     _tombstone(rt, planned, outcome.deleted_subjects)
     verified, unverified = verify(rt, planned, plan, items)
     partial = bool(outcome.failed or outcome.rejected_items)
-    store.set_plan_status(plan.plan_id, PlanStatus.APPLYING if partial else PlanStatus.APPLIED)
+    rec.plan_status(plan.plan_id, PlanStatus.APPLYING if partial else PlanStatus.APPLIED)
     partial = partial or bool(rejected)
     store.add_exceptions(planned.run_id, [{"identity": s, "source": "braze_rejected", "reason": why}
                                           for s, why in outcome.rejected_items])
@@ -265,7 +260,7 @@ def rejected_deletions(exceptions: pd.DataFrame) -> str | None:
             "exceptions. Fix the deletion source and run again")
 
 
-def _overrides(rt: Runtime, used: tuple[str, ...], actor: str | None) -> list[dict[str, Any]]:
+def _overrides(rt: Session, used: tuple[str, ...], actor: str | None) -> list[dict[str, Any]]:
     """Each override with who made it (`--actor`, else the OS user) and when."""
     from reconcile.reports.build import os_user
 
@@ -289,7 +284,7 @@ def _corrected_items(planned: Planned, plan: Plan, outcome: ApplyOutcome) -> dic
     return out
 
 
-def _tombstone(rt: Runtime, planned: Planned, subjects: list[str]) -> None:
+def _tombstone(rt: Session, planned: Planned, subjects: list[str]) -> None:
     u = planned.obs.observed.universe.set_index("subject_key")
     rows = [{"subject_key": s, "identity": str(u.loc[s, "identity"]), "deleted_at": rt.clock(),
              "run_id": planned.run_id,
@@ -301,7 +296,7 @@ def _tombstone(rt: Runtime, planned: Planned, subjects: list[str]) -> None:
         rt.store.forget_braze_profiles(gone[gone["subject_key"].isin(subjects)]["braze_id"].astype(str).tolist())
 
 
-def verify(rt: Runtime, planned: Planned, plan: Plan, items: dict[str, list[int]]) -> tuple[int, int]:
+def verify(rt: Session, planned: Planned, plan: Plan, items: dict[str, list[int]]) -> tuple[int, int]:
     """Re-read corrected subjects after the consistency delay; mark what is fixed `verified`."""
     crash_point("verify")
     id_to_key = {i: k for k, i in planned.drift_ids.items()}
@@ -365,7 +360,7 @@ def result_of(rec: RunRecorder, planned: Planned | None, status: RunStatus, code
 # ----------------------------------------------------------------------------- runs
 
 
-def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False, overrides: Iterable[str] = (),
+def plan_only(rt: Session, mode: str = "full", *, dry_run: bool = False, overrides: Iterable[str] = (),
               job: str | None = None, slice_index: int | None = None) -> tuple[RunResult, Planned]:
     """`reconcile plan` / `run --dry-run`: observe, diff, plan; nothing is sent. The exit code
     is the one `run` would have: a tripped guard's unless `overrides` (`--allow`) names it."""
@@ -378,6 +373,6 @@ def plan_only(rt: Runtime, mode: str = "full", *, dry_run: bool = False, overrid
             code = ExitCode.GUARDS.get(refusing[0].guard, code)
         if dry_run:
             rec.dry_run(code)
-            return reported(rt, result_of(rec, planned, RunStatus.DRY_RUN, code)), planned
+            return reported(rt, rec, result_of(rec, planned, RunStatus.DRY_RUN, code)), planned
         rec.planned(exit_code=int(code))
-        return reported(rt, result_of(rec, planned, RunStatus.PLANNED, code)), planned
+        return reported(rt, rec, result_of(rec, planned, RunStatus.PLANNED, code)), planned

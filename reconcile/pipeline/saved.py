@@ -21,7 +21,7 @@ from reconcile.models.run import RunResult, RunStatus
 from reconcile.pipeline.read import observe
 from reconcile.pipeline.recorder import close_abandoned
 from reconcile.pipeline.run import Planned, apply_planned, record_drift, recorder, reported, result_of, running
-from reconcile.pipeline.session import Runtime
+from reconcile.pipeline.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def check_stale(doc: dict[str, Any], plan: Plan, drift_now: pd.DataFrame, done: 
                         "Run `reconcile plan` again")
 
 
-def _trusted(rt: Runtime, doc: dict[str, Any]) -> tuple[Plan, dict[str, Any]]:
+def _trusted(rt: Session, doc: dict[str, Any]) -> tuple[Plan, dict[str, Any]]:
     """A plan file is applied only as the state store saved it: same plan id, same actions."""
     plan = plan_from_document(doc)
     saved = rt.store.get_plan(plan.plan_id)
@@ -63,7 +63,7 @@ def _trusted(rt: Runtime, doc: dict[str, Any]) -> tuple[Plan, dict[str, Any]]:
     return stored, saved["body"]
 
 
-def apply_saved(rt: Runtime, doc: dict[str, Any], overrides: Iterable[str] = (), *, batch_guard: Any = None,
+def apply_saved(rt: Session, doc: dict[str, Any], overrides: Iterable[str] = (), *, batch_guard: Any = None,
                 before_batch: Callable[[], None] | None = None, actor: str | None = None,
                 job: str | None = None) -> RunResult:
     """`reconcile apply PLAN`: re-check the planned subjects, refuse a stale plan, apply the rest."""
@@ -83,24 +83,24 @@ def apply_saved(rt: Runtime, doc: dict[str, Any], overrides: Iterable[str] = (),
         try:
             check_stale(body, plan, drift_now, done, rt.cfg.hash())
         except StalePlan as exc:
-            rt.store.set_plan_status(plan.plan_id, PlanStatus.STALE)
+            rec.plan_status(plan.plan_id, PlanStatus.STALE)
             rec.stale(str(exc))
-            return reported(rt, result_of(rec, None, RunStatus.STALE, ExitCode.STALE_PLAN, messages=(str(exc),)))
+            return reported(rt, rec, result_of(rec, None, RunStatus.STALE, ExitCode.STALE_PLAN, messages=(str(exc),)))
         ids = record_drift(rt, rec.run_id, drift_now, obs.observed.universe["subject_key"], obs.observed.universe)
         planned = Planned(rec.run_id, obs, drift_now, plan, ids, _planned_guards(rt, body))
         rec.update(drift_counts=planned.counts, actions_planned=len(plan.actions))
         result = apply_planned(rt, rec, planned, overrides, batch_guard=batch_guard, before_batch=before_batch,
                                actor=actor)
-    return reported(rt, result)
+    return reported(rt, rec, result)
 
 
-def _planned_guards(rt: Runtime, body: dict[str, Any]) -> list[Tripped]:
+def _planned_guards(rt: Session, body: dict[str, Any]) -> list[Tripped]:
     """Guards are judged at plan time, against the whole universe; a saved plan carries that verdict."""
     run = rt.store.get_run(body.get("run_id", "")) if body.get("run_id") else None
     return [Tripped.from_json(t) for t in (run or {}).get("guard_result") or []]
 
 
-def resume_unfinished(rt: Runtime, overrides: Iterable[str] = (), job: str | None = None,
+def resume_unfinished(rt: Session, overrides: Iterable[str] = (), job: str | None = None,
                       **kwargs: Any) -> list[RunResult]:
     """Finish plans a crash interrupted (only `job`'s: another job's plan belongs to its own
     lock, and maybe to another workspace); a stale one has its remaining batches skipped."""

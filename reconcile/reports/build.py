@@ -31,10 +31,7 @@ def os_user() -> str:
 
 def note_run(store: Any, run_id: str, **fields: Any) -> None:
     """Merge `fields` into the run's `summary` JSON."""
-    run = store.get_run(run_id)
-    if run is None:
-        return
-    store.update_run(run_id, summary={**(run.get("summary") or {}), **fields})
+    store.note_run(run_id, **fields)
 
 
 def record_version(store: Any, run_id: str) -> None:

@@ -17,7 +17,6 @@ from datetime import datetime
 from importlib import metadata
 from typing import Any
 
-from sqlalchemy import func, or_, select
 
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 from reconcile.errors import DataError
@@ -27,7 +26,6 @@ from reconcile.reports.channels import by_channel, sms_groups
 from reconcile.reports.requests import group_requests, topic_names
 from reconcile.reports.sla import SlaPolicy, done_time, sla_section
 from reconcile.reports.verdict import verdict
-from reconcile.store.schema import DRIFT_LIVE, drift_items
 
 TREND_RUNS = 90
 RUN_LIMIT = 5000
@@ -75,16 +73,6 @@ def select_runs(store: Any, sel: Selection) -> tuple[dict[str, Any], list[dict[s
     if not chosen:
         raise DataError(f"no runs for {sel.describe()}; see `reconcile runs list`")
     return chosen[-1], chosen
-
-
-def window_items(store: Any, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Drift items first seen by `end` that were live, or touched, at some point since `start`."""
-    c = drift_items.c
-    touched = func.coalesce(c.resolved_at, c.verified_at, c.corrected_at, c.last_seen_at)
-    query = (select(drift_items).where(c.first_seen_at <= end)
-             .where(or_(c.status.in_(DRIFT_LIVE), touched >= start)).order_by(c.id))
-    with store._read("report_items") as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def overrides(run: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -160,7 +148,7 @@ def collect(store: Any, cfg: Any, sel: Selection, now: datetime) -> dict[str, An
     doc = run_document(store, focal["run_id"])
     start = trend_runs[0]["started_at"]
     end = max(now, focal.get("finished_at") or focal["started_at"])
-    items = window_items(store, start, end)
+    items = store.report_items(start, end)
     scope = doc["drift_items"] if sel.run_id else items
     policy = SlaPolicy.from_config(cfg.report, sms_groups(cfg))
     sla = sla_section(scope, policy, now)

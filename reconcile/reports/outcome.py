@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconcile.reports.render import md_text as esc
-from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
+from reconcile.engine.classes import DRIFT_CLASSES
 from reconcile.models.run import RUN_STATUSES, RunStatus
-from reconcile.reports.humanize import dash, human_time
 
 MEANING = {
     RunStatus.RUNNING: "no outcome recorded: the run is still going, or its process ended without recording one",
@@ -59,43 +57,3 @@ def run_document(store: Any, run_id: str) -> dict[str, Any]:
                     | {"subjects": len(a.get("subject_keys") or [])} for a in actions],
         "drift_items": store.drift_items(run_id=run_id),
     }
-
-
-def markdown(doc: dict[str, Any]) -> str:
-    run = doc["run"]
-    lines = [f"# Reconciliation run {esc(run['run_id'])}", ""]
-    lines += _outcome_lines(doc.get("outcome") or outcome(run), run)
-    lines += ["", "## Run", "",
-              f"- mode: {esc(dash(run.get('mode')))}; job: {esc(dash(run.get('job')))}; config {esc(dash(run.get('config_hash')))}",
-              f"- started {esc(human_time(run.get('started_at')))}, finished {esc(human_time(run.get('finished_at')))}",
-              f"- universe {esc(dash(run.get('universe_count')))} subjects; Ketch records {esc(dash(run.get('ketch_records')))}; "
-              f"Braze profiles {esc(dash(run.get('braze_count')))}",
-              f"- actions planned {esc(dash(run.get('actions_planned')))}, sent {esc(dash(run.get('actions_sent')))}, "
-              f"failed {esc(dash(run.get('actions_failed')))}; verified {esc(dash(run.get('verified_count')))}, "
-              f"unverified {esc(dash(run.get('unverified_count')))}", ""]
-    if run.get("drift_counts") is None:
-        lines += ["Drift was not computed: the run ended before planning."]
-    else:
-        lines += ["| drift class | severity | count |", "|---|---|---|"]
-        lines += [f"| {c} | {SEVERITY[c]} | {n} |" for c, n in doc["drift_counts"].items()]
-    if doc["exceptions"]:
-        lines += ["", f"## Exceptions ({len(doc['exceptions'])})", "",
-                  "| identity | source | reason |", "|---|---|---|"]
-        lines += [f"| {_cell(x['identity'])} | {_cell(x['source'])} | {_cell(x['reason'])} |"
-                  for x in doc["exceptions"][:200]]
-    return "\n".join(lines) + "\n"
-
-
-def _outcome_lines(out: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
-    lines = ["## Outcome", "", f"- status: **{esc(dash(out['status']))}**; exit code: {dash(out['exit_code'])}",
-             f"- {esc(out['meaning'])}"]
-    if run.get("guard_overrides"):
-        lines.append(f"- guards overridden by explicit flag: {esc(', '.join(map(str, run['guard_overrides'])))}")
-    if out.get("error"):
-        text = str(out["error"]).replace("```", "'''")  # a fenced block shows HTML as text
-        lines += ["", "Why:", "", "```text", text, "```"]
-    return lines
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else esc(str(value).replace("|", "\\|").replace("\n", " "))

@@ -164,7 +164,8 @@ def sla_section(items: Iterable[Mapping[str, Any]], policy: SlaPolicy, now: date
         "policy": {"regulations": list(policy.regulations), "holiday_countries": list(cal.countries),
                    "extra_holidays": sorted(d.isoformat() for d in cal.extra), "timezone": cal.tz,
                    "near_deadline_business_days": policy.near_days,
-                   "deadlines": [d.label + f" ({d.citation})" for d in DEADLINES if d.regulation in policy.regulations]},
+                   "deadlines": [d.label + f" ({d.citation})" for d in DEADLINES
+                                 if d.regulation in policy.regulations]},
         "counts": {name: counts.get(name, 0) for name in ORDER} | {"total": len(aged)},
         "by_channel": {ch: {name: sum(1 for a in aged if a["channel"] == ch and a["sla"] == name) for name in ORDER}
                        for ch in sorted({a["channel"] for a in aged})},

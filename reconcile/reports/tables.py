@@ -18,8 +18,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "requests": ("ccpa.requests", ("subject_key", "request_date", "request_date_source", "nature", "manner",
-                                   "places", "items", "response_date", "response_nature", "denial_basis", "verified_date",
-                                   "days_to_respond")),
+                                   "places", "items", "response_date", "response_nature", "denial_basis",
+                                   "verified_date", "days_to_respond")),
     "metrics": ("ccpa.metrics", ("year", "nature", "received", "complied", "denied", "pending", "median_days",
                                  "mean_days")),
     "sla": ("sla.items", ("subject_key", "drift_class", "kind", "field", "source", "source_at", "first_seen_at",

@@ -312,12 +312,13 @@ class Simulator:
                 raise httpx.ReadTimeout("sandbox injected timeout", request=request) from None
             if sleep and self.faults.latency_seconds:
                 sleep(self.faults.latency_seconds)
-            return httpx.Response(resp.status, headers=_content_headers(resp), content=resp.content())
+            return httpx.Response(resp.status, headers=content_headers(resp), content=resp.content())
 
         return httpx.MockTransport(handler)
 
 
-def _content_headers(resp: SimResponse) -> dict[str, str]:
+def content_headers(resp: SimResponse) -> dict[str, str]:
+    """The response's headers, with a JSON content type when its body is not raw bytes."""
     headers = dict(resp.headers)
     if resp.body is not None and not isinstance(resp.body, bytes):
         headers.setdefault(

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-from reconcile.sandbox.core import SimRequest, SimTimeout, Simulator, _content_headers
+from reconcile.sandbox.core import SimRequest, SimTimeout, Simulator, content_headers
 from reconcile.serving import RunningServer, free_port, start_in_thread
 
 
@@ -48,7 +48,7 @@ def asgi_app(sim: Simulator, timeout_hold_seconds: float = 30.0):
         if sim.faults.latency_seconds:
             await asyncio.sleep(sim.faults.latency_seconds)
         content = resp.content()
-        headers = [(k.encode(), str(v).encode()) for k, v in _content_headers(resp).items()]
+        headers = [(k.encode(), str(v).encode()) for k, v in content_headers(resp).items()]
         headers.append((b"content-length", b"%d" % len(content)))
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": content})

@@ -49,6 +49,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from reconcile.errors import ConfigError, ReconcileError, RunLocked
 from reconcile.pipeline.interrupts import Interrupted, signal_name
 from reconcile.config.schedules import Job, load_schedules
+from reconcile.observability.events import RunIds
 
 log = logging.getLogger("reconcile.scheduling")
 
@@ -312,11 +313,12 @@ class Daemon:
             return
         self.busy, self.running = True, job.name
         self.last[job.name] = {"fire_time": run_time, "outcome": "running", "run_id": None}
+        runs = RunIds()
         try:
             outcome = run_scheduled(job, fire_time=run_time, environ=self.environ, lease_seconds=self.lease_seconds,
-                                    display=self.display, sender=self.sender)
+                                    display=self.display, sender=self.sender, progress=runs)
         except Interrupted as exc:
-            run_id = getattr(exc, "run_id", None)
+            run_id = runs.last
             log.warning("job %s stopped by %s%s; no new runs will start; the next fire resumes it", job.name,
                         signal_name(exc.signum),
                         f": run {run_id} closed as interrupted" if run_id else " before its run started")
@@ -327,15 +329,14 @@ class Daemon:
             self.last[job.name] |= {"outcome": "skipped"}
             return
         except ReconcileError as exc:
-            self.last[job.name] |= {"outcome": "failed", "run_id": getattr(exc, "run_id", None),
-                                    "exit_code": int(exc.exit_code)}
+            self.last[job.name] |= {"outcome": "failed", "run_id": runs.last, "exit_code": int(exc.exit_code)}
             log.error("job %s failed (exit %d): %s", job.name, exc.exit_code, exc,
-                      extra=self._extra(job, run_time, exc, "fire_failed"))
+                      extra=self._extra(job, run_time, exc, runs.last))
             return
         except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the scheduler
-            self.last[job.name] |= {"outcome": "failed", "run_id": getattr(exc, "run_id", None), "exit_code": 1}
+            self.last[job.name] |= {"outcome": "failed", "run_id": runs.last, "exit_code": 1}
             log.exception("job %s failed with an unexpected error", job.name,
-                          extra=self._extra(job, run_time, exc, "fire_failed"))
+                          extra=self._extra(job, run_time, exc, runs.last))
             return
         finally:
             self.busy, self.running = False, None
@@ -352,6 +353,6 @@ class Daemon:
                             "counts": {"exit_code": outcome.exit_code}})
 
     @staticmethod
-    def _extra(job: Job, run_time: datetime, exc: BaseException, event: str) -> dict[str, Any]:
-        return {"event": event, "job": job.name, "fire_time": run_time.isoformat(),
-                "run_id": getattr(exc, "run_id", None), "reason": str(exc)[:500]}
+    def _extra(job: Job, run_time: datetime, exc: BaseException, run_id: str | None) -> dict[str, Any]:
+        return {"event": "fire_failed", "job": job.name, "fire_time": run_time.isoformat(),
+                "run_id": run_id, "reason": str(exc)[:500]}

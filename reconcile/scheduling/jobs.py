@@ -15,9 +15,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from reconcile.config.schedules import Job
+
+if TYPE_CHECKING:
+    from reconcile.observability.events import RunIds
 
 log = logging.getLogger(__name__)
 
@@ -47,32 +50,37 @@ def claim_fire(store: Any, lock_name: str, fire_time: datetime, now: datetime) -
 
 
 def run_scheduled(job: Job, *, fire_time: datetime | None = None, environ: Mapping[str, str] | None = None,
-                  lease_seconds: float | None = None, open_runtime: Callable[..., Any] | None = None,
-                  display: Callable[[Any], Any] | None = None, sender: Any = None) -> JobOutcome:
+                  lease_seconds: float | None = None, open_session: Callable[..., Any] | None = None,
+                  display: Callable[[Any], Any] | None = None, sender: Any = None,
+                  progress: RunIds | None = None) -> JobOutcome:
     """Run `job` once (see the module docstring); raises RunLocked, Interrupted, ReconcileError.
     Whatever the outcome, each run it started goes through the post-run path (run-end event,
     metrics, notifications with the job's name and its `notify` targets); a failure before any
     run started is notified as `fire_skipped` with the reason, then raised.
-    `display(telemetry)`: a progress display to attach (returns an object with `stop()`)."""
+    `display(telemetry)`: a progress display to attach (returns an object with `stop()`);
+    `progress` (a `RunIds`) keeps the ids of the runs started, for a caller that names them."""
     from reconcile.config import braze_api_key, load_config
     from reconcile.observability.events import Telemetry, observing
     from reconcile.observability.logs import ContextListener
     from reconcile.pipeline.interrupts import Interrupted, deferred, handle_signals
     from reconcile.pipeline.job import run_job
     from reconcile.pipeline.lock import LEASE_SECONDS, run_lock
-    from reconcile.pipeline.session import open_runtime as default_open
+    from reconcile.pipeline.session import open_session as default_open
 
     try:
         cfg = job.job_config(load_config(job.config, environ))
     except Exception as exc:
         tell_failure(None, job, fire_time, exc, environ, sender)
         raise
-    opener = open_runtime or default_open
+    opener = open_session or default_open
     telemetry = Telemetry()
     telemetry.listeners.append(ContextListener(job.name))
     shown = display(telemetry) if display is not None else None
+    if progress is not None:
+        progress.inner = telemetry
+    feed = progress if progress is not None else telemetry
     try:
-        with observing(telemetry), opener(cfg, environ, progress=telemetry) as rt:
+        with observing(telemetry), opener(cfg, environ, progress=feed) as rt:
             report_path: str | None = None
             try:
                 with run_lock(rt, job.name, api_key=braze_api_key(cfg, environ),
@@ -83,8 +91,8 @@ def run_scheduled(job: Job, *, fire_time: datetime | None = None, environ: Mappi
                     with handle_signals():
                         result = run_job(rt, mode=job.run_mode, dry_run=job.dry_run, overrides=set(job.allow),
                                          batch_guard=deferred, before_batch=lock.check, job=job.name)
-            except BaseException as exc:
-                report_path = getattr(exc, "report_path", None)
+            except BaseException:
+                report_path = written_report(cfg, telemetry.run_ids)
                 raise
             finally:  # on the run's own store and clock
                 telemetry.finish()
@@ -102,6 +110,14 @@ def run_scheduled(job: Job, *, fire_time: datetime | None = None, environ: Mappi
             shown.stop()
     status = getattr(result.status, "value", result.status)
     return JobOutcome(job.name, int(result.exit_code), result.run_id, str(status), result=result)
+
+
+def written_report(cfg: Any, run_ids: list[str]) -> str | None:
+    """The report of the last run started, once it is written (a run that failed still writes one)."""
+    from pathlib import Path
+
+    path = Path(cfg.report.dir) / f"{run_ids[-1]}.md" if run_ids else None
+    return str(path) if path is not None and path.exists() else None
 
 
 def after_job_runs(cfg: Any, job: Job, telemetry: Any, *, environ: Mapping[str, str] | None = None,
@@ -127,12 +143,15 @@ def after_job_runs(cfg: Any, job: Job, telemetry: Any, *, environ: Mapping[str, 
         log.warning("job %s: post-run metrics and notifications failed", job.name, exc_info=True)
 
 
+def slice_job(job: str, index: int) -> str:
+    """The job name a slice's runs and run lock use (scheduling/sweeps.py)."""
+    return f"{job}/slice-{index}"
+
+
 def job_run_names(job: Job) -> tuple[str | None, ...]:
     """The `job` values of a job's runs: its name, and each slice's for a sliced job."""
     names: tuple[str | None, ...] = (job.name,)
     if job.scope == "sliced" and job.slices:
-        from reconcile.scheduling.sweeps import slice_job
-
         names += tuple(slice_job(job.name, i) for i in range(int(job.slices)))
     return names
 

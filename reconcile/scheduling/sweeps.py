@@ -42,20 +42,20 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from reconcile.errors import DataError, ReconcileError
-from reconcile.pipeline.lock import LEASE_SECONDS, LockLost, RunLock, lock_name, utc_now
 from reconcile.pipeline.holder import holder_name, identity
+from reconcile.scheduling.jobs import slice_job
+from reconcile.pipeline.lock import LEASE_SECONDS, LockLost, RunLock, lock_name, utc_now
+from reconcile.observability.events import RunIds
+
+if TYPE_CHECKING:
+    from reconcile.pipeline.session import Session
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 5.0  # longest wait between claims while other workers hold the last slices
-
-
-def slice_job(job: str, index: int) -> str:
-    """The job name a slice's runs and run lock use."""
-    return f"{job}/slice-{index}"
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,14 @@ def require_sliced(job: Any) -> None:
 class Worker:
     """One worker of a job's sweep (see the module docstring)."""
 
-    def __init__(self, rt: Any, job: Any, api_key: str, *, sweep_id: str | None = None,
+    def __init__(self, rt: Session, job: Any, api_key: str, *, sweep_id: str | None = None,
                  lease_seconds: float = LEASE_SECONDS, poll_seconds: float = POLL_SECONDS,
                  sleep: Callable[[float], None] = time.sleep):
         require_sliced(job)
         if lease_seconds <= 0:
             raise DataError(f"--lease-seconds must be positive, got {lease_seconds}")
-        self.rt, self.job, self.api_key = rt, job, api_key
+        self.runs = RunIds(rt.progress)
+        self.rt, self.job, self.api_key = replace(rt, progress=self.runs), job, api_key
         self.lease_seconds, self.poll = float(lease_seconds), min(poll_seconds, lease_seconds / 3)
         self.sleep = sleep
         self.environ: Mapping[str, str] | None = None
@@ -132,9 +133,11 @@ class Worker:
         if self.sweep["slices"] != job.slices:
             log.warning("sweep %s has %d slices, the job now %d; this sweep is finished with its own %d",
                         self.sweep["sweep_id"], self.sweep["slices"], job.slices, self.sweep["slices"])
-            rt.cfg = replace(rt.cfg, universe=replace(rt.cfg.universe, slices=int(self.sweep["slices"])))
+            slices = int(self.sweep["slices"])
+            self.rt = replace(self.rt, cfg=replace(rt.cfg, universe=replace(rt.cfg.universe, slices=slices)))
         self.outcome = WorkerOutcome(job.name, self.sweep["sweep_id"])
-        rt.export_scope = self.sweep_id  # one Braze segment export for the whole sweep, whichever worker starts it
+        # one Braze segment export for the whole sweep, whichever worker starts it
+        self.rt = replace(self.rt, export_scope=self.sweep_id)
 
     @property
     def sweep_id(self) -> str:
@@ -179,6 +182,7 @@ class Worker:
             self.sleep(self.poll)
             return True
         log.info("slice %d of sweep %s: running as job %s", index, self.sweep_id, name)
+        started = len(self.runs.ids)
         try:
             result = self._observed_run(name, index, lock)
         except Interrupted:
@@ -186,12 +190,12 @@ class Worker:
             raise
         except LockLost as exc:
             self.outcome.stopped = str(exc)
-            self.outcome.slices.append(SliceOutcome(index, getattr(exc, "run_id", None), "failed",
+            self.outcome.slices.append(SliceOutcome(index, self._run_of(started), "failed",
                                                     int(exc.exit_code), str(exc)))
             return False
         except Exception as exc:  # noqa: BLE001 - the slice fails, the sweep goes on
             code = int(exc.exit_code) if isinstance(exc, ReconcileError) else 1
-            run_id = getattr(exc, "run_id", None)
+            run_id = self._run_of(started)
             log.error("slice %d of sweep %s failed: %s", index, self.sweep_id, exc)
             store.finish_slice(self.sweep_id, index, self.holder, utc_now(), failed=True, run_id=run_id,
                                exit_code=code, error=f"{type(exc).__name__}: {exc}")
@@ -211,28 +215,32 @@ class Worker:
         self._close_sweep()
         return True
 
+    def _run_of(self, started: int) -> str | None:
+        """The run a slice's exception ended: the last one started since `started` runs."""
+        return self.runs.last if len(self.runs.ids) > started else None
+
     def _observed_run(self, name: str, index: int, lock: Any) -> Any:
         """The slice's run, then (whatever its outcome) the post-run path named for the job."""
         from reconcile.observability.events import Telemetry, observing
         from reconcile.observability.logs import ContextListener
         from reconcile.pipeline.interrupts import deferred
         from reconcile.pipeline.job import run_job
-        from reconcile.scheduling.jobs import after_job_runs
+        from reconcile.scheduling.jobs import after_job_runs, written_report
 
         job = self.job
         telemetry = Telemetry()
         telemetry.listeners.append(ContextListener(job.name))
-        progress, self.rt.progress = self.rt.progress, telemetry
+        outer, self.runs.inner = self.runs.inner, telemetry  # the runs' events go to the slice's telemetry
         report_path = None
         try:
             with observing(telemetry):
                 return run_job(self.rt, mode=job.run_mode, dry_run=job.dry_run, overrides=set(job.allow),
                                batch_guard=deferred, before_batch=lock.check, job=name, slice_index=index)
-        except BaseException as exc:
-            report_path = getattr(exc, "report_path", None)
+        except BaseException:
+            report_path = written_report(self.rt.cfg, telemetry.run_ids)
             raise
         finally:
-            self.rt.progress = progress
+            self.runs.inner = outer
             telemetry.finish()
             after_job_runs(self.rt.cfg, job, telemetry, environ=self.environ, report_path=report_path,
                            sender=self.sender, store=self.rt.store, now=self.rt.clock())
@@ -260,11 +268,11 @@ class Worker:
 
 def run_worker(job: Any, *, sweep_id: str | None = None, lease_seconds: float = LEASE_SECONDS,
                poll_seconds: float = POLL_SECONDS, environ: Mapping[str, str] | None = None,
-               open_runtime: Callable[..., Any] | None = None, sender: Any = None) -> WorkerOutcome:
+               open_session: Callable[..., Any] | None = None, sender: Any = None) -> WorkerOutcome:
     """Work on `job`'s sweep until it is done (see the module docstring)."""
     from reconcile.config import braze_api_key, load_config
     from reconcile.pipeline.interrupts import handle_signals
-    from reconcile.pipeline.session import open_runtime as default_open
+    from reconcile.pipeline.session import open_session as default_open
 
     from reconcile.scheduling.jobs import tell_failure
 
@@ -272,7 +280,7 @@ def run_worker(job: Any, *, sweep_id: str | None = None, lease_seconds: float = 
     cfg = None
     try:
         cfg = job.job_config(load_config(job.config, environ))
-        opener = open_runtime or default_open
+        opener = open_session or default_open
         rt = opener(cfg, environ)
     except Exception as exc:  # before any slice ran: told as a skipped fire
         tell_failure(cfg, job, None, exc, environ, sender)

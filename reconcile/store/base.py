@@ -111,6 +111,9 @@ def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+S = TypeVar("S", bound="StoreBase")
+
+
 class StoreBase:
     """Connection handling shared by the store's parts."""
 
@@ -118,6 +121,11 @@ class StoreBase:
         self._engine = engine
         self._url = url
         self._dialect = url.get_backend_name()
+
+    @classmethod
+    def on(cls: type[S], other: StoreBase) -> S:
+        """A store of this kind on `other`'s engine (one pool, one database)."""
+        return cls(other._engine, other._url)
 
     @property
     def url(self) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, or_, select, update
 
 from reconcile.store.base import Row, StoreBase, as_tuple
 from reconcile.store.bulk import where_in
@@ -31,6 +31,15 @@ from reconcile.store.schema import drift_items as drift_table
 
 class DriftMixin(StoreBase):
     """Record, query and advance drift items."""
+
+    def report_items(self, start: datetime, end: datetime) -> list[Row]:
+        """Drift items first seen by `end` that were live, or touched, at some point since `start`."""
+        c = drift_table.c
+        touched = func.coalesce(c.resolved_at, c.verified_at, c.corrected_at, c.last_seen_at)
+        query = (select(drift_table).where(c.first_seen_at <= end)
+                 .where(or_(c.status.in_(DRIFT_LIVE), touched >= start)).order_by(c.id))
+        with self._read("report_items") as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
 
     def record_drift(
         self, run_id: str, items: list[Row], checked_subjects: Iterable[str], now: datetime

@@ -48,6 +48,7 @@ from reconcile.store.journal import JournalMixin
 from reconcile.store.locks import LocksMixin
 from reconcile.store.parts import PartsMixin
 from reconcile.store.profiles import ProfilesMixin
+from reconcile.store.prune import PruneMixin
 from reconcile.store.reporting import ReportingMixin
 from reconcile.store.segment_exports import SegmentExportsMixin
 from reconcile.store.sweeps import SweepsMixin
@@ -63,7 +64,7 @@ EXCEPTION_FIELDS = ("identity", "source", "reason")
 TOMBSTONE_FIELDS = ("subject_key", "identity", "deleted_at", "run_id", "reason")
 
 
-class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, BudgetsMixin, AbsenceMixin,
+class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, BudgetsMixin, AbsenceMixin, PruneMixin,
             PartsMixin, SegmentExportsMixin, ReportingMixin):
     """Runs, drift, plans, the action journal, tombstones, watermarks, locks, Braze profiles,
     sweeps, shared rate budgets, confirmed absences and saved parts of chunked reads."""
@@ -129,6 +130,15 @@ class Store(DriftMixin, JournalMixin, LocksMixin, ProfilesMixin, SweepsMixin, Bu
             _require_run(conn, run_id)
             if fields:
                 conn.execute(update(runs).where(runs.c.run_id == run_id).values(**fields))
+
+    def note_run(self, run_id: str, **notes: Any) -> None:
+        """Merge `notes` into the run's `summary` JSON, keeping what else it holds (nothing
+        happens for an unknown run: a note never creates one)."""
+        with self._write("note_run") as conn:
+            row = conn.execute(select(runs.c.summary).where(runs.c.run_id == run_id)).first()
+            if row is not None:
+                summary = {**(row.summary or {}), **notes}
+                conn.execute(update(runs).where(runs.c.run_id == run_id).values(summary=summary))
 
     def get_run(self, run_id: str) -> Row | None:
         with self._read("get_run") as conn:

@@ -308,6 +308,9 @@ def test_runs_show_json_masks_identities_unless_revealed(job):
     text = job.cli("runs", "show", run_id)
     assert text.exit_code == 0 and run_id in text.stdout
     assert unmasked_emails(text.stdout) == set()
+    report = job.world.tmp / "reports" / f"{run_id}.md"  # written by the run: the same layout (one renderer)
+    head = [line for line in report.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    assert len(head) > 3 and [line for line in text.stdout.splitlines() if line.startswith("#")] == head
 
 
 def test_runs_show_masks_identities_in_a_stale_run_error(job, tmp_path):

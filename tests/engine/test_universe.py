@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from reconcile.config import SqlSource, UniverseConfig
 from reconcile.engine.identity import normalize
-from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed, pick_slice
+from reconcile.engine.universe import Sources, build_universe, pick_slice
+from reconcile.pipeline.sources import load_deletions, load_listed
 from reconcile.errors import DataError
 
 SINCE = datetime(2026, 11, 1, tzinfo=timezone.utc)

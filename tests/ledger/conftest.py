@@ -16,8 +16,8 @@ from reconcile.config import Config
 from reconcile.ledger.app import create_app
 from reconcile.ledger.serve import start_in_thread
 from reconcile.serving import RunningServer
-from reconcile.ledger.store import LedgerStore
-from reconcile.pipeline.session import open_runtime, utc_now
+from reconcile.store.ledger import LedgerStore
+from reconcile.pipeline.session import open_session, utc_now
 from reconcile.store.store import Store
 from tests.pipeline.conftest import KEY, World, world  # noqa: F401  (the world fixture, re-exported)
 
@@ -120,7 +120,7 @@ class LedgerWorld:
         return r
 
     def runtime(self, cfg: Config | None = None, clock: Any = utc_now):
-        return open_runtime(cfg or self.cfg, ENV, clock=clock, sleep=lambda s: None)
+        return open_session(cfg or self.cfg, ENV, clock=clock, sleep=lambda s: None)
 
 
 def ledger_config(w: World, **sections: dict[str, Any]) -> Config:

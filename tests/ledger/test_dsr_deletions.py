@@ -10,7 +10,7 @@ import pytest
 
 from reconcile.config import UniverseConfig, parse_config
 from reconcile.config.model import SqlSource
-from reconcile.engine.universe import load_deletions
+from reconcile.pipeline.sources import load_deletions
 from reconcile.errors import ConfigError, DataError
 from reconcile.pipeline.job import run_job
 

@@ -42,7 +42,7 @@ def test_the_secret_is_read_from_the_header_the_admin_chose(world, ledger, heade
 
 
 def store_events(store: Store) -> list[dict]:
-    from reconcile.ledger.store import LedgerStore
+    from reconcile.store.ledger import LedgerStore
 
     return LedgerStore.of(store).events()
 

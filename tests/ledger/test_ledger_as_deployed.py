@@ -41,17 +41,22 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
     raise AssertionError("ledger serve never became healthy")
 
 
-def test_a_custom_header_and_an_email_only_delete_request_end_to_end(world, tmp_path):
-    port = free_port()
-    extra = (f'\n[ledger]\nenabled = true\nport = {port}\nbearer_token_env = "KETCH_HOOK"\n'
-             'auth_header = "X-Ketch-Token"\nauth_scheme = ""\ncallback_backoff_seconds = 0\n'
-             'callback_loopback_for_tests = true\ncallback_hosts = ["127.0.0.1"]\n'
-             "[guards]\nmax_deletion_fraction = 1.0\n")
+def _ledger_job(world, tmp_path, port: int, ledger: str):
+    """The job file of a ledger on `port` with the KETCH_HOOK token and the `ledger` lines
+    (more sections may follow them), with empty identity lists; (path, loaded config)."""
     cfg_path = tmp_path / "job.toml"
-    cfg_path.write_text(world.toml(extra=extra))
+    cfg_path.write_text(world.toml(extra=f'\n[ledger]\nenabled = true\nport = {port}\n'
+                                         f'bearer_token_env = "KETCH_HOOK"\n{ledger}'))
     for name in ("universe.csv", "deletions.csv"):
         (tmp_path / name).write_text("identity\n")
-    cfg = load_config(cfg_path, _env())
+    return cfg_path, load_config(cfg_path, _env())
+
+
+def test_a_custom_header_and_an_email_only_delete_request_end_to_end(world, tmp_path):
+    port = free_port()
+    cfg_path, cfg = _ledger_job(world, tmp_path, port, 'auth_header = "X-Ketch-Token"\nauth_scheme = ""\n'
+                                'callback_backoff_seconds = 0\ncallback_loopback_for_tests = true\n'
+                                'callback_hosts = ["127.0.0.1"]\n[guards]\nmax_deletion_fraction = 1.0\n')
     world.seed(cfg, subjects=30, drift=0.0)
     (tmp_path / "deletions.csv").write_text("identity,requested_at\n")
     email = "family.shared@example.com"
@@ -117,13 +122,7 @@ def test_three_hundred_slow_clients_leave_genuine_messages_answered(world, tmp_p
     the one address is held to its connection budget at once; every slow connection is
     closed after request_timeout_seconds."""
     port = free_port()
-    extra = (f'\n[ledger]\nenabled = true\nport = {port}\nbearer_token_env = "KETCH_HOOK"\n'
-             "request_timeout_seconds = 8\nmax_connections_per_client = 8\n")
-    cfg_path = tmp_path / "job.toml"
-    cfg_path.write_text(world.toml(extra=extra))
-    for name in ("universe.csv", "deletions.csv"):
-        (tmp_path / name).write_text("identity\n")
-    cfg = load_config(cfg_path, _env())
+    cfg_path, cfg = _ledger_job(world, tmp_path, port, "request_timeout_seconds = 8\nmax_connections_per_client = 8\n")
     server = subprocess.Popen([sys.executable, "-m", "reconcile", "--config", str(cfg_path), "ledger", "serve"],
                               env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     slow: list[socket.socket] = []

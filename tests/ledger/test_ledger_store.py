@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from reconcile.ledger.store import LedgerStore, Received
+from reconcile.store.ledger import LedgerStore, Received
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 

@@ -39,7 +39,7 @@ from reconcile.errors import ReconcileError
 from reconcile.ledger.app import create_app
 from reconcile.ledger.serve import start_in_thread
 from reconcile.pipeline.job import run_job
-from reconcile.pipeline.session import open_runtime
+from reconcile.pipeline.session import open_session
 from reconcile.sandbox.population import seed_population
 from reconcile.scheduling.jobs import run_scheduled
 from reconcile.store.store import Store
@@ -248,14 +248,17 @@ def _run_info(path: Path) -> dict[str, str]:
 
 def _fire(job: Any, at: datetime, env: dict[str, str], clock: Any) -> tuple[str | None, str, int]:
     """One fire, as the daemon runs it: (run id, status, exit code)."""
-    opener = lambda cfg, environ, progress=None: open_runtime(  # noqa: E731
+    opener = lambda cfg, environ, progress=None: open_session(  # noqa: E731
         cfg, environ, clock=clock, sleep=lambda s: None, progress=progress)
+    from reconcile.observability.events import RunIds
+
+    runs = RunIds()  # the ids of the runs the fire started (the daemon names the one an error ended)
     try:
-        outcome = run_scheduled(job, fire_time=at, environ=env, open_runtime=opener)
+        outcome = run_scheduled(job, fire_time=at, environ=env, open_session=opener, progress=runs)
     except ReconcileError as exc:
-        return getattr(exc, "run_id", None), "failed", int(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - the daemon logs it and goes on; so does the week
-        return getattr(exc, "run_id", None), "failed", 1
+        return runs.last, "failed", int(exc.exit_code)
+    except Exception:  # noqa: BLE001 - the daemon logs it and goes on; so does the week
+        return runs.last, "failed", 1
     return outcome.run_id, str(outcome.status), int(outcome.exit_code)
 
 
@@ -331,7 +334,7 @@ def test_a_simulated_week_of_unattended_operation(sandbox, store_url, record_pro
                 assert not run["unverified_count"] and not run["actions_failed"], (at, name, run)
                 if name == "nightly":  # Braze matches Ketch: a full plan right after finds nothing to correct
                     sb.clock.set(done)
-                    with open_runtime(cfg, env, clock=sb.clock, sleep=lambda s: None) as rt:
+                    with open_session(cfg, env, clock=sb.clock, sleep=lambda s: None) as rt:
                         check = run_job(rt, mode="full", dry_run=True, job="check")
                     assert check.actions_planned == 0, (at, check.counts)
         messages = [m["json"] for m in got]

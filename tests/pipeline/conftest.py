@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from reconcile.config import Config, parse_config
-from reconcile.pipeline.session import Runtime, open_runtime
+from reconcile.pipeline.session import Session, open_session
 from reconcile.sandbox.braze import BrazeSim
 from reconcile.sandbox.ketch import KetchSim
 from reconcile.sandbox.population import SeedTruth, seed_population
@@ -115,8 +115,8 @@ class World:
     def seed(self, cfg: Config, subjects: int = 300, drift: float = 0.1, seed: int = 3) -> SeedTruth:
         return seed_population(cfg, self.braze, self.ketch, subjects=subjects, drift=drift, seed=seed, now=NOW)
 
-    def runtime(self, cfg: Config) -> Runtime:
-        return open_runtime(cfg, {"BRAZE_API_KEY": KEY}, clock=lambda: NOW)
+    def runtime(self, cfg: Config) -> Session:
+        return open_session(cfg, {"BRAZE_API_KEY": KEY}, clock=lambda: NOW)
 
     def writes(self) -> list[dict]:
         reads = ("/users/export/ids", "/subscription/status/get", "/subscription/user/status",

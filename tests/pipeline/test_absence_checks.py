@@ -10,13 +10,13 @@ import pytest
 
 from reconcile.errors import ExitCode
 from reconcile.pipeline.job import run_job
-from reconcile.pipeline.session import open_runtime
+from reconcile.pipeline.session import open_session
 
 
 
 
 def _runtime(w, cfg, hours: float):
-    return open_runtime(cfg, {"BRAZE_API_KEY": w.key}, clock=lambda: w.now + timedelta(hours=hours))
+    return open_session(cfg, {"BRAZE_API_KEY": w.key}, clock=lambda: w.now + timedelta(hours=hours))
 
 
 def _email_exports(w) -> list[str]:

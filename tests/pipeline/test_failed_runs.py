@@ -96,7 +96,7 @@ def test_exhausted_retries_on_503_fail_the_run(job):
 
 
 @pytest.mark.parametrize("case", ["401", "universe", "503"])
-def test_run_job_attaches_the_report_to_the_exception(world, case):
+def test_run_job_writes_the_failed_runs_report_and_names_the_run_in_its_progress(world, case):
     cfg = world.config(braze={"max_retries": 2, "backoff_cap_seconds": 0.05})
     world.seed(cfg, subjects=30, drift=0.2)
     expected = {"401": AuthError, "universe": DataError, "503": TransientApiError}[case]
@@ -105,15 +105,18 @@ def test_run_job_attaches_the_report_to_the_exception(world, case):
         (world.tmp / "universe.csv").write_text("email\na@example.com\n", encoding="utf-8")
     if case == "503":
         world.braze.faults.fail_next(r".*", 503, times=10**6)
-    from reconcile.pipeline.session import open_runtime
+    from reconcile.observability.events import RunIds
+    from reconcile.pipeline.session import open_session
 
-    with open_runtime(cfg, env, clock=lambda: world.now) as rt:
+    runs = RunIds()
+    with open_session(cfg, env, clock=lambda: world.now, progress=runs) as rt:
         with pytest.raises(expected) as caught:
             run_job(rt)
         run = rt.store.list_runs(1)[0]
-    path = getattr(caught.value, "report_path", None)
-    assert path and Path(path).exists(), "the exception carries the failed run's report"
-    assert Path(path).stem == run["run_id"]
+    assert not hasattr(caught.value, "report_path") and not hasattr(caught.value, "run_id")
+    assert runs.ids == [run["run_id"]], "the progress events name the run the exception ended"
+    path = Path(cfg.report.dir) / f"{run['run_id']}.md"
+    assert path.exists(), "the failed run's report is written before the exception leaves run_job"
     doc = json.loads(Path(path).with_suffix(".json").read_text(encoding="utf-8"))
     assert (run["status"], doc["outcome"]["status"]) == ("failed", "failed")
     assert run["exit_code"] == doc["outcome"]["exit_code"] == expected.exit_code != 0

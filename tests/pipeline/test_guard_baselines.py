@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from reconcile.errors import ExitCode
 from reconcile.pipeline import plan_only, run_job
-from reconcile.pipeline.session import open_runtime
+from reconcile.pipeline.session import open_session
 
 LOOSE = {"max_unsubscribe_fraction": 1.0, "max_deletion_fraction": 1.0, "max_deletions": 100000,
          "max_subscribe_fraction": 1.0}
@@ -21,7 +21,7 @@ DONE = {"applied", "in_sync"}
 
 
 def runtime(w, cfg, at):
-    return open_runtime(cfg, {"BRAZE_API_KEY": w.key}, clock=lambda: at)
+    return open_session(cfg, {"BRAZE_API_KEY": w.key}, clock=lambda: at)
 
 
 def empty_identity_list(cfg) -> None:

@@ -14,6 +14,15 @@ import pytest
 from reconcile.pipeline.interrupts import Interrupted, deferred, handle_signals, pending
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler for each test, whatever the test process inherited (a
+    shell's background job starts with SIGINT ignored), restored afterwards."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def send(signum: int) -> None:
     os.kill(os.getpid(), signum)
     signal.pthread_kill(threading.get_ident(), 0)  # returns once the handler has run

@@ -18,7 +18,7 @@ from reconcile.config import load_config
 from reconcile.engine.plan import drift_keys
 from reconcile.pipeline.parts import PartResult
 from reconcile.pipeline.run import plan_only
-from reconcile.pipeline.session import open_runtime
+from reconcile.pipeline.session import open_session
 from reconcile.store.schema import run_parts
 from reconcile.store.store import Store
 
@@ -55,7 +55,7 @@ def _consent_reads(w) -> int:
 
 
 def _plan(w, cfg):
-    with open_runtime(cfg, {"BRAZE_API_KEY": w.key}, clock=lambda: w.now) as rt:
+    with open_session(cfg, {"BRAZE_API_KEY": w.key}, clock=lambda: w.now) as rt:
         return plan_only(rt)[1]
 
 
@@ -121,7 +121,7 @@ def test_parts_older_than_the_resume_period_are_read_again(setup):
     assert len(_saved(chunked)) == 2
     w.ketch.calls.clear()
     later = w.now + timedelta(hours=chunked.universe.resume_parts_hours + 1)
-    with open_runtime(chunked, {"BRAZE_API_KEY": w.key}, clock=lambda: later) as rt:
+    with open_session(chunked, {"BRAZE_API_KEY": w.key}, clock=lambda: later) as rt:
         plan = plan_only(rt)[1]
     assert _consent_reads(w) == plan.obs.sizes[0]
 
@@ -150,7 +150,7 @@ def test_a_saved_subject_with_a_new_deletion_request_is_read_again_and_the_water
     with Store.open(chunked.state.url) as store:
         killed = store.list_runs(1)[0]["started_at"]
     env = {"BRAZE_API_KEY": w.key}
-    with open_runtime(chunked, env) as rt:
+    with open_session(chunked, env) as rt:
         from reconcile.pipeline.job import run_job
 
         result = run_job(rt)

@@ -241,3 +241,62 @@ def test_run_result_round_trips_through_json() -> None:
 def test_run_result_from_json_refuses_bad_input(data: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RunResult.from_json(data)
+
+
+def test_the_recorder_saves_the_plan_and_moves_it_only_where_its_status_allows(store: Store) -> None:
+    from reconcile.models.plan import PlanStatus
+
+    rec = recorder(store)
+    rec.start()
+    rec.save_plan("plan-1", "fp-1", {"plan_id": "plan-1", "actions": []})
+    assert store.get_plan("plan-1")["status"] == PlanStatus.PLANNED and store.get_plan("plan-1")["run_id"] == "run-1"
+    rec.plan_status("plan-1", PlanStatus.APPLYING)
+    rec.plan_status("plan-1", PlanStatus.APPLYING)  # a partial apply stays applying
+    rec.plan_status("plan-1", PlanStatus.APPLIED)
+    with pytest.raises(RecorderError, match="cannot become planned"):
+        rec.plan_status("plan-1", PlanStatus.PLANNED)
+    rec.plan_status("plan-1", PlanStatus.STALE)
+    for later in (PlanStatus.APPLYING, PlanStatus.APPLIED, PlanStatus.REFUSED):
+        with pytest.raises(RecorderError, match="is stale.*run `reconcile plan` again"):
+            rec.plan_status("plan-1", later)
+    assert store.get_plan("plan-1")["status"] == PlanStatus.STALE
+    with pytest.raises(RecorderError, match="no plan plan-9"):
+        rec.plan_status("plan-9", PlanStatus.APPLYING)
+
+
+def test_notes_merge_into_the_summary_and_keep_what_it_holds(store: Store) -> None:
+    rec = recorder(store)
+    rec.start()
+    rec.update(summary={"kept": 1})
+    rec.note(api_usage={"braze": {}})
+    rec.note(absence_skipped=3)
+    assert store.get_run("run-1")["summary"] == {"kept": 1, "api_usage": {"braze": {}}, "absence_skipped": 3}
+    store.note_run("no-such-run", x=1)  # a note never creates a run
+    assert store.get_run("no-such-run") is None
+
+
+def test_run_ids_keep_the_runs_started_and_pass_every_event_on() -> None:
+    from reconcile.observability.events import RunIds
+
+    seen: list[tuple[str, ...]] = []
+
+    class Inner:
+        def __call__(self, stage: str, done: int, total: int) -> None:
+            seen.append(("count", stage, str(done), str(total)))
+
+        def stage(self, name: str, **counts: int) -> None:
+            seen.append(("stage", name))
+
+        def run_started(self, run_id: str, mode: str) -> None:
+            seen.append(("run", run_id, mode))
+
+    runs = RunIds(Inner())
+    assert runs.last is None
+    runs.run_started("run-1", "full")
+    runs.stage("extract")
+    runs("ketch", 1, 2)
+    runs.run_started("run-2", "apply")
+    assert runs.ids == ["run-1", "run-2"] and runs.last == "run-2"
+    assert seen == [("run", "run-1", "full"), ("stage", "extract"), ("count", "ketch", "1", "2"),
+                    ("run", "run-2", "apply")]
+    RunIds().stage("extract")  # without an inner object, events go nowhere

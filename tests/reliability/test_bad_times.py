@@ -18,7 +18,8 @@ from hypothesis_profiles import examples
 from reconcile.config import SqlSource
 from reconcile.config.model import UniverseConfig
 from reconcile.engine.times import parse_time
-from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
+from reconcile.engine.universe import Sources, build_universe
+from reconcile.pipeline.sources import load_deletions, load_listed
 from reconcile.errors import ExitCode
 from reconcile.pipeline import run_job
 

@@ -1,5 +1,5 @@
 """Crash safety at seeded points: `reconcile run` SIGKILLs itself at one step (planning,
-journaling, each batch before and after its send, verify, report; reconcile/pipeline/crashpoints.py),
+journaling, the first, second and last batch before and after its send, verify, report; reconcile/pipeline/crashpoints.py),
 then the next run resumes. On SQLite and PostgreSQL: the final Braze state is correct, no
 batch the journal had confirmed is sent again, and at most the one batch in flight at the
 kill (answered, not yet journaled) is sent twice."""
@@ -17,13 +17,15 @@ import pytest
 
 from reconcile.config import load_config
 from reconcile.pipeline.run import plan_only
-from reconcile.pipeline.session import open_runtime
+from reconcile.pipeline.session import open_session
 from reconcile.store.store import Store
 
 WRITES = {"/subscription/status/set", "/v2/subscription/status/set", "/email/status", "/users/delete",
           "/email/blocklist", "/users/track", "/users/alias/new"}
-BATCHES = 8  # the seeded plan has at least this many; each one is killed before and after its send
-POINTS = [("plan", 1), ("journal", 1), *[(p, n) for n in range(1, BATCHES + 1) for p in ("before_send", "after_send")],
+BATCHES = 8  # the seeded plan has at least this many
+# the first batch, one after a confirmed batch, and the last one, each killed before and after its send
+# (batches 3-7 take the same path as 2)
+POINTS = [("plan", 1), ("journal", 1), *[(p, n) for n in (1, 2, BATCHES) for p in ("before_send", "after_send")],
           ("verify", 1), ("report", 1)]
 STATE_ENV = "CRASH_TEST_STATE_URL"
 
@@ -70,7 +72,7 @@ def test_sigkill_at_a_seeded_point_then_resume(pg_world, tmp_path: Path, point: 
     resumed = subprocess.run([sys.executable, "-m", "reconcile", "-q", "--config", str(cfg.path), "run"],
                              env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, f"{resumed.stdout}\n{resumed.stderr}"
-    with open_runtime(cfg, env, clock=lambda: w.now) as rt:
+    with open_session(cfg, env, clock=lambda: w.now) as rt:
         again = plan_only(rt)[1]
     assert again.plan.actions == (), "Braze is correct after the resume"
 

@@ -19,7 +19,8 @@ from reconcile.clients import ketch_parse as kp
 from reconcile.config import check_file, load_config
 from reconcile.config.model import UniverseConfig
 from reconcile.engine.times import parse_time
-from reconcile.engine.universe import Sources, build_universe, load_deletions, load_listed
+from reconcile.engine.universe import Sources, build_universe
+from reconcile.pipeline.sources import load_deletions, load_listed
 from reconcile.errors import ConfigError, DataError, ReconcileError
 
 FUZZ = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

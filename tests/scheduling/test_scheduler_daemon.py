@@ -72,7 +72,7 @@ def stop(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> tuple[int, str
     if proc.poll() is None:
         proc.send_signal(signum)
     try:
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -174,7 +174,7 @@ def test_two_scheduler_replicas_on_one_postgresql_apply_each_fire_once(world, tm
         def fired() -> int:
             return sum(1 for r in runs(pg_database) if r["job"] == "sweep" and r["finished_at"])
 
-        wait_for(lambda: fired() >= 3, 60, "three fires of the job", replicas[0])
+        wait_for(lambda: fired() >= 3, 180, "three fires of the job", replicas[0])
         results = [stop(p) for p in replicas]
     finally:
         for p in replicas:
@@ -197,7 +197,9 @@ def test_two_scheduler_replicas_on_one_postgresql_apply_each_fire_once(world, tm
     with Store.open(pg_database) as store:
         all_runs = [r for r in store.list_runs(100) if r["job"] == "sweep"]
         actions = [a for r in all_runs if r["plan_id"] for a in store.actions(plan_id=r["plan_id"])]
-    assert len(all_runs) == sum(len(who) for who in ran.values()), "one run per fire, recorded"
+    cut = sum(1 for _, err in results if "before its run started" in err)  # the stop came as a fire began
+    assert sum(len(who) for who in ran.values()) - cut <= len(all_runs) <= sum(len(who) for who in ran.values()), \
+        "one run per fire, recorded"
     assert all(a["attempts"] == 1 for a in actions if a["status"] == "confirmed"), "no batch was sent twice"
     sent = [c for c in world.braze.calls if c["path"] in WRITES]
     assert sent, "the first fire applied the seeded drift"
@@ -233,8 +235,10 @@ def test_the_health_endpoints_answer_during_a_run_and_readiness_ends_with_a_stop
             last = answer.json()["jobs"]["drift-report"]["last"] if answer is not None else None
             return answer.json() if last and last["outcome"] != "running" else None
 
-        wait_for(lambda: last_done() is not None, 30, "readiness after a finished fire", proc)
-        ready = last_done()
+        seen: list[dict] = []
+        wait_for(lambda: seen.append(last_done()) or seen[-1] is not None, 30, "readiness after a finished fire",
+                 proc)
+        ready = seen[-1]
         assert ready["status"] == "ready" and ready["reason"] is None and ready["jobs"]["drift-report"]["next_fire"]
         last = ready["jobs"]["drift-report"]["last"]
         assert last["outcome"] == "dry_run" and last["run_id"] in {r["run_id"] for r in runs(state)}

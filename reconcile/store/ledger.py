@@ -1,4 +1,4 @@
-"""The ledger's tables in the state store (schema.py: ledger_*).
+"""The ledger's tables in the state store (schema.py: ledger_*), for `reconcile/ledger/`.
 
 `LedgerStore.of(store)` shares the `Store`'s engine: the ledger server and the job each
 open the state store as usual (which migrates it) and reach these tables through it.
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from reconcile.ledger.messages import error_body
+from reconcile.models.ledger import error_body
 from reconcile.store.base import Row, StoreBase
 from reconcile.store.bulk import where_in
 from reconcile.store.coltypes import scrub_secrets
@@ -63,7 +63,7 @@ def stored_body(raw: bytes, doc: Any | None, limit: int) -> str:
 class LedgerStore(StoreBase):
     @classmethod
     def of(cls, store: Any) -> LedgerStore:
-        return cls(store._engine, store._url)
+        return cls.on(store)
 
     # receiving ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from reconcile.cli.main import cli
 from reconcile.reports.build import write_report
-from reconcile.reports.prune import cutoff_for, recorded_prune
+from reconcile.pipeline.prune import cutoff_for, recorded_prune
 from reconcile.store.store import Store
 from tests.reports.seed import EXT, report_config, seed_history
 

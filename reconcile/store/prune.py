@@ -1,4 +1,4 @@
-"""Retention: remove history older than `report.retention_months` (default 24, CCPA §7101).
+"""Retention in the state store: remove history older than a cutoff (`reconcile prune`).
 
 What goes, when older than the cutoff:
 - drift items that are history (verified or resolved) and were last touched before it;
@@ -11,21 +11,20 @@ What goes, when older than the cutoff:
 - the raw bodies of ledger messages received before it (emptied; the event's kind, uid,
   answer and time stay) and the changed-subject rows derived from them.
 
-`prune_counts` only counts; `prune` deletes in one transaction. Either is recorded as a run
-of mode `prune` whose `summary` holds the cutoff and the counts.
+`prune(apply=False)` only counts; `prune(apply=True)` deletes in one transaction
+(pipeline/prune.py records either as a run of mode `prune`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
-from reconcile.reports.calendar import add_months
+from reconcile.store.base import StoreBase
 from reconcile.store.bulk import where_in
 from reconcile.store.schema import (
     ACTION_UNFINISHED, DRIFT_LIVE, actions, braze_profiles, drift_items, ledger_changes, ledger_events, plans,
@@ -55,10 +54,6 @@ class Pruning:
                 "ledger_bodies": self.ledger_bodies, "ledger_changes": self.ledger_changes}
 
 
-def cutoff_for(now: datetime, months: int) -> datetime:
-    return datetime.combine(add_months(now.astimezone(timezone.utc).date(), -months), time(0), tzinfo=timezone.utc)
-
-
 def _ids(conn: Connection, query: Any) -> set[Any]:
     return {row[0] for row in conn.execute(query)}
 
@@ -78,11 +73,13 @@ def plan_pruning(conn: Connection, cutoff: datetime, report_dir: Path | None) ->
             keep_actions.add(row.corrected_action)
     keep_runs |= _ids(conn, select(tombstones.c.run_id).where(tombstones.c.run_id.is_not(None)))
     keep_runs |= _ids(conn, select(braze_profiles.c.run_id).where(braze_profiles.c.last_seen_at >= cutoff))
-    keep_runs |= _ids(conn, select(p.run_id).join(actions, a.plan_id == p.plan_id).where(a.status.in_(ACTION_UNFINISHED)))
+    keep_runs |= _ids(conn, select(p.run_id).join(actions, a.plan_id == p.plan_id)
+                      .where(a.status.in_(ACTION_UNFINISHED)))
     candidates = _ids(conn, select(r.run_id).where(r.started_at < cutoff).where(r.status.not_in(OPEN_RUNS))
                       .where(r.finished_at.is_not(None)))
     plan_run = {row.plan_id: row.run_id for row in conn.execute(select(p.plan_id, p.run_id))}
-    action_rows = {row.action_id: (row.run_id, row.plan_id) for row in conn.execute(select(a.action_id, a.run_id, a.plan_id))}
+    action_rows = {row.action_id: (row.run_id, row.plan_id)
+                   for row in conn.execute(select(a.action_id, a.run_id, a.plan_id))}
     for action_id in keep_actions:
         if action_id in action_rows:
             run_id, plan_id = action_rows[action_id]
@@ -108,42 +105,22 @@ def _delete(conn: Connection, table: Any, column: Any, values: list[Any]) -> Non
         conn.execute(delete(table).where(pred))
 
 
-def prune(store: Any, cutoff: datetime, report_dir: Path | None, *, apply: bool) -> Pruning:
-    """Count (and with `apply`, delete) what is older than `cutoff`."""
-    if not apply:
-        with store._read("prune_counts") as conn:
-            return plan_pruning(conn, cutoff, report_dir)
-    with store._write("prune") as conn:
-        plan = plan_pruning(conn, cutoff, report_dir)
-        conn.execute(delete(braze_profiles).where(braze_profiles.c.last_seen_at < cutoff))
-        conn.execute(delete(ledger_changes).where(ledger_changes.c.received_at < cutoff))
-        conn.execute(update(ledger_events).where(ledger_events.c.received_at < cutoff).values(body=""))
-        _delete(conn, drift_items, drift_items.c.id, plan.drift_ids)
-        _delete(conn, run_exceptions, run_exceptions.c.run_id, plan.run_ids)
-        _delete(conn, actions, actions.c.action_id, plan.action_ids)
-        _delete(conn, plans, plans.c.plan_id, plan.plan_ids)
-        _delete(conn, runs, runs.c.run_id, plan.run_ids)
-    for path in plan.report_files:
-        path.unlink(missing_ok=True)
-    return plan
-
-
-def recorded_prune(store: Any, cfg: Any, clock: Callable[[], datetime], *, apply: bool,
-                   months: int | None = None) -> tuple[str, Pruning]:
-    """Prune (or count) and record it as a run of mode `prune`; returns (run id, what it did)."""
-    from reconcile.pipeline.recorder import RunRecorder
-
-    now = clock()
-    run_id = now.strftime("%Y%m%dT%H%M%S") + "-prune"
-    rec = RunRecorder(store, clock, run_id, "prune", cfg.hash())
-    with rec:
-        result = prune(store, cutoff_for(now, months or cfg.report.retention_months), Path(cfg.report.dir),
-                       apply=apply)
-        summary = {"retention_months": months or cfg.report.retention_months, "applied": apply, **result.counts()}
-        rec.update(summary=summary)
-        if apply:
-            rec.applying()
-            rec.applied()
-        else:
-            rec.dry_run(0)
-    return run_id, result
+class PruneMixin(StoreBase):
+    def prune(self, cutoff: datetime, report_dir: Path | None, *, apply: bool) -> Pruning:
+        """Count (and with `apply`, delete) what is older than `cutoff`."""
+        if not apply:
+            with self._read("prune_counts") as conn:
+                return plan_pruning(conn, cutoff, report_dir)
+        with self._write("prune") as conn:
+            plan = plan_pruning(conn, cutoff, report_dir)
+            conn.execute(delete(braze_profiles).where(braze_profiles.c.last_seen_at < cutoff))
+            conn.execute(delete(ledger_changes).where(ledger_changes.c.received_at < cutoff))
+            conn.execute(update(ledger_events).where(ledger_events.c.received_at < cutoff).values(body=""))
+            _delete(conn, drift_items, drift_items.c.id, plan.drift_ids)
+            _delete(conn, run_exceptions, run_exceptions.c.run_id, plan.run_ids)
+            _delete(conn, actions, actions.c.action_id, plan.action_ids)
+            _delete(conn, plans, plans.c.plan_id, plan.plan_ids)
+            _delete(conn, runs, runs.c.run_id, plan.run_ids)
+        for path in plan.report_files:
+            path.unlink(missing_ok=True)
+        return plan
