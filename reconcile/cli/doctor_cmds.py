@@ -21,7 +21,9 @@ def doctor_cmd(ctx: click.Context, fmt: str) -> None:
     API key has; reads one synthetic identity from Ketch with the configured codes; opens
     and migrates the state database. With `subscription.groups.get`, checks each mapped
     group's channel against Braze's, from the groups up to 50 profiles of the identity list
-    have a state in. Nothing about a real person is changed.
+    have a state in. Prints what one full sweep costs in Braze read requests with and
+    without the optional permissions, per subject and for the last full run's universe.
+    Nothing about a real person is changed.
 
     Exit 0 when every required permission is granted and everything is reachable (missing
     optional permissions are warnings), 1 otherwise, including a mapped subscription group
@@ -57,6 +59,12 @@ def _print_text(report) -> None:
         click.echo(f"Subscription groups: {report.groups.status}: {report.groups.detail}")
     if report.channels is not None:
         click.echo(f"Subscription group channels: {report.channels.status}: {report.channels.detail}")
+    if report.costs is not None:
+        n = report.costs[0].subjects
+        size = f"{n:,} subjects, the last full run" if n is not None else "no full run yet to size it"
+        click.echo(f"Braze read requests of one full sweep ({size}):")
+        for line in report.cost_lines():
+            click.echo(f"  {line}")
     for line in report.warnings():
         click.echo(f"warning: {line}", err=True)
     problems = report.problems()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconcile.clients import braze_results as br
 from reconcile.clients.braze_profiles import USER_PAGE_LIMIT, USER_STATUS_PATH
 
 MAX_IDS = 50
@@ -18,9 +19,10 @@ MAX_IDS = 50
 
 def group_channels(client: Any, id_field: str, ids: Iterable[str]) -> dict[str, str]:
     """group id -> channel (lower case) for the groups the given users' answers name; one
-    request of at most 50 identifiers (`id_field`: external_id, email or phone)."""
+    request of at most 50 identifiers (`id_field`: external_id, email or phone); none when
+    the client already saw the flat answer, which names no channel."""
     chunk = list(dict.fromkeys(ids))[:MAX_IDS]
-    if not chunk:
+    if not chunk or getattr(client, "user_status_flat", False):
         return {}
     out: dict[str, str] = {}
     params = [(f"{id_field}[]", i) for i in chunk]
@@ -28,10 +30,7 @@ def group_channels(client: Any, id_field: str, ids: Iterable[str]) -> dict[str, 
         body = answer.body
         users = body.get("users") if isinstance(body, Mapping) else None
         for user in users if isinstance(users, list) else []:
-            groups = user.get("subscription_groups") if isinstance(user, Mapping) else None
-            for g in groups if isinstance(groups, list) else []:
-                if isinstance(g, Mapping) and g.get("channel") and (g.get("id") or g.get("subscription_group_id")):
-                    out[str(g.get("id") or g.get("subscription_group_id"))] = str(g["channel"]).strip().lower()
+            out.update(br.group_channels(user.get("subscription_groups") if isinstance(user, Mapping) else None))
         if not isinstance(users, list):
             break
     return out

@@ -69,8 +69,8 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("/email/hard_bounces", "GET", "email.hard_bounces", False,
                "hard-bounced addresses are not read, so they neither join the universe nor count as suppressed"),
     Permission("/subscription/user/status", "GET", "subscription.groups.get", False,
-               "profiles sharing an address are found with one users/export/ids request per address "
-               "instead of 50-address requests"),
+               "group states are read one group a request instead of every group of 50 subjects in one, "
+               "and under email keys profiles sharing an address are found one address a request"),
     Permission("/users/export/segment", "POST", "users.export.segment", False,
                "full sweeps of large workspaces use batched or one-email exports instead of a bulk segment export"),
 )

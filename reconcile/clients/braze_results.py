@@ -143,10 +143,6 @@ def need(body: Any, key: str, endpoint: str, kind: type | tuple[type, ...]) -> A
     return value
 
 
-def normalize_state(value: Any) -> str:
-    """`Subscribed`/`Unsubscribed` in any case; anything else (incl. "User not found") is unknown."""
-    text = str(value or "").strip().lower()
-    return text if text in STATES else "unknown"
 
 
 class CaselessKeys:
@@ -196,7 +192,8 @@ def _group_state(value: Any, endpoint: str) -> str:
 
 
 def group_records(groups: Any, identifier: str | None, endpoint: str) -> list[GroupRecord]:
-    """Group entries of either documented shape -> {identifier, group_id, status}."""
+    """Group entries of either documented shape -> {identifier, group_id, status}; a status
+    other than Subscribed, Unsubscribed or Unknown is a malformed answer (never a guess)."""
     out: list[GroupRecord] = []
     for g in groups if isinstance(groups, list) else []:
         if not isinstance(g, Mapping):
@@ -206,7 +203,16 @@ def group_records(groups: Any, identifier: str | None, endpoint: str) -> list[Gr
         if group_id is None:
             raise FatalApiError("a subscription group entry has no 'subscription_group_id'/'id'",
                                 service="braze", url=endpoint)
-        out.append({"identifier": identifier, "group_id": str(group_id), "status": normalize_state(status)})
+        out.append({"identifier": identifier, "group_id": str(group_id), "status": _group_state(status, endpoint)})
+    return out
+
+
+def group_channels(groups: Any) -> dict[str, str]:
+    """group id -> channel (lower case) of the `users[]` group entries that name one."""
+    out: dict[str, str] = {}
+    for g in groups if isinstance(groups, list) else []:
+        if isinstance(g, Mapping) and g.get("channel") and (g.get("id") or g.get("subscription_group_id")):
+            out[str(g.get("id") or g.get("subscription_group_id"))] = str(g["channel"]).strip().lower()
     return out
 
 

@@ -21,8 +21,9 @@ OPTIONAL: dict[str, str] = {
     "email.hard_bounces": "hard-bounced addresses are not read: they do not join the universe, and only "
                           "addresses this job blocklisted itself count as blocklisted (others that must be "
                           "suppressed are blocklisted again)",
-    "subscription.groups.get": "profiles sharing an address are found by one users/export/ids request per "
-                               "address instead of 50 addresses per request",
+    "subscription.groups.get": "group states are read one group a request (subscription/status/get) instead of "
+                               "every group of 50 subjects in one, and under email keys profiles sharing an "
+                               "address are found by one users/export/ids request per address",
     "users.export.segment": "full sweeps read profiles through users/export/ids instead of one bulk export",
 }
 

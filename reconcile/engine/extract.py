@@ -1,30 +1,37 @@
 """Extract: read Ketch and Braze for the universe into the frames of frames.py.
 
 Braze state is read per profile (see profiles.py for how an address's profiles are
-found). Per key type:
-* email keys: every profile of each address with its own `email_subscribe`; group states
-  from `subscription/status/get` by email (50 a request), and by external_id for the
-  profiles of addresses shared by several profiles, so one subscribed profile is seen;
-* external_id keys: `users/export/ids` 50 a request, then group states by external_id.
-The unsubscribe list gives each address's opt-out time and the hard-bounce list (when the
-key may read it) whether it is suppressed; neither is taken as any profile's state.
+found). Group states, per key type:
+* with `subscription.groups.get` (the `users[]` answer): from the `GroupListing` of
+  `subscription/user/status`, by email (the same requests that list each address's
+  profiles) or by external_id (50 a request for the subjects that have a profile); nothing
+  else is asked about a group the listing covers;
+* otherwise, and for a subject whose profiles the listing does not show as read:
+  `subscription/status/get`, one group a request, 50 identifiers; under email keys by
+  address and by external_id for the profiles of addresses several profiles share, so one
+  subscribed profile is seen; under external_id keys by external_id.
+A subject is subscribed to a group if any of its profiles is. Verify reads back only what
+was written (`read_back`). The unsubscribe list gives each address's opt-out time and the
+hard-bounce list (when the key may read it) whether it is suppressed; neither is taken as
+any profile's state.
 """
-
 from __future__ import annotations
 
 from datetime import date
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from reconcile.config import Config
+from reconcile.config import Config, TopicMapping
 from reconcile.engine.capabilities import Capabilities
-from reconcile.engine.frames import conform, empty, isin
+from reconcile.engine.frames import Observed, conform, empty, isin
 from reconcile.engine.identity import email_key, email_keys
-from reconcile.engine.profiles import PROFILE_FIELDS, ProfileCache, ProfileReader
-from reconcile.engine.sms import check_channels, email_topics, read_sms_groups, sms_addresses, sms_topics
+from reconcile.engine.profiles import PROFILE_FIELDS, GroupListing, ProfileCache, ProfileRead, ProfileReader
+from reconcile.engine.sms import (
+    channel_mismatches, check_channels, profile_phones, read_sms_groups, sms_addresses, sms_topics,
+)
 from reconcile.errors import AuthError, DataError, FatalApiError, NotFound, TransientApiError
 from reconcile.engine.ports import BrazeListReads, BrazeReads, KetchReads, SharedRows
 
@@ -48,9 +55,10 @@ def _list_frame(rows: list[dict[str, Any]], col: str) -> pd.DataFrame:
     return df
 
 
-def braze_lists(braze: BrazeListReads, start: date, end: date, cfg: Config, caps: Capabilities) -> BrazeLists:
-    """Braze's email lists in [start, end]."""
-    unsub = list(braze.email_unsubscribes(start, end)) if cfg.universe.braze_unsubscribes else []
+def braze_lists(braze: BrazeListReads, start: date, end: date, cfg: Config, caps: Capabilities, *,
+                unsubscribes: bool = True) -> BrazeLists:
+    """Braze's email lists in [start, end] (the unsubscribe list only with `unsubscribes`)."""
+    unsub = list(braze.email_unsubscribes(start, end)) if cfg.universe.braze_unsubscribes and unsubscribes else []
     bounced = caps.call("email.hard_bounces", lambda: list(braze.email_hard_bounces(start, end))) \
         if cfg.universe.braze_hard_bounces else None
     return BrazeLists(_list_frame(unsub, "unsubscribed_at"), _list_frame(bounced or [], "hard_bounced_at"),
@@ -169,40 +177,77 @@ class BrazeRead:
 
 @dataclass(frozen=True)
 class Prefetched:
-    """Profiles already read by external id this run: the ids looked up (found or not) and
-    the profile rows found (external_id, braze_id, email, email_subscribe)."""
+    """Profiles already read by external id this run: the ids looked up (found or not), the
+    profile rows found (external_id, braze_id, email, email_subscribe), and the group states
+    already listed for some of them (a `GroupListing` whose subject_key is the external id)."""
 
     ids: set[str]
     profiles: pd.DataFrame
+    listing: GroupListing | None = None
 
 
 def extract_braze(ctx: BrazeRead, universe: pd.DataFrame, lists: BrazeLists, prefetched: Prefetched | None = None,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(braze, braze_groups, braze_profiles) for the universe."""
     if ctx.cfg.identity.braze_key == "email":
-        profiles = _profiles_by_email(ctx, universe)
-        _check_group_channels(ctx, universe, profiles)
-        groups = _groups_email(ctx, universe, profiles)
-        if sms_topics(ctx.cfg):  # never by email: by each profile's phone or external id
-            sms = read_sms_groups(ctx.braze, sms_topics(ctx.cfg), sms_addresses(universe, profiles, ctx.cfg))
-            groups = conform(pd.concat([groups, sms], ignore_index=True), "braze_groups") if len(sms) else groups
+        read = _profiles_by_email(ctx, universe)
+        profiles, listing = _check_states(read.profiles), read.listing
     else:
         profiles = _profiles_by_external_id(ctx, universe, prefetched)
-        _check_group_channels(ctx, universe, profiles)
-        found = isin(universe["subject_key"], profiles["subject_key"])
-        groups = _groups(ctx, universe[found.to_numpy()], "external_id", "identity")
+        listing = _listing_by_external_id(ctx, universe, profiles, prefetched.listing if prefetched else None)
+    _check_group_channels(ctx, universe, profiles, listing)
+    groups = read_groups(ctx, universe, profiles, listing)
     return summarize(universe, profiles, lists), groups, profiles
 
 
-def _check_group_channels(ctx: BrazeRead, universe: pd.DataFrame, profiles: pd.DataFrame) -> None:
+def read_back(ctx: BrazeRead, before: Observed, lists: BrazeLists, profiles_of: set[str],
+              groups_of: Mapping[str, set[str]]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(braze, braze_groups, braze_profiles) of `before`'s subjects with only what was written
+    read again: the profiles (existence, `email_subscribe`) of `profiles_of`, and each group's
+    state for the subjects `groups_of` names for it. Everything else is `before`'s."""
+    universe = before.universe
+    grouped = set().union(*groups_of.values()) if groups_of else set()
+    rows = universe[isin(universe["subject_key"], profiles_of | grouped).to_numpy()]
+    listing: GroupListing | None = None
+    if ctx.cfg.identity.braze_key == "email":
+        read = _reader(ctx).enumerate(rows[["subject_key", "identity"]].rename(columns={"identity": "email"}),
+                                      full_sweep=False, export=profiles_of)
+        fresh, listing = _check_states(read.profiles), read.listing
+    else:
+        mine = rows[isin(rows["subject_key"], profiles_of).to_numpy()]
+        fresh = _profiles_by_external_id(ctx, mine, None) if len(mine) else empty("braze_profiles")
+    old = before.braze_profiles
+    profiles = conform(pd.concat([old[~isin(old["subject_key"], profiles_of).to_numpy()], fresh],
+                                 ignore_index=True), "braze_profiles")
+    if ctx.cfg.identity.braze_key != "email" and grouped:
+        listing = _listing_by_external_id(ctx, universe[isin(universe["subject_key"], grouped).to_numpy()],
+                                          profiles, None)
+    if listing is not None:
+        _check_group_channels(ctx, universe, profiles, listing)
+    fresh_groups = read_groups(ctx, universe[isin(universe["subject_key"], grouped).to_numpy()], profiles, listing,
+                               wanted=groups_of) if grouped else empty("braze_groups")
+    kept = before.braze_groups
+    written = pd.Series(False, index=kept.index)
+    for group_id, keys in groups_of.items():
+        written |= (kept["group_id"] == group_id).fillna(False) & isin(kept["subject_key"], keys)
+    groups = conform(pd.concat([kept[~written.to_numpy()], fresh_groups], ignore_index=True), "braze_groups")
+    return summarize(universe, profiles, lists), groups, profiles
+
+
+def _check_group_channels(ctx: BrazeRead, universe: pd.DataFrame, profiles: pd.DataFrame,
+                          listing: GroupListing | None) -> None:
     """A mapped group whose channel Braze names differently stops the run before anything
-    is written (read with `subscription.groups.get`, from up to 50 of the subjects read)."""
-    held = universe[isin(universe["subject_key"], profiles["subject_key"]).to_numpy()]
-    if "channels" in ctx.checked or not len(held):
-        return
-    ctx.checked.add("channels")
-    id_field = "email" if ctx.cfg.identity.braze_key == "email" else "external_id"
-    wrong = check_channels(ctx.braze, ctx.caps, ctx.cfg, id_field, held["identity"].astype(str).head(50).tolist())
+    is written: from the channels the group listing names, or else (once a run, with
+    `subscription.groups.get`) from up to 50 of the subjects read."""
+    if listing is not None:
+        wrong = channel_mismatches(ctx.cfg, dict(listing.channels))
+    else:
+        held = universe[isin(universe["subject_key"], profiles["subject_key"]).to_numpy()]
+        if "channels" in ctx.checked or not len(held):
+            return
+        ctx.checked.add("channels")
+        id_field = "email" if ctx.cfg.identity.braze_key == "email" else "external_id"
+        wrong = check_channels(ctx.braze, ctx.caps, ctx.cfg, id_field, held["identity"].astype(str).head(50).tolist())
     if wrong:
         raise DataError("subscription group channels do not match the mapping: " + "; ".join(wrong))
 
@@ -218,11 +263,14 @@ def _check_states(profiles: pd.DataFrame) -> pd.DataFrame:
     return profiles.assign(email_subscribe=state.fillna("subscribed"))
 
 
-def _profiles_by_email(ctx: BrazeRead, universe: pd.DataFrame) -> pd.DataFrame:
-    reader = ProfileReader(ctx.braze, ctx.caps, ctx.cache, now=ctx.now, cache_days=ctx.cfg.braze.profile_cache_days,
-                           segment_id=ctx.cfg.braze.segment_id, shared=ctx.shared_export)
+def _reader(ctx: BrazeRead) -> ProfileReader:
+    return ProfileReader(ctx.braze, ctx.caps, ctx.cache, now=ctx.now, cache_days=ctx.cfg.braze.profile_cache_days,
+                         segment_id=ctx.cfg.braze.segment_id, shared=ctx.shared_export)
+
+
+def _profiles_by_email(ctx: BrazeRead, universe: pd.DataFrame) -> ProfileRead:
     addresses = universe[["subject_key", "identity"]].rename(columns={"identity": "email"})
-    return _check_states(reader.read(addresses, full_sweep=ctx.full_sweep))
+    return _reader(ctx).enumerate(addresses, full_sweep=ctx.full_sweep)
 
 
 EXPORT_PIECE = 10_000  # external ids exported, then turned into a frame, at a time
@@ -259,6 +307,28 @@ def _profiles_by_external_id(ctx: BrazeRead, universe: pd.DataFrame, prefetched:
     return _check_states(conform(out[["subject_key", *PROFILE_FIELDS]], "braze_profiles"))
 
 
+def _listing_by_external_id(ctx: BrazeRead, universe: pd.DataFrame, profiles: pd.DataFrame,
+                            known: GroupListing | None) -> GroupListing | None:
+    """Under external_id keys, the group listing of the subjects that have a profile: what
+    `known` (keyed by external id) already lists, and `/subscription/user/status` by
+    external id for the others (50 a request); None without the permission or for the
+    flat answer, when nothing was listed before."""
+    found = universe[isin(universe["subject_key"], profiles["subject_key"]).to_numpy()]
+    key_of = dict(zip(found["identity"].astype(str), found["subject_key"].astype(str)))
+    before = known.rekeyed(key_of) if known is not None else None
+    need = found[~isin(found["subject_key"], before.asked if before is not None else set()).to_numpy()]
+    ids = need["identity"].astype(str).tolist()
+    if not ids or not ctx.caps.available("subscription.groups.get") \
+            or getattr(ctx.braze, "user_status_flat", False):
+        return before
+    refs = ctx.caps.call("subscription.groups.get", lambda: ctx.braze.user_profiles_by_external_id(ids))
+    if refs is None:
+        return before
+    listed = GroupListing.of(((key_of[r.external_id], r) for r in refs if r.external_id in key_of),
+                             need["subject_key"].astype(str))
+    return listed if before is None else before.merged(listed)
+
+
 def summarize(universe: pd.DataFrame, profiles: pd.DataFrame, lists: BrazeLists) -> pd.DataFrame:
     """One row per subject from its profiles and the address lists."""
     b = universe[["subject_key", "email"]].copy()
@@ -289,15 +359,145 @@ def summarize(universe: pd.DataFrame, profiles: pd.DataFrame, lists: BrazeLists)
                       "unsubscribed_at", "blocklisted", "email"]], "braze")
 
 
-def _groups(ctx: BrazeRead, rows: pd.DataFrame, id_type: str, id_col: str) -> pd.DataFrame:
-    """Group state per (subject, mapped group) read by `id_type`; identifiers Braze does not
-    know are `unknown`. An answer naming none of the identifiers asked about is malformed.
-    Under email keys only the email groups are read here (SMS groups: sms.py)."""
+GROUP_RANK = {"subscribed": 2, "unsubscribed": 1}
+_BY_GROUP_RANK = {2: "subscribed", 1: "unsubscribed", 0: "unknown"}
+
+
+def read_groups(ctx: BrazeRead, universe: pd.DataFrame, profiles: pd.DataFrame, listing: GroupListing | None,
+                wanted: Mapping[str, set[str]] | None = None) -> pd.DataFrame:
+    """State per (subject with a profile, mapped group), or only for the subjects `wanted`
+    names per group. A subject whose profiles the listing shows as read (same count, same
+    external ids) takes its states from it; the others are read per group with
+    `/subscription/status/get`. Several profiles: subscribed if any is, else unsubscribed if
+    any is, else unknown."""
+    present = universe[isin(universe["subject_key"], profiles["subject_key"]).to_numpy()]
+    covered = covered_by(listing, present["subject_key"], profiles) if listing is not None else set()
+    listed_pairs, frames = [], []
+    for m in ctx.cfg.mapping.topics:
+        rows = present if wanted is None else present[isin(present["subject_key"],
+                                                           wanted.get(m.subscription_group_id, set())).to_numpy()]
+        if not len(rows):
+            continue
+        on_list = isin(rows["subject_key"], covered).to_numpy()
+        listed_pairs.append(pd.DataFrame({"subject_key": rows["subject_key"][on_list].astype("string"),
+                                          "group_id": m.subscription_group_id}))
+        rest = rows[~on_list]
+        if len(rest):
+            frames.append(_read_group(ctx, m, rest, profiles))
+    if listing is not None and listed_pairs:
+        pairs = pd.concat(listed_pairs, ignore_index=True)
+        if len(pairs):
+            frames.append(_listed_groups(ctx, listing, pairs, universe))
+    return conform(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), "braze_groups")
+
+
+def covered_by(listing: GroupListing, keys: pd.Series, profiles: pd.DataFrame) -> set[str]:
+    """The subjects among `keys` the listing answers for whole: asked, and listed with the
+    profiles that were read (as many, and the same external ids)."""
+    asked = keys[isin(keys, listing.asked).to_numpy()].astype(str)
+    if not len(asked):
+        return set()
+    wanted = set(asked)
+    listed = listing.profiles[isin(listing.profiles["subject_key"], wanted).to_numpy()]
+    read = profiles[isin(profiles["subject_key"], wanted).to_numpy()]
+    n_listed = listed.groupby("subject_key").size()
+    n_read = read.groupby("subject_key").size()
+    counts = pd.DataFrame({"listed": n_listed, "read": n_read}).fillna(0)
+    differ = set(counts.index[(counts["listed"] != counts["read"]).to_numpy()].astype(str))
+    a = listed.loc[listed["external_id"].notna().to_numpy(), ["subject_key", "external_id"]].astype(str)
+    b = read.loc[read["external_id"].notna().to_numpy(), ["subject_key", "external_id"]].astype(str)
+    both = a.drop_duplicates().merge(b.drop_duplicates(), how="outer", indicator=True)
+    differ |= set(both.loc[(both["_merge"] != "both").to_numpy(), "subject_key"])
+    return wanted - differ
+
+
+def _listed_groups(ctx: BrazeRead, listing: GroupListing, pairs: pd.DataFrame, universe: pd.DataFrame) -> pd.DataFrame:
+    """The (subject, group) pairs' states from the listing. Under email keys an SMS group
+    counts only the profiles it can be addressed by (a valid number, or an external id; see
+    sms.py), and a number from the identity list that none of them holds is read by phone."""
+    cfg = ctx.cfg
+    sms = {m.subscription_group_id for m in sms_topics(cfg)} if cfg.identity.braze_key == "email" else set()
+    profiles = listing.profiles
+    reach = pd.Series(True, index=profiles.index)
+    if sms:
+        phones = listed_phones(profiles, cfg)
+        reach = phones.notna() | profiles["external_id"].notna()
+    states = listing.states.merge(profiles[["profile", "subject_key"]].assign(_reach=reach.to_numpy()), on="profile")
+    counts = ~isin(states["group_id"], sms).to_numpy() | states["_reach"].to_numpy(dtype=bool)
+    states = states[counts]
+    rank = states["status"].astype(str).map(GROUP_RANK).fillna(0).astype("int8")
+    best = states.assign(_r=rank).groupby(["subject_key", "group_id"])["_r"].max()
+    keys = pd.MultiIndex.from_arrays([pairs["subject_key"].astype(str), pairs["group_id"].astype(str)])
+    found = best.reindex(keys).fillna(0).astype("int8").to_numpy()
+    out = pd.DataFrame({"subject_key": pairs["subject_key"].to_numpy(), "group_id": pairs["group_id"].to_numpy(),
+                        "_r": found})
+    extra = _unlisted_phones(ctx, listing, pairs, universe, sms)
+    if len(extra):
+        more = extra.assign(_r=extra["status"].astype(str).map(GROUP_RANK).fillna(0).astype("int8"))
+        out = pd.concat([out, more[["subject_key", "group_id", "_r"]]], ignore_index=True)
+        out = out.groupby(["subject_key", "group_id"], sort=False)["_r"].max().reset_index()
+    out["status"] = out["_r"].map(_BY_GROUP_RANK)
+    return out[["subject_key", "group_id", "status"]]
+
+
+def listed_phones(profiles: pd.DataFrame, cfg: Config) -> pd.Series:
+    """Each listed profile's number in E.164 when numbers address SMS groups
+    (`identity.phone_sources` has "braze"; NA otherwise or when it is not a valid number)."""
+    if "braze" not in cfg.identity.phone_sources:
+        return pd.Series(pd.NA, index=profiles.index, dtype="string")
+    return profile_phones(profiles, cfg.identity.phone_region)
+
+
+def _unlisted_phones(ctx: BrazeRead, listing: GroupListing, pairs: pd.DataFrame, universe: pd.DataFrame,
+                     sms: set[str]) -> pd.DataFrame:
+    """SMS group states by the identity list's number (`phone_sources` "universe") for the
+    subjects none of whose listed profiles holds that number."""
+    cfg = ctx.cfg
+    if not sms or "universe" not in cfg.identity.phone_sources or "phone" not in universe.columns:
+        return empty("braze_groups")
+    asked = pairs[isin(pairs["group_id"], sms).to_numpy()]
+    rows = universe[isin(universe["subject_key"], set(asked["subject_key"])).to_numpy()
+                    & universe["phone"].notna().to_numpy()]
+    if not len(rows):
+        return empty("braze_groups")
+    held = listing.profiles.assign(_phone=listed_phones(listing.profiles, cfg))
+    held_pairs = set(zip(held["subject_key"].astype(str), held["_phone"].astype(str)))
+    extra = [(k, ph) for k, ph in zip(rows["subject_key"].astype(str), rows["phone"].astype(str))
+             if (k, ph) not in held_pairs]
+    if not extra:
+        return empty("braze_groups")
+    addresses = pd.DataFrame(extra, columns=["subject_key", "value"]).assign(id_type="phone").astype("string")
+    frames = []
+    for m in sms_topics(cfg):
+        mine = addresses[isin(addresses["subject_key"],
+                              set(asked.loc[(asked["group_id"] == m.subscription_group_id).to_numpy(),
+                                            "subject_key"])).to_numpy()]
+        if len(mine):
+            frames.append(read_sms_groups(ctx.braze, (m,), mine))
+    return pd.concat(frames, ignore_index=True) if frames else empty("braze_groups")
+
+
+def _read_group(ctx: BrazeRead, m: TopicMapping, rows: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame:
+    """One group's state for these subjects with `/subscription/status/get`: under email keys
+    by address (and by external id for addresses several profiles share; SMS groups by each
+    profile's number or external id, sms.py), under external_id keys by external id."""
+    if ctx.cfg.identity.braze_key != "email":
+        return _groups(ctx, rows, "external_id", "identity", (m,))
+    mine = profiles[isin(profiles["subject_key"], set(rows["subject_key"])).to_numpy()]
+    if m.sms:
+        return read_sms_groups(ctx.braze, (m,), sms_addresses(rows, mine, ctx.cfg))
+    return _groups_email(ctx, rows, mine, (m,))
+
+
+def _groups(ctx: BrazeRead, rows: pd.DataFrame, id_type: str, id_col: str,
+            topics: tuple[TopicMapping, ...]) -> pd.DataFrame:
+    """Group state per (subject, group of `topics`) read by `id_type`; identifiers Braze does
+    not know are `unknown`. An answer naming none of the identifiers asked about is malformed."""
     by_email = id_type == "email"
     ids = rows[id_col].astype(str)
     look = email_keys(ids) if by_email else ids
     frames = []
-    for m in (email_topics(ctx.cfg) if ctx.cfg.identity.braze_key == "email" else ctx.cfg.mapping.topics):
+    for m in topics:
         if not len(ids):
             break
         answer = ctx.braze.subscription_status_get(m.subscription_group_id, **{"emails" if by_email else
@@ -309,20 +509,21 @@ def _groups(ctx: BrazeRead, rows: pd.DataFrame, id_type: str, id_col: str) -> pd
     return conform(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), "braze_groups")
 
 
-def _groups_email(ctx: BrazeRead, universe: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame:
+def _groups_email(ctx: BrazeRead, universe: pd.DataFrame, profiles: pd.DataFrame,
+                  topics: tuple[TopicMapping, ...]) -> pd.DataFrame:
     """By address for every address that has a profile; for addresses several profiles share,
     also by each profile's external_id, and a subject is subscribed to a group if any of its
     profiles is."""
     present = universe[isin(universe["subject_key"], profiles["subject_key"]).to_numpy()]
-    by_address = _groups(ctx, present, "email", "identity")
+    by_address = _groups(ctx, present, "email", "identity", topics)
     counts = profiles.groupby("subject_key")["braze_id"].size()
     shared = profiles[profiles["subject_key"].map(counts).fillna(0).gt(1).to_numpy()
                       & profiles["external_id"].notna().to_numpy()]
     if not len(shared):
         return by_address
-    per_profile = _groups(ctx, shared, "external_id", "external_id")
+    per_profile = _groups(ctx, shared, "external_id", "external_id", topics)
     both = pd.concat([by_address, per_profile], ignore_index=True)
-    rank = both["status"].astype(str).map({"subscribed": 2, "unsubscribed": 1}).fillna(0)
+    rank = both["status"].astype(str).map(GROUP_RANK).fillna(0)
     best = both.assign(_r=rank).sort_values("_r", ascending=False, kind="stable")
     return conform(best.drop_duplicates(["subject_key", "group_id"]).drop(columns="_r"), "braze_groups")
 

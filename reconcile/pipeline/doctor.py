@@ -4,6 +4,8 @@
 * Ketch: one `consent/get` and one `subscriptions/get` for a synthetic identity with the
   configured organization and property codes.
 * State database: opened (and migrated) at the configured URL.
+* Cost: the Braze read requests of one full sweep, with and without the optional
+  permissions (`engine/costs.py`), per subject and for the last full run's universe.
 
 `run_doctor(cfg)` returns a `DoctorReport`; `checks()` is its JSON form, `exit_code()`
 is 0 when every required permission is granted and everything is reachable, else 1.
@@ -22,6 +24,7 @@ from reconcile.clients.braze import BrazeClient
 from reconcile.clients.braze_probe import GRANTED, NOT_GRANTED, PROBE_EMAIL, ProbeResult, probe_braze
 from reconcile.clients.pacing import RetryPolicy
 from reconcile.config import Config, braze_api_key, state_url
+from reconcile.engine.costs import SweepCost, sweep_costs
 from reconcile.errors import (
     ApiError,
     ConfigError,
@@ -60,6 +63,7 @@ class DoctorReport:
     notes: list[str] = field(default_factory=list)
     channels: Outcome | None = None  # mapped groups' channels against Braze's (subscription.groups.get)
     groups: Outcome | None = None  # each mapped group asked of /subscription/status/get
+    costs: tuple[SweepCost, SweepCost] | None = None  # one full sweep with every optional permission, with the eight
 
     def problems(self) -> list[str]:
         """Everything that makes the job unable to work, each naming what to fix."""
@@ -100,9 +104,50 @@ class DoctorReport:
             out.append({"check": "braze.groups", **_plain(self.groups)})
         if self.channels is not None:
             out.append({"check": "braze.group_channels", **_plain(self.channels)})
+        if self.costs is not None:
+            out.append({"check": "braze.sweep_cost", "status": "info", "ok": True, "detail": self.cost_text(),
+                        "subjects": self.costs[0].subjects,
+                        **{c.permissions: {"requests_per_subject": round(c.per_subject, 4),
+                                           "first_sweep_requests_per_subject": round(c.first_per_subject, 4),
+                                           "requests": c.total(), "first_sweep_requests": c.total(first=True),
+                                           "reads": c.note} for c in self.costs}})
         out.append({"check": "ketch", **_plain(self.ketch)})
         out.append({"check": "state", **_plain(self.store)})
         return out
+
+
+    def granted(self, permission: str) -> bool | None:
+        """Whether the key has `permission` (None when it was not probed)."""
+        found = next((r for r in self.permissions if r.spec.permission == permission), None)
+        return None if found is None else found.status == GRANTED
+
+    def cost_lines(self) -> list[str]:
+        """The cost of one full sweep, one line per set of permissions."""
+        if self.costs is None:
+            return []
+        full, partner = self.costs
+        has = self.granted("subscription.groups.get")
+        mark = "" if has is None else (" (this key has it)" if has else " (this key lacks it)")
+
+        def amount(cost: SweepCost, first: bool) -> str:
+            per = cost.first_per_subject if first else cost.per_subject
+            total = cost.total(first)
+            return f"{per:.3f} a subject" + (f", {total:,} in all" if total is not None else "")
+
+        lines = [f"with subscription.groups.get{mark}: {amount(full, False)}: {full.note}"]
+        if partner.first_per_subject != partner.per_subject:
+            lines.append(f"with the partner page's eight permissions: later sweeps {amount(partner, False)}, the "
+                         f"first {amount(partner, True)}: {partner.note}")
+        else:
+            lines.append(f"with the partner page's eight permissions: {amount(partner, False)}: {partner.note}")
+        return lines
+
+    def cost_text(self) -> str:
+        if self.costs is None:
+            return ""
+        n = self.costs[0].subjects
+        size = f"{n:,} subjects (the last full run)" if n is not None else "subjects (no full run yet to size it)"
+        return f"Braze read requests of one full sweep of {size}; " + "; ".join(self.cost_lines())
 
 
 def _plain(outcome: Outcome) -> dict[str, Any]:
@@ -126,7 +171,22 @@ def run_doctor(cfg: Config, environ: Mapping[str, str] | None = None) -> DoctorR
     groups = check_groups(cfg, environ, braze_transport) \
         if key.ok and status_get is not None and status_get.status == GRANTED and cfg.mapping.topics else None
     return DoctorReport(endpoint, key, permissions, check_ketch(cfg, ketch_transport), check_store(cfg, environ),
-                        notes, channels, groups)
+                        notes, channels, groups, sweep_costs(cfg, last_universe(cfg, environ)))
+
+
+def last_universe(cfg: Config, environ: Mapping[str, str] | None = None) -> int | None:
+    """Subjects of the newest full run in the state database (times `universe.slices` when
+    a full run reads one slice); None when there is none or the database cannot be read."""
+    from reconcile.store.base import parse_url
+    from reconcile.store.store import Store
+
+    try:
+        with Store.open(parse_url(state_url(cfg, environ))) as store:
+            runs = store.list_runs(200)
+    except Exception:  # noqa: BLE001 - the state check reports why the database failed
+        return None
+    count = next((int(r["universe_count"]) for r in runs if r.get("mode") == "full" and r.get("universe_count")), None)
+    return None if count is None else count * max(1, cfg.universe.slices)
 
 
 def check_groups(cfg: Config, environ: Mapping[str, str] | None = None, transport: Any = None) -> Outcome:

@@ -13,7 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from reconcile.engine.capabilities import Capabilities
 from reconcile.engine.frames import Observed, conform, isin
 from reconcile.engine.plan import fingerprint
 from reconcile.engine.identity import email_keys
-from reconcile.engine.profiles import PROFILE_FIELDS, ProfileReader
+from reconcile.engine.profiles import PROFILE_FIELDS, GroupListing, ProfileReader
 from reconcile.engine.ports import SharedRows
 from reconcile.engine.shared_export import SharedExport, expected_wait
 from reconcile.engine.sms import invalid_profile_phones
@@ -169,38 +169,45 @@ def drop_shared_export(rt: Session, read: ex.BrazeRead) -> None:
 
 def _listed_by_external_id(rt: Session, caps: Capabilities, cache: StoreCache, lists: ex.BrazeLists,
                            full: bool, known: pd.DataFrame, shared: SharedRows | None = None,
-                           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, GroupListing | None]:
     """Under external_id keys, the addresses on Braze's lists resolved to their profiles'
     external_ids: (identity rows with email and source, exceptions for addresses with none,
-    the profiles read). Addresses held by a profile in `known` (already read by external id)
-    are not looked up again."""
+    the profiles read, the group states listed while resolving them, keyed by external id).
+    Addresses held by a profile in `known` (already read by external id) are not looked up
+    again; a profile without an external_id is listed, never exported (it cannot be checked
+    under these keys)."""
     parts = [df[["email"]].assign(source=name) for df, name in
              ((lists.unsubscribed, "braze_unsubscribes"), (lists.bounced, "braze_hard_bounces")) if len(df)]
     empty = pd.DataFrame({"identity": pd.Series(dtype="string"), "email": pd.Series(dtype="string"),
                           "_source": pd.Series(dtype="string")})
     if not parts:
-        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
+        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0], None
     listed = pd.concat(parts, ignore_index=True).dropna(subset=["email"])
     listed = listed.assign(subject_key=email_keys(listed["email"]))
     held = email_keys(known["email"])
     listed = listed[~isin(listed["subject_key"], held.dropna())]
     if not len(listed):
-        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0]
+        return empty, pd.DataFrame(columns=EXCEPTION_COLUMNS), known.iloc[0:0], None
     addresses = listed.drop_duplicates("subject_key")
     reader = ProfileReader(rt.braze, caps, cache, now=rt.clock(), cache_days=rt.cfg.braze.profile_cache_days,
                            segment_id=rt.cfg.braze.segment_id, shared=shared)
-    profiles = reader.read(addresses[["subject_key", "email"]], full_sweep=full)
+    read = reader.enumerate(addresses[["subject_key", "email"]], full_sweep=full, xid_only=True)
+    profiles = read.profiles
     with_id = profiles[profiles["external_id"].notna()]
     rows = with_id.merge(listed[["subject_key", "source"]], on="subject_key", how="left")
     found = pd.DataFrame({"identity": rows["external_id"].astype("string"), "email": rows["email"].astype("string"),
                           "_source": rows["source"].astype("string")})
     missing = addresses[~isin(addresses["subject_key"], with_id["subject_key"])]
-    reasons = missing["subject_key"].map(lambda k: "no Braze profile holds this address" if not
-                                         (profiles["subject_key"] == k).any() else
-                                         "the address's Braze profiles have no external_id")
+    holders = set(profiles["subject_key"])
+    if read.listing is not None:
+        holders |= set(read.listing.profiles["subject_key"])
+    reasons = missing["subject_key"].map(lambda k: "the address's Braze profiles have no external_id" if k in holders
+                                         else "no Braze profile holds this address")
     exc = pd.DataFrame({"identity": missing["email"].astype(str), "source": missing["source"],
                         "reason": "listed by Braze but not checked under external_id keys: " + reasons})
-    return found, exc, with_id.drop_duplicates("external_id")
+    xids = with_id["external_id"].astype(str)
+    listing = read.listing.rekeyed(dict(zip(xids, xids))) if read.listing is not None else None
+    return found, exc, with_id.drop_duplicates("external_id"), listing
 
 
 @dataclass(frozen=True)
@@ -254,10 +261,11 @@ def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None
             base = base[_in_slice(base, cfg.universe.slices, slice_index)]
         base = base[~_absence_only(base, absent)]
         known = ex.profiles_by_external_id(read, base["identity"])
-        resolved, extra_exc, found = _listed_by_external_id(rt, caps, cache, lists, full, known, read.shared_export)
+        resolved, extra_exc, found, listing = _listed_by_external_id(rt, caps, cache, lists, full, known,
+                                                                     read.shared_export)
         listed = pd.concat([listed, resolved], ignore_index=True) if len(resolved) else listed
         prefetched = ex.Prefetched(set(base["identity"].astype(str)) | set(found["external_id"].astype(str)),
-                                   pd.concat([known, found], ignore_index=True))
+                                   pd.concat([known, found], ignore_index=True), listing)
     src = Sources(listed=listed, deletions=deletions, unsubscribed=lists.unsubscribed,
                   bounced=lists.bounced, open_drift=open_drift, tombstones=tombstones)
     universe, exceptions = build_universe(src, cfg.identity.braze_key, cfg.identity.phone_region)
@@ -431,23 +439,50 @@ def observe(rt: Session, mode: str, run_id: str, subjects: set[str] | None = Non
     return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures)
 
 
-def reobserve(rt: Session, obs: Observation, subjects: set[str], *, ketch_too: bool, run_id: str) -> Observed:
-    """Read the given subjects again (verify). The address lists are re-read for the last
-    day and merged with the run's own, so an older opt-out time is not forgotten."""
-    o = obs.observed.subset(subjects)
-    today = rt.clock().date()
-    fresh = ex.braze_lists(rt.braze, today - timedelta(days=1), today + timedelta(days=1), rt.cfg, obs.caps)
-    lists = _with_own_blocklist(rt, ex.BrazeLists(
-        pd.concat([obs.lists.unsubscribed, fresh.unsubscribed], ignore_index=True),
-        pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
-        obs.lists.bounces_known and fresh.bounces_known))
+@dataclass(frozen=True)
+class ReadBack:
+    """What verify reads again: only what the run wrote. `profiles`: subjects whose profiles
+    were written (global state, deletions, alias profiles); `groups`: group id -> subjects
+    whose state in that group was written; `blocklist`: subjects blocklisted; `ketch`:
+    subjects whose opt-out was written back to Ketch."""
+
+    profiles: frozenset[str] = frozenset()
+    groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    blocklist: frozenset[str] = frozenset()
+    ketch: frozenset[str] = frozenset()
+
+    @property
+    def subjects(self) -> set[str]:
+        return set(self.profiles) | set(self.blocklist) | set(self.ketch) | set().union(*self.groups.values())
+
+
+def reobserve(rt: Session, obs: Observation, back: ReadBack, *, run_id: str) -> Observed:
+    """The run's observation of the subjects `back` names, with what the run wrote read again
+    (verify): Braze profiles, group states and, for blocklisted addresses, the last day of
+    the hard-bounce list (merged with the run's own lists, so an older time is not
+    forgotten); Ketch for the subjects written back to it. Nothing else is read again."""
+    o = obs.observed.subset(back.subjects)
+    lists = obs.lists
+    if back.blocklist and obs.lists.bounces_known:
+        today = rt.clock().date()
+        fresh = ex.braze_lists(rt.braze, today - timedelta(days=1), today + timedelta(days=1), rt.cfg, obs.caps,
+                               unsubscribes=False)
+        lists = ex.BrazeLists(obs.lists.unsubscribed, pd.concat([obs.lists.bounced, fresh.bounced], ignore_index=True),
+                              fresh.bounces_known)
+    lists = _with_own_blocklist(rt, replace(lists, blocklisted_by_job=frozenset()))
     ketch, topics = o.ketch, o.ketch_topics
-    if ketch_too and len(o.universe):
-        ketch, topics, _failed = ex.extract_ketch(rt.ketch, o.universe, rt.cfg, None)
+    if back.ketch:
+        again = o.universe[isin(o.universe["subject_key"], back.ketch).to_numpy()]
+        fresh_k, fresh_t, _failed = ex.extract_ketch(rt.ketch, again, rt.cfg, None)
+        ketch = conform(pd.concat([ketch[~isin(ketch["subject_key"], back.ketch).to_numpy()], fresh_k],
+                                  ignore_index=True), "ketch")
+        topics = conform(pd.concat([topics[~isin(topics["subject_key"], back.ketch).to_numpy()], fresh_t],
+                                   ignore_index=True), "ketch_topics")
     read = ex.BrazeRead(rt.braze, rt.cfg, obs.caps, StoreCache(rt.store, rt.clock, run_id), rt.clock())
-    braze, groups, profiles = ex.extract_braze(read, o.universe, lists)
+    groups_of = {g: set(keys) for g, keys in back.groups.items() if keys}
+    braze, groups, profiles = ex.read_back(read, o, lists, set(back.profiles), groups_of)
     observed = Observed(o.universe, ketch, topics, braze, groups, profiles)
-    note_absences(rt, observed, run_id)
+    note_absences(rt, observed.subset(back.profiles), run_id)
     return observed
 
 

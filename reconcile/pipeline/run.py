@@ -28,7 +28,7 @@ from reconcile.models.plan import ActionKind, DriftKey, Plan, PlanStatus
 from reconcile.models.run import RunResult, RunStatus
 from reconcile.observability.events import counting, run_started, stage
 from reconcile.pipeline import owed
-from reconcile.pipeline.read import SLICE_COUNTER, Observation, observe_and_diff, reobserve
+from reconcile.pipeline.read import SLICE_COUNTER, Observation, ReadBack, observe_and_diff, reobserve
 from reconcile.pipeline.recorder import RunRecorder, recording
 from reconcile.pipeline.session import Session
 
@@ -306,15 +306,42 @@ def verify(rt: Session, planned: Planned, plan: Plan, items: dict[str, list[int]
     stage(rt.progress, "verify", items=len(corrected))
     if rt.cfg.apply.consistency_delay_seconds:
         rt.sleep(rt.cfg.apply.consistency_delay_seconds)
-    subjects = {k.subject_key for k in corrected.values()}
-    wrote_ketch = any(a.kind is ActionKind.KETCH_WRITEBACK for a in plan.actions)
-    after = diff(reobserve(rt, planned.obs, subjects, ketch_too=wrote_ketch, run_id=planned.run_id),
-                 Rules.from_config(rt.cfg))
+    back = read_back(plan, items, id_to_key)
+    after = diff(reobserve(rt, planned.obs, back, run_id=planned.run_id), Rules.from_config(rt.cfg))
     remaining = set(drift_keys(after))
     fixed = [i for i, k in corrected.items() if k not in remaining]
     if fixed:
         rt.store.mark_verified(fixed, rt.clock())
     return len(fixed), len(corrected) - len(fixed)
+
+
+PROFILE_WRITES = frozenset({ActionKind.GLOBAL_UNSUBSCRIBE, ActionKind.GLOBAL_SUBSCRIBE, ActionKind.DELETE,
+                            ActionKind.ALIAS_OPTOUT})
+GROUP_WRITES = frozenset({ActionKind.GROUP_UNSUBSCRIBE, ActionKind.GROUP_SUBSCRIBE})
+
+
+def read_back(plan: Plan, items: dict[str, list[int]], keys: dict[int, DriftKey]) -> ReadBack:
+    """What verify reads again for the drift items the actions corrected: the profiles of
+    subjects whose global state, existence or alias profile was written, each written group's
+    state, the blocklist of blocklisted addresses, Ketch for write-backs."""
+    kinds = {a.action_id: a.kind for a in plan.actions}
+    profiles: set[str] = set()
+    groups: dict[str, set[str]] = {}
+    blocklist: set[str] = set()
+    ketch: set[str] = set()
+    for action_id, ids in items.items():
+        kind = kinds.get(action_id)
+        for key in (keys[i] for i in ids if i in keys):
+            if kind in PROFILE_WRITES:
+                profiles.add(key.subject_key)
+            elif kind in GROUP_WRITES and key.group_id is not None:
+                groups.setdefault(key.group_id, set()).add(key.subject_key)
+            elif kind is ActionKind.BLOCKLIST:
+                blocklist.add(key.subject_key)
+            elif kind is ActionKind.KETCH_WRITEBACK:
+                ketch.add(key.subject_key)
+    return ReadBack(frozenset(profiles), {g: frozenset(k) for g, k in groups.items()}, frozenset(blocklist),
+                    frozenset(ketch))
 
 
 def result_of(rec: RunRecorder, planned: Planned | None, status: RunStatus, code: int, *,

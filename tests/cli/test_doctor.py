@@ -182,12 +182,42 @@ def test_json_is_a_list_of_checks(seeded):
     code, checks = doctor_json(seeded)
     assert code == 0 and isinstance(checks, list)
     # the sandbox key has subscription.groups.get: the mapped groups' channels are checked too
-    assert [c["check"] for c in checks] == ["braze.key", *["braze.permission"] * len(PERMISSIONS),
-                                            "braze.groups", "braze.group_channels", "ketch", "state"]
+    assert [c["check"] for c in checks] == ["braze.key", *["braze.permission"] * len(PERMISSIONS), "braze.groups",
+                                            "braze.group_channels", "braze.sweep_cost", "ketch", "state"]
     assert all({"status", "ok", "detail"} <= set(c) for c in checks)
-    assert [c["endpoint"] for c in checks[1:-4]] == [p.endpoint for p in PERMISSIONS]
-    assert checks[-4]["ok"] and checks[-4]["detail"] == "Braze accepts 3 of 3 mapped group(s)"
-    assert checks[-3]["ok"] and "match Braze's channel" in checks[-3]["detail"]
+    assert [c["endpoint"] for c in checks[1:-5]] == [p.endpoint for p in PERMISSIONS]
+    assert checks[-5]["ok"] and checks[-5]["detail"] == "Braze accepts 3 of 3 mapped group(s)"
+    assert checks[-4]["ok"] and "match Braze's channel" in checks[-4]["detail"]
+
+
+@pytest.mark.parametrize("key_type", ["email", "external_id"])
+def test_the_cost_of_a_full_sweep_is_printed_with_and_without_the_optional_permissions(job, key_type):
+    """Per subject before any run; in total for the last full run's universe after one. Email
+    keys: 2/50 with subscription.groups.get; with the eight, every address alone in the first
+    sweep, then 1/50 + 3 groups/50 + a seventh of the addresses a day."""
+    seeded = job
+    if key_type == "external_id":
+        seeded.path.write_text(seeded.path.read_text(encoding="utf-8").replace(
+            'ketch_space = "email"\nbraze_key = "email"', 'ketch_space = "account_id"\nbraze_key = "external_id"'),
+            encoding="utf-8")
+    seeded.world.seed(seeded.world.config(key_type), subjects=40, drift=0.1)
+    _, checks = doctor_json(seeded)
+    cost = next(c for c in checks if c["check"] == "braze.sweep_cost")
+    assert cost["ok"] and cost["subjects"] is None and cost["all"]["requests"] is None
+    assert cost["all"]["requests_per_subject"] == 0.04
+    later = 1 / 50 + 3 / 50 + (1 / 7 if key_type == "email" else 0)
+    first = 1 + 3 / 50 if key_type == "email" else later
+    assert cost["partner"]["requests_per_subject"] == round(later, 4)
+    assert cost["partner"]["first_sweep_requests_per_subject"] == round(first, 4)
+    assert seeded.cli("plan").exit_code != 1  # a full run planned (guards may hold it): its universe sizes a sweep
+    text = seeded.cli("doctor")
+    _, checks = doctor_json(seeded)
+    cost = next(c for c in checks if c["check"] == "braze.sweep_cost")
+    n = cost["subjects"]
+    assert n and cost["all"]["requests"] == round(0.04 * n) and cost["partner"]["requests"] == round(later * n)
+    assert f"Braze read requests of one full sweep ({n:,} subjects, the last full run):" in text.stdout
+    assert "with subscription.groups.get (this key has it): 0.040 a subject" in text.stdout
+    assert "with the partner page's eight permissions:" in text.stdout
 
 
 @pytest.mark.parametrize("permissions", ["full", "partner page"])

@@ -13,7 +13,7 @@ import pytest
 from reconcile.clients.braze import BrazeClient
 from reconcile.clients.braze_profiles import ProfileRef
 from reconcile.config import BrazeConfig
-from reconcile.errors import FatalApiError, PermissionDenied
+from reconcile.errors import DataError, FatalApiError, PermissionDenied
 from reconcile.sandbox.braze import BrazeSim, PARTNER_PERMISSIONS
 from reconcile.sandbox.server import serve
 
@@ -46,8 +46,8 @@ def test_users_shape_gives_one_ref_per_profile_sharing_the_address():
     refs = make_client(sim.transport()).user_profiles_by_email(["s@x.com", "other@x.com", "nobody@x.com"])
     assert sorted(refs, key=lambda r: (r.email, r.external_id or "")) == [
         ProfileRef("other@x.com", "u3", {}),
-        ProfileRef("s@x.com", None, {"g1": "subscribed"}),
-        ProfileRef("s@x.com", "u1", {"g1": "unsubscribed", "g2": "subscribed"}),
+        ProfileRef("s@x.com", None, {"g1": "subscribed"}, channels={"g1": "email"}),
+        ProfileRef("s@x.com", "u1", {"g1": "unsubscribed", "g2": "subscribed"}, channels={"g1": "email", "g2": "email"}),
     ]
     query = status_calls(sim)[0]["query"]
     assert query["email[]"] == ["s@x.com", "other@x.com", "nobody@x.com"] and query["limit"] == ["100"]
@@ -126,3 +126,35 @@ def test_both_shapes_over_loopback(shape, expected):
         refs = client.user_profiles_by_email(["s@X.com"])
     assert (len(refs) if refs is not None else None) == expected
     assert refs is None or {r.email for r in refs} == {"s@X.com"}
+
+
+@pytest.mark.parametrize("shape", ["users", "documented"])
+def test_by_external_id_every_group_of_fifty_users_in_one_request_or_none_for_the_flat_answer(shape):
+    sim = BrazeSim(api_key=KEY, user_status_shape=shape)
+    seed_shared(sim)
+    for i in range(60):
+        sim.add_profile(external_id=f"x{i}", email=f"x{i}@x.com", groups={"g2": "unsubscribed"})
+    client = make_client(sim.transport())
+    refs = client.user_profiles_by_external_id(["u1", "u3", "ghost", *[f"x{i}" for i in range(60)]])
+    if shape == "documented":
+        assert refs is None and len(status_calls(sim)) == 1
+        assert client.user_profiles_by_external_id(["u1"]) is None and len(status_calls(sim)) == 1, \
+            "a flat answer is remembered: never asked again"
+        assert client.user_profiles_by_email(["s@x.com"]) is None and len(status_calls(sim)) == 1
+        return
+    assert len(status_calls(sim)) == 2  # 63 ids: 50, then 13
+    by_id = {r.external_id: r for r in refs}
+    assert set(by_id) == {"u1", "u3", *[f"x{i}" for i in range(60)]}, "an id without a profile is absent"
+    assert by_id["u1"] == ProfileRef("s@x.com", "u1", {"g1": "unsubscribed", "g2": "subscribed"},
+                                     channels={"g1": "email", "g2": "email"})
+    assert by_id["x7"].groups == {"g2": "unsubscribed"} and by_id["u3"].groups == {}
+
+
+@pytest.mark.parametrize("status", ["Opted_in", "", None, 3])
+def test_an_undocumented_group_status_is_malformed_never_read_as_unknown(status):
+    def answer(request: httpx.Request) -> httpx.Response:
+        user = {"external_id": "u1", "email": "a@x.com", "subscription_groups": [{"id": "g", "status": status}]}
+        return httpx.Response(200, json={"message": "success", "users": [user]})
+
+    with pytest.raises(DataError, match="refusing to guess"):
+        make_client(httpx.MockTransport(answer)).user_profiles_by_email(["a@x.com"])

@@ -8,17 +8,12 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
+from reconcile.clients.braze_profiles import ProfileRef
 from reconcile.engine.capabilities import Capabilities
-from reconcile.engine.profiles import MemoryCache, ProfileReader
+from reconcile.engine.profiles import MemoryCache, ProfileReader, refresh_due
 from reconcile.errors import DataError, PermissionDenied
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
-
-
-@dataclass
-class Ref:
-    email: str
-    external_id: str | None
 
 
 @dataclass
@@ -52,8 +47,8 @@ class FakeBraze:
         self.calls.append(("user_status", len(emails)))
         if not self.user_status:
             raise PermissionDenied("Access Denied", service="braze")
-        wanted = {e.casefold() for e in emails}
-        return [Ref(p["email"], p["external_id"]) for p in self.profiles if p["email"].casefold() in wanted]
+        return [ProfileRef(e, p["external_id"]) for e in emails for p in self.profiles
+                if p["email"].casefold() == e.casefold()]
 
 
 def profile(n: int, email: str, xid: str | None = "auto", state: str = "subscribed") -> dict:
@@ -117,3 +112,42 @@ def test_an_empty_export_for_profiles_known_to_exist_is_malformed_not_deleted():
     with pytest.raises(DataError) as err:
         reader(braze, cache).read(addresses("a@x.io"), full_sweep=False)
     assert "malformed" in str(err.value) and "a@x.io" not in str(err.value)
+
+
+def test_cached_addresses_are_refreshed_a_slice_a_day_each_once_a_cycle():
+    """Daily runs over 7,000 addresses enumerated on one day: each later day re-enumerates
+    about a seventh of them, and over the 7-day cycle every address exactly once."""
+    keys = pd.Series([f"user{i}@x.io" for i in range(7000)])
+    seen = pd.Series([NOW] * len(keys))
+    refreshed = []
+    for day in range(1, 8):
+        due = refresh_due(keys, seen, NOW + timedelta(days=day), 7)
+        refreshed.append(int(due.sum()))
+        seen = seen.where(~pd.Series(due), NOW + timedelta(days=day))
+    assert all(700 <= n <= 1300 for n in refreshed), refreshed
+    assert sum(refreshed) == len(keys)
+    assert not refresh_due(keys, seen, NOW + timedelta(days=7), 7).any(), "nothing twice on one day"
+
+
+def test_an_entry_older_than_the_cycle_or_of_unknown_time_is_always_due():
+    keys = pd.Series(["a@x.io", "b@x.io", "c@x.io"])
+    seen = pd.Series([NOW - timedelta(days=7, seconds=1), NOW - timedelta(days=30), None])
+    assert refresh_due(keys, seen, NOW, 7).tolist() == [True, True, True]
+    assert refresh_due(keys, pd.Series([NOW] * 3), NOW, 0).tolist() == [True, True, True]
+
+
+def test_the_partner_path_enumerates_only_the_days_slice_again_and_reads_the_rest_in_batches():
+    n = 700
+    braze = FakeBraze([profile(i, f"p{i}@x.io") for i in range(n)], user_status=False)
+    cache = MemoryCache(lambda: NOW)
+    emails = [f"p{i}@x.io" for i in range(n)]
+    reader(braze, cache).read(addresses(*emails), full_sweep=True)
+    assert [c for c, _ in braze.calls].count("export_email") == n
+    braze.calls.clear()
+    later = NOW + timedelta(days=1)
+    got = reader(braze, cache, now=later).read(addresses(*emails), full_sweep=True)
+    assert len(got) == n
+    singles = [c for c, _ in braze.calls].count("export_email")
+    batched = sum(size for c, size in braze.calls if c == "export_ids")
+    expected = int(refresh_due(cache.rows["email_key"], pd.Series([NOW] * n), later, 7).sum())
+    assert singles == expected and 50 <= singles <= 150 and batched == n - singles

@@ -20,8 +20,13 @@ def _runtime(w, cfg, hours: float):
 
 
 def _email_exports(w) -> list[str]:
-    return [c["body"]["email_address"].casefold() for c in w.braze.calls
-            if c["path"] == "/users/export/ids" and "email_address" in (c.get("body") or {})]
+    """The addresses a run looked up: each one-address export, and every address asked of
+    `/subscription/user/status` (whose answer proves an address has no profile)."""
+    exports = [c["body"]["email_address"].casefold() for c in w.braze.calls
+               if c["path"] == "/users/export/ids" and "email_address" in (c.get("body") or {})]
+    listed = [e.casefold() for c in w.braze.calls if c["path"] == "/subscription/user/status"
+              for e in (c.get("query") or {}).get("email[]", [])]
+    return exports + listed
 
 
 def _id_exports(w) -> set[str]:

@@ -281,7 +281,8 @@ def test_converges_through_server_errors_on_both_apis(world):
     cfg = w.config(braze={"max_retries": 10, "backoff_cap_seconds": 0.05},
                    ketch={"max_retries": 10}, guards={"max_unsubscribe_fraction": 1.0})
     truth = w.seed(cfg, subjects=120, drift=0.2)
-    w.braze.faults.error_rate = w.ketch.faults.error_rate = 0.2
+    # Braze is read in few requests (every group state of 50 people in one): fail more of them
+    w.braze.faults.error_rate, w.ketch.faults.error_rate = 0.4, 0.2
     with w.runtime(cfg) as rt:
         first = run_job(rt)
     assert first.exit_code == ExitCode.OK and first.actions_failed == 0, first.messages

@@ -19,7 +19,7 @@ def test_a_run_records_its_api_use_beside_what_the_summary_already_holds(world):
     assert classes["shared"]["share"] == 0.5 and classes["shared"]["rate_limited"] == 0
     assert sum(c["requests"] for c in classes.values()) == braze_calls
     assert all(sum(c["endpoints"].values()) == c["requests"] for c in classes.values())
-    assert "/subscription/status/get" in classes["shared"]["endpoints"]
+    assert "/subscription/user/status" in classes["shared"]["endpoints"]
     ketch = usage["ketch"]
     assert ketch["requests"] > 0 and ketch["rate_start"] <= ketch["rate_max"] <= ketch["rate_ceiling"]
     assert run["summary"].get("tool_version")  # the report's own fields are kept
