@@ -27,6 +27,22 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 STRIPPED_PREFIXES = ("RECONCILE_", "BRAZE_", "KETCH_")
 
 
+def _expected_length(item: pytest.Item) -> int:
+    """0 for a test that declares a timeout above pytest's default (the longest), 1 for one
+    marked slow, 2 for the rest."""
+    timeout = item.get_closest_marker("timeout")
+    if timeout is not None and timeout.args and timeout.args[0] > 300:
+        return 0
+    return 1 if item.get_closest_marker("slow") is not None else 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest tests first (stable within each class): xdist hands tests to its workers in
+    this order, so the longest start at once and the short ones fill in around them, instead
+    of one long test starting last and running alone."""
+    items.sort(key=_expected_length)
+
+
 @pytest.fixture(autouse=True)
 def logging_levels_restored() -> Iterator[None]:
     """A CLI invocation sets logger levels and handlers for its verbosity; no later test
