@@ -103,8 +103,8 @@ def read_ketch(rt: Session, universe: pd.DataFrame, mp: MirrorPlan, progress: ex
     day = rt.clock().date()
     why: dict[str, str] = {}
     for key in keys:
-        entry = entries.get(key)
-        if entry is None or not entry.trusted:
+        known = entries.get(key)
+        if known is None or not known.trusted:
             why[key] = "backfilled"
         elif key in mp.must_read:
             why[key] = "flagged"
