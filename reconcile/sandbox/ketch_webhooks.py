@@ -70,5 +70,34 @@ class KetchWebhooks:
         return {"apiVersion": "dsr/v1", "kind": kind,
                 "metadata": {"uid": uid or str(uuid.uuid4()), "tenant": self.tenant}, "request": request}
 
+    def _change(self, kind: str, api_version: str, space: str, value: str, body: dict[str, Any],
+                uid: str | None) -> dict[str, Any]:
+        request = {"controller": self.tenant, "property": "web", "environment": "production",
+                   "identities": [{"identitySpace": space, "identityFormat": "raw", "identityValue": value}], **body}
+        return {"apiVersion": api_version, "kind": kind,
+                "metadata": {"uid": uid or str(uuid.uuid4()), "tenant": self.tenant}, "request": request}
+
+    def consent(self, value: str, purposes: dict[str, bool], *, space: str = "email",
+                collected_at: int | None = None, uid: str | None = None) -> dict[str, Any]:
+        """A ConsentRequest: the purposes a person just chose (code -> allowed)."""
+        return self._change("ConsentRequest", "consent/v1", space, value, {
+            "regulation": "gdpr", "jurisdiction": "default",
+            "purposes": {c: "granted" if a else "denied" for c, a in purposes.items()},
+            "collectedAt": int(self.clock()) if collected_at is None else collected_at}, uid)
+
+    def topics(self, value: str, topics: dict[str, dict[str, str]], *, space: str = "email",
+               submitted_at: int | None = None, uid: str | None = None) -> dict[str, Any]:
+        """A SubscriptionTopicRequest: topic -> {channel: status}."""
+        return self._change("SubscriptionTopicRequest", "subscription/v1", space, value, {
+            "topics": {t: {ch: {"status": st} for ch, st in chans.items()} for t, chans in topics.items()},
+            "submittedTimestamp": int(self.clock()) if submitted_at is None else submitted_at}, uid)
+
+    def controls(self, value: str, controls: dict[str, str], *, space: str = "email",
+                 submitted_at: int | None = None, uid: str | None = None) -> dict[str, Any]:
+        """A SubscriptionControlRequest: control code -> status."""
+        return self._change("SubscriptionControlRequest", "subscription/v1", space, value, {
+            "controls": {c: {"status": st} for c, st in controls.items()},
+            "submittedTimestamp": int(self.clock()) if submitted_at is None else submitted_at}, uid)
+
     def send(self, doc: dict[str, Any]) -> httpx.Response:
         return httpx.post(self.url, json=doc, headers=self.headers(), timeout=10)
