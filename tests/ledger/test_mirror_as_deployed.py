@@ -13,7 +13,6 @@ nothing left to change.
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from datetime import datetime, timezone
