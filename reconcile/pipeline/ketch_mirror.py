@@ -8,7 +8,9 @@ from the mirror. The API is read only for:
   1/fraction days);
 * subjects with open drift, or with a DeleteRequest whose callback failed or is still
   owed (`must_read`).
-Every API read is merged into the mirror as of the time the read started. Where an audit
+Every API read is merged into the mirror as of `READ_MARGIN` before the read started: a
+message Ketch collected shortly before a read, which the read may not reflect yet (Ketch's
+time is when the person chose, not when its API shows it), still wins over it. Where an audit
 read disagrees with a trusted entry the mirror is corrected; the subjects are counted
 (`MirrorTally.corrected`, the run's `ketch_mirror` summary) and logged as a WARNING.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -33,6 +36,7 @@ from reconcile.store.mirror import MirrorStore, Observation
 
 log = logging.getLogger(__name__)
 OWED_CALLBACKS = ("pending", "failed")
+READ_MARGIN = timedelta(minutes=5)
 
 
 @dataclass
@@ -111,7 +115,7 @@ def read_ketch(rt: Session, universe: pd.DataFrame, mp: MirrorPlan, progress: ex
         elif mp.audit and mm.audited(key, day, mp.fraction):
             why[key] = "audited"
     ask = [(k, i) for k, i in zip(keys, identities) if k in why]
-    started = rt.clock()
+    started = rt.clock() - READ_MARGIN
     records, failed = ex.fetch_ketch(rt.ketch, [i for _, i in ask], rt.cfg, progress) if ask else ({}, _no_failures())
     failed_ids = set(failed["identity"].astype(str))
     obs: list[Observation] = [(k, mm.snapshot(records.get(i), started)) for k, i in ask if i not in failed_ids]
@@ -144,7 +148,7 @@ def reread(rt: Session, universe: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     mirror when it is on."""
     if not (rt.cfg.ledger.enabled and rt.cfg.ledger.mirror):
         return ex.extract_ketch(rt.ketch, universe, rt.cfg, None)
-    started = rt.clock()
+    started = rt.clock() - READ_MARGIN
     identities = universe["identity"].astype(str).tolist()
     records, failed = ex.fetch_ketch(rt.ketch, identities, rt.cfg, None)
     failed_ids = set(failed["identity"].astype(str))
