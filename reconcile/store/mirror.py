@@ -10,6 +10,7 @@ change together).
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -29,13 +30,23 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICRO = timedelta(microseconds=1)
 
 
-def _epoch(value: datetime | None) -> int | None:
+@lru_cache(maxsize=1 << 16)  # the choices of a run's reads share few distinct times
+def _micros(value: datetime) -> int:
     """Microseconds since the epoch (exact, so an entry reads back equal)."""
-    return None if value is None else (value - _EPOCH) // _MICRO
+    return (value - _EPOCH) // _MICRO
+
+
+@lru_cache(maxsize=1 << 16)
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + value * _MICRO
+
+
+def _epoch(value: datetime | None) -> int | None:
+    return None if value is None else _micros(value)
 
 
 def _time(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + value * _MICRO
+    return None if value is None else _from_micros(value)
 
 
 def encode(entry: MirrorEntry) -> str:
@@ -47,7 +58,7 @@ def encode(entry: MirrorEntry) -> str:
 def decode(text: str, read_at: datetime | None) -> MirrorEntry:
     choices = {}
     for kind, code, channel, status, as_of, changed_at in json.loads(text):
-        choices[(kind, code, channel)] = Choice(status, _EPOCH + as_of * _MICRO, _time(changed_at))
+        choices[(kind, code, channel)] = Choice(status, _from_micros(as_of), _time(changed_at))
     return MirrorEntry(choices, read_at)
 
 
@@ -63,9 +74,12 @@ def _load(conn: Connection, keys: Sequence[str], *, lock: bool) -> dict[str, Mir
     return out
 
 
-def _insert_new(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def _insert_new(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert rows whose key no other writer inserted first; returns the keys inserted."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(ketch_mirror).on_conflict_do_nothing(index_elements=["subject_key"]), rows)
+    stmt = (dialect.insert(ketch_mirror).on_conflict_do_nothing(index_elements=["subject_key"])
+            .returning(ketch_mirror.c.subject_key))
+    return set(conn.execute(stmt, rows).scalars())
 
 
 def observe_in(conn: Connection, observations: Iterable[Observation], at: datetime) -> dict[str, MirrorEntry]:
@@ -78,14 +92,13 @@ def observe_in(conn: Connection, observations: Iterable[Observation], at: dateti
     after = _merged(before, obs)
     new = [k for k in keys if k not in before]
     if new:
-        _insert_new(conn, [_row(k, after[k], at) for k in new])
-        # a row another writer inserted first was not written: merge into what it holds
-        stored = _load(conn, new, lock=True)
-        lost = [k for k in new if stored.get(k) is not None and encode(stored[k]) != encode(after[k])]
-        if lost:
-            again = _merged({k: stored[k] for k in lost}, [(k, o) for k, o in obs if k in set(lost)])
+        inserted = _insert_new(conn, [_row(k, after[k], at) for k in new])
+        lost = [k for k in new if k not in inserted]
+        if lost:  # another writer inserted these first (PostgreSQL): merge into what it holds
+            stored = _load(conn, lost, lock=True)
+            again = _merged(stored, [(k, o) for k, o in obs if k in stored])
             after.update(again)
-            _update(conn, [_row(k, again[k], at) for k in lost])
+            _update(conn, [_row(k, again[k], at) for k in again])
     changed = [k for k in keys if k in before and after[k] != before[k]]
     if changed:
         _update(conn, [_row(k, after[k], at) for k in changed])
