@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import shutil
@@ -107,8 +108,8 @@ def scenario(root: Path, n: int, fraction: float, silent: int, drift: float) -> 
                 changed = everyone[: max(1, round(n * fraction))]
                 today = datetime.now(timezone.utc).date()
                 allowed = consenting(servers)
-                quiet = [p for p in everyone[len(changed):] if p in allowed
-                         and audited(subject_key(p, "email") or p, today, 1 / 30)][:silent]
+                quiet = list(itertools.islice((p for p in everyone[len(changed):] if p in allowed
+                                               and audited(subject_key(p, "email") or p, today, 1 / 30)), silent))
                 at = int(time.time())
                 servers.set_consent("email", changed + quiet, {"email_marketing": False}, at)
                 answers = post_to_ledger(job, changed, at)
