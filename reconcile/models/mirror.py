@@ -32,7 +32,7 @@ _RANK = {None: 0, "granted": 1, "denied": 2}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Choice:
     status: str  # granted | denied
     as_of: datetime  # when it was observed true (message time, or API read time)
@@ -43,7 +43,7 @@ class Choice:
             raise ValueError(f"status must be granted or denied, got {self.status!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MirrorEntry:
     choices: Mapping[FieldKey, Choice] = field(default_factory=dict)
     read_at: datetime | None = None  # the latest Ketch API read that filled it (None: never: not trusted)
@@ -53,14 +53,14 @@ class MirrorEntry:
         return self.read_at is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """A Forwarder message's fields (each `Choice.as_of` the message's own time)."""
 
     choices: Mapping[FieldKey, Choice]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A Ketch API read: every field the subject has, as of `read_at` (each choice's as_of)."""
 
