@@ -70,12 +70,32 @@ def message_change(msg: m.Message) -> Change | None:
             consent = parse_consent({"purposes": r.get("purposes")}, "ConsentRequest")
             choices = _consent_choices(consent and ConsentState(consent.purposes, at), at)
         else:
-            body = {"topics": r.get("topics")} if msg.kind == m.TOPICS else {"controls": r.get("controls")}
+            if msg.kind == m.TOPICS:
+                body = {"topics": _per_channel(r.get("topics"))}
+            else:
+                body = {"controls": r.get("controls")}
             subs = parse_subscriptions(body, msg.kind)
             choices = _subscription_choices(subs and SubscriptionState(subs.topics, subs.controls, at), at)
     except DataError:
         return None
     return Change(choices) if choices else None
+
+
+def _per_channel(topics: object) -> object:
+    """Topics in the Forwarder spec's `{topic: {status, contactMethods}}` shape as the Web
+    API's `{topic: {channel: {status}}}`, one entry per contact method, so a message names
+    the same fields a Ketch read does; other shapes are left as they are."""
+    if not isinstance(topics, dict):
+        return topics
+    out: dict[str, object] = {}
+    for code, item in topics.items():
+        methods = item.get("contactMethods") if isinstance(item, dict) else None
+        if isinstance(methods, list) and methods and all(isinstance(c, str) and c for c in methods) \
+                and "status" in item:
+            out[code] = {channel: {"status": item["status"]} for channel in methods}
+        else:
+            out[code] = item
+    return out
 
 
 def snapshot(record: KetchRecord | None, read_at: datetime) -> Snapshot:

@@ -10,7 +10,10 @@ send what a real tenant might:
 * `delete_identity`: `"identities"` (the subject's identity in `identities[]` and its email
   in `subject.email`) or `"email_only"` (only `subject.email`; `identities[]` names a space
   the reconciler does not key on, such as a cookie id);
-* `timestamps`: `"both"` (`submittedTimestamp` and `dueTimestamp`) or `"none"`.
+* `timestamps`: `"both"` (`submittedTimestamp` and `dueTimestamp`) or `"none"`;
+* `topic_shape`: a SubscriptionTopicRequest's topics as `"channels"` (`{topic: {channel:
+  {status}}}`, the Web API's shape) or `"contact_methods"` (`{topic: {status,
+  contactMethods: [channel, ...]}}`, one status for the channels listed).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class KetchWebhooks:
     auth_value: str = "Bearer {token}"
     delete_identity: str = "identities"
     timestamps: str = "both"
+    topic_shape: str = "channels"
     tenant: str = "acme"
     clock: Callable[[], float] = time.time
 
@@ -43,6 +47,8 @@ class KetchWebhooks:
             raise ValueError(f"delete_identity must be identities or email_only, got {self.delete_identity!r}")
         if self.timestamps not in ("both", "none"):
             raise ValueError(f"timestamps must be both or none, got {self.timestamps!r}")
+        if self.topic_shape not in ("channels", "contact_methods"):
+            raise ValueError(f"topic_shape must be channels or contact_methods, got {self.topic_shape!r}")
         if "{token}" not in self.auth_value:
             raise ValueError("auth_value must contain {token}")
 
@@ -88,8 +94,16 @@ class KetchWebhooks:
     def topics(self, value: str, topics: dict[str, dict[str, str]], *, space: str = "email",
                submitted_at: int | None = None, uid: str | None = None) -> dict[str, Any]:
         """A SubscriptionTopicRequest: topic -> {channel: status}."""
+        if self.topic_shape == "contact_methods":
+            shaped: dict[str, Any] = {}
+            for t, chans in topics.items():
+                if len(set(chans.values())) != 1:
+                    raise ValueError(f"topic {t}: the contactMethods shape carries one status for all its channels")
+                shaped[t] = {"status": next(iter(chans.values())), "contactMethods": list(chans)}
+        else:
+            shaped = {t: {ch: {"status": st} for ch, st in chans.items()} for t, chans in topics.items()}
         return self._change("SubscriptionTopicRequest", "subscription/v1", space, value, {
-            "topics": {t: {ch: {"status": st} for ch, st in chans.items()} for t, chans in topics.items()},
+            "topics": shaped,
             "submittedTimestamp": int(self.clock()) if submitted_at is None else submitted_at}, uid)
 
     def controls(self, value: str, controls: dict[str, str], *, space: str = "email",

@@ -61,3 +61,14 @@ def test_subjects_of_owed_callbacks_are_read_from_ketch(lw) -> None:
     assert callback_subjects(lw.store, lw.cfg) == {"owed@example.com"}
     lw.ledger.callback_delivered(cb["id"], 31, now)
     assert callback_subjects(lw.store, lw.cfg) == set()
+
+
+def test_topics_by_contact_method_land_on_the_channels_a_ketch_read_names(lw) -> None:
+    hooks = KetchWebhooks(lw.url, TOKEN, topic_shape="contact_methods")
+    doc = hooks.topics("kim@example.com", {"newsletter": {"email": "denied", "sms": "denied"}},
+                       submitted_at=1_790_000_000)
+    assert doc["request"]["topics"] == {"newsletter": {"status": "denied", "contactMethods": ["email", "sms"]}}
+    assert hooks.send(doc).status_code in (202, 204)
+    entry = MirrorStore.of(lw.store).entries(["kim@example.com"])["kim@example.com"]
+    assert {k: c.status for k, c in entry.choices.items()} == {
+        (TOPIC, "newsletter", "email"): "denied", (TOPIC, "newsletter", "sms"): "denied"}
