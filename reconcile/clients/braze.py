@@ -53,6 +53,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from reconcile.clients.tls import verified_context
 from reconcile.clients import braze_results as br
 from reconcile.clients.braze_profiles import ProfileReads
 from reconcile.clients.braze_results import BatchRefused, ExportResult, LimitExceeded, TrackResult, WriteResult
@@ -146,6 +147,7 @@ class BrazeClient(IntentWrites, ProfileReads, SegmentExports):
         self._pacer = Pacer(cfg.rate_limits, policy, clock=clock, sleep=self._pausing(sleep), rng=rng,
                             scrub=self._scrub, shares={name: cfg.budget_share for name in SHARED_CLASSES})
         self._http = httpx.Client(base_url=cfg.rest_endpoint, transport=transport, timeout=cfg.timeout_seconds,
+                                  verify=verified_context(),
                                   headers={"Authorization": f"Bearer {key}", "Accept": "application/json",
                                            "Accept-Encoding": "gzip, deflate"})
         self._transport, self._sleep, self._clock = transport, sleep, clock

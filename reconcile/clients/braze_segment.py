@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from reconcile.clients.tls import verified_context
 from reconcile.clients.braze_results import ExportUnavailable
 from reconcile.errors import DataError, FatalApiError, UnconfirmedWrite
 
@@ -132,7 +133,7 @@ class SegmentExports:
         clock, sleep = self._clock, self._sleep  # type: ignore[attr-defined]
         deadline = clock() + timeout_seconds
         with httpx.Client(transport=self._transport, timeout=self.cfg.timeout_seconds,  # type: ignore[attr-defined]
-                          follow_redirects=True) as plain:
+                          follow_redirects=True, verify=verified_context()) as plain:
             while True:
                 spool = self._download(plain, url, max_bytes)
                 if spool is not None:

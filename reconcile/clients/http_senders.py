@@ -25,6 +25,7 @@ from typing import Mapping
 import aiohttp
 import httpx
 
+from reconcile.clients.tls import verified_context
 from reconcile.clients.resilience import (Reply, aread_capped, asend_bounded, check_declared_length,
                                           decode_body)
 
@@ -71,7 +72,8 @@ class HttpxSender:
                                            headers=sent_headers)
         else:
             pool = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
-            self._http = httpx.AsyncClient(limits=pool, verify=ssl_context or True, trust_env=True, timeout=timeout,
+            self._http = httpx.AsyncClient(limits=pool, verify=ssl_context or verified_context(), trust_env=True,
+                                           timeout=timeout,
                                            follow_redirects=False, headers=sent_headers)
 
     async def post(self, url: str, content: bytes) -> Reply:

@@ -44,6 +44,7 @@ from urllib.parse import quote
 import httpx
 from aiolimiter import AsyncLimiter
 
+from reconcile.clients.tls import verified_context
 from reconcile.clients.http_senders import AiohttpSender, HttpxSender
 from reconcile.clients.ketch_parse import (ConsentState, KetchRecord, SubscriptionState, error_in_body, load_body,
                                            mask_identities, parse_consent, parse_subscriptions)
@@ -384,7 +385,7 @@ class KetchClient:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = httpx.create_ssl_context()  # certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set
+            self._ssl = verified_context()  # certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set
         return self._ssl
 
     def _target(self, path: str) -> tuple[str, RequestLabel]:

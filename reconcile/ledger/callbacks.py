@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from reconcile.clients.tls import verified_context
 from reconcile.config import Config
 from reconcile.config.parsing import is_loopback
 from reconcile.store.ledger import LedgerStore
@@ -155,7 +156,8 @@ def deliver_due(ledger: LedgerStore, cfg: Config, now: datetime, sleep: Callable
     if not due:
         return []
     own = client is None
-    client = client or httpx.Client(follow_redirects=False, timeout=httpx.Timeout(lc.callback_timeout_seconds))
+    client = client or httpx.Client(follow_redirects=False, timeout=httpx.Timeout(lc.callback_timeout_seconds),
+                                    verify=verified_context())
     failed = []
     try:
         for cb in due:

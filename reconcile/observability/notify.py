@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
+from reconcile.clients.tls import verified_context
 from reconcile.engine.classes import DRIFT_CLASSES, SEVERITY
 from reconcile.models.run import RunStatus
 from reconcile.config.notify import NotifyConfig, NotifyTarget
@@ -144,7 +145,8 @@ class Sender:
     def post(self, target: NotifyTarget, url: str, body: dict[str, Any]) -> Delivery:
         detail = ""
         tries = 0
-        with httpx.Client(timeout=self.timeout, transport=self.transport, follow_redirects=False) as client:
+        with httpx.Client(timeout=self.timeout, transport=self.transport, follow_redirects=False,
+                          verify=verified_context()) as client:
             for attempt in range(self.retries + 1):
                 tries += 1
                 try:

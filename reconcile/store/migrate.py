@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -39,9 +40,14 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    """The packaged migration scripts, read once per process (they do not change under it)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
-    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
-    return ",".join(sorted(heads))
+    return ",".join(sorted(_scripts().get_heads()))
 
 
 def current_revisions(conn: Connection) -> tuple[str, ...]:
@@ -52,9 +58,12 @@ def upgrade(conn: Connection, where: str) -> None:
     """Check the database's revision and upgrade it to head, on `conn`."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
-    cfg = alembic_config(conn)
-    _refuse_unknown(ScriptDirectory.from_config(cfg), current_revisions(conn), where)
-    command.upgrade(cfg, "head")
+    scripts = _scripts()
+    current = current_revisions(conn)
+    _refuse_unknown(scripts, current, where)
+    if set(current) == set(scripts.get_heads()):
+        return  # already at head: nothing to run (most opens)
+    command.upgrade(alembic_config(conn), "head")
     check_foreign_keys(conn, where)
 
 

@@ -104,11 +104,14 @@ def run_against(sim: KetchSim, pace: AdaptiveRate, n: int) -> dict:
 
 
 def test_against_a_rate_limited_simulator_the_pace_rises_to_the_limit_and_backs_off():
-    sim = KetchSim(rate_limit=(100, 0.25))  # 400 requests a second in fixed quarter-second windows
-    pace = AdaptiveRate(100, 5000, time.monotonic, step=50, epoch_seconds=0.1, min_answers=5)
-    usage = run_against(sim, pace, 300)
+    # 80 requests a second in fixed quarter-second windows: low enough that a loaded machine
+    # still reaches it; latency is left out of the judgement (a loaded machine's latency
+    # varies by itself), so only the limit's 429s bring the pace down
+    sim = KetchSim(rate_limit=(20, 0.25))
+    pace = AdaptiveRate(40, 5000, time.monotonic, step=20, epoch_seconds=0.1, min_answers=4, latency_factor=1e6)
+    usage = run_against(sim, pace, 120)
     statuses = [c["status"] for c in sim.calls]
-    assert usage["increases"] >= 1 and usage["rate_max"] > 100
+    assert usage["increases"] >= 1 and usage["rate_max"] > 80
     assert usage["rate_limited"] == statuses.count(429) >= 1 and usage["decreases"] >= 1
     assert usage["rate_max"] < 5000
     assert statuses.count(429) < 0.25 * len(statuses)
