@@ -106,7 +106,7 @@ def job_data(folder: Path, keys: str, limits: str, braze_url: str = "http://127.
         data["ketch"]["requests_per_second"] = 0
     else:
         data["ketch"].pop("requests_per_second", None)  # the defaults: 20/s, rising on success to 500/s
-    data["identity"] = {"ketch_space": "email" if keys == "email" else "account_id", "braze_key": keys}
+    data["identity"].update(ketch_space="email" if keys == "email" else "account_id", braze_key=keys)
     data["universe"].update(csv=str(folder / "universe.csv"), deletions_csv=str(folder / "deletions.csv"))
     data["state"] = {"url": f"sqlite:///{folder / 'state.db'}"}
     data["report"] = {"dir": str(folder / "reports")}

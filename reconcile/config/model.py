@@ -192,6 +192,8 @@ class LedgerConfig:
     callback_backoff_seconds: float = 2.0
     callback_retry_seconds: float = 900.0
     callback_max_attempts: int = 30
+    mirror: bool = False  # runs take Ketch state from the ledger's mirror (needs enabled)
+    mirror_audit_fraction: float = 1 / 30  # of the mirrored subjects read from Ketch again each full run
 
 
 @dataclass(frozen=True)

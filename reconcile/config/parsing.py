@@ -419,7 +419,12 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
         callback_backoff_seconds=r.number("callback_backoff_seconds", d.callback_backoff_seconds, lo=0.0, hi=60.0),
         callback_retry_seconds=r.number("callback_retry_seconds", d.callback_retry_seconds, lo=0.0, hi=7 * 86400.0),
         callback_max_attempts=r.number("callback_max_attempts", d.callback_max_attempts, lo=1, hi=1000, integer=True),
+        mirror=r.get("mirror", bool, d.mirror, "true"),
+        mirror_audit_fraction=_audit_fraction(r, d.mirror_audit_fraction),
     )
+    if cfg.mirror and not cfg.enabled:
+        r.fail("mirror", "the Ketch mirror is fed by the webhook ledger, which is not enabled",
+               "set ledger.enabled = true (and run `reconcile ledger serve`), or set ledger.mirror = false")
     if (cfg.basic_user_env is None) != (cfg.basic_password_env is None):
         r.fail("basic_user_env", "basic auth needs both basic_user_env and basic_password_env",
                "set both, or use ledger.bearer_token_env")
@@ -429,6 +434,16 @@ def _ledger(data: Any, problems: list[ConfigProblem]) -> LedgerConfig:
                "to the variable holding the secret configured in Ketch's webhook")
     r.unknown()
     return cfg
+
+
+def _audit_fraction(r: _Reader, default: float) -> float:
+    value = float(r.get("mirror_audit_fraction", float, default, "0.0333"))
+    if not 0 < value <= 1:
+        r.fail("mirror_audit_fraction", f"must be above 0 and at most 1, got {value}",
+               "set ledger.mirror_audit_fraction = 0.0333 (each mirrored subject checked against Ketch about "
+               "every 30 full runs)")
+        return default
+    return value
 
 
 _TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

@@ -136,8 +136,15 @@ def extract_ketch(ketch: KetchReads, universe: pd.DataFrame, cfg: Config, progre
     """(ketch, ketch_topics, failed): identities whose lookup failed after every retry come
     back in `failed` (identity, reason) instead of stopping the run. They must not be read
     as "no record": the caller takes them out of this run and reports them."""
+    records, failed = fetch_ketch(ketch, universe["identity"].astype(str).tolist(), cfg, progress)
+    ketch_df, topics = ketch_frames(records, universe, cfg)
+    return ketch_df, topics, failed
+
+
+def fetch_ketch(ketch: KetchReads, values: list[str], cfg: Config, progress: Progress | None = None,
+                ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(KetchRecords keyed by identity, failed): `extract_ketch`'s reads, before the frames."""
     purposes = {cfg.mapping.email_purpose: cfg.mapping.email_purpose_legal_basis} if cfg.mapping.email_purpose else None
-    values = universe["identity"].astype(str).tolist()
     cb = (lambda done, total: progress("ketch", done, total)) if progress else None
     failed: list[dict[str, str]] = []
 
@@ -150,8 +157,7 @@ def extract_ketch(ketch: KetchReads, universe: pd.DataFrame, cfg: Config, progre
     if len(values) >= 10 and len(failed) > len(values) / 2:
         raise TransientApiError(f"Ketch lookups failed for {len(failed)} of {len(values)} subjects (first: "
                                 f"{failed[0]['reason']}); not reconciling on partial data", service="ketch")
-    ketch_df, topics = ketch_frames(records, universe, cfg)
-    return ketch_df, topics, pd.DataFrame(failed, columns=["identity", "reason"])
+    return dict(records), pd.DataFrame(failed, columns=["identity", "reason"])
 
 
 # ----------------------------------------------------------------------------- Braze

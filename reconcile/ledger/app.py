@@ -33,6 +33,7 @@ from starlette.routing import Route
 from reconcile.config import Config, secret
 from reconcile.errors import ConfigError, ConfigProblem
 from reconcile.ledger import messages as m
+from reconcile.ledger import mirror
 from reconcile.ledger.callbacks import url_problem
 from reconcile.store.ledger import LedgerStore, Received, stored_body
 
@@ -197,6 +198,7 @@ def _received(raw: bytes, at: datetime, cfg: Config) -> Received:
         rec.reply_status = 204 if msg.kind == m.CONSENT else 202
         if identity is not None:
             rec.changes = [{"kind": msg.kind, "identity": identity[:MAX_IDENTITY], "changed_at": msg.changed_at()}]
+            rec.mirror = _mirror_change(msg, identity, cfg)
     elif msg.kind == m.DELETE:
         rec.reply_status, rec.reply = 200, m.delete_response(msg, at, cfg.ledger.expected_completion_hours)
         rec.request = _request_row(msg, identity, cfg)
@@ -204,6 +206,13 @@ def _received(raw: bytes, at: datetime, cfg: Config) -> Received:
     else:
         rec.reply_status, rec.reply = 200, m.other_dsr_response(msg, at, cfg.ledger.expected_completion_hours)
     return rec
+
+
+def _mirror_change(msg: m.Message, identity: str, cfg: Config) -> list[tuple[str, Any]]:
+    """The Ketch mirror's change for an accepted consent or subscription message."""
+    change = mirror.message_change(msg)
+    key = mirror.subject_key(identity, cfg.identity.braze_key) if change is not None else None
+    return [(key, change)] if key is not None else []
 
 
 def _scope_problem(msg: m.Message, cfg: Config) -> str | None:

@@ -76,6 +76,15 @@ def run_metrics(run: Mapping[str, Any], telemetry: Telemetry | None, open_critic
     items.labels(job, "unverified").set(int(run.get("unverified_count") or 0))
     gauge("reconcile_exceptions", "Identities the last run left out or could not check.").labels(job).set(
         int(run.get("exceptions_count") or 0))
+    mirror = (run.get("summary") or {}).get("ketch_mirror")
+    if mirror:
+        served = gauge("reconcile_ketch_mirror_subjects",
+                       "Subjects of the last run by where their Ketch state came from (ledger.mirror).", ("source",))
+        for source in ("from_mirror", "backfilled", "audited", "flagged", "failed"):
+            served.labels(job, source).set(int(mirror.get(source) or 0))
+        gauge("reconcile_ketch_mirror_corrected",
+              "Mirror entries the last run's Ketch reads found wrong and corrected.").labels(job).set(
+            int(mirror.get("corrected") or 0))
     n_open, days = open_critical
     gauge("reconcile_open_critical_drift_items",
           "Critical drift items still open or unverified.").labels(job).set(n_open)

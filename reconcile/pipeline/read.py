@@ -35,6 +35,7 @@ from reconcile.ledger.sources import ErasureLookups, ledger_sources, lookup_exce
 from reconcile.pipeline.owed import with_owed
 from reconcile.observability.events import stage
 from reconcile.pipeline.crashpoints import crash_point
+from reconcile.pipeline import ketch_mirror
 from reconcile.pipeline.parts import STATE, PartJournal, PartResult, merge, reusable, seen_of
 from reconcile.pipeline.recorder import RunRecorder
 from reconcile.pipeline.session import Session
@@ -224,6 +225,7 @@ class UniverseRead:
     absence_skipped: int = 0  # subjects left out: confirmed absent within universe.absence_recheck_hours
     source_rows: int | None = None  # rows of the configured identity list, whole (before the incremental filter)
     erasures: ErasureLookups = field(default_factory=ErasureLookups)  # DeleteRequests looked up by email
+    mirror: ketch_mirror.MirrorPlan | None = None  # Ketch state from the ledger's mirror (`ledger.mirror`)
 
 
 def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None = None,
@@ -284,7 +286,7 @@ def read_universe(rt: Session, mode: str, run_id: str, subjects: set[str] | None
                  int(skip.sum()), cfg.universe.absence_recheck_hours)
         universe = universe[~skip].reset_index(drop=True)
     return UniverseRead(universe, exceptions, lists, read, prefetched, run_id, int(skip.sum()), erasures=erasures,
-                        source_rows=source_rows)
+                        source_rows=source_rows, mirror=ketch_mirror.plan(rt, mode))
 
 
 def _with_own_blocklist(rt: Session, lists: ex.BrazeLists) -> ex.BrazeLists:
@@ -346,7 +348,7 @@ def read_state(rt: Session, base: UniverseRead, universe: pd.DataFrame) -> tuple
     by one API's rate limit is not also waiting for the other's. When either read fails
     the other is stopped (Ketch is cancelled; a Braze read is only waited for) and the
     first failure is raised."""
-    ketch_read = _KetchRead(rt, universe)
+    ketch_read = _KetchRead(rt, universe, base.mirror)
     try:
         try:
             braze, groups, profiles = ex.extract_braze(base.read, universe, base.lists, base.prefetched)
@@ -379,14 +381,16 @@ CHUNK_HASH_KEY = "reconcile-parts1"  # 16 bytes; not the sweep slices' key, so p
 class _KetchRead:
     """Ketch's side of `read_state`, running on its own thread."""
 
-    def __init__(self, rt: Session, universe: pd.DataFrame):
-        self.rt = rt
+    def __init__(self, rt: Session, universe: pd.DataFrame, mirror: ketch_mirror.MirrorPlan | None = None):
+        self.rt, self.mirror = rt, mirror
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="ketch-read")
         self.future = self.pool.submit(self._read, universe)
         self.pool.shutdown(wait=False)
 
     def _read(self, universe: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         try:
+            if self.mirror is not None:
+                return ketch_mirror.read_ketch(self.rt, universe, self.mirror, self.rt.progress)
             return ex.extract_ketch(self.rt.ketch, universe, self.rt.cfg, self.rt.progress)
         except BaseException:
             _call(self.rt.braze, "stop")  # no point reading Braze for a run that will not go on
@@ -436,7 +440,22 @@ def observe(rt: Session, mode: str, run_id: str, subjects: set[str] | None = Non
     finally:
         drop_shared_export(rt, base.read)
     exceptions = pd.concat([base.exceptions, failed], ignore_index=True) if len(failed) else base.exceptions
+    note_mirror(rt, base)
     return Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures)
+
+
+def note_mirror(rt: Session, base: UniverseRead, rec: RunRecorder | None = None) -> None:
+    """Record what the Ketch mirror served and corrected in the run's summary (`ketch_mirror`)."""
+    if base.mirror is None:
+        return
+    tally = base.mirror.tally.as_note()
+    if rec is not None:
+        rec.note(ketch_mirror=tally)
+    elif base.run_id and rt.store.get_run(base.run_id) is not None:
+        rt.store.note_run(base.run_id, ketch_mirror=tally)
+    log.info("Ketch state: %d subject(s) from the mirror, %d read from Ketch (%d never filled, %d audited, %d with "
+             "open drift or an owed callback); mirror corrected %d", tally["from_mirror"], tally["api_reads"],
+             tally["backfilled"], tally["audited"], tally["flagged"], tally["corrected"])
 
 
 @dataclass(frozen=True)
@@ -473,7 +492,7 @@ def reobserve(rt: Session, obs: Observation, back: ReadBack, *, run_id: str) -> 
     ketch, topics = o.ketch, o.ketch_topics
     if back.ketch:
         again = o.universe[isin(o.universe["subject_key"], back.ketch).to_numpy()]
-        fresh_k, fresh_t, _failed = ex.extract_ketch(rt.ketch, again, rt.cfg, None)
+        fresh_k, fresh_t, _failed = ketch_mirror.reread(rt, again)
         ketch = conform(pd.concat([ketch[~isin(ketch["subject_key"], back.ketch).to_numpy()], fresh_k],
                                   ignore_index=True), "ketch")
         topics = conform(pd.concat([topics[~isin(topics["subject_key"], back.ketch).to_numpy()], fresh_t],
@@ -509,6 +528,7 @@ def observe_and_diff(rt: Session, mode: str, rec: RunRecorder, rules: Rules, sub
         obs = Observation(observed, exceptions, base.lists, rt.clock(), base.read.caps, erasures=base.erasures,
                           source_rows=base.source_rows)
         drop_shared_export(rt, base.read)
+        note_mirror(rt, base, rec)
         return obs, drift, fingerprint(rt.cfg.hash(), _print(observed))
     journal = PartJournal(rt, run_id, mode, slice_index, count)
     saved = journal.saved()
@@ -535,6 +555,7 @@ def observe_and_diff(rt: Session, mode: str, rec: RunRecorder, rules: Rules, sub
                       erasures=base.erasures)
     journal.finished()
     drop_shared_export(rt, base.read)
+    note_mirror(rt, base, rec)
     return obs, drift, fingerprint(rt.cfg.hash(), *[r.print for r in results])
 
 

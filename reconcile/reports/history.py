@@ -116,6 +116,7 @@ def summary(run: Mapping[str, Any]) -> dict[str, Any]:
         "actions": {k: run.get(f"actions_{k}") for k in ("planned", "sent", "confirmed", "failed")},
         "verified": run.get("verified_count"), "unverified": run.get("unverified_count"),
         "reveals": (run.get("summary") or {}).get("reveals") or [],
+        "ketch_mirror": (run.get("summary") or {}).get("ketch_mirror"),
     }
 
 

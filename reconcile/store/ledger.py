@@ -21,6 +21,7 @@ from reconcile.models.ledger import error_body
 from reconcile.store.base import Row, StoreBase
 from reconcile.store.bulk import where_in
 from reconcile.store.coltypes import scrub_secrets
+from reconcile.store.mirror import Observation, observe_in
 from reconcile.store.schema import (
     drift_items,
     ledger_callbacks,
@@ -51,6 +52,7 @@ class Received:
     changes: list[Row] = field(default_factory=list)  # kind, identity, changed_at
     request: Row | None = None  # a DeleteRequest's ledger_requests row (without event_id)
     callbacks: list[Row] = field(default_factory=list)  # position, url, headers (dict) | refused reason
+    mirror: list[Observation] = field(default_factory=list)  # (subject key, Change) for the Ketch mirror
 
 
 def stored_body(raw: bytes, doc: Any | None, limit: int) -> str:
@@ -98,7 +100,7 @@ class LedgerStore(StoreBase):
         why = (f"metadata.uid {str(rec.uid)[:80]!r} was already used by a different message; a replay must carry the "
                "same body. Send this message with a new uid")
         conflict = replace(rec, uid=None, outcome="invalid", reply_status=409, error=why, changes=[], request=None,
-                           callbacks=[], reply=error_body(409, "conflict", why, {"uid": str(rec.uid)[:80]}))
+                           callbacks=[], mirror=[], reply=error_body(409, "conflict", why, {"uid": str(rec.uid)[:80]}))
         with self._write("ledger receive") as conn:
             self._insert_all(conn, conflict)
         return 409, conflict.reply, False
@@ -114,6 +116,8 @@ class LedgerStore(StoreBase):
         if rec.changes:
             conn.execute(insert(ledger_changes), [{**c, "event_id": event_id, "received_at": rec.received_at}
                                                   for c in rec.changes])
+        if rec.mirror:
+            observe_in(conn, rec.mirror, rec.received_at)
         if rec.request is not None:
             req = {**rec.request, "event_id": event_id, "received_at": rec.received_at,
                    "callback_count": len(rec.callbacks)}

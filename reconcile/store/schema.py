@@ -32,6 +32,9 @@
                      (running, ready, unavailable and why), so parts and workers share it
     segment_export_rows  the profiles that export listed (address, ids, global state), kept
                      until the run or sweep is done
+    ketch_mirror     per subject, its Ketch consent and subscriptions as the ledger's messages
+                     and the job's Ketch reads left them (each field with its time), and when
+                     the Ketch API last filled it (models/mirror.py)
 
 Migrations live in `migrations/versions/`; a test checks they produce exactly this schema.
 """
@@ -451,4 +454,13 @@ segment_export_rows = Table(
     Column("email_subscribe", String),
     Column("phone", Text),
     Index(None, "scope", "email_key"),
+)
+
+ketch_mirror = Table(
+    "ketch_mirror",
+    metadata,
+    Column("subject_key", Text, primary_key=True),
+    Column("choices", Text, nullable=False),  # JSON: [[kind, code, channel, status, as_of, changed_at], ...]
+    Column("read_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -42,6 +42,7 @@ TABLES = {
     "run_parts",
     "segment_exports",
     "segment_export_rows",
+    "ketch_mirror",
 }
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 INI = Path(migrate.__file__).with_name("alembic.ini")
