@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconcile.config import Config, secret
+from reconcile.engine.identity import subject_key
 from reconcile.errors import ConfigError, ConfigProblem
 from reconcile.ledger import messages as m
 from reconcile.ledger import mirror
@@ -211,7 +212,7 @@ def _received(raw: bytes, at: datetime, cfg: Config) -> Received:
 def _mirror_change(msg: m.Message, identity: str, cfg: Config) -> list[tuple[str, Any]]:
     """The Ketch mirror's change for an accepted consent or subscription message."""
     change = mirror.message_change(msg)
-    key = mirror.subject_key(identity, cfg.identity.braze_key) if change is not None else None
+    key = subject_key(identity, cfg.identity.braze_key) if change is not None else None
     return [(key, change)] if key is not None else []
 
 

@@ -6,20 +6,17 @@ compares. The merge rule itself is models/mirror.py; the table is store/mirror.p
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import date, datetime
 from typing import Mapping
 
 from reconcile.clients.ketch_parse import (
     ConsentState, KetchRecord, SubscriptionState, parse_consent, parse_subscriptions,
 )
-from reconcile.engine.identity import CONTROL_PATTERN, MAX_EXTERNAL_ID_BYTES, email_key
 from reconcile.errors import DataError
 from reconcile.ledger import messages as m
 from reconcile.models.mirror import CONTROL, PURPOSE, TOPIC, Change, Choice, FieldKey, MirrorEntry, Snapshot
 
 AUDIT_KEY = b"reconcile-mirror"
-_CONTROL_CHARS = re.compile(CONTROL_PATTERN)
 
 
 def _status(allowed: bool) -> str:
@@ -41,19 +38,6 @@ def _subscription_choices(subs: SubscriptionState | None, as_of: datetime) -> di
     out.update({(CONTROL, code, ""): Choice(status, as_of, subs.collected_at)
                 for code, status in subs.controls.items()})
     return out
-
-
-def subject_key(identity: str, key_type: str) -> str | None:
-    """The subject key a run gives this identity (None: not a valid identity of that type);
-    one value at a time, as `engine.identity.normalize` keys a column."""
-    text = identity.strip()
-    if not text or _CONTROL_CHARS.search(text):
-        return None
-    if key_type == "email":
-        return email_key(text)
-    if len(text.encode("utf-8")) > MAX_EXTERNAL_ID_BYTES or any(c.isspace() for c in text):
-        return None
-    return text
 
 
 def message_change(msg: m.Message) -> Change | None:

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 import pytest
 
 from reconcile.config import load_config
+from reconcile.engine.identity import subject_key
 from reconcile.ledger import mirror as mm
 from reconcile.models.mirror import PURPOSE
 from reconcile.sandbox.ketch_webhooks import KetchWebhooks
@@ -91,7 +92,7 @@ def test_a_ledger_fed_sweep_reads_ketch_for_few_subjects_and_converges(world, tm
         today = datetime.now(timezone.utc).date()
         allowed = [p for p in people if (world.ketch.consent_of("email", p) or {}).get("purposes", {}).get(
             "email_marketing")]
-        in_slice = [p for p in allowed if mm.audited(mm.subject_key(p, "email") or "", today, 1 / 30)]
+        in_slice = [p for p in allowed if mm.audited(subject_key(p, "email") or "", today, 1 / 30)]
         silent = in_slice[0]
         changed = [p for p in allowed if p != silent][:20]
         now = int(datetime.now(timezone.utc).timestamp())
@@ -129,9 +130,9 @@ def test_a_ledger_fed_sweep_reads_ketch_for_few_subjects_and_converges(world, tm
         braze_after_mirror = _braze(world)
         profiles = world.braze.to_dict()["profiles"]
         unsubscribed = {p["email"] for p in profiles if p["email_subscribe"] == "unsubscribed"}
-        assert {mm.subject_key(p, "email") for p in [silent, *changed[:15]]} <= unsubscribed
+        assert {subject_key(p, "email") for p in [silent, *changed[:15]]} <= unsubscribed
         news = {p["email"] for p in profiles if p["groups"].get("sg-news") == "unsubscribed"}
-        assert {mm.subject_key(p, "email") for p in changed[15:]} <= news
+        assert {subject_key(p, "email") for p in changed[15:]} <= news
 
         # (iii) a full Ketch read (the mirror off) finds Braze where the mirror-fed run left it
         world.ketch.calls.clear()
