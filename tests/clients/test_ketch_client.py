@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import asyncio
 import json
 import random
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -993,3 +995,24 @@ def test_a_403_without_ketchs_error_shape_is_the_edge_and_waited_out_like_a_429(
         usage = client.usage()
     assert consent is not None and consent.purposes == {"p": True}
     assert usage["rate_limited"] == 1
+
+
+def test_aiohttp_takes_netrc_credentials_for_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      no_proxy_env: None) -> None:
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("machine 127.0.0.1 login reader password s3cret\n")
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    with CannedServer([http_answer(204), http_answer(204)]) as server, net_client(server.url, "aiohttp") as client:
+        assert client.run(client.get_consent({"email": "a@x.com"})) is None
+        assert client.run(client.get_consent({"email": "b@x.com"})) is None
+    expected = b"Authorization: Basic " + base64.b64encode(b"reader:s3cret")
+    assert len(server.requests) == 2 and all(expected in r for r in server.requests)
+
+
+def test_aiohttp_without_netrc_or_proxy_sends_no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             no_proxy_env: None) -> None:
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    with CannedServer([http_answer(204)]) as server, net_client(server.url, "aiohttp") as client:
+        assert client.run(client.get_consent({"email": "a@x.com"})) is None
+    assert b"Authorization" not in server.requests[0]
