@@ -17,7 +17,10 @@ to Braze.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import pandas as pd
@@ -74,17 +77,47 @@ def parse_phone(value: object, region: str) -> Parsed:
     return Parsed(phonenumbers.format_number(number, PhoneNumberFormat.E164), None)
 
 
+_MEMO_SIZE = 2
+_memo: OrderedDict[tuple[str, int, bytes], tuple[pd.Series, pd.DataFrame]] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
 def normalize_phones(raw: pd.Series, region: str) -> tuple[pd.Series, pd.DataFrame]:
     """(E.164 numbers aligned with `raw`, NA where missing or refused; refused rows as
     identity (shown form), reason, indexed like `raw`). A missing value (NA, empty) is no
-    phone, not an error. Each distinct value is parsed once."""
+    phone, not an error. Each distinct value is parsed once.
+
+    A run asks this of the same profiles several times (its SMS addresses, its subjects'
+    numbers, its exceptions) and libphonenumber costs about 50 µs a number, so the last
+    two answers are kept, keyed by a digest of the values with their index. Each caller
+    gets its own copy."""
     text = raw.astype("string")
+    key = (region, len(text), _digest(text))
+    with _memo_lock:
+        hit = _memo.get(key)
+        if hit is not None:
+            _memo.move_to_end(key)
+            return hit[0].copy(), hit[1].copy()
+    out, invalid = _normalize(text, region)
+    with _memo_lock:
+        _memo[key] = (out, invalid)
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+    return out.copy(), invalid.copy()
+
+
+def _digest(text: pd.Series) -> bytes:
+    hashed = pd.util.hash_pandas_object(text, index=True, categorize=False)
+    return hashlib.blake2b(hashed.to_numpy().tobytes(), digest_size=16).digest()
+
+
+def _normalize(text: pd.Series, region: str) -> tuple[pd.Series, pd.DataFrame]:
     values = text.str.strip().fillna("").to_numpy(dtype=object)
     parsed = {v: parse_phone(v, region) for v in set(values.tolist()) if v}
     e164 = [parsed[v].e164 if v else None for v in values.tolist()]
     reasons = [parsed[v].reason if v else None for v in values.tolist()]
-    out = pd.Series(e164, index=raw.index, dtype="string")
-    bad = pd.Series([r is not None for r in reasons], index=raw.index)
+    out = pd.Series(e164, index=text.index, dtype="string")
+    bad = pd.Series([r is not None for r in reasons], index=text.index)
     invalid = pd.DataFrame({"identity": text[bad].fillna("").map(shown).astype("string"),
-                            "reason": pd.Series(reasons, index=raw.index, dtype="string")[bad]})
+                            "reason": pd.Series(reasons, index=text.index, dtype="string")[bad]})
     return out, invalid

@@ -180,3 +180,30 @@ def test_normalize_phones_keeps_alignment(values, e164, bad) -> None:
     out, invalid = normalize_phones(pd.Series(values, index=[10 + i for i in range(len(values))]), "US")
     assert [None if pd.isna(v) else v for v in out.tolist()] == e164 and list(out.index) == [10, 11, 12, 13][:len(e164)]
     assert len(invalid) == bad and set(invalid.index) <= set(out.index)
+
+
+PHONE_TEXT = st.one_of(st.none(), st.sampled_from(["+14155552671", "415.555.2671", "020 7946 0018", "12", "", " "]),
+                       st.text(max_size=12))
+
+
+@given(st.lists(st.tuples(PHONE_TEXT, st.integers(0, 10**6)), max_size=12, unique_by=lambda t: t[1]),
+       st.sampled_from(["US", "GB"]))
+@settings(max_examples=150)
+def test_a_repeated_ask_answers_what_parsing_answers(rows: list[tuple[str | None, int]], region: str) -> None:
+    """The last answers are kept and given again; every ask, first or repeated, equals
+    parsing each value afresh, for the same values under another index or region too, and
+    an answer changed by its caller changes no later answer."""
+    values = pd.Series([v for v, _ in rows], index=[i for _, i in rows], dtype="string")
+    fresh = [parse_phone(v, region).e164 if v and v.strip() else None for v in values.fillna("").str.strip()]
+    for ask in (values, values.copy(), values.set_axis([i + 1 for _, i in rows])):
+        out, invalid = normalize_phones(ask, region)
+        assert list(out.index) == list(ask.index)
+        assert [None if pd.isna(v) else v for v in out.tolist()] == fresh
+        assert set(invalid.index) == {i for i, v in zip(ask.index, fresh) if v is None and pd.notna(ask[i])
+                                      and ask[i].strip()}
+        out[:] = "+10000000000"
+        invalid["reason"] = "changed by the caller"
+    other = "GB" if region == "US" else "US"
+    again, _ = normalize_phones(values, other)
+    assert [None if pd.isna(v) else v for v in again.tolist()] == \
+        [parse_phone(v, other).e164 if v and v.strip() else None for v in values.fillna("").str.strip()]
