@@ -150,12 +150,12 @@ def extract_ketch(ketch: KetchReads, universe: pd.DataFrame, cfg: Config, progre
     failures: list[dict[str, str]] = []
     for start in range(0, max(total, 1), KETCH_BATCH):
         cb = (lambda done, _n, at=start: progress("ketch", at + done, total)) if progress else None
-        records = _lookups(ketch, identities[start:start + KETCH_BATCH], cfg, cb, failures)
+        records = lookup_records(ketch, identities[start:start + KETCH_BATCH], cfg, cb, failures)
         ketch_df, topics = ketch_frames(records, universe.iloc[start:start + KETCH_BATCH], cfg)
         del records
         ketch_parts.append(ketch_df)
         topic_parts.append(topics)
-    failed = _refuse_mostly_failed(total, failures)
+    failed = judged_failures(total, failures)
     return (conform(pd.concat(ketch_parts, ignore_index=True), "ketch"),
             conform(pd.concat(topic_parts, ignore_index=True), "ketch_topics"), failed)
 
@@ -165,11 +165,11 @@ def fetch_ketch(ketch: KetchReads, values: list[str], cfg: Config, progress: Pro
     """(KetchRecords keyed by identity, failed): `extract_ketch`'s reads, before the frames."""
     cb = (lambda done, total: progress("ketch", done, total)) if progress else None
     failures: list[dict[str, str]] = []
-    records = _lookups(ketch, values, cfg, cb, failures)
-    return records, _refuse_mostly_failed(len(values), failures)
+    records = lookup_records(ketch, values, cfg, cb, failures)
+    return records, judged_failures(len(values), failures)
 
 
-def _lookups(ketch: KetchReads, values: list[str], cfg: Config, cb: Callable[[int, int], None] | None,
+def lookup_records(ketch: KetchReads, values: list[str], cfg: Config, cb: Callable[[int, int], None] | None,
              failed: list[dict[str, str]]) -> dict[str, Any]:
     """Records of `values` by identity; each identity whose lookup failed is added to `failed`."""
     purposes = {cfg.mapping.email_purpose: cfg.mapping.email_purpose_legal_basis} if cfg.mapping.email_purpose else None
@@ -182,7 +182,7 @@ def _lookups(ketch: KetchReads, values: list[str], cfg: Config, cb: Callable[[in
     return dict(ketch.fetch_many(cfg.identity.ketch_space, values, purposes, progress=cb, on_error=on_error))
 
 
-def _refuse_mostly_failed(asked: int, failed: list[dict[str, str]]) -> pd.DataFrame:
+def judged_failures(asked: int, failed: list[dict[str, str]]) -> pd.DataFrame:
     """The failures as a frame (identity, reason); raises when more than half of the lookups failed."""
     if asked >= 10 and len(failed) > asked / 2:
         raise TransientApiError(f"Ketch lookups failed for {len(failed)} of {asked} subjects (first: "

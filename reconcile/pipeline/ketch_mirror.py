@@ -21,12 +21,13 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
 from reconcile.config import Config
 from reconcile.engine import extract as ex
+from reconcile.engine.frames import conform
 from reconcile.ledger import mirror as mm
 from reconcile.ledger.sources import request_keys
 from reconcile.models.mirror import MirrorEntry, Snapshot
@@ -99,10 +100,40 @@ def callback_subjects(store: Any, cfg: Config) -> set[str]:
 def read_ketch(rt: Session, universe: pd.DataFrame, mp: MirrorPlan, progress: ex.Progress | None = None,
                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """`extract_ketch`'s answer (ketch, ketch_topics, failed), the mirror serving every
-    subject it can."""
-    keys = universe["subject_key"].astype(str).tolist()
-    identities = universe["identity"].astype(str).tolist()
+    subject it can. Read `extract.KETCH_BATCH` subjects at a time, as `extract_ketch` does:
+    a batch's entries and records become frame rows before the next batch is read."""
     mirror = MirrorStore.of(rt.store)
+    total = len(universe)
+    ketch_parts, topic_parts = [], []
+    failures: list[dict[str, str]] = []
+    fell_back: set[str] = set()  # failed audits a trusted entry still served
+    wrong: dict[str, list[str]] = {}
+    asked = 0
+    for at in range(0, max(total, 1), ex.KETCH_BATCH):
+        rows = universe.iloc[at:at + ex.KETCH_BATCH]
+        cb = (lambda done, _n, base=at: progress("ketch", base + done, total)) if progress else None
+        ketch_df, topics, n = _read_batch(rt, rows, mp, mirror, cb, failures, fell_back, wrong)
+        asked += n
+        ketch_parts.append(ketch_df)
+        topic_parts.append(topics)
+        if progress:
+            progress("ketch", at + len(rows), total)
+    failed = ex.judged_failures(asked, failures)
+    failed = failed[~failed["identity"].astype(str).isin(fell_back)].reset_index(drop=True)
+    if wrong:
+        log.warning("the Ketch mirror disagreed with Ketch for %d subject(s) read this run and was corrected (a "
+                    "change reached Ketch without a webhook, or a webhook was lost): %s", len(wrong), mm.shown(wrong))
+    return (conform(pd.concat(ketch_parts, ignore_index=True), "ketch"),
+            conform(pd.concat(topic_parts, ignore_index=True), "ketch_topics"), failed)
+
+
+def _read_batch(rt: Session, rows: pd.DataFrame, mp: MirrorPlan, mirror: MirrorStore,
+                cb: Callable[[int, int], None] | None, failures: list[dict[str, str]], fell_back: set[str],
+                wrong: dict[str, list[str]]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """One batch of `read_ketch`: its frames and how many subjects it read from the API;
+    adds to `failures`, `fell_back` and `wrong`."""
+    keys = rows["subject_key"].astype(str).tolist()
+    identities = rows["identity"].astype(str).tolist()
     entries = mirror.entries(keys)
     day = rt.clock().date()
     why: dict[str, str] = {}
@@ -116,13 +147,16 @@ def read_ketch(rt: Session, universe: pd.DataFrame, mp: MirrorPlan, progress: ex
             why[key] = "audited"
     ask = [(k, i) for k, i in zip(keys, identities) if k in why]
     started = rt.clock() - READ_MARGIN
-    records, failed = ex.fetch_ketch(rt.ketch, [i for _, i in ask], rt.cfg, progress) if ask else ({}, _no_failures())
-    failed_ids = set(failed["identity"].astype(str))
+    failed: list[dict[str, str]] = []
+    records = ex.lookup_records(rt.ketch, [i for _, i in ask], rt.cfg, cb, failed) if ask else {}
+    failures.extend(failed)
+    failed_ids = {f["identity"] for f in failed}
     obs: list[Observation] = [(k, mm.snapshot(records.get(i), started)) for k, i in ask if i not in failed_ids]
-    wrong = _disagreements(entries, obs, rt.cfg.mapping.email_purpose)
+    del records
+    found = _disagreements(entries, obs, rt.cfg.mapping.email_purpose)
+    wrong.update(found)
     after = mirror.observe(obs, rt.clock()) if obs else {}
     served: dict[str, Any] = {}
-    fell_back: set[str] = set()
     for key, identity in zip(keys, identities):
         entry: MirrorEntry | None = after.get(key)
         if entry is None and identity in failed_ids and why.get(key) == "audited":
@@ -134,13 +168,9 @@ def read_ketch(rt: Session, universe: pd.DataFrame, mp: MirrorPlan, progress: ex
             served[identity] = mm.record_of(identity, entry)
     counts = {reason: sum(1 for k, _ in ask if why[k] == reason) for reason in ("backfilled", "audited", "flagged")}
     mp.tally.add(subjects=len(keys), from_mirror=len(keys) - len(ask), failed=len(failed_ids),
-                 corrected=len(wrong), **counts)
-    if wrong:
-        log.warning("the Ketch mirror disagreed with Ketch for %d subject(s) read this run and was corrected (a "
-                    "change reached Ketch without a webhook, or a webhook was lost): %s", len(wrong), mm.shown(wrong))
-    ketch_df, topics = ex.ketch_frames(served, universe, rt.cfg)
-    failed = failed[~failed["identity"].astype(str).isin(fell_back)].reset_index(drop=True)
-    return ketch_df, topics, failed
+                 corrected=len(found), **counts)
+    ketch_df, topics = ex.ketch_frames(served, rows, rt.cfg)
+    return ketch_df, topics, len(ask)
 
 
 def reread(rt: Session, universe: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -171,7 +201,3 @@ def _disagreements(entries: dict[str, MirrorEntry], obs: list[Observation], emai
         if problems:
             out[key] = problems
     return out
-
-
-def _no_failures() -> pd.DataFrame:
-    return pd.DataFrame(columns=["identity", "reason"])

@@ -2,7 +2,7 @@
 204 or `{}` for an identity with no choice, legal-basis defaults without `collectedAt`, a
 subscriptions answer that leaves a topic out, bare purposes and flat topics. A first pass
 fills the mirror from the Ketch API over loopback; a second pass is served from it with no
-Ketch request, and its frames equal a direct Ketch read's."""
+Ketch request, and its frames equal a direct Ketch read's, read whole or in batches."""
 
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
+@pytest.mark.parametrize("batch", [ex.KETCH_BATCH, 7])
 @pytest.mark.parametrize("reading", list(READINGS))
-def test_the_mirror_serves_what_a_ketch_read_gives(world, reading):
+def test_the_mirror_serves_what_a_ketch_read_gives(world, reading, batch, monkeypatch):
     w = world
+    monkeypatch.setattr(ex, "KETCH_BATCH", batch)  # 7: the subjects read and served in many batches
     cfg = w.config()
     w.seed(cfg, subjects=120, drift=0.3)
     for name, value in READINGS[reading].items():
