@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +30,8 @@ from reconcile.store.file_modes import prepare
 SUPPORTED = ("sqlite", "postgresql")
 CHUNK = 900  # below SQLite's historical 999-variable limit
 BUSY_TIMEOUT_SECONDS = 60
+SLOW_WRITE_SECONDS = 10.0  # a SQLite write transaction held longer is logged
+log = logging.getLogger(__name__)
 CACHE_KIB = 64 * 1024  # SQLite page cache per connection
 T = TypeVar("T")
 Row = dict[str, Any]  # one database row, or one row to write
@@ -136,8 +140,14 @@ class StoreBase:
     def _write(self, op: str) -> Iterator[Connection]:
         """A transaction that commits on success (SQLite: `BEGIN IMMEDIATE`)."""
         with self._guard(op), self._engine.connect() as conn:
+            started = time.monotonic()
             with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
                 yield conn
+            held = time.monotonic() - started
+            if held > SLOW_WRITE_SECONDS and self._dialect == "sqlite":
+                log.warning("state store: %s held the database's write lock for %.0fs; every other writer, the "
+                            "run lock's heartbeat included, waits meanwhile (for at most %ds)", op, held,
+                            BUSY_TIMEOUT_SECONDS)
 
     @contextmanager
     def _read(self, op: str) -> Iterator[Connection]:

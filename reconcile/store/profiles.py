@@ -7,7 +7,8 @@ normalizes what it is given). A profile holds one address; a profile seen under 
 
 Writes are set-based whatever the volume: rows are loaded into a temporary staging table,
 then one UPDATE ... FROM refreshes known profiles and one INSERT ... SELECT adds new ones
-(and, for `replace_braze_profiles_for`, one DELETE drops profiles no longer at the address).
+(and, for `replace_braze_profiles_for`, one DELETE drops profiles no longer at the address),
+`WRITE_BATCH` addresses a transaction.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ import pandas as pd
 from sqlalchemy import Column, Connection, Text, delete, exists, insert, literal, select, update
 
 from reconcile.models.mailbox import key_or_none
-from reconcile.store.base import Row, StoreBase
+from reconcile.store.base import Row, StoreBase, chunked
 from reconcile.store.bulk import temp_table, where_in
 from reconcile.store.schema import braze_profiles as profiles
 
 PROFILE_COLUMNS = ("email_key", "braze_id", "external_id")
 READ_COLUMNS = ("email_key", "braze_id", "external_id", "last_seen_at")
 ProfileRows = list[Mapping[str, Any]] | pd.DataFrame
+# Addresses (or profiles) written a transaction. SQLite has one writer at a time: a million
+# addresses in one transaction held the write lock for over a minute, longer than the busy
+# timeout of the run lock's heartbeat, and the run lost its lease.
+WRITE_BATCH = 20_000
 
 
 def email_key(value: Any) -> str:
@@ -42,12 +47,14 @@ class ProfilesMixin(StoreBase):
         A known braze_id takes the given address and external_id and keeps its first_seen_at.
         """
         staged = _staged(rows)
-        if not staged:
-            return 0
-        with self._write("upsert_braze_profiles") as conn:
-            with temp_table(conn, "profile_staging", _staging_columns(), staged) as staging:
-                _upsert(conn, staging, at, run_id)
+        self._upsert_staged(staged, at, run_id)
         return len(staged)
+
+    def _upsert_staged(self, staged: list[Row], at: datetime, run_id: str) -> None:
+        for batch in chunked(staged, WRITE_BATCH):
+            with self._write("upsert_braze_profiles") as conn:
+                with temp_table(conn, "profile_staging", _staging_columns(), batch) as staging:
+                    _upsert(conn, staging, at, run_id)
 
     def replace_braze_profiles_for(
         self, email_keys: Iterable[str], rows: ProfileRows, at: datetime, run_id: str
@@ -56,6 +63,11 @@ class ProfilesMixin(StoreBase):
 
         Profiles recorded under one of `email_keys` and absent from `rows` are dropped; every
         row must belong to one of `email_keys` (ValueError otherwise). Returns rows written.
+
+        Written in transactions of `WRITE_BATCH` rows or addresses: first every row is
+        upserted (a profile that moved keeps its first_seen_at), then each batch of addresses
+        drops what is no longer there. A process stopped in between leaves profiles that
+        are gone listed at their old address, which every read checks anyway.
         """
         keys = sorted({email_key(k) for k in email_keys if k is not None and email_key(k)})
         staged = _staged(rows)
@@ -65,15 +77,19 @@ class ProfilesMixin(StoreBase):
             raise ValueError(f"replace_braze_profiles_for: {outside} row(s) hold an address not in email_keys")
         if not keys:
             return 0
-        key_rows = [{"email_key": k} for k in keys]
-        with self._write("replace_braze_profiles_for") as conn:
-            with (
-                temp_table(conn, "profile_staging", _staging_columns(), staged) as staging,
-                temp_table(conn, "profile_keys", [Column("email_key", Text, primary_key=True)], key_rows) as read,
-            ):
-                conn.execute(_drop_missing(staging, read))
-                if staged:
-                    _upsert(conn, staging, at, run_id)
+        self._upsert_staged(staged, at, run_id)
+        at_key: dict[str, list[Row]] = {}
+        for row in staged:
+            at_key.setdefault(row["email_key"], []).append(row)
+        for batch in chunked(keys, WRITE_BATCH):
+            key_rows = [{"email_key": k} for k in batch]
+            batch_rows = [row for k in batch for row in at_key.get(k, ())]
+            with self._write("replace_braze_profiles_for") as conn:
+                with (
+                    temp_table(conn, "profile_staging", _staging_columns(), batch_rows) as staging,
+                    temp_table(conn, "profile_keys", [Column("email_key", Text, primary_key=True)], key_rows) as read,
+                ):
+                    conn.execute(_drop_missing(staging, read))
         return len(staged)
 
     def forget_braze_profiles(self, braze_ids: Iterable[str]) -> int:

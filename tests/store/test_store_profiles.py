@@ -158,3 +158,37 @@ def test_hundred_thousand_profiles(runs: Store) -> None:
     assert runs.forget_braze_profiles(read["braze_id"].iloc[:1000]) == 1000
     assert len(runs.braze_profiles()) == n // 2 - 1000
     print(f"100k profiles: upsert + replace + read in {elapsed:.1f}s")
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 10_000])
+def test_replace_in_batches_equals_the_whole_replace(runs: Store, batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written a few addresses a transaction, a replace leaves what one replace of all of
+    them would: profiles moved between addresses of different batches (either order) end
+    at their new address with their first_seen_at, profiles gone from a read address are
+    dropped, addresses not read keep theirs."""
+    import random
+
+    from reconcile.store import profiles as store_profiles
+
+    monkeypatch.setattr(store_profiles, "WRITE_BATCH", batch)
+    rng = random.Random(batch)
+    addresses = [f"a{i}@x.io" for i in range(9)]
+    before = {f"b{i}": (rng.choice(addresses), rng.choice([None, f"u{i}"])) for i in range(20)}
+    runs.upsert_braze_profiles([{"email_key": a, "braze_id": b, "external_id": x} for b, (a, x) in before.items()],
+                               T0, "r1")
+    read = set(rng.sample(addresses, 6))
+    fresh = {b: (rng.choice(sorted(read)), x) for b, (a, x) in before.items() if rng.random() < 0.6}
+    fresh.update({f"n{i}": (rng.choice(sorted(read)), None) for i in range(3)})
+    runs.replace_braze_profiles_for(sorted(read), [{"email_key": a, "braze_id": b, "external_id": x}
+                                                   for b, (a, x) in fresh.items()], T1, "r2")
+    expected = {b: ax for b, ax in before.items() if ax[0] not in read} | fresh
+    assert known(runs) == {(a, b, x) for b, (a, x) in expected.items()}
+    from sqlalchemy import select
+
+    from reconcile.store.schema import braze_profiles
+
+    with runs._read("test") as conn:
+        firsts = {r.braze_id: r.first_seen_at for r in conn.execute(select(braze_profiles))}
+    kept = [b for b in fresh if b in before]
+    assert kept and len(expected) > len(fresh)
+    assert all(firsts[b] == T0 for b in kept) and all(firsts[b] == T1 for b in fresh if b not in before)
