@@ -140,8 +140,8 @@ class StoreBase:
     def _write(self, op: str) -> Iterator[Connection]:
         """A transaction that commits on success (SQLite: `BEGIN IMMEDIATE`)."""
         with self._guard(op), self._engine.connect() as conn:
-            started = time.monotonic()
             with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
+                started = time.monotonic()  # the write lock is held from here
                 yield conn
             held = time.monotonic() - started
             if held > SLOW_WRITE_SECONDS and self._dialect == "sqlite":
