@@ -240,7 +240,8 @@ class BrazeSim(Simulator):
         with self.lock:
             created = None if created_at is None else to_epoch(created_at)
             profile = self.db.new_profile(external_id=external_id, created_at=created)
-            profile.phone, profile.email_subscribe = phone, email_subscribe
+            profile.email_subscribe = email_subscribe
+            self.db.place_phone(profile, phone)
             self.db.place_email(profile, email)
             profile.user_aliases = [dict(a) for a in user_aliases or []]
             for group_id, state in (groups or {}).items():

@@ -152,12 +152,13 @@ class AddressTable(dict[str, dict[str, str]]):
 
 
 class _Index:
-    """Profiles by address and by external_id, in the profile table's order."""
+    """Profiles by address, by external_id and by phone, in the profile table's order."""
 
     def __init__(self, profiles: Iterable[Profile], key: Callable[[str], str]):
         self.key = key
         self.emails: dict[str, list[Profile]] = {}
         self.xids: dict[str, list[Profile]] = {}
+        self.phones: dict[str, list[Profile]] = {}
         self.rank: dict[str, int] = {}
         self._added = 0
         for p in profiles:
@@ -171,19 +172,30 @@ class _Index:
             self.emails.setdefault(self.key(p.email), []).append(p)
         if p.external_id is not None:
             self.xids.setdefault(p.external_id, []).append(p)
+        if p.phone is not None:
+            self.phones.setdefault(p.phone, []).append(p)
 
     def remove(self, p: Profile) -> None:
         self.rank.pop(p.braze_id, None)
-        for table, key in ((self.emails, None if p.email is None else self.key(p.email)), (self.xids, p.external_id)):
+        for table, key in ((self.emails, None if p.email is None else self.key(p.email)), (self.xids, p.external_id),
+                           (self.phones, p.phone)):
             if key is not None:
                 self._drop(table, key, p)
 
     def move_email(self, p: Profile, old: str | None) -> None:
         """`p` changed address from `old`: out of the old list, into the new one in table order."""
+        self._move(self.emails, None if old is None else self.key(old),
+                   None if p.email is None else self.key(p.email), p)
+
+    def move_phone(self, p: Profile, old: str | None) -> None:
+        """`p` changed number from `old`."""
+        self._move(self.phones, old, p.phone, p)
+
+    def _move(self, table: dict[str, list[Profile]], old: str | None, new: str | None, p: Profile) -> None:
         if old is not None:
-            self._drop(self.emails, self.key(old), p)
-        if p.email is not None:
-            holders = self.emails.setdefault(self.key(p.email), [])
+            self._drop(table, old, p)
+        if new is not None:
+            holders = table.setdefault(new, [])
             ranks = [self.rank[h.braze_id] for h in holders]
             holders.insert(bisect.bisect(ranks, self.rank[p.braze_id]), p)
 
@@ -258,7 +270,15 @@ class BrazeState:
         return holders[0] if holders else None
 
     def by_phone(self, phone: str) -> list[Profile]:
-        return [p for p in self.profiles.values() if p.phone is not None and p.phone == phone]
+        return list(self._indexes().phones.get(phone, []))
+
+    def place_phone(self, profile: Profile, phone: str | None) -> None:
+        """Set a profile's number as it is (no state rules), keeping the phone index."""
+        index, old = self._current_index(), profile.phone
+        profile.phone = phone
+        if index is not None and profile.braze_id in index.rank:
+            index.move_phone(profile, old)
+            self._index_stamp = self._stamp()
 
     def by_alias(self, name: str, label: str) -> Profile | None:
         return next((p for p in self.profiles.values() if p.has_alias(name, label)), None)
@@ -386,7 +406,7 @@ class BrazeState:
         if phone == profile.phone:
             return
         others = [p for p in self.by_phone(phone) if p is not profile] if phone else []
-        profile.phone = phone
+        self.place_phone(profile, phone)
         if others:
             source = max(others, key=Profile.recency)
             for gid in [g for g in profile.groups if self.is_sms(g)]:
@@ -442,7 +462,7 @@ class BrazeState:
         if email:
             self.attach_email(created, email)
         else:
-            created.phone = obj["phone"]
+            self.place_phone(created, obj["phone"])
         return created
 
     def apply_attributes(self, profile: Profile, obj: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
 """The simulator's profile indexes are updated in place by creations, deletions and address
-changes (no rebuild of the whole table per request) and always agree with a fresh build."""
+changes, number changes (no rebuild of the whole table per request) and always agree with a fresh build."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def agrees(sim: BrazeSim, builds: list[int] | None = None) -> None:
         {k: [p.braze_id for p in v] for k, v in fresh.emails.items()}
     assert {k: [p.braze_id for p in v] for k, v in index.xids.items()} == \
         {k: [p.braze_id for p in v] for k, v in fresh.xids.items()}
+    assert {k: [p.braze_id for p in v] for k, v in index.phones.items() if v} == \
+        {k: [p.braze_id for p in v] for k, v in fresh.phones.items()}
 
 
 @pytest.fixture
@@ -86,3 +88,21 @@ def test_a_change_the_index_does_not_follow_rebuilds_it():
     sim.db.profiles[braze_id].external_id = "u2"
     sim.db.identity_version += 1
     assert sim.db.by_external_id("u1") is None and sim.db.by_external_id("u2").braze_id == braze_id
+
+
+def test_numbers_given_and_changed_keep_the_phone_index(builds: list[int]):
+    sim = BrazeSim(api_key="sandbox-rest-key", clock=lambda: NOW)
+    for i in range(6):
+        sim.add_profile(external_id=f"u{i}", email=f"u{i}@x.io", phone=f"+1415555{i:04d}" if i % 2 else None)
+    sim.db._indexes()
+    builds.clear()
+    client = httpx.Client(transport=sim.transport(), base_url="https://rest.test")
+    objs = [{"external_id": "u0", "phone": "+14155550001"}, {"external_id": "u1", "phone": "+14155559999"},
+            {"phone": "+14155558888", "first_name": "new"}]
+    for obj in objs:
+        assert client.post("/users/track", json={"attributes": [obj]}, headers=AUTH).status_code == 201
+    assert [p.external_id for p in sim.db.by_phone("+14155550001")] == ["u0"]
+    assert [p.external_id for p in sim.db.by_phone("+14155559999")] == ["u1"]
+    assert len(sim.db.by_phone("+14155558888")) == 1
+    assert not builds, "number changes update the index in place"
+    agrees(sim)
