@@ -8,9 +8,9 @@
   most `limit` connections; proxies from the environment and credentials from `~/.netrc`,
   as aiohttp's `trust_env` reads them, but read once per origin and session: `trust_env`
   reads both again on every request, through two thread hops (about 60 % of the Ketch
-  read's CPU at 10,000 subjects, benchmarks/RESULTS.md); TLS verified with the SSL context it is given; no redirects followed; no
-  cookies kept. The real network's path: about a fifth of httpx's CPU per request
-  (benchmarks/RESULTS.md).
+  read's CPU at 10,000 subjects, benchmarks/RESULTS.md); TLS verified with the SSL
+  context it is given; no redirects followed; no cookies kept. The real network's path:
+  about a fifth of httpx's CPU per request (benchmarks/RESULTS.md).
 * `HttpxSender`: an `httpx.AsyncClient`, on an injected transport (tests, the in-process
   sandbox) or on the network.
 
